@@ -1,0 +1,176 @@
+//! Typed settings from `EFS_IAM_*` environment variables, each with a matching CLI
+//! flag (flags win). A bad value stops start-up with one line naming the variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
+
+#[derive(Debug, Parser)]
+#[command(name = "efs-iam", version, about = "EFS's Okta integration service")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (the default).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document and exit.
+    Openapi,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(long, env = "EFS_IAM_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    pub listen: SocketAddr,
+
+    /// `sqlite:FILE` (embedded, created on first start) or `mysql://user:pass@host/db`.
+    #[arg(long, env = "EFS_IAM_DATABASE_URL", default_value = "sqlite:efs-iam.db",
+          value_parser = parse_database_url, hide_env_values = true, global = true)]
+    pub database_url: SecretString,
+
+    /// Most database connections this instance opens.
+    #[arg(long, env = "EFS_IAM_DATABASE_MAX_CONNECTIONS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub database_max_connections: u32,
+
+    /// How long a request waits for a free database connection (e.g. 3s, 500ms).
+    #[arg(long, env = "EFS_IAM_DATABASE_ACQUIRE_TIMEOUT", default_value = "3s",
+          value_parser = parse_duration, global = true)]
+    pub database_acquire_timeout: Duration,
+
+    /// Apply migrations when `serve` starts.
+    #[arg(long, env = "EFS_IAM_MIGRATE_ON_START", default_value_t = true,
+          action = clap::ArgAction::Set, global = true)]
+    pub migrate_on_start: bool,
+
+    /// Longest a request may take before it is answered 503.
+    #[arg(long, env = "EFS_IAM_REQUEST_TIMEOUT", default_value = "30s",
+          value_parser = parse_duration, global = true)]
+    pub request_timeout: Duration,
+
+    /// Largest request body accepted, in bytes (a 10,000-user enqueue is about 1 MB).
+    #[arg(long, env = "EFS_IAM_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=(256 * 1024 * 1024)), global = true)]
+    pub max_body_bytes: u64,
+
+    /// Longest `/health/ready` waits for the database.
+    #[arg(long, env = "EFS_IAM_READY_TIMEOUT", default_value = "2s",
+          value_parser = parse_duration, global = true)]
+    pub ready_timeout: Duration,
+
+    /// Log format.
+    #[arg(long, env = "EFS_IAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// Log filter, in `tracing` EnvFilter syntax (e.g. `info,efs_iam=debug`).
+    #[arg(long, env = "EFS_IAM_LOG", default_value = "info", global = true)]
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Settings {
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+}
+
+/// Never echoes the value: a database URL may carry a password.
+fn parse_database_url(raw: &str) -> Result<SecretString, String> {
+    crate::storage::scheme(raw).map_err(|e| e.to_string())?;
+    Ok(SecretString::from(raw.to_owned()))
+}
+
+/// `250ms`, `3s`, `2m`; a bare number means seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| "expected a duration such as 500ms, 3s or 2m".to_string())?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        _ => return Err("expected a duration such as 500ms, 3s or 2m".into()),
+    };
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+/// Parses the command line and environment. On a bad value, prints one line naming
+/// the environment variable and the flag, and exits with status 2.
+pub fn parse() -> Cli {
+    use clap::CommandFactory;
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::{ContextKind, ContextValue, ErrorKind};
+            if !matches!(e.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
+                e.exit();
+            }
+            let arg = match e.get(ContextKind::InvalidArg) {
+                Some(ContextValue::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            let cmd = Cli::command();
+            let env = cmd
+                .get_arguments()
+                .find(|a| a.get_long().is_some_and(|l| arg.starts_with(&format!("--{l}"))))
+                .and_then(|a| a.get_env())
+                .map(|v| v.to_string_lossy().into_owned());
+            let reason = e
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_owned();
+            match env {
+                Some(env) => eprintln!("efs-iam: bad setting {env} ({arg}): {reason}"),
+                None => eprintln!("efs-iam: {reason}"),
+            }
+            std::process::exit(2);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn database_url_errors_do_not_echo_the_value() {
+        let err = parse_database_url("postgres://u:hunter2@h/db").unwrap_err();
+        assert!(!err.contains("hunter2"));
+        assert!(parse_database_url("sqlite:x.db").is_ok());
+    }
+}

@@ -1,0 +1,198 @@
+//! The one error type of the HTTP API. Every failure leaves as an RFC 9457
+//! `application/problem+json` body with a stable `type` that EFS's PHP can branch on;
+//! internal details (SQL, causes) are logged, never sent.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::storage::StorageError;
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:efs-iam:problem:validation-failed",
+    "title": "Request validation failed",
+    "status": 422,
+    "detail": "okta_user_id: must be 1 to 20 characters",
+    "errors": [{"field": "okta_user_id", "message": "must be 1 to 20 characters"}]
+}))]
+pub struct Problem {
+    /// Stable, machine-readable problem type: `urn:efs-iam:problem:<slug>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The fields at fault, when the problem is about the request's content.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FieldError {
+    /// The field's path in the body (`users[3].okta_user_id`), or the parameter name.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Self {
+            field: field.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON at all, or not in the declared media type.
+    #[error("malformed request body: {0}")]
+    MalformedBody(String),
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// A path or query parameter is not acceptable.
+    #[error("invalid parameter {}", .0.field)]
+    InvalidParameter(FieldError),
+    /// Well-formed JSON whose content breaks a rule.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn invalid_parameter(field: &str, message: impl std::fmt::Display) -> Self {
+        Self::InvalidParameter(FieldError::new(field, message))
+    }
+
+    pub fn invalid_field(field: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, String, Vec<FieldError>) {
+        use StatusCode as S;
+        match self {
+            Self::MalformedBody(m) => (
+                S::BAD_REQUEST,
+                "malformed-body",
+                "Malformed request body",
+                m.clone(),
+                vec![],
+            ),
+            Self::UnsupportedMediaType => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "the body must be JSON, sent with Content-Type: application/json".into(),
+                vec![],
+            ),
+            Self::PayloadTooLarge => (
+                S::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Request body too large",
+                "the request body exceeds the configured limit".into(),
+                vec![],
+            ),
+            Self::InvalidParameter(f) => (
+                S::BAD_REQUEST,
+                "invalid-parameter",
+                "Invalid parameter",
+                format!("{}: {}", f.field, f.message),
+                vec![f.clone()],
+            ),
+            Self::Validation(errors) => (
+                S::UNPROCESSABLE_ENTITY,
+                "validation-failed",
+                "Request validation failed",
+                errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                errors.clone(),
+            ),
+            Self::NotFound(m) => (S::NOT_FOUND, "not-found", "Not found", m.clone(), vec![]),
+            Self::Unavailable(m) => (
+                S::SERVICE_UNAVAILABLE,
+                "service-unavailable",
+                "Service unavailable",
+                m.clone(),
+                vec![],
+            ),
+            Self::Storage(StorageError::UnknownEfsUser) => (
+                S::UNPROCESSABLE_ENTITY,
+                "unknown-efs-user",
+                "Unknown EFS user",
+                "user_id: no such user in EFS (users/panelists)".into(),
+                vec![FieldError::new("user_id", "no such user in EFS")],
+            ),
+            Self::Storage(
+                StorageError::Unavailable(_)
+                | StorageError::Conflict(_)
+                | StorageError::NotMigrated { .. },
+            ) => (
+                S::SERVICE_UNAVAILABLE,
+                "database-unavailable",
+                "Database unavailable",
+                "the database is unavailable or busy; retry later".into(),
+                vec![],
+            ),
+            Self::Storage(_) | Self::Internal(_) => (
+                S::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+                "an unexpected error occurred; the request id identifies it in the logs".into(),
+                vec![],
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title, detail, errors) = self.parts();
+        if status.is_server_error() {
+            tracing::error!(error = ?anyhow::Error::from(self), "request failed");
+        }
+        problem_response(status, slug, title, detail, errors)
+    }
+}
+
+pub fn problem_response(
+    status: StatusCode,
+    slug: &str,
+    title: &str,
+    detail: String,
+    errors: Vec<FieldError>,
+) -> Response {
+    let body = Problem {
+        problem_type: format!("urn:efs-iam:problem:{slug}"),
+        title: title.to_owned(),
+        status: status.as_u16(),
+        detail,
+        errors,
+    };
+    let mut res = (status, axum::Json(body)).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    res
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,291 @@
+//! The log of errors received from Okta (`iam_error_log`): written by efs-iam's Okta
+//! adapter and by EFS, read by operators.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::extract::{decode_cursor, encode_cursor, page_limit, path_param, AppJson, AppQuery};
+use super::{utc, AppState};
+use crate::domain::{check_text, parse_row_id, Invalid, TextLimit};
+use crate::error::{ApiError, ApiResult, FieldError, Problem};
+use crate::storage::{ErrorLogEntry, ErrorLogQuery, NewErrorLogEntry};
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 500;
+/// `trace LONGTEXT` could hold 4 GiB; a trace beyond 1 MiB is refused as a mistake.
+const TRACE_LIMIT: TextLimit = TextLimit::Bytes(1 << 20);
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(record_error, query_error_log, purge_error_log))
+        .routes(routes!(get_error_log_entry))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": 17, "created_at": "2026-11-27T09:00:00Z", "message": "Api validation failed: login", "status_code": 400, "trace": "POST /api/v1/users X-Okta-Request-Id=reqVy8wsvmBQN27h4soUE3ZEnA", "error_code": "E0000001"}))]
+pub struct ErrorLogEntryBody {
+    pub id: i32,
+    pub created_at: DateTime<Utc>,
+    pub message: Option<String>,
+    /// HTTP status Okta answered with (0 when there was no answer).
+    pub status_code: i16,
+    pub trace: Option<String>,
+    /// Okta's `errorCode`, e.g. `E0000047`; empty when there was none.
+    pub error_code: String,
+}
+
+impl From<ErrorLogEntry> for ErrorLogEntryBody {
+    fn from(e: ErrorLogEntry) -> Self {
+        Self {
+            id: e.id,
+            created_at: utc(e.created_at),
+            message: e.message,
+            status_code: e.status_code,
+            trace: e.trace,
+            error_code: e.error_code,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"message": "Api validation failed: login", "status_code": 400, "error_code": "E0000001", "trace": "POST /api/v1/users"}))]
+pub struct NewErrorLogEntryBody {
+    /// At most 65,535 bytes.
+    pub message: Option<String>,
+    /// HTTP status, 0 to 999 (default 0: no answer).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 999)]
+    pub status_code: i64,
+    /// At most 1 MiB.
+    pub trace: Option<String>,
+    /// Okta error code, at most 36 characters (default empty).
+    #[serde(default)]
+    #[schema(max_length = 36)]
+    pub error_code: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorLogPage {
+    pub items: Vec<ErrorLogEntryBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ErrorLogListQuery {
+    /// Entries at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Entries before this time (RFC 3339).
+    pub until: Option<String>,
+    #[param(minimum = 0, maximum = 999)]
+    pub status_code: Option<i64>,
+    #[param(max_length = 36)]
+    pub error_code: Option<String>,
+    /// Text contained in the message.
+    #[param(max_length = 200)]
+    pub q: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PurgeQuery {
+    /// Deletes every entry created before this time (RFC 3339). Required.
+    pub before: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PurgeResult {
+    pub deleted: u64,
+}
+
+/// Position of the last entry of a page: newest first means (created_at, id) desc.
+#[derive(Serialize, Deserialize)]
+struct Position(NaiveDateTime, i32);
+
+fn timestamp(field: &str, raw: &str) -> ApiResult<NaiveDateTime> {
+    DateTime::<FixedOffset>::parse_from_rfc3339(raw)
+        .map(|t| t.naive_utc())
+        .map_err(|_| {
+            ApiError::invalid_parameter(field, "must be an RFC 3339 time, e.g. 2026-11-27T09:00:00Z")
+        })
+}
+
+fn status_code(value: i64) -> Result<i16, Invalid> {
+    if (0..=999).contains(&value) {
+        Ok(value as i16)
+    } else {
+        Err(Invalid::new("must be from 0 to 999"))
+    }
+}
+
+/// Records an error.
+#[utoipa::path(
+    post, path = "/errors", tag = "error log",
+    request_body = NewErrorLogEntryBody,
+    responses(
+        (status = 201, description = "Recorded", body = ErrorLogEntryBody, headers(("Location" = String, description = "The entry's URL"))),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn record_error(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<NewErrorLogEntryBody>,
+) -> ApiResult<Response> {
+    let mut errors = Vec::new();
+    let status = status_code(body.status_code);
+    if let Err(e) = &status {
+        errors.push(FieldError::new("status_code", e));
+    }
+    let checks = [
+        ("message", body.message.as_deref(), TextLimit::TEXT),
+        ("trace", body.trace.as_deref(), TRACE_LIMIT),
+        ("error_code", Some(body.error_code.as_str()), TextLimit::Chars(36)),
+    ];
+    for (field, value, limit) in checks {
+        if let Some(Err(e)) = value.map(|v| check_text(v, limit)) {
+            errors.push(FieldError::new(field, e));
+        }
+    }
+    let (Ok(status_code), true) = (status, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let entry = state
+        .store
+        .record_error(&NewErrorLogEntry {
+            message: body.message,
+            status_code,
+            trace: body.trace,
+            error_code: body.error_code,
+        })
+        .await?;
+    let location = format!("/api/v1/errors/{}", entry.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(ErrorLogEntryBody::from(entry)),
+    )
+        .into_response())
+}
+
+/// Queries the error log, newest first.
+#[utoipa::path(
+    get, path = "/errors", tag = "error log",
+    params(ErrorLogListQuery),
+    responses(
+        (status = 200, description = "One page of entries", body = ErrorLogPage),
+        (status = 400, description = "Invalid filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn query_error_log(
+    State(state): State<AppState>,
+    AppQuery(query): AppQuery<ErrorLogListQuery>,
+) -> ApiResult<Json<ErrorLogPage>> {
+    let limit = page_limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
+    let since = query.since.as_deref().map(|s| timestamp("since", s)).transpose()?;
+    let until = query.until.as_deref().map(|s| timestamp("until", s)).transpose()?;
+    let status_code = query
+        .status_code
+        .map(status_code)
+        .transpose()
+        .map_err(|e| ApiError::invalid_parameter("status_code", e))?;
+    for (field, value, max) in [("error_code", &query.error_code, 36), ("q", &query.q, 200)] {
+        if let Some(Err(e)) = value.as_deref().map(|v| check_text(v, TextLimit::Chars(max))) {
+            return Err(ApiError::invalid_parameter(field, e));
+        }
+    }
+    let before = query
+        .cursor
+        .as_deref()
+        .map(decode_cursor::<Position>)
+        .transpose()?
+        .map(|Position(at, id)| (at, id));
+    let rows = state
+        .store
+        .query_error_log(&ErrorLogQuery {
+            since,
+            until,
+            status_code,
+            error_code: query.error_code,
+            text: query.q,
+            before,
+            limit: limit + 1,
+        })
+        .await?;
+    let next_cursor = (rows.len() > limit as usize).then(|| {
+        let last = &rows[limit as usize - 1];
+        encode_cursor(&Position(last.created_at, last.id))
+    });
+    Ok(Json(ErrorLogPage {
+        items: rows.into_iter().take(limit as usize).map(Into::into).collect(),
+        next_cursor,
+    }))
+}
+
+/// One error log entry.
+#[utoipa::path(
+    get, path = "/errors/{id}", tag = "error log",
+    params(("id" = i32, Path, description = "Entry id", minimum = 1)),
+    responses(
+        (status = 200, description = "The entry", body = ErrorLogEntryBody),
+        (status = 400, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such entry", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn get_error_log_entry(
+    State(state): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+) -> ApiResult<Json<ErrorLogEntryBody>> {
+    let id = path_param(&params, "id", parse_row_id)?;
+    let entry = state
+        .store
+        .error_log_entry(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no error log entry {id}")))?;
+    Ok(Json(entry.into()))
+}
+
+/// Deletes every entry older than `before`.
+#[utoipa::path(
+    delete, path = "/errors", tag = "error log",
+    params(PurgeQuery),
+    responses(
+        (status = 200, description = "How many entries were deleted", body = PurgeResult),
+        (status = 400, description = "Missing or invalid `before`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn purge_error_log(
+    State(state): State<AppState>,
+    AppQuery(query): AppQuery<PurgeQuery>,
+) -> ApiResult<Json<PurgeResult>> {
+    let before = timestamp("before", &query.before)?;
+    let deleted = state.store.purge_error_log(before).await?;
+    tracing::info!(deleted, "error log purged");
+    Ok(Json(PurgeResult { deleted }))
+}

@@ -1,0 +1,207 @@
+//! Extractors that turn every malformed request into our problem+json, naming the
+//! field at fault (axum's own rejections are plain text without field paths).
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts, StatusCode};
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::domain::Invalid;
+use crate::error::{ApiError, ApiResult, FieldError};
+
+/// A JSON body (`application/json` or any `+json` type) with serde errors mapped to
+/// the field path at fault.
+pub struct AppJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for AppJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<mime::Mime>().ok())
+            .is_some_and(|m| {
+                m.type_() == "application"
+                    && (m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"))
+            });
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::MalformedBody(e.body_text())
+            }
+        })?;
+        parse_json(&bytes).map(AppJson)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = field_name(&path, &inner.to_string());
+                ApiError::Validation(vec![FieldError::new(field, strip_position(&inner))])
+            }
+            _ => ApiError::MalformedBody(inner.to_string()),
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::MalformedBody(e.to_string()))?;
+    Ok(value)
+}
+
+/// serde names a missing or unknown field only in its message (the path points at the
+/// enclosing object); pull the name out so the problem names the field itself.
+fn field_name(path: &str, message: &str) -> String {
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|p| message.split_once(p))
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(name, _)| name.to_owned());
+    match (path, named) {
+        (".", Some(name)) => name,
+        (p, Some(name)) => format!("{p}.{name}"),
+        (".", None) => "body".to_owned(),
+        (p, None) => p.to_owned(),
+    }
+}
+
+fn strip_position(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+/// Query parameters, with unknown parameters and bad values refused by name.
+pub struct AppQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for AppQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(AppQuery)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let message = e.into_inner().to_string();
+                let field = field_name(&path, &message);
+                let field = if field == "body" { "query".into() } else { field };
+                ApiError::InvalidParameter(FieldError::new(field, message))
+            })
+    }
+}
+
+/// Reads and validates one path parameter.
+pub fn path_param<T>(
+    params: &HashMap<String, String>,
+    name: &str,
+    parse: impl FnOnce(&str) -> Result<T, Invalid>,
+) -> ApiResult<T> {
+    let raw = params
+        .get(name)
+        .ok_or_else(|| ApiError::invalid_parameter(name, "missing"))?;
+    parse(raw).map_err(|e| ApiError::invalid_parameter(name, e))
+}
+
+/// Opaque keyset cursors: base64url of a small JSON position. Opaque so that callers
+/// cannot build them and so the position format may change.
+pub fn encode_cursor<T: Serialize>(position: &T) -> String {
+    let json = serde_json::to_vec(position).expect("cursor positions serialise");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+pub fn decode_cursor<T: DeserializeOwned>(cursor: &str) -> ApiResult<T> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| {
+            ApiError::invalid_parameter("cursor", "not a cursor returned by this API")
+        })
+}
+
+/// Page size: `default` when absent, refused above `max`.
+pub fn page_limit(limit: Option<u32>, default: u32, max: u32) -> ApiResult<u32> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid_parameter(
+            "limit",
+            format!("must be from 1 to {max}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        items: Vec<Item>,
+    }
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Item {
+        n: i32,
+    }
+
+    fn field_of(json: &str) -> String {
+        match parse_json::<Body>(json.as_bytes()) {
+            Err(ApiError::Validation(e)) => e[0].field.clone(),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_the_field_at_fault() {
+        assert_eq!(field_of(r#"{"items":[]}"#), "name");
+        assert_eq!(field_of(r#"{"name":"a","items":[],"x":1}"#), "x");
+        assert_eq!(field_of(r#"{"name":"a","items":[{"n":"1"}]}"#), "items[0].n");
+        assert_eq!(field_of(r#"{"name":"a","items":[{"n":1,"m":2}]}"#), "items[0].m");
+        assert!(matches!(
+            parse_json::<Body>(b"{\"name\":"),
+            Err(ApiError::MalformedBody(_))
+        ));
+        assert!(matches!(
+            parse_json::<Body>(br#"{"name":"a","items":[]} x"#),
+            Err(ApiError::MalformedBody(_))
+        ));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let c = encode_cursor(&42);
+        assert_eq!(decode_cursor::<i32>(&c).unwrap(), 42);
+        assert!(decode_cursor::<i32>("!!").is_err());
+        assert!(decode_cursor::<i32>(&encode_cursor(&"x")).is_err());
+    }
+}

@@ -1,0 +1,100 @@
+//! Cross-cutting layers: request ids and spans, metrics, and problem+json for errors
+//! produced outside our handlers (unknown routes, wrong methods, timeouts).
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderName, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::error::problem_response;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub const REQUEST_ID_HEADER: HeaderName = REQUEST_ID;
+
+/// The span of one request. `x-request-id` is taken from the caller (EFS-Admin passes
+/// its own) or made by the outer layer. It records the route template, never the raw
+/// path: paths carry session ids, which are secrets.
+pub fn make_span(req: &Request) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", method = %req.method(), route, request_id)
+}
+
+pub async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().clone();
+    let started = Instant::now();
+    let res = next.run(req).await;
+    state
+        .metrics
+        .record_request(method.as_str(), &route, res.status(), started.elapsed());
+    res
+}
+
+/// Error answers that carry no body of ours (a 405 from routing, a timeout, a body
+/// limit hit before an extractor ran) become problem documents too.
+pub async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    let has_own_body = res.headers().get(header::CONTENT_TYPE).is_some_and(|ct| {
+        ct.to_str()
+            .is_ok_and(|ct| ct.starts_with("application/") && ct.contains("json"))
+    });
+    if !(status.is_client_error() || status.is_server_error()) || has_own_body {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let (slug, title) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
+        StatusCode::SERVICE_UNAVAILABLE => ("timeout", "Request timed out"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "Request body too large"),
+        StatusCode::NOT_FOUND => ("not-found", "Not found"),
+        _ if status.is_client_error() => ("bad-request", "Bad request"),
+        _ => ("internal", "Internal server error"),
+    };
+    let detail = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let mut problem = problem_response(status, slug, title, detail, vec![]);
+    // Keep routing's headers (`Allow` on a 405).
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    problem
+}
+
+pub async fn not_found(req: Request<Body>) -> impl IntoResponse {
+    let _ = req;
+    problem_response(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not found",
+        "no such endpoint; the API is described at /api-docs/openapi.json".into(),
+        vec![],
+    )
+}

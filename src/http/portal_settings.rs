@@ -1,0 +1,277 @@
+//! Per-portal settings (`iam_portal_settings`), e.g. the portal's Okta `okta_client_id`.
+//!
+//! The legacy table has no unique (portal_id, key): where duplicates exist, reads
+//! return the newest row (highest id) and writes set every duplicate, so old and new
+//! readers agree. Keys compare case-insensitively (the column's collation); rows with
+//! a NULL key cannot be addressed and are not part of the map.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::extract::{path_param, AppJson};
+use super::AppState;
+use crate::domain::{check_text, PortalId, SettingKey, TextLimit};
+use crate::error::{ApiError, ApiResult, FieldError, Problem};
+
+/// Most keys one bulk put may set.
+const MAX_KEYS_PER_PUT: usize = 100;
+const VALUE_LIMIT: TextLimit = TextLimit::Chars(255);
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_portal_settings, put_portal_settings))
+        .routes(routes!(get_portal_setting, put_portal_setting, delete_portal_setting))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"portal_id": 12, "settings": {"okta_client_id": "0oa1b2c3d4e5f6g7h8i9", "okta_group_id": "00g1emaKYZTWRYYRRTSK"}}))]
+pub struct PortalSettings {
+    pub portal_id: i32,
+    /// Setting name → value (`null` where the stored value is NULL).
+    pub settings: BTreeMap<String, Option<String>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"settings": {"okta_client_id": "0oa1b2c3d4e5f6g7h8i9"}}))]
+pub struct PutPortalSettings {
+    /// The keys to set (1 to 100); keys not named keep their values.
+    pub settings: BTreeMap<String, Option<String>>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"portal_id": 12, "key": "okta_client_id", "value": "0oa1b2c3d4e5f6g7h8i9"}))]
+pub struct PortalSettingValue {
+    pub portal_id: i32,
+    pub key: String,
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"value": "0oa1b2c3d4e5f6g7h8i9"}))]
+pub struct PutPortalSetting {
+    /// At most 255 characters, or `null`. Required (send `null` explicitly).
+    #[schema(value_type = Option<String>, required = true)]
+    pub value: serde_json::Value,
+}
+
+fn nullable_value(field: &str, value: &serde_json::Value) -> Result<Option<String>, FieldError> {
+    let value = match value {
+        serde_json::Value::Null => return Ok(None),
+        serde_json::Value::String(s) => s,
+        _ => return Err(FieldError::new(field, "must be a string or null")),
+    };
+    check_text(value, VALUE_LIMIT).map_err(|e| FieldError::new(field, e))?;
+    Ok(Some(value.clone()))
+}
+
+async fn load_map(state: &AppState, portal: PortalId) -> ApiResult<PortalSettings> {
+    let rows = state.store.portal_settings(portal).await?;
+    // Oldest first, so newer rows overwrite older duplicates; keys fold case as the
+    // column's collation does, and the newest row's spelling is shown.
+    let mut by_folded: HashMap<String, (String, Option<String>)> = HashMap::new();
+    for row in rows {
+        if let Some(key) = row.key {
+            by_folded.insert(key.to_lowercase(), (key, row.value));
+        }
+    }
+    Ok(PortalSettings {
+        portal_id: portal.get(),
+        settings: by_folded.into_values().collect(),
+    })
+}
+
+/// All settings of a portal.
+#[utoipa::path(
+    get, path = "/portals/{portal_id}/settings", tag = "portal settings",
+    params(("portal_id" = i32, Path, description = "EFS portal id", minimum = 1)),
+    responses(
+        (status = 200, description = "The portal's settings (empty when it has none)", body = PortalSettings),
+        (status = 400, description = "Invalid portal id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn get_portal_settings(
+    State(state): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+) -> ApiResult<Json<PortalSettings>> {
+    let portal = path_param(&params, "portal_id", PortalId::parse)?;
+    Ok(Json(load_map(&state, portal).await?))
+}
+
+/// Sets several settings at once, in one transaction; keys not named are untouched.
+#[utoipa::path(
+    put, path = "/portals/{portal_id}/settings", tag = "portal settings",
+    params(("portal_id" = i32, Path, description = "EFS portal id", minimum = 1)),
+    request_body = PutPortalSettings,
+    responses(
+        (status = 200, description = "All settings of the portal after the write", body = PortalSettings),
+        (status = 400, description = "Invalid portal id or malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A key or value is invalid; nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn put_portal_settings(
+    State(state): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+    AppJson(body): AppJson<PutPortalSettings>,
+) -> ApiResult<Json<PortalSettings>> {
+    let portal = path_param(&params, "portal_id", PortalId::parse)?;
+    if body.settings.is_empty() || body.settings.len() > MAX_KEYS_PER_PUT {
+        return Err(ApiError::invalid_field(
+            "settings",
+            format!("must name 1 to {MAX_KEYS_PER_PUT} keys"),
+        ));
+    }
+    let mut errors = Vec::new();
+    let mut entries = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (key, value) in &body.settings {
+        let field = format!("settings.{key}");
+        let key = match SettingKey::parse(key) {
+            Ok(k) => k,
+            Err(e) => {
+                errors.push(FieldError::new(&field, e));
+                continue;
+            }
+        };
+        if !seen.insert(key.as_str().to_lowercase()) {
+            errors.push(FieldError::new(
+                &field,
+                "names the same key as another entry (keys are case-insensitive)",
+            ));
+            continue;
+        }
+        match value {
+            Some(v) => match check_text(v, VALUE_LIMIT) {
+                Ok(()) => entries.push((key, Some(v.clone()))),
+                Err(e) => errors.push(FieldError::new(&field, e)),
+            },
+            None => entries.push((key, None)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    state.store.put_portal_settings(portal, &entries).await?;
+    Ok(Json(load_map(&state, portal).await?))
+}
+
+/// One setting of a portal.
+#[utoipa::path(
+    get, path = "/portals/{portal_id}/settings/{key}", tag = "portal settings",
+    params(
+        ("portal_id" = i32, Path, description = "EFS portal id", minimum = 1),
+        ("key" = String, Path, description = "Setting name (case-insensitive), e.g. okta_client_id", max_length = 50),
+    ),
+    responses(
+        (status = 200, description = "The setting", body = PortalSettingValue),
+        (status = 400, description = "Invalid portal id or key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The portal has no such setting", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn get_portal_setting(
+    State(state): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+) -> ApiResult<Json<PortalSettingValue>> {
+    let portal = path_param(&params, "portal_id", PortalId::parse)?;
+    let key = path_param(&params, "key", SettingKey::parse)?;
+    let row = state
+        .store
+        .portal_setting(portal, &key)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("portal {portal} has no setting {}", key.as_str())))?;
+    Ok(Json(PortalSettingValue {
+        portal_id: portal.get(),
+        key: row.key.unwrap_or_else(|| key.as_str().to_owned()),
+        value: row.value,
+    }))
+}
+
+/// Sets one setting (created when new).
+#[utoipa::path(
+    put, path = "/portals/{portal_id}/settings/{key}", tag = "portal settings",
+    params(
+        ("portal_id" = i32, Path, description = "EFS portal id", minimum = 1),
+        ("key" = String, Path, description = "Setting name: ASCII letters, digits, _ . : -", max_length = 50),
+    ),
+    request_body = PutPortalSetting,
+    responses(
+        (status = 200, description = "Updated", body = PortalSettingValue),
+        (status = 201, description = "Created", body = PortalSettingValue),
+        (status = 400, description = "Invalid portal id, key or malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid value", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn put_portal_setting(
+    State(state): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+    AppJson(body): AppJson<PutPortalSetting>,
+) -> ApiResult<(StatusCode, Json<PortalSettingValue>)> {
+    let portal = path_param(&params, "portal_id", PortalId::parse)?;
+    let key = path_param(&params, "key", SettingKey::parse)?;
+    let value = nullable_value("value", &body.value).map_err(|e| ApiError::Validation(vec![e]))?;
+    let created = state
+        .store
+        .put_portal_settings(portal, &[(key.clone(), value.clone())])
+        .await?;
+    let status = if created[0] {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(PortalSettingValue {
+            portal_id: portal.get(),
+            key: key.as_str().to_owned(),
+            value,
+        }),
+    ))
+}
+
+/// Removes a setting (every legacy duplicate of it too).
+#[utoipa::path(
+    delete, path = "/portals/{portal_id}/settings/{key}", tag = "portal settings",
+    params(
+        ("portal_id" = i32, Path, description = "EFS portal id", minimum = 1),
+        ("key" = String, Path, description = "Setting name", max_length = 50),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid portal id or key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The portal has no such setting", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn delete_portal_setting(
+    State(state): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+) -> ApiResult<StatusCode> {
+    let portal = path_param(&params, "portal_id", PortalId::parse)?;
+    let key = path_param(&params, "key", SettingKey::parse)?;
+    match state.store.delete_portal_setting(portal, &key).await? {
+        0 => Err(ApiError::NotFound(format!(
+            "portal {portal} has no setting {}",
+            key.as_str()
+        ))),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
+}

@@ -1,0 +1,10 @@
+//! efs-iam: EFS's Okta integration as a service. See README.md.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

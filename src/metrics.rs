@@ -1,0 +1,72 @@
+//! Prometheus metrics at `/metrics`: requests by route and status, latency, and the
+//! database pool. The `metrics` facade has one global recorder per process, so it is
+//! installed once and shared (tests start several apps in one process).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::http::AppState;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+#[derive(Clone)]
+pub struct Metrics {
+    handle: Arc<PrometheusHandle>,
+}
+
+impl Metrics {
+    pub fn install() -> Self {
+        let handle = HANDLE.get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("http_request_duration_seconds".into()),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                        2.5, 5.0, 10.0,
+                    ],
+                )
+                .expect("static bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another library may have installed a recorder first (only in tests);
+            // then our handle renders an empty page rather than failing start-up.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        });
+        Self {
+            handle: Arc::new(handle.clone()),
+        }
+    }
+
+    pub fn record_request(&self, method: &str, route: &str, status: StatusCode, took: Duration) {
+        let labels = [
+            ("method", method.to_owned()),
+            ("route", route.to_owned()),
+            ("status", status.as_u16().to_string()),
+        ];
+        metrics::counter!("http_requests_total", &labels).increment(1);
+        metrics::histogram!(
+            "http_request_duration_seconds",
+            "method" => method.to_owned(),
+            "route" => route.to_owned()
+        )
+        .record(took.as_secs_f64());
+    }
+}
+
+pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    let pool = state.store.pool_stats();
+    metrics::gauge!("db_pool_connections", "backend" => state.store.backend())
+        .set(f64::from(pool.size));
+    metrics::gauge!("db_pool_idle_connections", "backend" => state.store.backend())
+        .set(f64::from(pool.idle));
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.handle.render(),
+    )
+}

@@ -1,0 +1,93 @@
+//! Builds the service: storage, router and a bound listener. Tests bind port 0 and
+//! pass their own shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::http::{self, AppState, HttpConfig};
+use crate::metrics::Metrics;
+use crate::storage::{self, ConnectOptions, Storage};
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+}
+
+impl Application {
+    /// Connects (and by setting migrates) the database, then binds the listener.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let storage = connect_storage(settings, settings.migrate_on_start).await?;
+        Self::with_storage(settings, storage).await
+    }
+
+    pub async fn with_storage(settings: &Settings, storage: Storage) -> anyhow::Result<Self> {
+        let state = AppState {
+            store: storage.store,
+            tokens: storage.tokens,
+            config: Arc::new(HttpConfig {
+                request_timeout: settings.request_timeout,
+                max_body_bytes: settings.max_body_bytes as usize,
+                ready_timeout: settings.ready_timeout,
+            }),
+            metrics: Metrics::install(),
+        };
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        Ok(Self {
+            listener,
+            router: http::router(state),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish (each is
+    /// bounded by the request timeout).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "efs-iam listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+pub async fn connect_storage(settings: &Settings, migrate: bool) -> anyhow::Result<Storage> {
+    let options = ConnectOptions {
+        max_connections: settings.database_max_connections,
+        acquire_timeout: settings.database_acquire_timeout,
+    };
+    storage::connect(settings.database_url(), &options, migrate).await
+}
+
+/// Resolves on SIGINT (ctrl-c) or SIGTERM (what orchestrators send).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received, finishing in-flight requests");
+}

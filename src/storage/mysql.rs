@@ -1,0 +1,56 @@
+//! MySQL/MariaDB: production, the EFS database itself.
+
+use std::str::FromStr;
+
+use sqlx::migrate::Migrator;
+use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlQueryResult};
+use sqlx::Transaction;
+
+use super::{ConnectOptions, StorageResult};
+
+pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/mysql");
+
+pub struct MySqlStore {
+    pool: MySqlPool,
+}
+
+impl MySqlStore {
+
+    /// InnoDB row (and gap) locks serialise writers of one logical key, which the
+    /// legacy schema has no unique index for.
+    const LOCK: &'static str = " FOR UPDATE";
+
+    pub async fn connect(url: &str, options: &ConnectOptions) -> anyhow::Result<Self> {
+        let connect = MySqlConnectOptions::from_str(url)?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub fn from_pool(pool: MySqlPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    /// Safe with several instances starting at once: sqlx takes a database lock.
+    pub async fn migrate(&self) -> StorageResult<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn begin_write(&self) -> StorageResult<Transaction<'static, MySql>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    fn last_id(res: &MySqlQueryResult) -> i32 {
+        res.last_insert_id() as i32
+    }
+}
+
+super::sql::sql_store!(MySqlStore, sqlx::MySql, "mysql");
