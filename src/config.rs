@@ -29,7 +29,12 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Address to listen on.
-    #[arg(long, env = "EFS_IAM_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "EFS_IAM_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub listen: SocketAddr,
 
     /// `sqlite:FILE` (embedded, created on first start) or `mysql://user:pass@host/db`.
@@ -97,9 +102,7 @@ fn parse_database_url(raw: &str) -> Result<SecretString, String> {
 /// `250ms`, `3s`, `2m`; a bare number means seconds.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
-    let split = raw
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(raw.len());
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
     let n: u64 = number
         .parse()
@@ -124,7 +127,10 @@ pub fn parse() -> Cli {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::{ContextKind, ContextValue, ErrorKind};
-            if !matches!(e.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
+            if !matches!(
+                e.kind(),
+                ErrorKind::InvalidValue | ErrorKind::ValueValidation
+            ) {
                 e.exit();
             }
             let arg = match e.get(ContextKind::InvalidArg) {
@@ -134,7 +140,10 @@ pub fn parse() -> Cli {
             let cmd = Cli::command();
             let env = cmd
                 .get_arguments()
-                .find(|a| a.get_long().is_some_and(|l| arg.starts_with(&format!("--{l}"))))
+                .find(|a| {
+                    a.get_long()
+                        .is_some_and(|l| arg.starts_with(&format!("--{l}")))
+                })
                 .and_then(|a| a.get_env())
                 .map(|v| v.to_string_lossy().into_owned());
             let reason = e

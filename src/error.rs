@@ -80,7 +80,15 @@ impl ApiError {
         Self::Validation(vec![FieldError::new(field, message)])
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, &'static str, String, Vec<FieldError>) {
+    fn parts(
+        &self,
+    ) -> (
+        StatusCode,
+        &'static str,
+        &'static str,
+        String,
+        Vec<FieldError>,
+    ) {
         use StatusCode as S;
         match self {
             Self::MalformedBody(m) => (

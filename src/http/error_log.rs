@@ -122,7 +122,10 @@ fn timestamp(field: &str, raw: &str) -> ApiResult<NaiveDateTime> {
     DateTime::<FixedOffset>::parse_from_rfc3339(raw)
         .map(|t| t.naive_utc())
         .map_err(|_| {
-            ApiError::invalid_parameter(field, "must be an RFC 3339 time, e.g. 2026-11-27T09:00:00Z")
+            ApiError::invalid_parameter(
+                field,
+                "must be an RFC 3339 time, e.g. 2026-11-27T09:00:00Z",
+            )
         })
 }
 
@@ -160,7 +163,11 @@ async fn record_error(
     let checks = [
         ("message", body.message.as_deref(), TextLimit::TEXT),
         ("trace", body.trace.as_deref(), TRACE_LIMIT),
-        ("error_code", Some(body.error_code.as_str()), TextLimit::Chars(36)),
+        (
+            "error_code",
+            Some(body.error_code.as_str()),
+            TextLimit::Chars(36),
+        ),
     ];
     for (field, value, limit) in checks {
         if let Some(Err(e)) = value.map(|v| check_text(v, limit)) {
@@ -204,15 +211,26 @@ async fn query_error_log(
     AppQuery(query): AppQuery<ErrorLogListQuery>,
 ) -> ApiResult<Json<ErrorLogPage>> {
     let limit = page_limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
-    let since = query.since.as_deref().map(|s| timestamp("since", s)).transpose()?;
-    let until = query.until.as_deref().map(|s| timestamp("until", s)).transpose()?;
+    let since = query
+        .since
+        .as_deref()
+        .map(|s| timestamp("since", s))
+        .transpose()?;
+    let until = query
+        .until
+        .as_deref()
+        .map(|s| timestamp("until", s))
+        .transpose()?;
     let status_code = query
         .status_code
         .map(status_code)
         .transpose()
         .map_err(|e| ApiError::invalid_parameter("status_code", e))?;
     for (field, value, max) in [("error_code", &query.error_code, 36), ("q", &query.q, 200)] {
-        if let Some(Err(e)) = value.as_deref().map(|v| check_text(v, TextLimit::Chars(max))) {
+        if let Some(Err(e)) = value
+            .as_deref()
+            .map(|v| check_text(v, TextLimit::Chars(max)))
+        {
             return Err(ApiError::invalid_parameter(field, e));
         }
     }
@@ -239,7 +257,11 @@ async fn query_error_log(
         encode_cursor(&Position(last.created_at, last.id))
     });
     Ok(Json(ErrorLogPage {
-        items: rows.into_iter().take(limit as usize).map(Into::into).collect(),
+        items: rows
+            .into_iter()
+            .take(limit as usize)
+            .map(Into::into)
+            .collect(),
         next_cursor,
     }))
 }

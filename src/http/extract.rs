@@ -76,6 +76,8 @@ fn field_name(path: &str, message: &str) -> String {
         .map(|(name, _)| name.to_owned());
     match (path, named) {
         (".", Some(name)) => name,
+        // Unknown fields are already part of the path.
+        (p, Some(name)) if p == name || p.ends_with(&format!(".{name}")) => p.to_owned(),
         (p, Some(name)) => format!("{p}.{name}"),
         (".", None) => "body".to_owned(),
         (p, None) => p.to_owned(),
@@ -109,7 +111,11 @@ where
                 let path = e.path().to_string();
                 let message = e.into_inner().to_string();
                 let field = field_name(&path, &message);
-                let field = if field == "body" { "query".into() } else { field };
+                let field = if field == "body" {
+                    "query".into()
+                } else {
+                    field
+                };
                 ApiError::InvalidParameter(FieldError::new(field, message))
             })
     }
@@ -139,9 +145,7 @@ pub fn decode_cursor<T: DeserializeOwned>(cursor: &str) -> ApiResult<T> {
         .decode(cursor)
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or_else(|| {
-            ApiError::invalid_parameter("cursor", "not a cursor returned by this API")
-        })
+        .ok_or_else(|| ApiError::invalid_parameter("cursor", "not a cursor returned by this API"))
 }
 
 /// Page size: `default` when absent, refused above `max`.
@@ -185,8 +189,14 @@ mod tests {
     fn names_the_field_at_fault() {
         assert_eq!(field_of(r#"{"items":[]}"#), "name");
         assert_eq!(field_of(r#"{"name":"a","items":[],"x":1}"#), "x");
-        assert_eq!(field_of(r#"{"name":"a","items":[{"n":"1"}]}"#), "items[0].n");
-        assert_eq!(field_of(r#"{"name":"a","items":[{"n":1,"m":2}]}"#), "items[0].m");
+        assert_eq!(
+            field_of(r#"{"name":"a","items":[{"n":"1"}]}"#),
+            "items[0].n"
+        );
+        assert_eq!(
+            field_of(r#"{"name":"a","items":[{"n":1,"m":2}]}"#),
+            "items[0].m"
+        );
         assert!(matches!(
             parse_json::<Body>(b"{\"name\":"),
             Err(ApiError::MalformedBody(_))

@@ -114,7 +114,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", axum::routing::get(crate::metrics::render))
         .fallback(middleware::not_found)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn(middleware::problem_for_bare_errors))
+        .layer(axum::middleware::from_fn(
+            middleware::problem_for_bare_errors,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,

@@ -26,7 +26,11 @@ const VALUE_LIMIT: TextLimit = TextLimit::Chars(255);
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_portal_settings, put_portal_settings))
-        .routes(routes!(get_portal_setting, put_portal_setting, delete_portal_setting))
+        .routes(routes!(
+            get_portal_setting,
+            put_portal_setting,
+            delete_portal_setting
+        ))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -193,7 +197,9 @@ async fn get_portal_setting(
         .store
         .portal_setting(portal, &key)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("portal {portal} has no setting {}", key.as_str())))?;
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("portal {portal} has no setting {}", key.as_str()))
+        })?;
     Ok(Json(PortalSettingValue {
         portal_id: portal.get(),
         key: row.key.unwrap_or_else(|| key.as_str().to_owned()),

@@ -16,7 +16,11 @@ use crate::domain::SessionId;
 use crate::error::{ApiError, ApiResult, Problem};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(put_session_token, get_session_token, delete_session_token))
+    OpenApiRouter::new().routes(routes!(
+        put_session_token,
+        get_session_token,
+        delete_session_token
+    ))
 }
 
 /// An OAuth 2.0 / OIDC token response as Okta's `/token` endpoint returned it. Any
@@ -59,7 +63,10 @@ async fn put_session_token(
 ) -> ApiResult<StatusCode> {
     let session = session_param(&params)?;
     if body.0.is_empty() {
-        return Err(ApiError::invalid_field("body", "must be a non-empty JSON object"));
+        return Err(ApiError::invalid_field(
+            "body",
+            "must be a non-empty JSON object",
+        ));
     }
     let text = serde_json::to_string(&body.0).map_err(anyhow::Error::from)?;
     state.tokens.put_token(&session, &text).await?;
@@ -118,6 +125,8 @@ async fn delete_session_token(
     if state.tokens.delete_token(&session).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::NotFound("no token stored for this session".into()))
+        Err(ApiError::NotFound(
+            "no token stored for this session".into(),
+        ))
     }
 }

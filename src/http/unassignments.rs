@@ -219,7 +219,11 @@ async fn list_unassignments(
 ) -> ApiResult<Json<UnassignmentPage>> {
     let portal = path_param(&params, "portal_id", PortalId::parse)?;
     let limit = page_limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
-    let after_id = query.cursor.as_deref().map(decode_cursor::<i32>).transpose()?;
+    let after_id = query
+        .cursor
+        .as_deref()
+        .map(decode_cursor::<i32>)
+        .transpose()?;
     let rows = state
         .store
         .list_unassignments(
@@ -234,11 +238,16 @@ async fn list_unassignments(
             },
         )
         .await?;
-    let next_cursor = (rows.len() > limit as usize).then(|| encode_cursor(&rows[limit as usize - 1].id));
+    let next_cursor =
+        (rows.len() > limit as usize).then(|| encode_cursor(&rows[limit as usize - 1].id));
     Ok(Json(UnassignmentPage {
         portal_id: portal.get(),
         counts: counts(&state, portal).await?,
-        items: rows.into_iter().take(limit as usize).map(Into::into).collect(),
+        items: rows
+            .into_iter()
+            .take(limit as usize)
+            .map(Into::into)
+            .collect(),
         next_cursor,
     }))
 }

@@ -187,7 +187,9 @@ async fn get_admin_user_reference(
         .store
         .admin_user_reference(user)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("EFS-Admin user {user} has no Okta reference")))?;
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("EFS-Admin user {user} has no Okta reference"))
+        })?;
     Ok(Json(reference.into()))
 }
 
@@ -260,7 +262,11 @@ async fn list_portal_user_references(
 ) -> ApiResult<Json<PortalUserReferencePage>> {
     let portal = path_param(&params, "portal_id", PortalId::parse)?;
     let limit = page_limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
-    let after_id = query.cursor.as_deref().map(decode_cursor::<i32>).transpose()?;
+    let after_id = query
+        .cursor
+        .as_deref()
+        .map(decode_cursor::<i32>)
+        .transpose()?;
     let rows = state
         .store
         .list_portal_user_references(
@@ -274,9 +280,14 @@ async fn list_portal_user_references(
             },
         )
         .await?;
-    let next_cursor = (rows.len() > limit as usize).then(|| encode_cursor(&rows[limit as usize - 1].id));
+    let next_cursor =
+        (rows.len() > limit as usize).then(|| encode_cursor(&rows[limit as usize - 1].id));
     Ok(Json(PortalUserReferencePage {
-        items: rows.into_iter().take(limit as usize).map(Into::into).collect(),
+        items: rows
+            .into_iter()
+            .take(limit as usize)
+            .map(Into::into)
+            .collect(),
         next_cursor,
     }))
 }
@@ -431,7 +442,11 @@ async fn delete_portal_user_reference(
     Path(params): Path<HashMap<String, String>>,
 ) -> ApiResult<StatusCode> {
     let (portal, user) = portal_user_params(&params)?;
-    match state.store.delete_portal_user_reference(portal, user).await? {
+    match state
+        .store
+        .delete_portal_user_reference(portal, user)
+        .await?
+    {
         0 => Err(no_portal_reference(portal, user)),
         _ => Ok(StatusCode::NO_CONTENT),
     }

@@ -15,7 +15,6 @@ pub struct MySqlStore {
 }
 
 impl MySqlStore {
-
     /// InnoDB row (and gap) locks serialise writers of one logical key, which the
     /// legacy schema has no unique index for.
     const LOCK: &'static str = " FOR UPDATE";

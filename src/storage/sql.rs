@@ -204,6 +204,7 @@ macro_rules! sql_store {
                 .fetch_all(&mut *tx)
                 .await?;
                 if existing.is_empty() {
+                    tx.rollback().await?;
                     return Ok(None);
                 }
                 let mut q = sqlx::QueryBuilder::<$db>::new(

@@ -19,7 +19,6 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-
     /// SQLite has no row locks; `begin_write` takes the write lock up front instead.
     const LOCK: &'static str = "";
 

@@ -1,0 +1,112 @@
+use serde_json::json;
+
+use crate::common::spawn_app;
+use crate::helpers::*;
+
+#[tokio::test]
+async fn record_get_query_and_purge() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/errors"))
+        .json(&json!({"message": "Api validation failed: login", "status_code": 400, "error_code": "E0000001", "trace": "POST /api/v1/users"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let (_, created) = read(res).await;
+    assert_eq!(location, format!("/api/v1/errors/{}", created["id"]));
+    let (status, body) = get(&app, &location).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, created);
+    assert_eq!(body["error_code"], "E0000001");
+
+    for i in 0..6 {
+        let (s, _) = post(&app, "/api/v1/errors", json!({"message": format!("rate limited {i}"), "status_code": 429, "error_code": "E0000047"})).await;
+        assert_eq!(s, 201);
+    }
+    // Defaults: status 0, empty code.
+    let (_, bare) = post(&app, "/api/v1/errors", json!({})).await;
+    assert_eq!(
+        (bare["status_code"].clone(), bare["error_code"].clone()),
+        (json!(0), json!(""))
+    );
+
+    let (_, page) = get(&app, "/api/v1/errors?status_code=429&limit=4").await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4);
+    assert_eq!(items[0]["message"], "rate limited 5", "newest first");
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, page2) = get(
+        &app,
+        &format!("/api/v1/errors?status_code=429&limit=4&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(page2["items"].as_array().unwrap().len(), 2);
+    assert!(page2.get("next_cursor").is_none());
+
+    let (_, found) = get(&app, "/api/v1/errors?q=validation&error_code=E0000001").await;
+    assert_eq!(found["items"].as_array().unwrap().len(), 1);
+    let (_, none) = get(&app, "/api/v1/errors?since=2999-01-01T00:00:00Z").await;
+    assert_eq!(none["items"], json!([]));
+    let (_, all) = get(&app, "/api/v1/errors?until=2999-01-01T00:00:00%2B02:00").await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 8);
+
+    assert_problem(&get(&app, "/api/v1/errors/999999").await, 404, "not-found");
+    let (status, body) = delete(&app, "/api/v1/errors?before=2000-01-01T00:00:00Z").await;
+    assert_eq!((status.as_u16(), body), (200, json!({"deleted": 0})));
+    let (_, body) = delete(&app, "/api/v1/errors?before=2999-01-01T00:00:00Z").await;
+    assert_eq!(body, json!({"deleted": 8}));
+    assert_problem(&get(&app, &location).await, 404, "not-found");
+}
+
+#[tokio::test]
+async fn bad_error_log_input_is_refused_by_field() {
+    let app = spawn_app().await;
+    let cases = [
+        (json!({"status_code": 1000}), "status_code"),
+        (json!({"status_code": -1}), "status_code"),
+        (json!({"status_code": "400"}), "status_code"),
+        (json!({"error_code": "E".repeat(37)}), "error_code"),
+        (json!({"message": "x".repeat(65_536)}), "message"),
+        (json!({"message": "emoji 😀"}), "message"),
+        (json!({"severity": "high"}), "severity"),
+    ];
+    for (body, field) in cases {
+        let got = post(&app, "/api/v1/errors", body.clone()).await;
+        assert_eq!(
+            assert_problem(&got, 422, "validation-failed"),
+            vec![field],
+            "{body}"
+        );
+    }
+    for (query, field) in [
+        ("since=yesterday", "since"),
+        ("until=2026-13-01T00:00:00Z", "until"),
+        ("status_code=abc", "status_code"),
+        ("status_code=1000", "status_code"),
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("cursor=garbage", "cursor"),
+        ("sort=asc", "sort"),
+    ] {
+        let got = get(&app, &format!("/api/v1/errors?{query}")).await;
+        assert_eq!(
+            assert_problem(&got, 400, "invalid-parameter"),
+            vec![field],
+            "{query}"
+        );
+    }
+    let got = delete(&app, "/api/v1/errors").await;
+    assert_eq!(
+        assert_problem(&got, 400, "invalid-parameter"),
+        vec!["before"]
+    );
+    let (_, page) = get(&app, "/api/v1/errors").await;
+    assert_eq!(
+        page["items"],
+        json!([]),
+        "nothing written by refused requests"
+    );
+}

@@ -1,0 +1,142 @@
+use std::time::{Duration, Instant};
+
+use efs_iam::storage::ConnectOptions;
+
+use crate::common::{spawn_app, spawn_app_on, Backend, TestDb};
+use crate::helpers::*;
+
+#[tokio::test]
+async fn live_and_ready() {
+    let app = spawn_app().await;
+    let (status, body) = get(&app, "/health/live").await;
+    assert_eq!(
+        (status.as_u16(), body["status"].as_str()),
+        (200, Some("ok"))
+    );
+    let (status, body) = get(&app, "/health/ready").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["components"]["database"]["status"], "up");
+}
+
+#[tokio::test]
+async fn ready_is_red_on_an_unmigrated_database() {
+    let db = TestDb::sqlite_with(crate::common::options(), false).await;
+    let app = spawn_app_on(db, |_| {}).await;
+    let (status, body) = get(&app, "/health/ready").await;
+    assert_eq!(status, 503);
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["components"]["database"]["status"], "down");
+    assert!(body["components"]["database"]["detail"].is_string());
+}
+
+/// A database that does not answer (every connection held) turns readiness red within
+/// the readiness timeout, and data calls into 503 problems, not hangs or 500s.
+#[tokio::test]
+async fn hanging_database_gives_bounded_503s() {
+    let options = ConnectOptions {
+        max_connections: 1,
+        acquire_timeout: Duration::from_millis(700),
+    };
+    let db = TestDb::sqlite_with(options, true).await;
+    let Backend::Sqlite(store) = &db.backend else {
+        unreachable!()
+    };
+    let store = store.clone();
+    let app = spawn_app_on(db, |s| s.ready_timeout = Duration::from_millis(300)).await;
+    assert_eq!(get(&app, "/health/ready").await.0, 200);
+
+    let held = store.pool().acquire().await.unwrap();
+    let started = Instant::now();
+    let (status, body) = get(&app, "/health/ready").await;
+    let took = started.elapsed();
+    assert_eq!(status, 503, "{body}");
+    assert!(body["components"]["database"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("no answer"));
+    assert!(took < Duration::from_millis(690), "answered after {took:?}");
+    assert_eq!(
+        get(&app, "/health/live").await.0,
+        200,
+        "liveness does no I/O"
+    );
+
+    let got = get(&app, "/api/v1/portals/1/settings").await;
+    assert_problem(&got, 503, "database-unavailable");
+    drop(held);
+    assert_eq!(get(&app, "/health/ready").await.0, 200, "recovers");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route() {
+    let app = spawn_app().await;
+    get(&app, "/api/v1/portals/31337/settings").await;
+    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    assert!(text.contains(r#"http_requests_total{method="GET",route="/api/v1/portals/{portal_id}/settings",status="200"}"#), "{text}");
+    assert!(text.contains("http_request_duration_seconds_bucket"));
+    assert!(text.contains("db_pool_connections"));
+}
+
+#[tokio::test]
+async fn request_ids_are_made_or_propagated() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    let made = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(made.len(), 36, "a UUID: {made}");
+    let res = app
+        .client
+        .get(app.url("/health/live"))
+        .header("x-request-id", "efs-admin-req-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "efs-admin-req-1");
+}
+
+/// In-flight requests finish when shutdown is signalled: the request below is inside
+/// its handler, waiting for the only database connection, when shutdown starts.
+#[tokio::test]
+async fn graceful_shutdown_lets_in_flight_requests_finish() {
+    let options = ConnectOptions {
+        max_connections: 1,
+        acquire_timeout: Duration::from_secs(10),
+    };
+    let db = TestDb::sqlite_with(options, true).await;
+    let Backend::Sqlite(store) = &db.backend else {
+        unreachable!()
+    };
+    let store = store.clone();
+    let mut app = spawn_app_on(db, |_| {}).await;
+    let held = store.pool().acquire().await.unwrap();
+    let client = app.client.clone();
+    let url = app.url("/api/v1/portals/1/unassignments");
+    let in_flight = tokio::spawn(async move {
+        client
+            .post(url)
+            .json(&serde_json::json!({"users": [{"user_id": 1, "okta_user_id": "00uX"}]}))
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let address = app.url("/health/live");
+    let stopping = tokio::spawn(async move {
+        app.stop().await;
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !stopping.is_finished(),
+        "shutdown waits for the in-flight request"
+    );
+    drop(held);
+    let res = in_flight.await.unwrap().expect("answered, not cut off");
+    assert_eq!(res.status(), 202);
+    stopping.await.unwrap();
+    assert!(reqwest::get(address).await.is_err(), "no longer listening");
+}

@@ -1,0 +1,15 @@
+//! The API over real HTTP: every operation's success, not-found and bad-input paths.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod adoption;
+mod bad_input;
+mod error_log;
+mod health;
+mod helpers;
+mod openapi;
+mod references;
+mod sessions;
+mod settings;
+mod unassignments;

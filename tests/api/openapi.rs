@@ -1,0 +1,77 @@
+//! `openapi/openapi.json` is the document the server serves. Regenerate it with
+//! `UPDATE_OPENAPI=1 cargo test --test api openapi`.
+
+use crate::common::spawn_app;
+use crate::helpers::*;
+
+const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
+
+#[tokio::test]
+async fn committed_spec_matches_the_served_one() {
+    let generated = efs_iam::http::openapi().to_pretty_json().unwrap() + "\n";
+    if std::env::var("UPDATE_OPENAPI").is_ok_and(|v| v == "1") {
+        std::fs::write(COMMITTED, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "openapi/openapi.json is out of date: run UPDATE_OPENAPI=1 cargo test --test api openapi"
+    );
+    let app = spawn_app().await;
+    let (status, served) = get(&app, "/api-docs/openapi.json").await;
+    assert_eq!(status, 200);
+    let committed: serde_json::Value = serde_json::from_str(&committed).unwrap();
+    assert_eq!(served, committed);
+}
+
+#[tokio::test]
+async fn every_api_operation_documents_its_problems() {
+    let spec: serde_json::Value = serde_json::to_value(efs_iam::http::openapi()).unwrap();
+    let mut operations = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if !["get", "put", "post", "patch", "delete"].contains(&method.as_str())
+                || path.starts_with("/health")
+            {
+                continue;
+            }
+            operations += 1;
+            let responses = op["responses"].as_object().unwrap();
+            assert!(
+                responses.iter().any(|(code, r)| code.starts_with('4')
+                    && r["content"]["application/problem+json"].is_object()),
+                "{method} {path} documents no 4xx problem"
+            );
+            assert!(
+                responses.contains_key("503"),
+                "{method} {path} documents no 503"
+            );
+            assert!(
+                op["summary"].is_string() || op["description"].is_string(),
+                "{method} {path} undocumented"
+            );
+        }
+    }
+    assert!(operations >= 20, "only {operations} operations found");
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(app.url("/swagger-ui/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    let res = app
+        .client
+        .get(app.url("/swagger-ui/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.text().await.unwrap().contains("/api-docs/openapi.json"));
+}

@@ -1,0 +1,627 @@
+//! One storage contract, run on SQLite always and on MariaDB when `TEST_MYSQL_URL` is
+//! set (required under `EFS_IAM_REQUIRE_MYSQL=1`). Each test gets a fresh database.
+
+mod common;
+
+use chrono::{Duration as ChronoDuration, SubsecRound, Utc};
+use common::TestDb;
+use efs_iam::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus, SessionId, SettingKey};
+use efs_iam::storage::*;
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::TestDb::sqlite().await).await;
+                }
+            )*
+        }
+        mod mysql {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(db) = super::TestDb::mysql().await {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    ready_after_migrations,
+    settings_round_trip,
+    settings_keys_fold_case,
+    admin_reference_upsert_and_delete,
+    portal_reference_upsert_patch_delete,
+    portal_reference_list_filters_and_pages,
+    reverse_lookup_spans_admin_and_portals,
+    concurrent_upserts_leave_one_row,
+    error_log_record_query_purge,
+    error_log_text_search_is_literal,
+    unassignments_enqueue_in_chunks_and_count,
+    tokens_put_get_replace_delete,
+);
+
+fn portal(n: i32) -> PortalId {
+    PortalId::new(n).unwrap()
+}
+fn user(n: i32) -> EfsUserId {
+    EfsUserId::new(n).unwrap()
+}
+fn okta(s: &str) -> OktaUserId {
+    OktaUserId::parse(s).unwrap()
+}
+fn key(s: &str) -> SettingKey {
+    SettingKey::parse(s).unwrap()
+}
+
+async fn ready_after_migrations(db: TestDb) {
+    db.storage.store.check_ready().await.expect("ready");
+    let stats = db.storage.store.pool_stats();
+    assert!(stats.size >= 1);
+}
+
+async fn settings_round_trip(db: TestDb) {
+    let s = &db.storage.store;
+    let created = s
+        .put_portal_settings(
+            portal(1),
+            &[
+                (key("okta_client_id"), Some("0oa1".into())),
+                (key("okta_group_id"), None),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(created, vec![true, true]);
+    let created = s
+        .put_portal_settings(portal(1), &[(key("okta_client_id"), Some("0oa2".into()))])
+        .await
+        .unwrap();
+    assert_eq!(created, vec![false]);
+    let one = s
+        .portal_setting(portal(1), &key("okta_client_id"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(one.value.as_deref(), Some("0oa2"));
+    let null = s
+        .portal_setting(portal(1), &key("okta_group_id"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(null.value, None);
+    assert!(s
+        .portal_setting(portal(2), &key("okta_client_id"))
+        .await
+        .unwrap()
+        .is_none());
+    let all = s.portal_settings(portal(1)).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        s.delete_portal_setting(portal(1), &key("okta_client_id"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.delete_portal_setting(portal(1), &key("okta_client_id"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(s.portal_settings(portal(1)).await.unwrap().len(), 1);
+}
+
+async fn settings_keys_fold_case(db: TestDb) {
+    let s = &db.storage.store;
+    s.put_portal_settings(portal(3), &[(key("Okta_Client_Id"), Some("a".into()))])
+        .await
+        .unwrap();
+    let created = s
+        .put_portal_settings(portal(3), &[(key("okta_client_id"), Some("b".into()))])
+        .await
+        .unwrap();
+    assert_eq!(created, vec![false], "same key in another case updates");
+    let row = s
+        .portal_setting(portal(3), &key("OKTA_CLIENT_ID"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.value.as_deref(), Some("b"));
+    assert_eq!(s.portal_settings(portal(3)).await.unwrap().len(), 1);
+}
+
+async fn admin_reference_upsert_and_delete(db: TestDb) {
+    db.seed_efs_users(&[7], &[]).await;
+    let s = &db.storage.store;
+    assert!(s.admin_user_reference(user(7)).await.unwrap().is_none());
+    let (r, created) = s
+        .put_admin_user_reference(user(7), &okta("00ua"))
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(r.okta_user_id.as_deref(), Some("00ua"));
+    assert_eq!(r.user_id, Some(7));
+    let (r2, created) = s
+        .put_admin_user_reference(user(7), &okta("00ub0oNGTSWTBKOLGLNR"))
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(r2.id, r.id);
+    assert_eq!(r2.okta_user_id.as_deref(), Some("00ub0oNGTSWTBKOLGLNR"));
+    assert_eq!(r2.created_at, r.created_at);
+    let got = s.admin_user_reference(user(7)).await.unwrap().unwrap();
+    assert_eq!(got, r2);
+    assert_eq!(s.delete_admin_user_reference(user(7)).await.unwrap(), 1);
+    assert!(s.admin_user_reference(user(7)).await.unwrap().is_none());
+    assert_eq!(s.delete_admin_user_reference(user(7)).await.unwrap(), 0);
+    if db.is_mysql() {
+        // The seed's foreign key to EFS's users table holds.
+        let err = s
+            .put_admin_user_reference(user(999), &okta("00ux"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::UnknownEfsUser), "{err:?}");
+    }
+}
+
+async fn portal_reference_upsert_patch_delete(db: TestDb) {
+    db.seed_efs_users(&[], &[11]).await;
+    let s = &db.storage.store;
+    let upsert = PortalUserReferenceUpsert {
+        okta_user_id: okta("00u11"),
+        status: PortalUserStatus::Pending,
+        has_data_changes: false,
+    };
+    let (r, created) = s
+        .put_portal_user_reference(portal(5), user(11), &upsert)
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(r.status(), Some(PortalUserStatus::Pending));
+    assert_eq!(r.has_data_changes, Some(false));
+    let patched = s
+        .patch_portal_user_reference(
+            portal(5),
+            user(11),
+            &PortalUserReferencePatch {
+                has_data_changes: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(patched.has_data_changes, Some(true));
+    assert_eq!(patched.status(), Some(PortalUserStatus::Pending));
+    assert_eq!(patched.okta_user_id.as_deref(), Some("00u11"));
+    let (r2, created) = s
+        .put_portal_user_reference(
+            portal(5),
+            user(11),
+            &PortalUserReferenceUpsert {
+                status: PortalUserStatus::Synced,
+                ..upsert.clone()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(r2.id, r.id);
+    assert_eq!(r2.status_code, Some(1));
+    assert_eq!(r2.has_data_changes, Some(false));
+    assert!(s
+        .patch_portal_user_reference(portal(6), user(11), &PortalUserReferencePatch::default())
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        s.delete_portal_user_reference(portal(5), user(11))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(s
+        .portal_user_reference(portal(5), user(11))
+        .await
+        .unwrap()
+        .is_none());
+    if db.is_mysql() {
+        let err = s
+            .put_portal_user_reference(portal(5), user(12), &upsert)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::UnknownEfsUser), "{err:?}");
+    }
+}
+
+async fn portal_reference_list_filters_and_pages(db: TestDb) {
+    let ids: Vec<i32> = (100..130).collect();
+    db.seed_efs_users(&[], &ids).await;
+    let s = &db.storage.store;
+    for (i, id) in ids.iter().enumerate() {
+        s.put_portal_user_reference(
+            portal(9),
+            user(*id),
+            &PortalUserReferenceUpsert {
+                okta_user_id: okta(&format!("00u{id}")),
+                status: if i % 3 == 0 {
+                    PortalUserStatus::Failed
+                } else {
+                    PortalUserStatus::Synced
+                },
+                has_data_changes: i % 2 == 0,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    // Another portal's references never show.
+    s.put_portal_user_reference(
+        portal(10),
+        user(100),
+        &PortalUserReferenceUpsert {
+            okta_user_id: okta("00uother"),
+            status: PortalUserStatus::Failed,
+            has_data_changes: true,
+        },
+    )
+    .await
+    .unwrap();
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s
+            .list_portal_user_references(
+                portal(9),
+                &PortalUserReferenceQuery {
+                    after_id: after,
+                    limit: 7,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = Some(page.last().unwrap().id);
+        seen.extend(page.into_iter().map(|r| r.user_id.unwrap()));
+    }
+    assert_eq!(seen, ids, "every reference once, in order");
+
+    let failed_changed = s
+        .list_portal_user_references(
+            portal(9),
+            &PortalUserReferenceQuery {
+                status: Some(PortalUserStatus::Failed),
+                has_data_changes: Some(true),
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let expected: Vec<i32> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 == 0 && i % 2 == 0)
+        .map(|(_, id)| *id)
+        .collect();
+    assert_eq!(
+        failed_changed
+            .iter()
+            .map(|r| r.user_id.unwrap())
+            .collect::<Vec<_>>(),
+        expected
+    );
+    let unchanged = s
+        .list_portal_user_references(
+            portal(9),
+            &PortalUserReferenceQuery {
+                has_data_changes: Some(false),
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(unchanged.len(), 15);
+}
+
+async fn reverse_lookup_spans_admin_and_portals(db: TestDb) {
+    db.seed_efs_users(&[1], &[2, 3]).await;
+    let s = &db.storage.store;
+    let person = okta("00uPERSON");
+    s.put_admin_user_reference(user(1), &person).await.unwrap();
+    for (p, u) in [(20, 2), (21, 3)] {
+        s.put_portal_user_reference(
+            portal(p),
+            user(u),
+            &PortalUserReferenceUpsert {
+                okta_user_id: person.clone(),
+                status: PortalUserStatus::Synced,
+                has_data_changes: false,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let (admins, portal_users) = s.references_to_okta_user(&person).await.unwrap();
+    assert_eq!(admins.len(), 1);
+    assert_eq!(
+        portal_users
+            .iter()
+            .map(|r| r.portal_id.unwrap())
+            .collect::<Vec<_>>(),
+        vec![20, 21]
+    );
+    let (a, p) = s.references_to_okta_user(&okta("00uNOBODY")).await.unwrap();
+    assert!(a.is_empty() && p.is_empty());
+}
+
+async fn concurrent_upserts_leave_one_row(db: TestDb) {
+    db.seed_efs_users(&[42], &[42]).await;
+    let s = db.storage.store.clone();
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = okta(&format!("00uc{i}"));
+            s.put_admin_user_reference(user(42), &id).await.unwrap();
+            s.put_portal_settings(portal(42), &[(key("okta_group_id"), Some(format!("g{i}")))])
+                .await
+                .unwrap();
+            s.put_portal_user_reference(
+                portal(42),
+                user(42),
+                &PortalUserReferenceUpsert {
+                    okta_user_id: id,
+                    status: PortalUserStatus::Synced,
+                    has_data_changes: false,
+                },
+            )
+            .await
+            .unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut admin_rows = 0;
+    let mut portal_rows = 0;
+    for i in 0..12 {
+        let (a, p) = s
+            .references_to_okta_user(&okta(&format!("00uc{i}")))
+            .await
+            .unwrap();
+        admin_rows += a.len();
+        portal_rows += p.len();
+    }
+    assert_eq!(
+        admin_rows, 1,
+        "one admin reference row after racing upserts"
+    );
+    assert_eq!(
+        portal_rows, 1,
+        "one portal reference row after racing upserts"
+    );
+    assert_eq!(s.portal_settings(portal(42)).await.unwrap().len(), 1);
+}
+
+async fn error_log_record_query_purge(db: TestDb) {
+    let s = &db.storage.store;
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let e = s
+            .record_error(&NewErrorLogEntry {
+                message: Some(format!("Okta said no #{i}")),
+                status_code: if i % 5 == 0 { 429 } else { 400 },
+                trace: Some("POST /api/v1/users".into()),
+                error_code: if i % 5 == 0 {
+                    "E0000047".into()
+                } else {
+                    "E0000001".into()
+                },
+            })
+            .await
+            .unwrap();
+        ids.push(e.id);
+    }
+    let one = s.error_log_entry(ids[3]).await.unwrap().unwrap();
+    assert_eq!(one.message.as_deref(), Some("Okta said no #3"));
+    assert_eq!(one.status_code, 400);
+    assert!(s.error_log_entry(999_999).await.unwrap().is_none());
+
+    // Newest first, pages by keyset without gaps or repeats.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s
+            .query_error_log(&ErrorLogQuery {
+                before,
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        before = Some((last.created_at, last.id));
+        seen.extend(page.iter().map(|e| e.id));
+    }
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(seen, expected);
+
+    let limited = s
+        .query_error_log(&ErrorLogQuery {
+            status_code: Some(429),
+            error_code: Some("E0000047".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 5);
+    let now = Utc::now().naive_utc().trunc_subsecs(0);
+    let future = s
+        .query_error_log(&ErrorLogQuery {
+            since: Some(now + ChronoDuration::hours(1)),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(future.is_empty());
+    let past = s
+        .query_error_log(&ErrorLogQuery {
+            until: Some(now + ChronoDuration::hours(1)),
+            since: Some(now - ChronoDuration::hours(1)),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(past.len(), 25);
+
+    assert_eq!(
+        s.purge_error_log(now - ChronoDuration::hours(1))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.purge_error_log(now + ChronoDuration::hours(1))
+            .await
+            .unwrap(),
+        25
+    );
+    assert!(s.error_log_entry(ids[0]).await.unwrap().is_none());
+}
+
+async fn error_log_text_search_is_literal(db: TestDb) {
+    let s = &db.storage.store;
+    for message in ["100% failed", "1000 failed", "a_b", "axb", "it's !bang"] {
+        s.record_error(&NewErrorLogEntry {
+            message: Some(message.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let find = |text: &str| {
+        let q = ErrorLogQuery {
+            text: Some(text.into()),
+            limit: 10,
+            ..Default::default()
+        };
+        async move {
+            s.query_error_log(&q)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.message.unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(find("0%").await, vec!["100% failed"]);
+    assert_eq!(find("a_b").await, vec!["a_b"]);
+    assert_eq!(find("!bang").await, vec!["it's !bang"]);
+    assert_eq!(
+        find("FAILED").await.len(),
+        2,
+        "case-insensitive like the MySQL collation"
+    );
+}
+
+async fn unassignments_enqueue_in_chunks_and_count(db: TestDb) {
+    let s = &db.storage.store;
+    let users: Vec<NewUnassignment> = (1..=1234)
+        .map(|i| NewUnassignment {
+            user_id: user(i),
+            okta_user_id: okta(&format!("00uq{i}")),
+            email: Some(format!("p{i}@example.com")),
+        })
+        .collect();
+    assert_eq!(
+        s.enqueue_unassignments(portal(7), &users).await.unwrap(),
+        1234
+    );
+    s.enqueue_unassignments(portal(8), &users[..3])
+        .await
+        .unwrap();
+    let counts = s.unassignment_counts(portal(7)).await.unwrap();
+    assert_eq!(
+        counts,
+        UnassignmentCounts {
+            pending: 1234,
+            dead: 0
+        }
+    );
+
+    let mut seen = 0;
+    let mut after = None;
+    loop {
+        let page = s
+            .list_unassignments(
+                portal(7),
+                &UnassignmentQuery {
+                    state: Some(UnassignmentState::Pending),
+                    after_id: after,
+                    limit: 500,
+                },
+            )
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for u in &page {
+            seen += 1;
+            assert_eq!(u.portal_id, Some(7));
+            assert_eq!(u.attempts, 0);
+            assert_eq!(u.okta_user_id, Some(format!("00uq{}", u.user_id.unwrap())));
+        }
+    }
+    assert_eq!(seen, 1234);
+    let dead = s
+        .list_unassignments(
+            portal(7),
+            &UnassignmentQuery {
+                state: Some(UnassignmentState::Dead),
+                after_id: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(dead.is_empty());
+}
+
+async fn tokens_put_get_replace_delete(db: TestDb) {
+    let t = &db.storage.tokens;
+    let session = SessionId::parse("sess-1,abc").unwrap();
+    assert!(t.get_token(&session).await.unwrap().is_none());
+    t.put_token(&session, r#"{"access_token":"a1"}"#)
+        .await
+        .unwrap();
+    t.put_token(&session, r#"{"access_token":"a2"}"#)
+        .await
+        .unwrap();
+    let got = t.get_token(&session).await.unwrap().unwrap();
+    assert_eq!(
+        got.idp_response.as_deref(),
+        Some(r#"{"access_token":"a2"}"#)
+    );
+    let other = SessionId::parse(&"x".repeat(50)).unwrap();
+    t.put_token(&other, "{}").await.unwrap();
+    assert!(t.delete_token(&session).await.unwrap());
+    assert!(!t.delete_token(&session).await.unwrap());
+    assert!(t.get_token(&session).await.unwrap().is_none());
+    assert!(t.get_token(&other).await.unwrap().is_some());
+}
