@@ -3,6 +3,7 @@
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod fake_okta;
 pub mod http;
 pub mod metrics;
 pub mod startup;
