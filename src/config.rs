@@ -24,6 +24,9 @@ pub enum Command {
     Migrate,
     /// Print the OpenAPI document and exit.
     Openapi,
+    /// Probe `/health/live` of the instance at `--listen`; exit 0 when it answers.
+    /// For container HEALTHCHECKs (the runtime image has no curl).
+    Healthcheck,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -138,24 +141,32 @@ pub fn parse() -> Cli {
                 _ => String::new(),
             };
             let cmd = Cli::command();
-            let env = cmd
-                .get_arguments()
-                .find(|a| {
-                    a.get_long()
-                        .is_some_and(|l| arg.starts_with(&format!("--{l}")))
-                })
+            let spec = cmd.get_arguments().find(|a| {
+                a.get_long()
+                    .is_some_and(|l| arg.starts_with(&format!("--{l} ")))
+            });
+            let env = spec
                 .and_then(|a| a.get_env())
                 .map(|v| v.to_string_lossy().into_owned());
-            let reason = e
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches("error: ")
-                .to_owned();
+            // Secret-bearing settings never have their value echoed.
+            let secret = spec.is_none_or(|a| a.is_hide_env_values_set());
+            let value = match (secret, e.get(ContextKind::InvalidValue)) {
+                (false, Some(ContextValue::String(v))) => format!(" {v:?}"),
+                _ => String::new(),
+            };
+            let reason = match (
+                std::error::Error::source(&e),
+                e.get(ContextKind::ValidValue),
+            ) {
+                (Some(source), _) => source.to_string(),
+                (None, Some(ContextValue::Strings(valid))) => {
+                    format!("expected one of {}", valid.join(", "))
+                }
+                _ => "invalid value".to_owned(),
+            };
             match env {
-                Some(env) => eprintln!("efs-iam: bad setting {env} ({arg}): {reason}"),
-                None => eprintln!("efs-iam: {reason}"),
+                Some(env) => eprintln!("efs-iam: bad setting {env} ({arg}){value}: {reason}"),
+                None => eprintln!("efs-iam: bad value for {arg}{value}: {reason}"),
             }
             std::process::exit(2);
         }

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod domain;
 pub mod error;
+#[cfg(feature = "fake-okta")]
 pub mod fake_okta;
 pub mod http;
 pub mod metrics;

@@ -10,6 +10,23 @@ async fn main() -> anyhow::Result<()> {
         Command::Openapi => {
             println!("{}", efs_iam::http::openapi().to_pretty_json()?);
         }
+        Command::Healthcheck => {
+            let mut addr = settings.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            let res = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(3))
+                .build()?
+                .get(format!("http://{addr}/health/live"))
+                .send()
+                .await
+                .and_then(|r| r.error_for_status());
+            if let Err(e) = res {
+                eprintln!("efs-iam: unhealthy: {e}");
+                std::process::exit(1);
+            }
+        }
         Command::Migrate => {
             efs_iam::telemetry::init(settings.log_format, &settings.log);
             startup::connect_storage(&settings, true)

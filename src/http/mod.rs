@@ -19,7 +19,7 @@ use axum::Router;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
@@ -126,7 +126,12 @@ pub fn router(state: AppState) -> Router {
             middleware::record_metrics,
         ))
         .layer(PropagateRequestIdLayer::new(middleware::REQUEST_ID_HEADER))
-        .layer(TraceLayer::new_for_http().make_span_with(middleware::make_span))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(middleware::make_span)
+                // One line per request at info: the access log (status, latency).
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
         .layer(SetRequestIdLayer::new(
             middleware::REQUEST_ID_HEADER,
             MakeRequestUuid,
