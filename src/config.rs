@@ -24,6 +24,19 @@ pub enum Command {
     Migrate,
     /// Print the OpenAPI document and exit.
     Openapi,
+    /// Print a caller token signed with EFS_IAM_AUTH_HS256_SECRET (for operators and
+    /// scripts), e.g. `efs-iam token --scope "iam:read iam:sync" --ttl 15m`.
+    Token {
+        /// Space-separated scopes: iam:read, iam:write, iam:sync, iam:tokens.
+        #[arg(long)]
+        scope: String,
+        /// Lifetime of the token.
+        #[arg(long, default_value = "15m", value_parser = parse_duration)]
+        ttl: Duration,
+        /// The token's subject, shown in the audit log.
+        #[arg(long, default_value = "operator")]
+        sub: String,
+    },
     /// Probe `/health/live` of the instance at `--listen`; exit 0 when it answers.
     /// For container HEALTHCHECKs (the runtime image has no curl).
     Healthcheck,
@@ -74,6 +87,23 @@ pub struct Settings {
     #[arg(long, env = "EFS_IAM_READY_TIMEOUT", default_value = "2s",
           value_parser = parse_duration, global = true)]
     pub ready_timeout: Duration,
+
+    /// Most API requests in flight; beyond, 503 with Retry-After.
+    #[arg(long, env = "EFS_IAM_MAX_CONCURRENT_REQUESTS", default_value_t = 512,
+          value_parser = clap::value_parser!(u64).range(1..=100_000), global = true)]
+    pub max_concurrent_requests: u64,
+
+    /// Origins allowed to call the API from a browser (comma-separated); empty = CORS off.
+    #[arg(
+        long,
+        env = "EFS_IAM_CORS_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cors_origins: Vec<String>,
+
+    #[command(flatten)]
+    pub auth: crate::auth::AuthSettings,
 
     /// Log format.
     #[arg(long, env = "EFS_IAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]

@@ -1,5 +1,6 @@
 //! efs-iam: EFS's Okta integration as a service. See README.md.
 
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;

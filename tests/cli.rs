@@ -106,3 +106,67 @@ fn serves_on_the_embedded_default_and_stops_on_sigterm() {
         "healthcheck fails once stopped"
     );
 }
+
+#[test]
+fn refuses_a_public_address_without_caller_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("x.db").display());
+    let out = efs_iam(
+        &["serve"],
+        &[
+            ("EFS_IAM_LISTEN", "0.0.0.0:0"),
+            ("EFS_IAM_DATABASE_URL", &db),
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("EFS_IAM_AUTH_HS256_SECRET"), "{stderr}");
+    assert!(
+        !dir.path().join("x.db").exists(),
+        "refused before touching the database"
+    );
+}
+
+#[test]
+fn token_subcommand_mints_a_verifiable_token() {
+    let env = [
+        (
+            "EFS_IAM_AUTH_HS256_SECRET",
+            "an-hs256-secret-of-at-least-32-bytes!",
+        ),
+        ("EFS_IAM_AUTH_ISSUER", "efs-admin"),
+        ("EFS_IAM_AUTH_AUDIENCE", "efs-iam"),
+    ];
+    let out = efs_iam(
+        &["token", "--scope", "iam:read iam:sync", "--ttl", "5m"],
+        &env,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_issuer(&["efs-admin"]);
+    validation.set_audience(&["efs-iam"]);
+    let data = jsonwebtoken::decode::<serde_json::Value>(
+        &token,
+        &jsonwebtoken::DecodingKey::from_secret(b"an-hs256-secret-of-at-least-32-bytes!"),
+        &validation,
+    )
+    .unwrap();
+    assert_eq!(data.claims["scope"], "iam:read iam:sync");
+    let ttl = data.claims["exp"].as_u64().unwrap() - data.claims["iat"].as_u64().unwrap();
+    assert_eq!(ttl, 300);
+
+    let out = efs_iam(&["token", "--scope", "iam:everything"], &env);
+    assert!(!out.status.success());
+    let out = efs_iam(&["token", "--scope", "iam:read"], &[]);
+    assert!(!out.status.success(), "no secret, no token");
+    let out = efs_iam(
+        &["token", "--scope", "iam:read"],
+        &[("EFS_IAM_AUTH_HS256_SECRET", "too-short")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
