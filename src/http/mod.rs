@@ -126,7 +126,22 @@ fn parts(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::OpenAp
     }
     api.paths = paths;
     document_security(&mut api);
+    require_properties(&mut api, &["PatchPortalUserReference", "TokenResponse"]);
     (router, api)
+}
+
+/// `minProperties: 1` on request bodies that must name something. Set here because
+/// utoipa-gen 5.5 turns a `min_properties` attribute into `maxProperties`.
+fn require_properties(api: &mut utoipa::openapi::OpenApi, names: &[&str]) {
+    use utoipa::openapi::{RefOr, Schema};
+    let Some(components) = api.components.as_mut() else {
+        return;
+    };
+    for name in names {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(*name) {
+            object.min_properties = Some(1);
+        }
+    }
 }
 
 /// Declares the bearer scheme and, on every API operation, the scope

@@ -44,7 +44,7 @@ fn session_param(params: &HashMap<String, String>) -> ApiResult<SessionId> {
 /// Stores the token response of a login session, replacing any earlier one.
 #[utoipa::path(
     put, path = "/sessions/{session_id}/token", tag = "session tokens",
-    params(("session_id" = String, Path, description = "EFS login session id (1 to 50 visible ASCII bytes)", max_length = 50)),
+    params(("session_id" = String, Path, description = "EFS login session id (1 to 50 visible ASCII bytes)", min_length = 1, max_length = 50, pattern = "^[!-~]{1,50}$")),
     request_body = TokenResponse,
     responses(
         (status = 204, description = "Stored"),
@@ -76,7 +76,7 @@ async fn put_session_token(
 /// The token response stored for a login session.
 #[utoipa::path(
     get, path = "/sessions/{session_id}/token", tag = "session tokens",
-    params(("session_id" = String, Path, description = "EFS login session id", max_length = 50)),
+    params(("session_id" = String, Path, description = "EFS login session id", min_length = 1, max_length = 50, pattern = "^[!-~]{1,50}$")),
     responses(
         (status = 200, description = "The stored token response", body = StoredSessionToken),
         (status = 400, description = "Invalid session id", body = Problem, content_type = "application/problem+json"),
@@ -108,7 +108,7 @@ async fn get_session_token(
 /// Forgets a login session's token response (logout).
 #[utoipa::path(
     delete, path = "/sessions/{session_id}/token", tag = "session tokens",
-    params(("session_id" = String, Path, description = "EFS login session id", max_length = 50)),
+    params(("session_id" = String, Path, description = "EFS login session id", min_length = 1, max_length = 50, pattern = "^[!-~]{1,50}$")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Invalid session id", body = Problem, content_type = "application/problem+json"),
