@@ -354,18 +354,19 @@ impl Governor {
         self.changed.notify_waiters();
     }
 
-    /// Notes a 429. A rate-limit 429 closes the bucket for everyone until `wait` has
-    /// passed, and does not count against this instance's allowance (Okta does not
-    /// count it either).
+    /// Notes a 429, which does not count against this instance's allowance (Okta does
+    /// not count it either). A rate-limit 429 also closes the bucket for everyone until
+    /// `wait` has passed; a concurrency 429 is about the whole org, not this bucket, so
+    /// only the call that got it waits.
     pub(crate) fn record_429(&self, bucket: Bucket, concurrency: bool, wait: Duration) {
         let mut buckets = self.buckets.lock().unwrap();
         let st = buckets.entry(bucket).or_default();
+        st.used = st.used.saturating_sub(1);
         if concurrency {
             st.concurrency_limited += 1;
             return;
         }
         st.rate_limited += 1;
-        st.used = st.used.saturating_sub(1);
         st.remaining = Some(0);
         let until = Instant::now() + wait;
         st.blocked_until = Some(st.blocked_until.map_or(until, |b| b.max(until)));

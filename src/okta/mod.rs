@@ -446,13 +446,15 @@ impl OktaClient {
         first: Url,
     ) -> Result<Vec<T>, OktaError> {
         let mut items = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut next = Some(first);
         while let Some(url) = next {
+            seen.insert(url.clone());
             let call = Call::new(Method::GET, route, url);
             let ex = self.inner.execute(&call).await?;
             let page: Vec<T> = self.inner.decode(&call, &ex).await?;
             items.extend(page);
-            next = self.inner.next_page(&call, &ex).await?;
+            next = self.inner.next_page(&call, &ex, &seen).await?;
         }
         Ok(items)
     }

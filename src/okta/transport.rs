@@ -823,18 +823,20 @@ impl Inner {
         }
     }
 
-    /// The `rel="next"` link of a page, which must point at the org itself: following a
-    /// link elsewhere would send the org's credentials to another host.
+    /// The `rel="next"` link of a page, which must point at the org itself (following a
+    /// link elsewhere would send the org's credentials to another host) and at a page
+    /// not fetched yet (a loop would never end).
     pub(crate) async fn next_page(
         &self,
         call: &Call,
         ex: &Exchange,
+        seen: &std::collections::HashSet<Url>,
     ) -> Result<Option<Url>, OktaError> {
         let Some(next) = next_link(&ex.headers) else {
             return Ok(None);
         };
         let url = match self.org.join(&next) {
-            Ok(u) if u.origin() == self.org.origin() && u != call.url => u,
+            Ok(u) if u.origin() == self.org.origin() && !seen.contains(&u) => u,
             _ => {
                 let err = OktaError::InvalidResponse {
                     method: call.method.to_string(),
