@@ -112,6 +112,9 @@ pub struct Settings {
     /// Log filter, in `tracing` EnvFilter syntax (e.g. `info,efs_iam=debug`).
     #[arg(long, env = "EFS_IAM_LOG", default_value = "info", global = true)]
     pub log: String,
+
+    #[command(flatten)]
+    pub okta: crate::okta::OktaSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

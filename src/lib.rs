@@ -8,6 +8,7 @@ pub mod error;
 pub mod fake_okta;
 pub mod http;
 pub mod metrics;
+pub mod okta;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

@@ -11,11 +11,13 @@ use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::http::{self, AppState, HttpConfig};
 use crate::metrics::Metrics;
+use crate::okta::{self, OktaClient};
 use crate::storage::{self, ConnectOptions, Storage};
 
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    okta: Option<OktaClient>,
 }
 
 impl Application {
@@ -39,6 +41,14 @@ impl Application {
                     .map_err(|_| anyhow::anyhow!("EFS_IAM_CORS_ORIGINS: invalid origin {o:?}"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        // Built (and so checked) at start-up: bad Okta settings stop the service rather
+        // than surfacing at the first sync.
+        let okta = okta::client_from_settings(&settings.okta, Some(storage.store.clone()))
+            .map_err(|e| anyhow::anyhow!("Okta settings: {e}"))?;
+        match &okta {
+            Some(client) => tracing::info!(org = %client.org_url(), "Okta adapter configured"),
+            None => tracing::info!("Okta not configured (EFS_IAM_OKTA_ORG_URL unset)"),
+        }
         let state = AppState {
             auth,
             store: storage.store,
@@ -59,7 +69,13 @@ impl Application {
         Ok(Self {
             listener,
             router: http::router(state),
+            okta,
         })
+    }
+
+    /// The Okta adapter, when an org is configured (for the sync engine to use).
+    pub fn okta(&self) -> Option<&OktaClient> {
+        self.okta.as_ref()
     }
 
     pub fn local_addr(&self) -> SocketAddr {

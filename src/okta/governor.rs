@@ -1,0 +1,572 @@
+//! The rate-limit governor: paces efs-iam's Okta traffic by what Okta's own headers say,
+//! and caps requests in flight.
+//!
+//! Why header-driven rather than a fixed quota: Okta's limits differ per org, SKU,
+//! add-on and bucket (README §4.2: the same endpoint was recorded at 50, 300 and 600 a
+//! minute), windows are not aligned to the minute, and the budget is shared with every
+//! other client of the org. So the governor learns each bucket's `X-Rate-Limit-Limit`,
+//! `-Remaining` and `-Reset` from the answers and admits a request only while both hold:
+//!
+//! - efs-iam's own requests in the current window stay below `share × limit` (the
+//!   *allowance*, at least 1);
+//! - the org-wide `Remaining` stays above `limit − allowance` (the *reserve* left to the
+//!   org's other clients).
+//!
+//! The second rule is what lets several efs-iam instances share one allowance without
+//! talking to each other: `Remaining` is org-wide, so each instance sees the others'
+//! requests in it and stops when the bucket is down to the reserve. It also means
+//! efs-iam yields when other clients have already used more than their part of a
+//! window: Okta's 429s hit every client of the bucket, and a background sync can wait
+//! better than an interactive login can. A request that has to wait sleeps until the
+//! window's reset.
+//!
+//! Reset times are turned into local deadlines from `Reset − Date` of the answer, not
+//! from the local clock, as Okta's SDKs do (README §4.3): a skewed local clock must not
+//! make efs-iam early. Both headers have whole seconds and `Date` is rounded down, so
+//! the deadline errs late, never early.
+//!
+//! Why not the `governor` crate: it implements GCRA over a quota fixed in advance and
+//! has no way to follow a window that the server resets, or a remaining count that
+//! other clients lower. What is needed here is a small amount of state per bucket,
+//! updated from headers; that is this module.
+//!
+//! Until an answer tells a bucket's figures, the bucket takes one request at a time:
+//! at a cold start, so that a hundred queued calls are not all sent before efs-iam
+//! learns that the bucket allows fifty; and again at the start of each window, so that
+//! `Remaining` shows what other clients have used of it before efs-iam sends its share.
+//! The probe costs one round trip per bucket per window.
+//!
+//! The sharing is approximate: instances that send at the same moment do not see each
+//! other's requests until the answers come back, so together they can overshoot the
+//! share by what they send in that round trip. Okta's own per-token cap (README §4.1)
+//! and the 429 handling in `transport` are the backstop.
+//!
+//! The concurrency cap is a semaphore. A call takes a slot first and only then asks its
+//! bucket, so it is counted in the window it is really sent in; while the bucket makes
+//! it wait, it gives the slot back, so calls to other buckets are not held up.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+use reqwest::header::HeaderMap;
+use serde::Serialize;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+/// Okta's rate-limit buckets for the endpoints efs-iam calls (README §4.2). The mapping
+/// is a best guess from Okta's last published table and recorded headers; if Okta
+/// counts an endpoint elsewhere, the reserve rule still holds because `Remaining` comes
+/// from Okta either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bucket {
+    /// `GET`/`POST /api/v1/users` (list, search, create).
+    UsersCreateList,
+    /// `GET /api/v1/users/{idOrLogin}`.
+    UserGet,
+    /// `POST`/`PUT`/`DELETE /api/v1/users/{id}` and `/api/v1/users/{id}/lifecycle/*`.
+    UserWrite,
+    /// `/api/v1/groups` and `/api/v1/groups/{id}/users*` (members).
+    Groups,
+    /// `/api/v1/groups/{id}` only.
+    GroupById,
+    /// `POST /oauth2/v1/token`.
+    OAuthToken,
+    /// Any other `/api/v1` endpoint (e.g. `GET /api/v1/users/{id}/groups`).
+    OtherApi,
+}
+
+/// The rate-limit headers of one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RateHeaders {
+    pub limit: u32,
+    pub remaining: u32,
+    /// UTC epoch seconds.
+    pub reset: u64,
+}
+
+impl RateHeaders {
+    /// Reads the three headers; a header repeated (or a comma list) counts by its
+    /// smallest value, as okta-sdk-python does.
+    pub(crate) fn parse(headers: &HeaderMap) -> Option<Self> {
+        Some(Self {
+            limit: min_value(headers, "x-rate-limit-limit")?,
+            remaining: min_value(headers, "x-rate-limit-remaining")?,
+            reset: min_value(headers, "x-rate-limit-reset")?,
+        })
+    }
+
+    /// Okta's concurrency 429 carries `Limit: 0` and `Remaining: 0`.
+    pub(crate) fn is_concurrency(&self) -> bool {
+        self.limit == 0 && self.remaining == 0
+    }
+
+    /// Time until the reset, by the server's clock (`Date`) when the answer had one.
+    pub(crate) fn until_reset(&self, server_date: Option<u64>) -> Duration {
+        let now = server_date.unwrap_or_else(|| epoch_secs(SystemTime::now()));
+        Duration::from_secs(self.reset.saturating_sub(now))
+    }
+}
+
+fn min_value<T: std::str::FromStr + Ord>(headers: &HeaderMap, name: &str) -> Option<T> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|v| v.trim().parse::<T>().ok())
+        .min()
+}
+
+/// The answer's `Date` header as epoch seconds.
+pub(crate) fn server_date(headers: &HeaderMap) -> Option<u64> {
+    let raw = headers.get(reqwest::header::DATE)?.to_str().ok()?;
+    let parsed = DateTime::parse_from_rfc2822(raw).ok()?;
+    u64::try_from(parsed.timestamp()).ok()
+}
+
+fn epoch_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+#[derive(Debug, Default)]
+struct BucketState {
+    /// An answer about the current window came back (or one without rate-limit
+    /// headers, which ends probing for good).
+    answered: bool,
+    limit: Option<u32>,
+    /// Org-wide requests left in the window: Okta's last figure, lowered by every
+    /// request admitted since.
+    remaining: Option<u32>,
+    /// The current window's reset (epoch seconds) and its local deadline.
+    reset: Option<(u64, Instant)>,
+    /// Reset of the last window that ended locally; answers still carrying it are late
+    /// and must not bring that window back.
+    ended: Option<u64>,
+    /// efs-iam requests admitted in the current window (this instance).
+    used: u32,
+    in_flight: u32,
+    /// After a 429, nobody goes to this bucket before this instant.
+    blocked_until: Option<Instant>,
+    rate_limited: u64,
+    concurrency_limited: u64,
+    paced: u64,
+}
+
+impl BucketState {
+    fn roll_over_if_due(&mut self, now: Instant) {
+        if let Some((epoch, deadline)) = self.reset {
+            if now >= deadline {
+                self.ended = Some(epoch);
+                self.reset = None;
+                self.remaining = None;
+                self.used = 0;
+                // Probe the new window: its first answer tells how much of it other
+                // clients (other efs-iam instances included) have already used.
+                self.answered = false;
+            }
+        }
+        if self.blocked_until.is_some_and(|b| now >= b) {
+            self.blocked_until = None;
+        }
+    }
+}
+
+enum Decision {
+    Admit,
+    WaitUntil(Instant),
+    /// The window ended locally and this instance already used the allowance of the
+    /// next one, but no answer has told the new reset yet.
+    WaitForAnswer,
+}
+
+/// Per-bucket state for `/sync/status`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BucketStatus {
+    pub bucket: Bucket,
+    /// `X-Rate-Limit-Limit` last seen.
+    pub limit: Option<u32>,
+    /// Org-wide requests left in the window (Okta's figure minus requests sent since).
+    pub remaining: Option<u32>,
+    /// When the current window resets (from `X-Rate-Limit-Reset`).
+    pub reset_at: Option<DateTime<Utc>>,
+    /// Requests this instance may send per window (`share × limit`).
+    pub allowance: Option<u32>,
+    /// Requests this instance sent in the current window.
+    pub used_in_window: u32,
+    pub in_flight: u32,
+    /// 429 answers seen (rate limit).
+    pub rate_limited: u64,
+    /// 429 answers seen (Okta's concurrency limit).
+    pub concurrency_limited: u64,
+    /// Calls held back to stay within the share.
+    pub paced: u64,
+}
+
+pub(crate) struct Governor {
+    share: f64,
+    max_concurrency: usize,
+    slots: Arc<Semaphore>,
+    buckets: Mutex<HashMap<Bucket, BucketState>>,
+    changed: Notify,
+}
+
+/// A request's permission to go: a concurrency slot and a place in its bucket's
+/// in-flight count, both given back on drop.
+pub(crate) struct Admission {
+    governor: Arc<Governor>,
+    bucket: Bucket,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut buckets = self.governor.buckets.lock().unwrap();
+        if let Some(st) = buckets.get_mut(&self.bucket) {
+            st.in_flight = st.in_flight.saturating_sub(1);
+        }
+    }
+}
+
+impl Governor {
+    pub(crate) fn new(share: f64, max_concurrency: usize) -> Self {
+        let max_concurrency = max_concurrency.max(1);
+        Self {
+            share: share.clamp(f64::MIN_POSITIVE, 1.0),
+            max_concurrency,
+            slots: Arc::new(Semaphore::new(max_concurrency)),
+            buckets: Mutex::new(HashMap::new()),
+            changed: Notify::new(),
+        }
+    }
+
+    fn allowance(&self, limit: u32) -> u32 {
+        ((f64::from(limit) * self.share).floor() as u32).clamp(1, limit.max(1))
+    }
+
+    fn decide(&self, st: &mut BucketState, now: Instant) -> Decision {
+        st.roll_over_if_due(now);
+        if let Some(until) = st.blocked_until {
+            return Decision::WaitUntil(until);
+        }
+        if !st.answered && st.in_flight > 0 {
+            return Decision::WaitForAnswer;
+        }
+        if let Some(limit) = st.limit.filter(|l| *l > 0) {
+            let allowance = self.allowance(limit);
+            let reserve = limit - allowance;
+            let exhausted =
+                st.used >= allowance || st.remaining.is_some_and(|left| left <= reserve);
+            if exhausted {
+                return match st.reset {
+                    Some((_, deadline)) => Decision::WaitUntil(deadline),
+                    None => Decision::WaitForAnswer,
+                };
+            }
+        }
+        st.used += 1;
+        st.remaining = st.remaining.map(|r| r.saturating_sub(1));
+        st.in_flight += 1;
+        Decision::Admit
+    }
+
+    /// Waits until a concurrency slot is free and the bucket has room for one more
+    /// efs-iam request.
+    pub(crate) async fn admit(self: &Arc<Self>, bucket: Bucket) -> Admission {
+        let mut counted_as_paced = false;
+        loop {
+            let slot = self
+                .slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the governor never closes its semaphore");
+            let decision = {
+                let mut buckets = self.buckets.lock().unwrap();
+                let st = buckets.entry(bucket).or_default();
+                let decision = self.decide(st, Instant::now());
+                if !matches!(decision, Decision::Admit) && !counted_as_paced {
+                    st.paced += 1;
+                    counted_as_paced = true;
+                }
+                decision
+            };
+            match decision {
+                Decision::Admit => {
+                    return Admission {
+                        governor: self.clone(),
+                        bucket,
+                        _slot: slot,
+                    }
+                }
+                Decision::WaitUntil(deadline) => {
+                    drop(slot);
+                    tracing::debug!(
+                        ?bucket,
+                        wait_ms = deadline
+                            .saturating_duration_since(Instant::now())
+                            .as_millis() as u64,
+                        "Okta bucket share used up; pacing until the window resets"
+                    );
+                    tokio::time::sleep_until(deadline.into()).await;
+                }
+                Decision::WaitForAnswer => {
+                    drop(slot);
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(50), self.changed.notified())
+                            .await;
+                }
+            }
+        }
+    }
+
+    /// Learns from an answer and its rate-limit headers (if it had them).
+    pub(crate) fn observe(&self, bucket: Bucket, rate: Option<&RateHeaders>, date: Option<u64>) {
+        let deadline = rate.map(|r| Instant::now() + r.until_reset(date));
+        let mut buckets = self.buckets.lock().unwrap();
+        let st = buckets.entry(bucket).or_default();
+        if rate.is_none() {
+            st.answered = true;
+        }
+        if let (Some(rate), Some(deadline)) = (rate.filter(|r| !r.is_concurrency()), deadline) {
+            if st.ended.is_none_or(|ended| rate.reset > ended) {
+                st.answered = true;
+                st.limit = Some(rate.limit);
+                match st.reset {
+                    Some((current, _)) if rate.reset < current => {}
+                    Some((current, _)) if rate.reset == current => {
+                        st.remaining = Some(
+                            st.remaining
+                                .map_or(rate.remaining, |r| r.min(rate.remaining)),
+                        );
+                    }
+                    // A first answer, or Okta's window turned before the local deadline:
+                    // take the new window. `used` is kept, which errs on the careful side.
+                    _ => {
+                        st.reset = Some((rate.reset, deadline));
+                        st.remaining = Some(rate.remaining);
+                    }
+                }
+            }
+        }
+        drop(buckets);
+        self.changed.notify_waiters();
+    }
+
+    /// Notes a 429, which does not count against this instance's allowance (Okta does
+    /// not count it either). A rate-limit 429 also closes the bucket for everyone until
+    /// `wait` has passed; a concurrency 429 is about the whole org, not this bucket, so
+    /// only the call that got it waits.
+    pub(crate) fn record_429(&self, bucket: Bucket, concurrency: bool, wait: Duration) {
+        let mut buckets = self.buckets.lock().unwrap();
+        let st = buckets.entry(bucket).or_default();
+        st.used = st.used.saturating_sub(1);
+        if concurrency {
+            st.concurrency_limited += 1;
+            return;
+        }
+        st.rate_limited += 1;
+        st.remaining = Some(0);
+        let until = Instant::now() + wait;
+        st.blocked_until = Some(st.blocked_until.map_or(until, |b| b.max(until)));
+    }
+
+    /// Requests in flight across all buckets.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.max_concurrency - self.slots.available_permits()
+    }
+
+    pub(crate) fn max_concurrency(&self) -> usize {
+        self.max_concurrency
+    }
+
+    pub(crate) fn share(&self) -> f64 {
+        self.share
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<BucketStatus> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap();
+        let mut out: Vec<BucketStatus> = buckets
+            .iter_mut()
+            .map(|(bucket, st)| {
+                st.roll_over_if_due(now);
+                BucketStatus {
+                    bucket: *bucket,
+                    limit: st.limit,
+                    remaining: st.remaining,
+                    reset_at: st
+                        .reset
+                        .and_then(|(epoch, _)| DateTime::from_timestamp(epoch as i64, 0)),
+                    allowance: st.limit.filter(|l| *l > 0).map(|l| self.allowance(l)),
+                    used_in_window: st.used,
+                    in_flight: st.in_flight,
+                    rate_limited: st.rate_limited,
+                    concurrency_limited: st.concurrency_limited,
+                    paced: st.paced,
+                }
+            })
+            .collect();
+        out.sort_by_key(|b| b.bucket);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn rate_headers_take_the_smallest_repeated_value() {
+        let h = headers(&[
+            ("x-rate-limit-limit", "600"),
+            ("x-rate-limit-remaining", "12"),
+            ("x-rate-limit-reset", "1700000060, 1700000050"),
+            ("x-rate-limit-reset", "1700000070"),
+        ]);
+        let r = RateHeaders::parse(&h).unwrap();
+        assert_eq!(r.reset, 1_700_000_050);
+        assert_eq!(r.until_reset(Some(1_700_000_020)), Duration::from_secs(30));
+        assert_eq!(r.until_reset(Some(1_700_000_090)), Duration::ZERO);
+        assert!(RateHeaders::parse(&headers(&[("x-rate-limit-limit", "1")])).is_none());
+    }
+
+    #[test]
+    fn server_date_is_read_as_http_date() {
+        let h = headers(&[("date", "Tue, 14 Nov 2023 22:13:20 GMT")]);
+        assert_eq!(server_date(&h), Some(1_700_000_000));
+    }
+
+    fn rate(limit: u32, remaining: u32, reset: u64) -> RateHeaders {
+        RateHeaders {
+            limit,
+            remaining,
+            reset,
+        }
+    }
+
+    #[test]
+    fn allowance_is_the_share_of_the_limit() {
+        let g = Governor::new(0.5, 4);
+        assert_eq!(g.allowance(20), 10);
+        assert_eq!(g.allowance(1), 1);
+        assert_eq!(Governor::new(1.0, 1).allowance(7), 7);
+    }
+
+    #[test]
+    fn own_use_stops_at_the_allowance() {
+        let g = Governor::new(0.5, 4);
+        let now = Instant::now();
+        g.observe(
+            Bucket::UserGet,
+            Some(&rate(4, 4, 2_000_000_000)),
+            Some(1_999_999_990),
+        );
+        let mut buckets = g.buckets.lock().unwrap();
+        let st = buckets.get_mut(&Bucket::UserGet).unwrap();
+        assert!(matches!(g.decide(st, now), Decision::Admit));
+        assert!(matches!(g.decide(st, now), Decision::Admit));
+        match g.decide(st, now) {
+            Decision::WaitUntil(t) => assert!(t >= now + Duration::from_secs(9)),
+            _ => panic!("third request must wait for the reset"),
+        }
+        // The first window's requests came back; after the local deadline a new
+        // window opens, with one probe first.
+        st.in_flight = 0;
+        let later = now + Duration::from_secs(11);
+        assert!(matches!(g.decide(st, later), Decision::Admit));
+        assert_eq!(st.used, 1);
+        assert!(matches!(g.decide(st, later), Decision::WaitForAnswer));
+    }
+
+    #[test]
+    fn other_clients_use_counts_through_remaining() {
+        // Limit 10, share 0.5: the reserve for others is 5. Okta says 6 are left (others
+        // used 4), so efs-iam may send one more, not five.
+        let g = Governor::new(0.5, 4);
+        let now = Instant::now();
+        g.observe(
+            Bucket::Groups,
+            Some(&rate(10, 6, 2_000_000_000)),
+            Some(1_999_999_990),
+        );
+        let mut buckets = g.buckets.lock().unwrap();
+        let st = buckets.get_mut(&Bucket::Groups).unwrap();
+        assert!(matches!(g.decide(st, now), Decision::Admit));
+        assert!(matches!(g.decide(st, now), Decision::WaitUntil(_)));
+    }
+
+    #[test]
+    fn late_answers_do_not_revive_an_ended_window() {
+        let g = Governor::new(1.0, 4);
+        g.observe(
+            Bucket::UserGet,
+            Some(&rate(5, 0, 2_000_000_000)),
+            Some(2_000_000_000),
+        );
+        {
+            let mut buckets = g.buckets.lock().unwrap();
+            let st = buckets.get_mut(&Bucket::UserGet).unwrap();
+            // Deadline is "now" (reset == date): the window ends at once.
+            assert!(matches!(
+                g.decide(st, Instant::now() + Duration::from_millis(1)),
+                Decision::Admit
+            ));
+        }
+        g.observe(
+            Bucket::UserGet,
+            Some(&rate(5, 0, 2_000_000_000)),
+            Some(1_999_999_999),
+        );
+        let buckets = g.buckets.lock().unwrap();
+        let st = &buckets[&Bucket::UserGet];
+        assert_eq!(st.remaining, None, "the old window's figure is ignored");
+    }
+
+    #[test]
+    fn a_new_bucket_takes_one_request_until_it_answers() {
+        let g = Governor::new(0.5, 10);
+        let now = Instant::now();
+        let mut buckets = g.buckets.lock().unwrap();
+        let st = buckets.entry(Bucket::Groups).or_default();
+        assert!(matches!(g.decide(st, now), Decision::Admit));
+        assert!(matches!(g.decide(st, now), Decision::WaitForAnswer));
+        drop(buckets);
+        // An answer without rate-limit headers still ends the probing.
+        g.observe(Bucket::Groups, None, None);
+        let mut buckets = g.buckets.lock().unwrap();
+        let st = buckets.get_mut(&Bucket::Groups).unwrap();
+        assert!(matches!(g.decide(st, now), Decision::Admit));
+    }
+
+    #[test]
+    fn a_429_blocks_the_bucket_and_is_not_counted_as_use() {
+        let g = Governor::new(1.0, 4);
+        let now = Instant::now();
+        {
+            let mut buckets = g.buckets.lock().unwrap();
+            let st = buckets.entry(Bucket::UserWrite).or_default();
+            assert!(matches!(g.decide(st, now), Decision::Admit));
+        }
+        g.record_429(Bucket::UserWrite, false, Duration::from_secs(5));
+        let snap = g.snapshot();
+        assert_eq!(snap[0].rate_limited, 1);
+        assert_eq!(snap[0].used_in_window, 0);
+        let mut buckets = g.buckets.lock().unwrap();
+        let st = buckets.get_mut(&Bucket::UserWrite).unwrap();
+        assert!(matches!(
+            g.decide(st, Instant::now()),
+            Decision::WaitUntil(_)
+        ));
+    }
+}
