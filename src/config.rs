@@ -24,6 +24,11 @@ pub enum Command {
     Migrate,
     /// Print the OpenAPI document and exit.
     Openapi,
+    /// Manage the session token vault.
+    Tokens {
+        #[command(subcommand)]
+        command: crate::tokens::TokensCommand,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -79,6 +84,10 @@ pub struct Settings {
     /// Log filter, in `tracing` EnvFilter syntax (e.g. `info,efs_iam=debug`).
     #[arg(long, env = "EFS_IAM_LOG", default_value = "info", global = true)]
     pub log: String,
+
+    /// The session token vault (`EFS_IAM_TOKEN_*`, `EFS_IAM_MEMCACHED_*`, ...).
+    #[command(flatten)]
+    pub tokens: crate::tokens::TokenSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod tokens;

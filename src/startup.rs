@@ -11,10 +11,13 @@ use crate::config::Settings;
 use crate::http::{self, AppState, HttpConfig};
 use crate::metrics::Metrics;
 use crate::storage::{self, ConnectOptions, Storage};
+use crate::tokens::{self, Clock, SystemClock, TokenVault};
 
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    /// Background purge of expired session tokens (SQL token store only).
+    purger: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -25,9 +28,29 @@ impl Application {
     }
 
     pub async fn with_storage(settings: &Settings, storage: Storage) -> anyhow::Result<Self> {
+        Self::with_clock(settings, storage, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`Self::with_storage`], with the clock the token vault judges expiry by
+    /// (tests move a [`crate::tokens::ManualClock`] instead of sleeping).
+    pub async fn with_clock(
+        settings: &Settings,
+        storage: Storage,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let vault = Arc::new(tokens::build_vault(settings, &storage, clock)?);
+        Self::with_vault(settings, storage, vault).await
+    }
+
+    pub async fn with_vault(
+        settings: &Settings,
+        storage: Storage,
+        vault: Arc<TokenVault>,
+    ) -> anyhow::Result<Self> {
+        let purger = tokens::spawn_purger(&vault, settings.tokens.token_purge_interval);
         let state = AppState {
             store: storage.store,
-            tokens: storage.tokens,
+            vault,
             config: Arc::new(HttpConfig {
                 request_timeout: settings.request_timeout,
                 max_body_bytes: settings.max_body_bytes as usize,
@@ -41,6 +64,7 @@ impl Application {
         Ok(Self {
             listener,
             router: http::router(state),
+            purger,
         })
     }
 
@@ -57,9 +81,13 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr(), "efs-iam listening");
-        axum::serve(self.listener, self.router)
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        if let Some(purger) = self.purger {
+            purger.abort();
+        }
+        served
     }
 }
 

@@ -26,7 +26,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::{FieldError, Problem};
 use crate::metrics::Metrics;
-use crate::storage::{Store, TokenStore};
+use crate::storage::Store;
+use crate::tokens::TokenVault;
 
 /// Limits and timeouts the HTTP layer applies.
 #[derive(Debug, Clone)]
@@ -39,7 +40,7 @@ pub struct HttpConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    pub tokens: Arc<dyn TokenStore>,
+    pub vault: Arc<TokenVault>,
     pub config: Arc<HttpConfig>,
     pub metrics: Metrics,
 }
