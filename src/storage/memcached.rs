@@ -207,7 +207,7 @@ impl MemcachedStore {
         let pooled = server.idle.lock().expect("pool lock").pop();
         let client = match pooled {
             Some(c) => c,
-            None => tokio::time::timeout(timeout, Client::new(&server.addr))
+            None => tokio::time::timeout(timeout, Client::new(format!("tcp://{}", server.addr)))
                 .await
                 .map_err(|_| Self::unavailable(server, format!("no connection within {timeout:?}")))?
                 .map_err(|e| Self::unavailable(server, e))?,
@@ -290,35 +290,52 @@ impl MemcachedStore {
         } else {
             ttl.to_string()
         };
-        let entry = format!("{session_key} ");
-        let (k, flags) = (list_key.clone(), [String::from("MA"), format!("N{ttl_flag}")]);
-        let res = self
-            .on(&list_key, move |c| {
-                Box::pin(async move {
-                    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-                    c.meta_set(k, entry.as_bytes(), false, None, Some(&flags))
-                        .await
-                })
-            })
-            .await?;
-        match res {
-            Ok(_) => {}
-            Err(e) if is_too_large(&e) => {
-                // Thousands of sessions of one user: start the list afresh with this
-                // one. Older sessions then expire on their own.
-                tracing::warn!("subject session list full; restarting it");
-                let (k, v) = (list_key.clone(), format!("{session_key} "));
-                let ttl2 = ttl_flag.parse::<i64>().unwrap_or(ttl);
-                if let Err(e) = self
-                    .on(&list_key, move |c| {
-                        Box::pin(async move { c.set(k, v.as_bytes(), Some(ttl2), None).await })
+        // Append; on a miss, create the list (`add`, so a concurrent creator wins and
+        // we append again). memcached's `N` (autovivify on append) is not relied on:
+        // 1.6.18 answers NS to it.
+        let mut created = false;
+        for mode in ["MA", "ME", "MA"] {
+            let (k, v) = (list_key.clone(), format!("{session_key} "));
+            let flags = [mode.to_owned(), format!("T{ttl_flag}")];
+            let res = self
+                .on(&list_key, move |c| {
+                    Box::pin(async move {
+                        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+                        c.meta_set(k, v.as_bytes(), false, None, Some(&flags)).await
                     })
-                    .await?
-                {
-                    return Err(Self::protocol_error(self.server(&list_key), e));
+                })
+                .await?;
+            match res {
+                Ok(_) => {
+                    created = mode == "ME";
+                    break;
                 }
+                Err(async_memcached::Error::Protocol(Status::NotStored)) => continue,
+                Err(e) if is_too_large(&e) => {
+                    // Thousands of sessions of one user: start the list afresh with
+                    // this one. Older sessions then expire on their own.
+                    tracing::warn!("subject session list full; restarting it");
+                    let (k, v) = (list_key.clone(), format!("{session_key} "));
+                    let flags = [format!("T{ttl_flag}")];
+                    if let Err(e) = self
+                        .on(&list_key, move |c| {
+                            Box::pin(async move {
+                                let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+                                c.meta_set(k, v.as_bytes(), false, None, Some(&flags)).await
+                            })
+                        })
+                        .await?
+                    {
+                        return Err(Self::protocol_error(self.server(&list_key), e));
+                    }
+                    created = true;
+                    break;
+                }
+                Err(e) => return Err(Self::protocol_error(self.server(&list_key), e)),
             }
-            Err(e) => return Err(Self::protocol_error(self.server(&list_key), e)),
+        }
+        if created {
+            return Ok(());
         }
         // Appending keeps the list's old expiry: push it out to cover this session.
         let (k, flag) = (list_key.clone(), format!("T{ttl_flag}"));
