@@ -155,13 +155,18 @@ pub fn parse() -> Cli {
                 })
                 .and_then(|a| a.get_env())
                 .map(|v| v.to_string_lossy().into_owned());
-            let reason = e
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches("error: ")
-                .to_owned();
+            // A validator's own message when there is one: clap's wording repeats the
+            // value, and values may be secrets (keys, database passwords).
+            let reason = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| {
+                    e.to_string()
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .trim_start_matches("error: ")
+                        .to_owned()
+                });
             match env {
                 Some(env) => eprintln!("efs-iam: bad setting {env} ({arg}): {reason}"),
                 None => eprintln!("efs-iam: {reason}"),

@@ -712,9 +712,13 @@ async fn tokens_legacy_rows_subjects_and_purge(db: TestDb) {
     assert_eq!(t.scan_tokens(0, 100).await.unwrap().unwrap().len(), 1);
 
     // Purge: legacy rows get an expiry first, expired rows go.
-    pool_exec("INSERT INTO iam_token_data (session_id, idp_response) VALUES (X'7261772d32', NULL)").await;
+    pool_exec("INSERT INTO iam_token_data (session_id, idp_response) VALUES (X'7261772d32', NULL)")
+        .await;
     let purged = t
-        .purge_expired_tokens(now + ChronoDuration::hours(2), now + ChronoDuration::hours(3))
+        .purge_expired_tokens(
+            now + ChronoDuration::hours(2),
+            now + ChronoDuration::hours(3),
+        )
         .await
         .unwrap();
     assert_eq!(purged, 1, "the subject-b row expired");

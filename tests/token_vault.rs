@@ -28,8 +28,12 @@ struct Env {
 
 impl Env {
     fn vault(&self) -> TokenVault {
-        build_vault(&self.settings, &self.db.storage, Arc::new(self.clock.clone()))
-            .expect("vault")
+        build_vault(
+            &self.settings,
+            &self.db.storage,
+            Arc::new(self.clock.clone()),
+        )
+        .expect("vault")
     }
 
     fn with_keys(&mut self, ring: &str) -> TokenVault {
@@ -225,7 +229,11 @@ async fn expiry_follows_expires_in(env: Env) {
     let vault = env.vault();
     let s = session("expiring");
     vault
-        .put(&s, obj(json!({"access_token": "a", "expires_in": 60})), None)
+        .put(
+            &s,
+            obj(json!({"access_token": "a", "expires_in": 60})),
+            None,
+        )
         .await
         .unwrap();
     env.clock.advance(Duration::from_secs(59));
@@ -289,7 +297,11 @@ async fn bad_expires_in_is_refused(env: Env) {
     let s = session("bad-expiry");
     for bad in [json!(-5), json!(1.5), json!("soon"), json!({"s": 1})] {
         let err = vault
-            .put(&s, obj(json!({"access_token": "a", "expires_in": bad})), None)
+            .put(
+                &s,
+                obj(json!({"access_token": "a", "expires_in": bad})),
+                None,
+            )
             .await
             .unwrap_err();
         assert!(
@@ -378,8 +390,7 @@ async fn dump(env: &Env) -> Vec<String> {
             let mut out = Vec::new();
             for server in servers.split(',') {
                 for (k, v) in
-                    common::memcached_dump(server, &env.settings.tokens.memcached_key_prefix)
-                        .await
+                    common::memcached_dump(server, &env.settings.tokens.memcached_key_prefix).await
                 {
                     out.push(k);
                     out.push(String::from_utf8_lossy(&v).into_owned());
@@ -389,22 +400,28 @@ async fn dump(env: &Env) -> Vec<String> {
         }
         None => {
             let sql = "SELECT session_id, idp_response, stored_at, expires_at, subject_hash FROM iam_token_data";
-            let rows: Vec<(Vec<u8>, Option<String>, Option<String>, Option<String>, Option<Vec<u8>>)> =
-                match &env.db.backend {
-                    common::Backend::Sqlite(s) => {
-                        sqlx::query_as(&sql.replace("stored_at, expires_at", "CAST(stored_at AS TEXT), CAST(expires_at AS TEXT)"))
-                            .fetch_all(s.pool())
-                            .await
-                            .unwrap()
-                    }
-                    common::Backend::MySql(s) => sqlx::query_as(&sql.replace(
-                        "stored_at, expires_at",
-                        "CAST(stored_at AS CHAR), CAST(expires_at AS CHAR)",
-                    ))
-                    .fetch_all(s.pool())
-                    .await
-                    .unwrap(),
-                };
+            let rows: Vec<(
+                Vec<u8>,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Option<Vec<u8>>,
+            )> = match &env.db.backend {
+                common::Backend::Sqlite(s) => sqlx::query_as(&sql.replace(
+                    "stored_at, expires_at",
+                    "CAST(stored_at AS TEXT), CAST(expires_at AS TEXT)",
+                ))
+                .fetch_all(s.pool())
+                .await
+                .unwrap(),
+                common::Backend::MySql(s) => sqlx::query_as(&sql.replace(
+                    "stored_at, expires_at",
+                    "CAST(stored_at AS CHAR), CAST(expires_at AS CHAR)",
+                ))
+                .fetch_all(s.pool())
+                .await
+                .unwrap(),
+            };
             rows.into_iter()
                 .flat_map(|(id, v, a, b, sub)| {
                     assert!(
@@ -429,7 +446,8 @@ async fn a_dump_reveals_no_token_and_no_session_id(env: Env) {
     configure_portal(&env, 7, &okta).await;
     let vault = env.vault();
     let s = session("dump-session-SECRETID");
-    let id_token = okta.mint_id_token(json!({"sub": "00uDUMPUSER000000000", "email": "dump@example.com"}));
+    let id_token =
+        okta.mint_id_token(json!({"sub": "00uDUMPUSER000000000", "email": "dump@example.com"}));
     vault
         .put(
             &s,
@@ -486,7 +504,8 @@ async fn logout_everywhere_deletes_every_session_of_the_user(env: Env) {
         let vault = &vault;
         let okta = &okta;
         async move {
-            let id_token = okta.mint_id_token(json!({"sub": sub, "email": format!("{sub}@example.com")}));
+            let id_token =
+                okta.mint_id_token(json!({"sub": sub, "email": format!("{sub}@example.com")}));
             vault
                 .put(
                     &session(s),
@@ -503,11 +522,18 @@ async fn logout_everywhere_deletes_every_session_of_the_user(env: Env) {
     put("bob-laptop", "00uBOB").await;
     // Stored without a portal: not linked to any user.
     vault
-        .put(&session("anonymous"), obj(json!({"access_token": "x"})), None)
+        .put(
+            &session("anonymous"),
+            obj(json!({"access_token": "x"})),
+            None,
+        )
         .await
         .unwrap();
     let got = vault.get(&session("alice-phone")).await.unwrap().unwrap();
-    assert_eq!(got.claims.unwrap().email.as_deref(), Some("00uALICE@example.com"));
+    assert_eq!(
+        got.claims.unwrap().email.as_deref(),
+        Some("00uALICE@example.com")
+    );
     assert_eq!(got.portal_id, Some(3));
 
     let alice = OktaUserId::parse("00uALICE").unwrap();
@@ -553,11 +579,21 @@ async fn legacy_plaintext_rows_stay_readable_and_are_sealed_when_rewritten(env: 
     assert_eq!(got.idp_response, json!({"access_token": "legacy-newer"}));
     assert_eq!((got.stored_at, got.expires_at), (None, None));
     assert_eq!(
-        vault.get(&session("legacy-null")).await.unwrap().unwrap().idp_response,
+        vault
+            .get(&session("legacy-null"))
+            .await
+            .unwrap()
+            .unwrap()
+            .idp_response,
         Value::Null
     );
     assert_eq!(
-        vault.get(&session("legacy-text")).await.unwrap().unwrap().idp_response,
+        vault
+            .get(&session("legacy-text"))
+            .await
+            .unwrap()
+            .unwrap()
+            .idp_response,
         "not json"
     );
 
@@ -568,7 +604,9 @@ async fn legacy_plaintext_rows_stay_readable_and_are_sealed_when_rewritten(env: 
     let ids = raw_session_ids(&env).await;
     assert_eq!(ids.len(), 3, "both raw duplicates replaced by one row");
     assert!(!ids.iter().any(|id| id == b"legacy-json"));
-    assert!(raw_value(&env, &vault, &json_s).await.starts_with("efs1:k1:"));
+    assert!(raw_value(&env, &vault, &json_s)
+        .await
+        .starts_with("efs1:k1:"));
     assert_eq!(
         vault.get(&json_s).await.unwrap().unwrap().idp_response["access_token"],
         "rewritten"
@@ -582,9 +620,13 @@ async fn reencrypt_rewrites_everything_under_the_newest_key(mut env: Env) {
     sql_exec(&env, LEGACY).await;
     let old = env.with_keys(KEY_1);
     let s = session("sealed-with-k1");
-    old.put(&s, obj(json!({"access_token": "k1-value", "expires_in": 300})), None)
-        .await
-        .unwrap();
+    old.put(
+        &s,
+        obj(json!({"access_token": "k1-value", "expires_in": 300})),
+        None,
+    )
+    .await
+    .unwrap();
     let before = old.get(&s).await.unwrap().unwrap();
     // A row nobody can open.
     sql_exec(
@@ -596,7 +638,12 @@ async fn reencrypt_rewrites_everything_under_the_newest_key(mut env: Env) {
     let rotated = env.with_keys(&format!("{KEY_2},{KEY_1}"));
     let report = rotated.reencrypt().await.unwrap();
     assert_eq!(
-        (report.scanned, report.rewritten, report.current, report.failed),
+        (
+            report.scanned,
+            report.rewritten,
+            report.current,
+            report.failed
+        ),
         (6, 5, 0, 1),
         "{report:?}"
     );
@@ -609,15 +656,30 @@ async fn reencrypt_rewrites_everything_under_the_newest_key(mut env: Env) {
     assert_eq!(after.idp_response, before.idp_response);
     assert_eq!(after.expires_at, before.expires_at, "expiry kept");
     assert_eq!(
-        new_only.get(&session("legacy-json")).await.unwrap().unwrap().idp_response,
+        new_only
+            .get(&session("legacy-json"))
+            .await
+            .unwrap()
+            .unwrap()
+            .idp_response,
         json!({"access_token": "legacy-newer"})
     );
     assert_eq!(
-        new_only.get(&session("legacy-null")).await.unwrap().unwrap().idp_response,
+        new_only
+            .get(&session("legacy-null"))
+            .await
+            .unwrap()
+            .unwrap()
+            .idp_response,
         Value::Null
     );
     assert_eq!(
-        new_only.get(&session("legacy-text")).await.unwrap().unwrap().idp_response,
+        new_only
+            .get(&session("legacy-text"))
+            .await
+            .unwrap()
+            .unwrap()
+            .idp_response,
         "not json"
     );
     let ids = raw_session_ids(&env).await;
@@ -632,11 +694,19 @@ async fn reencrypt_rewrites_everything_under_the_newest_key(mut env: Env) {
 async fn expired_rows_are_purged(env: Env) {
     let vault = env.vault();
     vault
-        .put(&session("short"), obj(json!({"access_token": "a", "expires_in": 10})), None)
+        .put(
+            &session("short"),
+            obj(json!({"access_token": "a", "expires_in": 10})),
+            None,
+        )
         .await
         .unwrap();
     vault
-        .put(&session("long"), obj(json!({"access_token": "b", "expires_in": 1000})), None)
+        .put(
+            &session("long"),
+            obj(json!({"access_token": "b", "expires_in": 1000})),
+            None,
+        )
         .await
         .unwrap();
     sql_exec(&env, LEGACY).await;
@@ -648,7 +718,11 @@ async fn expired_rows_are_purged(env: Env) {
     let got = vault.get(&session("legacy-json")).await.unwrap().unwrap();
     assert!(got.expires_at.is_some());
     env.clock.advance(Duration::from_secs(7200));
-    assert_eq!(vault.purge_expired().await.unwrap(), 5, "long and the legacy rows");
+    assert_eq!(
+        vault.purge_expired().await.unwrap(),
+        5,
+        "long and the legacy rows"
+    );
     assert!(raw_session_ids(&env).await.is_empty());
 }
 
@@ -670,12 +744,19 @@ async fn memcached_rejects_over_large_responses_and_server_limits() {
         matches!(err, VaultError::Storage(StorageError::TooLarge { .. })),
         "{err:?}"
     );
-    assert!(vault.get(&s).await.unwrap().is_none(), "nothing stored, nothing cut");
+    assert!(
+        vault.get(&s).await.unwrap().is_none(),
+        "nothing stored, nothing cut"
+    );
     // Configured above the server's own 1 MiB limit: memcached refuses, same answer.
     env.settings.tokens.memcached_max_item_bytes = 4 * 1024 * 1024;
     let vault = env.vault();
     let err = vault
-        .put(&s, obj(json!({"access_token": "y".repeat(1536 * 1024)})), None)
+        .put(
+            &s,
+            obj(json!({"access_token": "y".repeat(1536 * 1024)})),
+            None,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -725,10 +806,17 @@ async fn memcached_keys_spread_over_several_servers() {
             other => panic!("{other:?}"),
         }
     }
-    assert!(found > 0 && unavailable > 0, "{found} found, {unavailable} unavailable");
+    assert!(
+        found > 0 && unavailable > 0,
+        "{found} found, {unavailable} unavailable"
+    );
     assert_eq!(found + unavailable, 40);
     a.restore();
     for i in 0..40 {
-        assert!(vault.get(&session(&format!("spread-{i}"))).await.unwrap().is_some());
+        assert!(vault
+            .get(&session(&format!("spread-{i}")))
+            .await
+            .unwrap()
+            .is_some());
     }
 }

@@ -131,11 +131,7 @@ impl Drop for Conn<'_> {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
             if !client.is_closed() {
-                self.server
-                    .idle
-                    .lock()
-                    .expect("pool lock")
-                    .push(client);
+                self.server.idle.lock().expect("pool lock").push(client);
             }
         }
     }
@@ -209,7 +205,9 @@ impl MemcachedStore {
             Some(c) => c,
             None => tokio::time::timeout(timeout, Client::new(format!("tcp://{}", server.addr)))
                 .await
-                .map_err(|_| Self::unavailable(server, format!("no connection within {timeout:?}")))?
+                .map_err(|_| {
+                    Self::unavailable(server, format!("no connection within {timeout:?}"))
+                })?
                 .map_err(|e| Self::unavailable(server, e))?,
         };
         Ok(Conn {
@@ -225,7 +223,9 @@ impl MemcachedStore {
         key: &str,
         op: impl for<'c> FnOnce(
             &'c mut Client,
-        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = McResult<T>> + Send + 'c>>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = McResult<T>> + Send + 'c>,
+        >,
     ) -> StorageResult<McResult<T>> {
         let server = self.server(key);
         self.on_server(server, op).await
@@ -236,7 +236,9 @@ impl MemcachedStore {
         server: &Server,
         op: impl for<'c> FnOnce(
             &'c mut Client,
-        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = McResult<T>> + Send + 'c>>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = McResult<T>> + Send + 'c>,
+        >,
     ) -> StorageResult<McResult<T>> {
         let mut conn = self.checkout(server).await?;
         let timeout = self.options.timeout;

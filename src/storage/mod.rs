@@ -5,8 +5,8 @@
 //! `RETURNING`, backtick-quoted `key`), and the macro keeps them in one place without
 //! the unreadable trait bounds a generic-over-`sqlx::Database` version would need.
 
-mod model;
 pub mod memcached;
+mod model;
 pub mod mysql;
 mod sql;
 pub mod sqlite;

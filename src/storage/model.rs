@@ -260,6 +260,8 @@ pub struct TokenRow {
 /// Rows carry raw legacy session ids and plaintext responses: never printed.
 impl std::fmt::Debug for TokenRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenRow").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("TokenRow")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }

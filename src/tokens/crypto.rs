@@ -221,7 +221,9 @@ impl KeyRing {
             .iter()
             .find(|k| k.id == id)
             .ok_or_else(|| OpenError::UnknownKey(id.to_owned()))?;
-        let body = URL_SAFE_NO_PAD.decode(body).map_err(|_| OpenError::Corrupt)?;
+        let body = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| OpenError::Corrupt)?;
         if body.len() < NONCE_LEN + 16 {
             return Err(OpenError::Corrupt);
         }
@@ -385,7 +387,10 @@ mod tests {
         assert_eq!(stored, h.session_key(&s), "deterministic");
         let other = SessionHasher::parse(K2).unwrap();
         assert_ne!(stored, other.session_key(&s), "keyed");
-        assert_ne!(h.subject_key("00u1"), h.session_key(&SessionId::parse("00u1").unwrap())[1..]);
+        assert_ne!(
+            h.subject_key("00u1"),
+            h.session_key(&SessionId::parse("00u1").unwrap())[1..]
+        );
         assert!(SessionHasher::parse("nope").is_err());
         assert!(!format!("{h:?}").contains(K1));
     }

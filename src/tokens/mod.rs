@@ -52,10 +52,7 @@ use crate::storage::memcached::{MemcachedOptions, MemcachedStore};
 use crate::storage::{Storage, TokenStore};
 
 /// The token store the settings choose: the SQL store of `storage`, or memcached.
-pub fn token_store(
-    settings: &Settings,
-    storage: &Storage,
-) -> anyhow::Result<Arc<dyn TokenStore>> {
+pub fn token_store(settings: &Settings, storage: &Storage) -> anyhow::Result<Arc<dyn TokenStore>> {
     let t = &settings.tokens;
     Ok(match t.token_store {
         TokenBackendKind::Sql => storage.tokens.clone(),

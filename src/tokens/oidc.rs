@@ -128,9 +128,7 @@ impl OidcVerifier {
     ) -> Result<VerifiedClaims, IdTokenError> {
         let (alg, kid) = header_alg_and_kid(token)?;
         if alg != "RS256" {
-            return Err(invalid(format!(
-                "alg `{alg}` is not accepted (only RS256)"
-            )));
+            return Err(invalid(format!("alg `{alg}` is not accepted (only RS256)")));
         }
         let kid = kid.ok_or_else(|| invalid("the header names no kid"))?;
         let key = self.key(issuer, &kid).await?;
@@ -150,8 +148,9 @@ impl OidcVerifier {
                 ErrorKind::InvalidAlgorithm => "alg is not accepted (only RS256)".to_owned(),
                 ErrorKind::MissingRequiredClaim(c) => format!("the {c} claim is missing"),
                 ErrorKind::InvalidClaimFormat(c) => format!("the {c} claim is malformed"),
-                ErrorKind::Json(_) => "the claims are malformed (sub, exp and iat are required)"
-                    .to_owned(),
+                ErrorKind::Json(_) => {
+                    "the claims are malformed (sub, exp and iat are required)".to_owned()
+                }
                 _ => "not a well-formed signed JWT".to_owned(),
             })
         })?;

@@ -401,9 +401,7 @@ impl TokenVault {
                 report.scanned += 1;
                 let hashed_id = is_hashed_id(&row.session_id);
                 let value = row.idp_response.as_deref();
-                if hashed_id
-                    && value.and_then(KeyRing::key_id_of) == Some(current.as_str())
-                {
+                if hashed_id && value.and_then(KeyRing::key_id_of) == Some(current.as_str()) {
                     report.current += 1;
                     continue;
                 }

@@ -12,4 +12,5 @@ mod openapi;
 mod references;
 mod sessions;
 mod settings;
+mod tokens;
 mod unassignments;

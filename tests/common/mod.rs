@@ -412,7 +412,13 @@ pub async fn memcached_dump(server: &str, prefix: &str) -> Vec<(String, Vec<u8>)
         if header.starts_with("END") {
             continue;
         }
-        let len: usize = header.trim_end().rsplit(' ').next().unwrap().parse().unwrap();
+        let len: usize = header
+            .trim_end()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         let mut data = vec![0u8; len + 2];
         stream.read_exact(&mut data).await.unwrap();
         data.truncate(len);
