@@ -383,6 +383,14 @@ async fn tampered_values_are_errors_not_garbage(env: Env) {
     ));
 }
 
+type DumpRow = (
+    Vec<u8>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
+);
+
 /// Everything the backend holds, as text, for the dump checks.
 async fn dump(env: &Env) -> Vec<String> {
     match &env.memcached {
@@ -400,13 +408,7 @@ async fn dump(env: &Env) -> Vec<String> {
         }
         None => {
             let sql = "SELECT session_id, idp_response, stored_at, expires_at, subject_hash FROM iam_token_data";
-            let rows: Vec<(
-                Vec<u8>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<Vec<u8>>,
-            )> = match &env.db.backend {
+            let rows: Vec<DumpRow> = match &env.db.backend {
                 common::Backend::Sqlite(s) => sqlx::query_as(&sql.replace(
                     "stored_at, expires_at",
                     "CAST(stored_at AS TEXT), CAST(expires_at AS TEXT)",

@@ -549,7 +549,7 @@ async fn the_reencrypt_command_rewrites_under_the_newest_key() {
         "plain"
     );
     // Run with a ring that cannot open them: non-zero exit, rows left alone.
-    let out = run(&format!("{}", KEY_1));
+    let out = run(KEY_1);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("could not be opened"));
 }
