@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SPEC=${SPEC:-/work/shared/okta/okta-users-groups.yaml}
+SPEC=${SPEC:-../shared/okta/okta-users-groups.yaml}
 FAKE_PORT=${FAKE_PORT:-4011}
 PRISM_PORT=${PRISM_PORT:-4012}
 FAKE="http://127.0.0.1:${FAKE_PORT}"

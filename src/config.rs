@@ -29,6 +29,22 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::tokens::TokensCommand,
     },
+    /// Print a caller token signed with EFS_IAM_AUTH_HS256_SECRET (for operators and
+    /// scripts), e.g. `efs-iam token --scope "iam:read iam:sync" --ttl 15m`.
+    Token {
+        /// Space-separated scopes: iam:read, iam:write, iam:sync, iam:tokens.
+        #[arg(long)]
+        scope: String,
+        /// Lifetime of the token.
+        #[arg(long, default_value = "15m", value_parser = parse_duration)]
+        ttl: Duration,
+        /// The token's subject, shown in the audit log.
+        #[arg(long, default_value = "operator")]
+        sub: String,
+    },
+    /// Probe `/health/live` of the instance at `--listen`; exit 0 when it answers.
+    /// For container HEALTHCHECKs (the runtime image has no curl).
+    Healthcheck,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -76,6 +92,23 @@ pub struct Settings {
     #[arg(long, env = "EFS_IAM_READY_TIMEOUT", default_value = "2s",
           value_parser = parse_duration, global = true)]
     pub ready_timeout: Duration,
+
+    /// Most API requests in flight; beyond, 503 with Retry-After.
+    #[arg(long, env = "EFS_IAM_MAX_CONCURRENT_REQUESTS", default_value_t = 512,
+          value_parser = clap::value_parser!(u64).range(1..=100_000), global = true)]
+    pub max_concurrent_requests: u64,
+
+    /// Origins allowed to call the API from a browser (comma-separated); empty = CORS off.
+    #[arg(
+        long,
+        env = "EFS_IAM_CORS_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cors_origins: Vec<String>,
+
+    #[command(flatten)]
+    pub auth: crate::auth::AuthSettings,
 
     /// Log format.
     #[arg(long, env = "EFS_IAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -147,29 +180,32 @@ pub fn parse() -> Cli {
                 _ => String::new(),
             };
             let cmd = Cli::command();
-            let env = cmd
-                .get_arguments()
-                .find(|a| {
-                    a.get_long()
-                        .is_some_and(|l| arg.starts_with(&format!("--{l}")))
-                })
+            let spec = cmd.get_arguments().find(|a| {
+                a.get_long()
+                    .is_some_and(|l| arg.starts_with(&format!("--{l} ")))
+            });
+            let env = spec
                 .and_then(|a| a.get_env())
                 .map(|v| v.to_string_lossy().into_owned());
-            // A validator's own message when there is one: clap's wording repeats the
-            // value, and values may be secrets (keys, database passwords).
-            let reason = std::error::Error::source(&e)
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| {
-                    e.to_string()
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .trim_start_matches("error: ")
-                        .to_owned()
-                });
+            // Secret-bearing settings never have their value echoed.
+            let secret = spec.is_none_or(|a| a.is_hide_env_values_set());
+            let value = match (secret, e.get(ContextKind::InvalidValue)) {
+                (false, Some(ContextValue::String(v))) => format!(" {v:?}"),
+                _ => String::new(),
+            };
+            let reason = match (
+                std::error::Error::source(&e),
+                e.get(ContextKind::ValidValue),
+            ) {
+                (Some(source), _) => source.to_string(),
+                (None, Some(ContextValue::Strings(valid))) => {
+                    format!("expected one of {}", valid.join(", "))
+                }
+                _ => "invalid value".to_owned(),
+            };
             match env {
-                Some(env) => eprintln!("efs-iam: bad setting {env} ({arg}): {reason}"),
-                None => eprintln!("efs-iam: {reason}"),
+                Some(env) => eprintln!("efs-iam: bad setting {env} ({arg}){value}: {reason}"),
+                None => eprintln!("efs-iam: bad value for {arg}{value}: {reason}"),
             }
             std::process::exit(2);
         }

@@ -63,6 +63,10 @@ pub enum ApiError {
     #[error("validation failed")]
     Validation(Vec<FieldError>),
     #[error("{0}")]
+    Unauthorized(crate::auth::AuthError),
+    #[error("missing scope {}", .0.as_str())]
+    Forbidden(crate::auth::Scope),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Unavailable(String),
@@ -144,6 +148,20 @@ impl ApiError {
                     .join("; "),
                 errors.clone(),
             ),
+            Self::Unauthorized(e) => (
+                S::UNAUTHORIZED,
+                "unauthorized",
+                "Authentication required",
+                e.to_string(),
+                vec![],
+            ),
+            Self::Forbidden(scope) => (
+                S::FORBIDDEN,
+                "forbidden",
+                "Missing scope",
+                format!("this operation needs the scope {}", scope.as_str()),
+                vec![],
+            ),
             Self::NotFound(m) => (S::NOT_FOUND, "not-found", "Not found", m.clone(), vec![]),
             Self::Unavailable(m) => (
                 S::SERVICE_UNAVAILABLE,
@@ -224,10 +242,28 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug, title, detail, errors) = self.parts();
+        // RFC 6750: tell the client how to authenticate, or which scope is missing.
+        let challenge = match &self {
+            Self::Unauthorized(crate::auth::AuthError::Missing) => {
+                Some(r#"Bearer realm="efs-iam""#.to_owned())
+            }
+            Self::Unauthorized(e) => Some(format!(
+                r#"Bearer realm="efs-iam", error="invalid_token", error_description="{e}""#
+            )),
+            Self::Forbidden(scope) => Some(format!(
+                r#"Bearer realm="efs-iam", error="insufficient_scope", scope="{}""#,
+                scope.as_str()
+            )),
+            _ => None,
+        };
         if status.is_server_error() {
             tracing::error!(error = ?anyhow::Error::from(self), "request failed");
         }
-        problem_response(status, slug, title, detail, errors)
+        let mut res = problem_response(status, slug, title, detail, errors);
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        }
+        res
     }
 }
 

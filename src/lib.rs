@@ -1,8 +1,10 @@
 //! efs-iam: EFS's Okta integration as a service. See README.md.
 
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
+#[cfg(feature = "fake-okta")]
 pub mod fake_okta;
 pub mod http;
 pub mod metrics;

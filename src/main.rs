@@ -10,6 +10,43 @@ async fn main() -> anyhow::Result<()> {
         Command::Openapi => {
             println!("{}", efs_iam::http::openapi().to_pretty_json()?);
         }
+        Command::Token { scope, ttl, sub } => {
+            let auth = &settings.auth;
+            let (Some(secret), Some(issuer), Some(audience)) =
+                (&auth.hs256_secret, &auth.issuer, &auth.audience)
+            else {
+                anyhow::bail!(
+                    "efs-iam token needs EFS_IAM_AUTH_HS256_SECRET, EFS_IAM_AUTH_ISSUER and EFS_IAM_AUTH_AUDIENCE"
+                );
+            };
+            let scopes: Vec<&str> = scope.split_whitespace().collect();
+            for s in &scopes {
+                if !efs_iam::auth::Scope::ALL.iter().any(|k| k.as_str() == *s) {
+                    anyhow::bail!(
+                        "unknown scope {s:?}: use iam:read, iam:write, iam:sync, iam:tokens"
+                    );
+                }
+            }
+            let token = efs_iam::auth::mint_hs256(secret, issuer, audience, &sub, &scopes, ttl)?;
+            println!("{token}");
+        }
+        Command::Healthcheck => {
+            let mut addr = settings.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            let res = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(3))
+                .build()?
+                .get(format!("http://{addr}/health/live"))
+                .send()
+                .await
+                .and_then(|r| r.error_for_status());
+            if let Err(e) = res {
+                eprintln!("efs-iam: unhealthy: {e}");
+                std::process::exit(1);
+            }
+        }
         Command::Migrate => {
             efs_iam::telemetry::init(settings.log_format, &settings.log);
             startup::connect_storage(&settings, true)

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::http::{self, AppState, HttpConfig};
 use crate::metrics::Metrics;
@@ -23,6 +24,8 @@ pub struct Application {
 impl Application {
     /// Connects (and by setting migrates) the database, then binds the listener.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        // Refuse an open API on a public address before touching the database.
+        settings.auth.check_listen(settings.listen)?;
         let storage = connect_storage(settings, settings.migrate_on_start).await?;
         Self::with_storage(settings, storage).await
     }
@@ -38,23 +41,40 @@ impl Application {
         storage: Storage,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        // Caller authentication's rule first, then the token vault's (both refuse a
+        // non-loopback address without keys).
+        settings.auth.check_listen(settings.listen)?;
         let vault = Arc::new(tokens::build_vault(settings, &storage, clock)?);
-        Self::with_vault(settings, storage, vault).await
+        Self::assemble(settings, storage, vault).await
     }
 
-    pub async fn with_vault(
+    async fn assemble(
         settings: &Settings,
         storage: Storage,
         vault: Arc<TokenVault>,
     ) -> anyhow::Result<Self> {
+        let auth = Authenticator::from_settings(&settings.auth)?.map(Arc::new);
+        let cors_origins = settings
+            .cors_origins
+            .iter()
+            .filter(|o| !o.is_empty())
+            .map(|o| {
+                axum::http::HeaderValue::from_str(o)
+                    .map_err(|_| anyhow::anyhow!("EFS_IAM_CORS_ORIGINS: invalid origin {o:?}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let purger = tokens::spawn_purger(&vault, settings.tokens.token_purge_interval);
         let state = AppState {
+            auth,
             store: storage.store,
             vault,
             config: Arc::new(HttpConfig {
                 request_timeout: settings.request_timeout,
                 max_body_bytes: settings.max_body_bytes as usize,
                 ready_timeout: settings.ready_timeout,
+                max_concurrent_requests: settings.max_concurrent_requests as usize,
+                metrics_require_auth: settings.auth.metrics_require_auth,
+                cors_origins,
             }),
             metrics: Metrics::install(),
         };

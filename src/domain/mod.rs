@@ -14,7 +14,7 @@ pub use okta_user_id::OktaUserId;
 pub use portal_user_status::PortalUserStatus;
 pub use session_id::SessionId;
 pub use setting_key::SettingKey;
-pub use text::{check_text, TextLimit};
+pub use text::check_text;
 
 /// Why a value was refused; the HTTP layer attaches the field name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

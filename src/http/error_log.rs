@@ -12,16 +12,21 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{decode_cursor, encode_cursor, page_limit, path_param, AppJson, AppQuery};
+use super::extract::{
+    decode_cursor, encode_cursor, integral, page_limit, path_param, AppJson, AppQuery,
+};
 use super::{utc, AppState};
-use crate::domain::{check_text, parse_row_id, Invalid, TextLimit};
+use crate::domain::{check_text, parse_row_id, Invalid};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::storage::{ErrorLogEntry, ErrorLogQuery, NewErrorLogEntry};
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
-/// `trace LONGTEXT` could hold 4 GiB; a trace beyond 1 MiB is refused as a mistake.
-const TRACE_LIMIT: TextLimit = TextLimit::Bytes(1 << 20);
+/// `message TEXT` holds 65,535 bytes: 21,845 characters of up to three bytes (utf8).
+const MESSAGE_LIMIT: usize = 21_845;
+/// `trace LONGTEXT` could hold 4 GiB; a trace beyond 262,144 characters (1 MiB) is
+/// refused as a mistake.
+const TRACE_LIMIT: usize = 262_144;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -59,17 +64,19 @@ impl From<ErrorLogEntry> for ErrorLogEntryBody {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"message": "Api validation failed: login", "status_code": 400, "error_code": "E0000001", "trace": "POST /api/v1/users"}))]
 pub struct NewErrorLogEntryBody {
-    /// At most 65,535 bytes.
+    /// At most 21,845 characters (the TEXT column's 65,535 bytes).
+    #[schema(max_length = 21845, pattern = "^[\\u0000-\\uFFFF]*$")]
     pub message: Option<String>,
     /// HTTP status, 0 to 999 (default 0: no answer).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral")]
     #[schema(minimum = 0, maximum = 999)]
     pub status_code: i64,
-    /// At most 1 MiB.
+    /// At most 262,144 characters.
+    #[schema(max_length = 262144, pattern = "^[\\u0000-\\uFFFF]*$")]
     pub trace: Option<String>,
     /// Okta error code, at most 36 characters (default empty).
     #[serde(default)]
-    #[schema(max_length = 36)]
+    #[schema(max_length = 36, pattern = "^[\\u0000-\\uFFFF]*$")]
     pub error_code: String,
 }
 
@@ -85,19 +92,22 @@ pub struct ErrorLogPage {
 #[into_params(parameter_in = Query)]
 pub struct ErrorLogListQuery {
     /// Entries at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// Entries before this time (RFC 3339).
+    #[param(format = DateTime)]
     pub until: Option<String>,
     #[param(minimum = 0, maximum = 999)]
     pub status_code: Option<i64>,
-    #[param(max_length = 36)]
+    #[param(max_length = 36, pattern = "^[\\u0000-\\uFFFF]*$")]
     pub error_code: Option<String>,
     /// Text contained in the message.
-    #[param(max_length = 200)]
+    #[param(max_length = 200, pattern = "^[\\u0000-\\uFFFF]*$")]
     pub q: Option<String>,
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 
@@ -106,6 +116,7 @@ pub struct ErrorLogListQuery {
 #[into_params(parameter_in = Query)]
 pub struct PurgeQuery {
     /// Deletes every entry created before this time (RFC 3339). Required.
+    #[param(format = DateTime)]
     pub before: String,
 }
 
@@ -161,13 +172,9 @@ async fn record_error(
         errors.push(FieldError::new("status_code", e));
     }
     let checks = [
-        ("message", body.message.as_deref(), TextLimit::TEXT),
+        ("message", body.message.as_deref(), MESSAGE_LIMIT),
         ("trace", body.trace.as_deref(), TRACE_LIMIT),
-        (
-            "error_code",
-            Some(body.error_code.as_str()),
-            TextLimit::Chars(36),
-        ),
+        ("error_code", Some(body.error_code.as_str()), 36),
     ];
     for (field, value, limit) in checks {
         if let Some(Err(e)) = value.map(|v| check_text(v, limit)) {
@@ -227,10 +234,7 @@ async fn query_error_log(
         .transpose()
         .map_err(|e| ApiError::invalid_parameter("status_code", e))?;
     for (field, value, max) in [("error_code", &query.error_code, 36), ("q", &query.q, 200)] {
-        if let Some(Err(e)) = value
-            .as_deref()
-            .map(|v| check_text(v, TextLimit::Chars(max)))
-        {
+        if let Some(Err(e)) = value.as_deref().map(|v| check_text(v, max)) {
             return Err(ApiError::invalid_parameter(field, e));
         }
     }
@@ -269,7 +273,7 @@ async fn query_error_log(
 /// One error log entry.
 #[utoipa::path(
     get, path = "/errors/{id}", tag = "error log",
-    params(("id" = i32, Path, description = "Entry id", minimum = 1)),
+    params(("id" = i32, Path, description = "Entry id", minimum = 1, maximum = 2147483647)),
     responses(
         (status = 200, description = "The entry", body = ErrorLogEntryBody),
         (status = 400, description = "Invalid id", body = Problem, content_type = "application/problem+json"),

@@ -92,6 +92,41 @@ fn strip_position(e: &serde_json::Error) -> String {
     }
 }
 
+/// For optional body fields that may be left out but not sent as `null`
+/// (`#[serde(default, deserialize_with = "present")]`): the spec says "not nullable",
+/// and this keeps the server exactly as strict.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    use serde::de::Error;
+    match <Option<T> as serde::Deserialize>::deserialize(deserializer)? {
+        Some(value) => Ok(Some(value)),
+        None => Err(D::Error::custom("may be left out, but not null")),
+    }
+}
+
+/// JSON Schema counts `590.0` as an integer; so does this (for `i64` body fields).
+pub fn integral<'de, D>(deserializer: D) -> Result<i64, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    use serde::Deserialize;
+    match serde_json::Number::deserialize(deserializer)? {
+        n if n.is_i64() => Ok(n.as_i64().expect("checked")),
+        n => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f <= i64::MAX as f64 => {
+                Ok(f as i64)
+            }
+            _ => Err(D::Error::custom(format!(
+                "invalid value: {n}, expected an integer"
+            ))),
+        },
+    }
+}
+
 /// Query parameters, with unknown parameters and bad values refused by name.
 pub struct AppQuery<T>(pub T);
 

@@ -16,12 +16,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{path_param, AppJson};
 use super::AppState;
-use crate::domain::{check_text, PortalId, SettingKey, TextLimit};
+use crate::domain::{check_text, PortalId, SettingKey};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 
 /// Most keys one bulk put may set.
 const MAX_KEYS_PER_PUT: usize = 100;
-const VALUE_LIMIT: TextLimit = TextLimit::Chars(255);
+const VALUE_LIMIT: usize = 255;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -46,6 +46,7 @@ pub struct PortalSettings {
 #[schema(example = json!({"settings": {"okta_client_id": "0oa1b2c3d4e5f6g7h8i9"}}))]
 pub struct PutPortalSettings {
     /// The keys to set (1 to 100); keys not named keep their values.
+    #[schema(schema_with = settings_map_schema)]
     pub settings: BTreeMap<String, Option<String>>,
 }
 
@@ -62,8 +63,31 @@ pub struct PortalSettingValue {
 #[schema(example = json!({"value": "0oa1b2c3d4e5f6g7h8i9"}))]
 pub struct PutPortalSetting {
     /// At most 255 characters, or `null`. Required (send `null` explicitly).
-    #[schema(value_type = Option<String>, required = true)]
+    #[schema(value_type = Option<String>, required = true, max_length = 255, pattern = "^[\\u0000-\\uFFFF]*$")]
     pub value: serde_json::Value,
+}
+
+/// Keys as `SettingKey` accepts them, values as `VALUE_LIMIT` allows (BMP only).
+fn settings_map_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[A-Za-z0-9_.:-]{1,50}$")),
+        ))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                    Type::String,
+                    Type::Null,
+                ]))
+                .max_length(Some(255))
+                .pattern(Some("^[\\u0000-\\uFFFF]*$")),
+        ))
+        .min_properties(Some(1))
+        .max_properties(Some(MAX_KEYS_PER_PUT))
+        .build()
 }
 
 fn nullable_value(field: &str, value: &serde_json::Value) -> Result<Option<String>, FieldError> {
@@ -95,7 +119,7 @@ async fn load_map(state: &AppState, portal: PortalId) -> ApiResult<PortalSetting
 /// All settings of a portal.
 #[utoipa::path(
     get, path = "/portals/{portal_id}/settings", tag = "portal settings",
-    params(("portal_id" = i32, Path, description = "EFS portal id", minimum = 1)),
+    params(("portal_id" = i32, Path, description = "EFS portal id", minimum = 1, maximum = 2147483647)),
     responses(
         (status = 200, description = "The portal's settings (empty when it has none)", body = PortalSettings),
         (status = 400, description = "Invalid portal id", body = Problem, content_type = "application/problem+json"),
@@ -114,7 +138,7 @@ async fn get_portal_settings(
 /// Sets several settings at once, in one transaction; keys not named are untouched.
 #[utoipa::path(
     put, path = "/portals/{portal_id}/settings", tag = "portal settings",
-    params(("portal_id" = i32, Path, description = "EFS portal id", minimum = 1)),
+    params(("portal_id" = i32, Path, description = "EFS portal id", minimum = 1, maximum = 2147483647)),
     request_body = PutPortalSettings,
     responses(
         (status = 200, description = "All settings of the portal after the write", body = PortalSettings),
@@ -176,8 +200,8 @@ async fn put_portal_settings(
 #[utoipa::path(
     get, path = "/portals/{portal_id}/settings/{key}", tag = "portal settings",
     params(
-        ("portal_id" = i32, Path, description = "EFS portal id", minimum = 1),
-        ("key" = String, Path, description = "Setting name (case-insensitive), e.g. okta_client_id", max_length = 50),
+        ("portal_id" = i32, Path, description = "EFS portal id", minimum = 1, maximum = 2147483647),
+        ("key" = String, Path, description = "Setting name (case-insensitive), e.g. okta_client_id", min_length = 1, max_length = 50, pattern = "^[A-Za-z0-9_.:-]{1,50}$"),
     ),
     responses(
         (status = 200, description = "The setting", body = PortalSettingValue),
@@ -211,8 +235,8 @@ async fn get_portal_setting(
 #[utoipa::path(
     put, path = "/portals/{portal_id}/settings/{key}", tag = "portal settings",
     params(
-        ("portal_id" = i32, Path, description = "EFS portal id", minimum = 1),
-        ("key" = String, Path, description = "Setting name: ASCII letters, digits, _ . : -", max_length = 50),
+        ("portal_id" = i32, Path, description = "EFS portal id", minimum = 1, maximum = 2147483647),
+        ("key" = String, Path, description = "Setting name: ASCII letters, digits, _ . : -", min_length = 1, max_length = 50, pattern = "^[A-Za-z0-9_.:-]{1,50}$"),
     ),
     request_body = PutPortalSetting,
     responses(
@@ -256,8 +280,8 @@ async fn put_portal_setting(
 #[utoipa::path(
     delete, path = "/portals/{portal_id}/settings/{key}", tag = "portal settings",
     params(
-        ("portal_id" = i32, Path, description = "EFS portal id", minimum = 1),
-        ("key" = String, Path, description = "Setting name", max_length = 50),
+        ("portal_id" = i32, Path, description = "EFS portal id", minimum = 1, maximum = 2147483647),
+        ("key" = String, Path, description = "Setting name", min_length = 1, max_length = 50, pattern = "^[A-Za-z0-9_.:-]{1,50}$"),
     ),
     responses(
         (status = 204, description = "Deleted"),

@@ -85,7 +85,7 @@ fn session_param(params: &HashMap<String, String>) -> ApiResult<SessionId> {
 /// after the configured maximum lifetime when it holds a `refresh_token`.
 #[utoipa::path(
     put, path = "/sessions/{session_id}/token", tag = "session tokens",
-    params(("session_id" = String, Path, description = "EFS login session id (1 to 50 visible ASCII bytes)", max_length = 50), PutTokenQuery),
+    params(("session_id" = String, Path, description = "EFS login session id (1 to 50 visible ASCII bytes)", min_length = 1, max_length = 50, pattern = "^[!-~]{1,50}$"), PutTokenQuery),
     request_body = TokenResponse,
     responses(
         (status = 204, description = "Stored"),
@@ -128,7 +128,7 @@ async fn put_session_token(
 /// it expires. Expired responses are not returned.
 #[utoipa::path(
     get, path = "/sessions/{session_id}/token", tag = "session tokens",
-    params(("session_id" = String, Path, description = "EFS login session id", max_length = 50)),
+    params(("session_id" = String, Path, description = "EFS login session id", min_length = 1, max_length = 50, pattern = "^[!-~]{1,50}$")),
     responses(
         (status = 200, description = "The stored token response", body = StoredSessionToken),
         (status = 400, description = "Invalid session id", body = Problem, content_type = "application/problem+json"),
@@ -160,7 +160,7 @@ async fn get_session_token(
 /// Forgets a login session's token response (logout).
 #[utoipa::path(
     delete, path = "/sessions/{session_id}/token", tag = "session tokens",
-    params(("session_id" = String, Path, description = "EFS login session id", max_length = 50)),
+    params(("session_id" = String, Path, description = "EFS login session id", min_length = 1, max_length = 50, pattern = "^[!-~]{1,50}$")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Invalid session id", body = Problem, content_type = "application/problem+json"),

@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{decode_cursor, encode_cursor, page_limit, path_param, AppJson, AppQuery};
+use super::extract::{
+    decode_cursor, encode_cursor, integral, page_limit, path_param, AppJson, AppQuery,
+};
 use super::{utc, AppState};
-use crate::domain::{check_text, EfsUserId, OktaUserId, PortalId, TextLimit};
+use crate::domain::{check_text, EfsUserId, OktaUserId, PortalId};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::storage::{NewUnassignment, Unassignment, UnassignmentQuery, UnassignmentState};
 
@@ -32,6 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[schema(example = json!({"users": [{"user_id": 4711, "okta_user_id": "00ub0oNGTSWTBKOLGLNR", "email": "panelist@example.com"}]}))]
 pub struct EnqueueUnassignments {
     /// 1 to 10,000 portal users; all are queued or none.
+    #[schema(min_items = 1, max_items = 10000)]
     pub users: Vec<UnassignmentUser>,
 }
 
@@ -39,12 +42,13 @@ pub struct EnqueueUnassignments {
 #[serde(deny_unknown_fields)]
 pub struct UnassignmentUser {
     /// The deleted panelist's id.
-    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "integral")]
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub user_id: i64,
     #[schema(max_length = 20, min_length = 1, pattern = "^[A-Za-z0-9]{1,20}$")]
     pub okta_user_id: String,
     /// For operators reading the queue; at most 255 characters.
-    #[schema(max_length = 255)]
+    #[schema(max_length = 255, pattern = "^[\\u0000-\\uFFFF]*$")]
     pub email: Option<String>,
 }
 
@@ -114,9 +118,11 @@ pub enum QueueState {
 #[into_params(parameter_in = Query)]
 pub struct UnassignmentListQuery {
     /// Only pending entries or only dead letters (default: both).
+    #[param(inline)]
     pub state: Option<QueueState>,
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 
@@ -135,7 +141,7 @@ fn validate(users: Vec<UnassignmentUser>) -> ApiResult<Vec<NewUnassignment>> {
         let okta_user_id = OktaUserId::parse(&u.okta_user_id)
             .map_err(|e| errors.push(FieldError::new(format!("users[{i}].okta_user_id"), e)));
         if let Some(email) = &u.email {
-            if let Err(e) = check_text(email, TextLimit::Chars(255)) {
+            if let Err(e) = check_text(email, 255) {
                 errors.push(FieldError::new(format!("users[{i}].email"), e));
             }
         }
@@ -170,7 +176,7 @@ async fn counts(state: &AppState, portal: PortalId) -> ApiResult<UnassignmentCou
 /// transaction: either every user is queued or none.
 #[utoipa::path(
     post, path = "/portals/{portal_id}/unassignments", tag = "unassignment queue",
-    params(("portal_id" = i32, Path, description = "EFS portal id", minimum = 1)),
+    params(("portal_id" = i32, Path, description = "EFS portal id", minimum = 1, maximum = 2147483647)),
     request_body = EnqueueUnassignments,
     responses(
         (status = 202, description = "Queued; the worker removes them from the Okta group", body = EnqueueResult),
@@ -204,7 +210,7 @@ async fn enqueue_unassignments(
 /// What is queued for a portal, oldest first, with counts.
 #[utoipa::path(
     get, path = "/portals/{portal_id}/unassignments", tag = "unassignment queue",
-    params(("portal_id" = i32, Path, description = "EFS portal id", minimum = 1), UnassignmentListQuery),
+    params(("portal_id" = i32, Path, description = "EFS portal id", minimum = 1, maximum = 2147483647), UnassignmentListQuery),
     responses(
         (status = 200, description = "One page of the portal's queue", body = UnassignmentPage),
         (status = 400, description = "Invalid portal id, state, limit or cursor", body = Problem, content_type = "application/problem+json"),

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{decode_cursor, encode_cursor, page_limit, path_param, AppJson, AppQuery};
+use super::extract::{
+    decode_cursor, encode_cursor, page_limit, path_param, present, AppJson, AppQuery,
+};
 use super::{utc, AppState};
 use crate::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
@@ -129,6 +131,7 @@ pub struct PortalUserReferenceListQuery {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 
@@ -149,9 +152,19 @@ pub struct PutPortalUserReference {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"has_data_changes": true}))]
 pub struct PatchPortalUserReference {
-    #[schema(max_length = 20, min_length = 1, pattern = "^[A-Za-z0-9]{1,20}$")]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(
+        max_length = 20,
+        min_length = 1,
+        pattern = "^[A-Za-z0-9]{1,20}$",
+        nullable = false
+    )]
     pub okta_user_id: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub status: Option<PortalUserStatus>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub has_data_changes: Option<bool>,
 }
 
@@ -169,7 +182,7 @@ fn okta_id(field: &str, raw: &str) -> ApiResult<OktaUserId> {
 /// The Okta user an EFS-Admin user is linked to.
 #[utoipa::path(
     get, path = "/user-references/{user_id}", tag = "user references",
-    params(("user_id" = i32, Path, description = "EFS-Admin user id (users.uid)", minimum = 1)),
+    params(("user_id" = i32, Path, description = "EFS-Admin user id (users.uid)", minimum = 1, maximum = 2147483647)),
     responses(
         (status = 200, description = "The reference", body = AdminUserReferenceBody),
         (status = 400, description = "Invalid user id", body = Problem, content_type = "application/problem+json"),
@@ -196,7 +209,7 @@ async fn get_admin_user_reference(
 /// Links an EFS-Admin user to an Okta user (created or replaced).
 #[utoipa::path(
     put, path = "/user-references/{user_id}", tag = "user references",
-    params(("user_id" = i32, Path, description = "EFS-Admin user id (users.uid)", minimum = 1)),
+    params(("user_id" = i32, Path, description = "EFS-Admin user id (users.uid)", minimum = 1, maximum = 2147483647)),
     request_body = PutAdminUserReference,
     responses(
         (status = 200, description = "Updated", body = AdminUserReferenceBody),
@@ -222,7 +235,7 @@ async fn put_admin_user_reference(
 /// Removes an EFS-Admin user's Okta reference.
 #[utoipa::path(
     delete, path = "/user-references/{user_id}", tag = "user references",
-    params(("user_id" = i32, Path, description = "EFS-Admin user id (users.uid)", minimum = 1)),
+    params(("user_id" = i32, Path, description = "EFS-Admin user id (users.uid)", minimum = 1, maximum = 2147483647)),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Invalid user id", body = Problem, content_type = "application/problem+json"),
@@ -247,7 +260,7 @@ async fn delete_admin_user_reference(
 /// A portal's user references, oldest first, in pages.
 #[utoipa::path(
     get, path = "/portals/{portal_id}/user-references", tag = "user references",
-    params(("portal_id" = i32, Path, description = "EFS portal id", minimum = 1), PortalUserReferenceListQuery),
+    params(("portal_id" = i32, Path, description = "EFS portal id", minimum = 1, maximum = 2147483647), PortalUserReferenceListQuery),
     responses(
         (status = 200, description = "One page of references", body = PortalUserReferencePage),
         (status = 400, description = "Invalid portal id, filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
@@ -315,8 +328,8 @@ fn created_or_ok(created: bool) -> StatusCode {
 #[utoipa::path(
     get, path = "/portals/{portal_id}/user-references/{user_id}", tag = "user references",
     params(
-        ("portal_id" = i32, Path, description = "EFS portal id", minimum = 1),
-        ("user_id" = i32, Path, description = "Panelist id (panelists.uid)", minimum = 1),
+        ("portal_id" = i32, Path, description = "EFS portal id", minimum = 1, maximum = 2147483647),
+        ("user_id" = i32, Path, description = "Panelist id (panelists.uid)", minimum = 1, maximum = 2147483647),
     ),
     responses(
         (status = 200, description = "The reference", body = PortalUserReferenceBody),
@@ -343,8 +356,8 @@ async fn get_portal_user_reference(
 #[utoipa::path(
     put, path = "/portals/{portal_id}/user-references/{user_id}", tag = "user references",
     params(
-        ("portal_id" = i32, Path, description = "EFS portal id", minimum = 1),
-        ("user_id" = i32, Path, description = "Panelist id (panelists.uid)", minimum = 1),
+        ("portal_id" = i32, Path, description = "EFS portal id", minimum = 1, maximum = 2147483647),
+        ("user_id" = i32, Path, description = "Panelist id (panelists.uid)", minimum = 1, maximum = 2147483647),
     ),
     request_body = PutPortalUserReference,
     responses(
@@ -379,8 +392,8 @@ async fn put_portal_user_reference(
 #[utoipa::path(
     patch, path = "/portals/{portal_id}/user-references/{user_id}", tag = "user references",
     params(
-        ("portal_id" = i32, Path, description = "EFS portal id", minimum = 1),
-        ("user_id" = i32, Path, description = "Panelist id (panelists.uid)", minimum = 1),
+        ("portal_id" = i32, Path, description = "EFS portal id", minimum = 1, maximum = 2147483647),
+        ("user_id" = i32, Path, description = "Panelist id (panelists.uid)", minimum = 1, maximum = 2147483647),
     ),
     request_body(content = PatchPortalUserReference, content_type = "application/json"),
     responses(
@@ -426,8 +439,8 @@ async fn patch_portal_user_reference(
 #[utoipa::path(
     delete, path = "/portals/{portal_id}/user-references/{user_id}", tag = "user references",
     params(
-        ("portal_id" = i32, Path, description = "EFS portal id", minimum = 1),
-        ("user_id" = i32, Path, description = "Panelist id (panelists.uid)", minimum = 1),
+        ("portal_id" = i32, Path, description = "EFS portal id", minimum = 1, maximum = 2147483647),
+        ("user_id" = i32, Path, description = "Panelist id (panelists.uid)", minimum = 1, maximum = 2147483647),
     ),
     responses(
         (status = 204, description = "Deleted"),

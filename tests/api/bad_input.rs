@@ -285,10 +285,26 @@ async fn bad_requests_are_4xx_problems_naming_the_field() {
         case(
             M::PATCH,
             reference,
-            Some(json!({"status": null, "uuid": "x"})),
+            Some(json!({"uuid": "x"})),
             422,
             "validation-failed",
             Some("uuid"),
+        ),
+        case(
+            M::PATCH,
+            reference,
+            Some(json!({"status": null})),
+            422,
+            "validation-failed",
+            Some("status"),
+        ),
+        case(
+            M::POST,
+            "/api/v1/errors",
+            Some(json!({"status_code": 429.5})),
+            422,
+            "validation-failed",
+            Some("status_code"),
         ),
         case(
             M::POST,

@@ -4,6 +4,7 @@
 mod common;
 
 mod adoption;
+mod auth;
 mod bad_input;
 mod error_log;
 mod health;

@@ -437,6 +437,10 @@ async fn start_up_rules_for_keys() {
     // No keys on a non-loopback address: refused, naming the variable.
     let mut settings = test_settings(&db.url);
     settings.listen = "0.0.0.0:0".parse().unwrap();
+    // (Caller authentication has its own loopback rule, checked first: satisfy it.)
+    settings.auth.hs256_secret = Some("an-hs256-secret-of-at-least-32-bytes".to_owned().into());
+    settings.auth.issuer = Some("efs".into());
+    settings.auth.audience = Some("efs-iam".into());
     let err = efs_iam::startup::Application::with_storage(&settings, storage.clone())
         .await
         .err()

@@ -428,3 +428,47 @@ pub async fn memcached_dump(server: &str, prefix: &str) -> Vec<(String, Vec<u8>)
     }
     out
 }
+
+/// Captures every log line (all levels) emitted on this thread while the guard lives.
+/// `#[tokio::test]` runs the server's tasks on the test's thread, so this sees the
+/// service's own logs too.
+pub struct LogCapture {
+    buffer: Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::dispatcher::DefaultGuard,
+}
+
+impl LogCapture {
+    pub fn start() -> Self {
+        let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || CaptureWriter(writer.clone()))
+            .finish();
+        let guard = tracing::dispatcher::set_default(&tracing::Dispatch::new(subscriber));
+        // Callsites first hit by other tests' threads (no subscriber there) may have
+        // cached "never" while this dispatcher was being registered: recompute.
+        tracing::callsite::rebuild_interest_cache();
+        Self {
+            buffer,
+            _guard: guard,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buffer.lock().unwrap()).into_owned()
+    }
+}
+
+struct CaptureWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

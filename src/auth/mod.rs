@@ -1,0 +1,327 @@
+//! Caller authentication and authorization. Every `/api/v1` operation needs a bearer
+//! JWT signed with a configured key; what it may do comes from its `scope` claim.
+//!
+//! Each key is pinned to one algorithm (HS256 for the shared secret, RS256 or ES256
+//! for a public key), so `alg: none`, HS/RS confusion and unlisted algorithms can
+//! never select a key. The operation → scope mapping is one function
+//! ([`required_scope`]) used both by the middleware and by the OpenAPI document, so
+//! the spec shows exactly what is enforced, and a new endpoint gets a scope by rule.
+
+mod settings;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+pub use settings::AuthSettings;
+
+/// What a caller may do. Tokens carry them space-separated in `scope`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Lookups and the error log.
+    Read,
+    /// Settings, references, error-log writes, enqueueing unassignments.
+    Write,
+    /// Okta sync triggers, jobs, reconciliation.
+    Sync,
+    /// The session-token endpoints, and only those.
+    Tokens,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [Scope::Read, Scope::Write, Scope::Sync, Scope::Tokens];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "iam:read",
+            Scope::Write => "iam:write",
+            Scope::Sync => "iam:sync",
+            Scope::Tokens => "iam:tokens",
+        }
+    }
+}
+
+/// The scope an operation needs, from its method and route template (as matched,
+/// e.g. `/api/v1/sessions/{session_id}/token`). Session tokens are kept apart so a
+/// token-only caller (the login flow) can touch nothing else, and nothing else can
+/// read tokens without `iam:tokens`.
+pub fn required_scope(method: &axum::http::Method, route: &str) -> Scope {
+    let path = route.strip_prefix("/api/v1").unwrap_or(route);
+    if path.starts_with("/sessions/")
+        || (path.starts_with("/okta-users/") && path.ends_with("/sessions"))
+    {
+        Scope::Tokens
+    } else if path.starts_with("/sync/") {
+        Scope::Sync
+    } else if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+        Scope::Read
+    } else {
+        Scope::Write
+    }
+}
+
+/// The verified caller, attached to the request for handlers and the audit log.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub subject: String,
+    pub scopes: Vec<String>,
+}
+
+impl Caller {
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.iter().any(|s| s == scope.as_str())
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    iss: String,
+    aud: serde_json::Value,
+    exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
+}
+
+/// Why a token was refused. Shown to the caller in the problem detail and in
+/// `WWW-Authenticate`; never contains the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("the Authorization header is not a Bearer token")]
+    WrongScheme,
+    #[error("malformed token")]
+    Malformed,
+    #[error("the token's algorithm is not accepted")]
+    Algorithm,
+    #[error("the token names an unknown key (kid)")]
+    UnknownKey,
+    #[error("invalid signature")]
+    Signature,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("wrong issuer")]
+    Issuer,
+    #[error("wrong audience")]
+    Audience,
+    #[error("token invalid: {0}")]
+    Invalid(String),
+}
+
+struct VerifyingKey {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+/// The keys and rules a token is checked against. `None` keys = development mode
+/// (see [`AuthSettings::check_listen`]).
+pub struct Authenticator {
+    keys: Vec<VerifyingKey>,
+    issuer: String,
+    audience: String,
+    leeway: Duration,
+}
+
+impl Authenticator {
+    /// `Ok(None)` when no key is configured.
+    pub fn from_settings(s: &AuthSettings) -> anyhow::Result<Option<Self>> {
+        let mut keys = Vec::new();
+        if let Some(secret) = &s.hs256_secret {
+            keys.push(VerifyingKey {
+                kid: None,
+                algorithm: Algorithm::HS256,
+                key: DecodingKey::from_secret(secret.expose_secret().as_bytes()),
+            });
+        }
+        for entry in &s.public_keys {
+            let (kid, path) = match entry.split_once('=') {
+                Some((kid, path)) => (Some(kid.to_owned()), path),
+                None => (None, entry.as_str()),
+            };
+            let pem = std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!("EFS_IAM_AUTH_PUBLIC_KEYS: cannot read {path}: {e}")
+            })?;
+            let (algorithm, key) = if let Ok(k) = DecodingKey::from_rsa_pem(&pem) {
+                (Algorithm::RS256, k)
+            } else if let Ok(k) = DecodingKey::from_ec_pem(&pem) {
+                (Algorithm::ES256, k)
+            } else {
+                anyhow::bail!(
+                    "EFS_IAM_AUTH_PUBLIC_KEYS: {path} is not an RSA or EC public key in PEM"
+                );
+            };
+            keys.push(VerifyingKey {
+                kid,
+                algorithm,
+                key,
+            });
+        }
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let issuer = s.issuer.clone().ok_or_else(|| {
+            anyhow::anyhow!("EFS_IAM_AUTH_ISSUER is required when auth keys are set")
+        })?;
+        let audience = s.audience.clone().ok_or_else(|| {
+            anyhow::anyhow!("EFS_IAM_AUTH_AUDIENCE is required when auth keys are set")
+        })?;
+        Ok(Some(Self {
+            keys,
+            issuer,
+            audience,
+            leeway: s.leeway,
+        }))
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        let candidates: Vec<&VerifyingKey> = match &header.kid {
+            Some(kid) => {
+                let by_kid: Vec<_> = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.kid.as_deref() == Some(kid.as_str()))
+                    .collect();
+                if by_kid.is_empty() {
+                    return Err(AuthError::UnknownKey);
+                }
+                by_kid
+            }
+            None => self.keys.iter().filter(|k| k.kid.is_none()).collect(),
+        };
+        let pinned: Vec<_> = candidates
+            .into_iter()
+            .filter(|k| k.algorithm == header.alg)
+            .collect();
+        if pinned.is_empty() {
+            return Err(AuthError::Algorithm);
+        }
+        let mut last = AuthError::Signature;
+        for key in pinned {
+            let mut validation = Validation::new(key.algorithm);
+            validation.set_issuer(&[&self.issuer]);
+            validation.set_audience(&[&self.audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+            validation.validate_nbf = true;
+            validation.leeway = self.leeway.as_secs();
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
+                Ok(data) => {
+                    let claims = data.claims;
+                    return Ok(Caller {
+                        subject: claims.sub.unwrap_or_default(),
+                        scopes: claims
+                            .scope
+                            .unwrap_or_default()
+                            .split_whitespace()
+                            .map(str::to_owned)
+                            .collect(),
+                    });
+                }
+                Err(e) => {
+                    use jsonwebtoken::errors::ErrorKind as K;
+                    last = match e.kind() {
+                        K::InvalidSignature => AuthError::Signature,
+                        K::ExpiredSignature => return Err(AuthError::Expired),
+                        K::ImmatureSignature => return Err(AuthError::NotYetValid),
+                        K::InvalidIssuer => return Err(AuthError::Issuer),
+                        K::InvalidAudience => return Err(AuthError::Audience),
+                        K::InvalidAlgorithm => AuthError::Algorithm,
+                        K::MissingRequiredClaim(c) => {
+                            return Err(AuthError::Invalid(format!("missing claim {c}")))
+                        }
+                        K::Json(_) | K::Base64(_) | K::InvalidToken | K::Utf8(_) => {
+                            return Err(AuthError::Malformed)
+                        }
+                        _ => AuthError::Invalid("rejected".into()),
+                    };
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Mints an HS256 token for operators and tests (`efs-iam token`).
+pub fn mint_hs256(
+    secret: &SecretString,
+    issuer: &str,
+    audience: &str,
+    subject: &str,
+    scopes: &[&str],
+    ttl: Duration,
+) -> anyhow::Result<String> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let claims = Claims {
+        sub: Some(subject.to_owned()),
+        scope: Some(scopes.join(" ")),
+        iss: issuer.to_owned(),
+        aud: serde_json::Value::String(audience.to_owned()),
+        exp: now + ttl.as_secs(),
+        nbf: None,
+        iat: Some(now),
+        jti: Some(uuid::Uuid::new_v4().to_string()),
+    };
+    Ok(jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.expose_secret().as_bytes()),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn scopes_by_rule() {
+        assert_eq!(
+            required_scope(&Method::GET, "/api/v1/portals/{portal_id}/settings"),
+            Scope::Read
+        );
+        assert_eq!(
+            required_scope(&Method::PUT, "/api/v1/portals/{portal_id}/settings"),
+            Scope::Write
+        );
+        assert_eq!(
+            required_scope(&Method::POST, "/api/v1/errors"),
+            Scope::Write
+        );
+        assert_eq!(
+            required_scope(&Method::GET, "/api/v1/sessions/{session_id}/token"),
+            Scope::Tokens
+        );
+        assert_eq!(
+            required_scope(
+                &Method::DELETE,
+                "/api/v1/okta-users/{okta_user_id}/sessions"
+            ),
+            Scope::Tokens
+        );
+        assert_eq!(
+            required_scope(&Method::GET, "/api/v1/okta-users/{okta_user_id}/references"),
+            Scope::Read
+        );
+        assert_eq!(
+            required_scope(&Method::POST, "/api/v1/sync/users/{user_id}"),
+            Scope::Sync
+        );
+        assert_eq!(
+            required_scope(&Method::GET, "/api/v1/sync/status"),
+            Scope::Sync
+        );
+    }
+}

@@ -1,0 +1,85 @@
+//! Enforces caller authentication on `/api/v1` (and `/metrics` when so configured),
+//! and logs the audit line of every call.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::auth::{required_scope, AuthError, Caller, Scope};
+use crate::error::{problem_response, ApiError};
+
+const METRICS_ROUTE: &str = "/metrics";
+
+fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(AuthError::Missing)?
+        .to_str()
+        .map_err(|_| AuthError::Malformed)?;
+    let (scheme, token) = value.split_once(' ').ok_or(AuthError::WrongScheme)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::WrongScheme);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AuthError::Missing);
+    }
+    Ok(token)
+}
+
+pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_owned());
+    if route == METRICS_ROUTE && !state.config.metrics_require_auth {
+        return next.run(req).await;
+    }
+    let needed = if route == METRICS_ROUTE {
+        Scope::Read
+    } else {
+        required_scope(req.method(), &route)
+    };
+    let caller = match &state.auth {
+        // Development mode: only possible on loopback (checked at start-up).
+        None => Caller {
+            subject: "anonymous".into(),
+            scopes: Scope::ALL.iter().map(|s| s.as_str().to_owned()).collect(),
+        },
+        Some(auth) => match bearer(req.headers()).and_then(|t| auth.verify(t)) {
+            Ok(caller) => caller,
+            Err(e) => {
+                tracing::info!(target: "audit", operation = %format!("{} {route}", req.method()), outcome = "unauthenticated", reason = %e);
+                return ApiError::Unauthorized(e).into_response();
+            }
+        },
+    };
+    let operation = format!("{} {route}", req.method());
+    if !caller.has(needed) {
+        tracing::info!(target: "audit", sub = %caller.subject, operation, outcome = "forbidden", needed = needed.as_str());
+        return ApiError::Forbidden(needed).into_response();
+    }
+    let subject = caller.subject.clone();
+    req.extensions_mut().insert(caller);
+    let res = next.run(req).await;
+    tracing::info!(target: "audit", sub = %subject, operation, outcome = res.status().as_u16());
+    res
+}
+
+/// The answer past the concurrent-request limit: 503 with `Retry-After` at once,
+/// instead of queueing without bound (see `overload` in the router).
+pub async fn overloaded(_: tower::BoxError) -> Response {
+    let mut res = problem_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "Too many requests in flight",
+        "efs-iam is at its concurrent request limit; retry shortly".into(),
+        vec![],
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
+}
