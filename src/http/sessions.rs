@@ -44,8 +44,8 @@ pub struct PutTokenQuery {
     /// The EFS portal the login belongs to. When the portal has the settings
     /// `okta_issuer` and `okta_client_id`, the response's `id_token` is verified
     /// against that issuer's keys and refused with 422 when invalid.
-    #[param(minimum = 1)]
-    pub portal_id: Option<i64>,
+    #[param(minimum = 1, maximum = 2147483647)]
+    pub portal_id: Option<i32>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -106,13 +106,7 @@ async fn put_session_token(
     let session = session_param(&params)?;
     let portal = query
         .portal_id
-        .map(|p| {
-            i32::try_from(p)
-                .map_err(|_| ApiError::invalid_parameter("portal_id", "out of range"))
-                .and_then(|p| {
-                    PortalId::new(p).map_err(|e| ApiError::invalid_parameter("portal_id", e))
-                })
-        })
+        .map(|p| PortalId::new(p).map_err(|e| ApiError::invalid_parameter("portal_id", e)))
         .transpose()?;
     if body.0.is_empty() {
         return Err(ApiError::invalid_field(
