@@ -24,6 +24,11 @@ pub enum Command {
     Migrate,
     /// Print the OpenAPI document and exit.
     Openapi,
+    /// Manage the session token vault.
+    Tokens {
+        #[command(subcommand)]
+        command: crate::tokens::TokensCommand,
+    },
     /// Print a caller token signed with EFS_IAM_AUTH_HS256_SECRET (for operators and
     /// scripts), e.g. `efs-iam token --scope "iam:read iam:sync" --ttl 15m`.
     Token {
@@ -115,6 +120,9 @@ pub struct Settings {
 
     #[command(flatten)]
     pub okta: crate::okta::OktaSettings,
+    /// The session token vault (`EFS_IAM_TOKEN_*`, `EFS_IAM_MEMCACHED_*`, ...).
+    #[command(flatten)]
+    pub tokens: crate::tokens::TokenSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

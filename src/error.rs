@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::storage::StorageError;
+use crate::tokens::VaultError;
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -71,8 +72,21 @@ pub enum ApiError {
     Unavailable(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A token vault failure other than storage (see `From<VaultError>`).
+    #[error(transparent)]
+    Vault(VaultError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<VaultError> for ApiError {
+    fn from(e: VaultError) -> Self {
+        match e {
+            VaultError::Storage(e) => Self::Storage(e),
+            VaultError::Invalid { field, message } => Self::invalid_field(field, message),
+            other => Self::Vault(other),
+        }
+    }
 }
 
 impl ApiError {
@@ -163,6 +177,46 @@ impl ApiError {
                 "user_id: no such user in EFS (users/panelists)".into(),
                 vec![FieldError::new("user_id", "no such user in EFS")],
             ),
+            Self::Storage(StorageError::CacheUnavailable(_)) => (
+                S::SERVICE_UNAVAILABLE,
+                "token-store-unavailable",
+                "Token store unavailable",
+                "the session token store (memcached) is unavailable; retry later".into(),
+                vec![],
+            ),
+            Self::Storage(StorageError::TooLarge { size, limit }) => (
+                S::PAYLOAD_TOO_LARGE,
+                "token-too-large",
+                "Token response too large",
+                format!(
+                    "the encrypted token response needs {size} bytes, more than the token \
+                     store's item limit of {limit} bytes; it was not stored"
+                ),
+                vec![],
+            ),
+            Self::Vault(VaultError::InvalidIdToken(reason)) => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid-id-token",
+                "Invalid id_token",
+                format!("id_token: {reason}"),
+                vec![FieldError::new("id_token", reason)],
+            ),
+            Self::Vault(VaultError::IdpUnavailable(_)) => (
+                S::SERVICE_UNAVAILABLE,
+                "idp-unavailable",
+                "Identity provider unavailable",
+                "the portal's Okta issuer did not provide its signing keys; retry later".into(),
+                vec![],
+            ),
+            Self::Vault(VaultError::Unreadable(_)) => (
+                S::INTERNAL_SERVER_ERROR,
+                "token-unreadable",
+                "Stored token response unreadable",
+                "the stored token response failed its integrity check or was encrypted with a \
+                 key that is no longer configured; the session must log in again"
+                    .into(),
+                vec![],
+            ),
             Self::Storage(
                 StorageError::Unavailable(_)
                 | StorageError::Conflict(_)
@@ -174,7 +228,7 @@ impl ApiError {
                 "the database is unavailable or busy; retry later".into(),
                 vec![],
             ),
-            Self::Storage(_) | Self::Internal(_) => (
+            Self::Storage(_) | Self::Vault(_) | Self::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
                 "internal",
                 "Internal server error",

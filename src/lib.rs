@@ -12,3 +12,4 @@ pub mod okta;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod tokens;

@@ -54,6 +54,10 @@ async fn main() -> anyhow::Result<()> {
                 .context("migration failed")?;
             tracing::info!("migrations applied");
         }
+        Command::Tokens { command } => {
+            efs_iam::telemetry::init(settings.log_format, &settings.log);
+            efs_iam::tokens::run_command(command, &settings).await?;
+        }
         Command::Serve => {
             efs_iam::telemetry::init(settings.log_format, &settings.log);
             let app = Application::build(&settings)

@@ -13,11 +13,14 @@ use crate::http::{self, AppState, HttpConfig};
 use crate::metrics::Metrics;
 use crate::okta::{self, OktaClient};
 use crate::storage::{self, ConnectOptions, Storage};
+use crate::tokens::{self, Clock, SystemClock, TokenVault};
 
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     okta: Option<OktaClient>,
+    /// Background purge of expired session tokens (SQL token store only).
+    purger: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -30,7 +33,28 @@ impl Application {
     }
 
     pub async fn with_storage(settings: &Settings, storage: Storage) -> anyhow::Result<Self> {
+        Self::with_clock(settings, storage, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`Self::with_storage`], with the clock the token vault judges expiry by
+    /// (tests move a [`crate::tokens::ManualClock`] instead of sleeping).
+    pub async fn with_clock(
+        settings: &Settings,
+        storage: Storage,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        // Caller authentication's rule first, then the token vault's (both refuse a
+        // non-loopback address without keys).
         settings.auth.check_listen(settings.listen)?;
+        let vault = Arc::new(tokens::build_vault(settings, &storage, clock)?);
+        Self::assemble(settings, storage, vault).await
+    }
+
+    async fn assemble(
+        settings: &Settings,
+        storage: Storage,
+        vault: Arc<TokenVault>,
+    ) -> anyhow::Result<Self> {
         let auth = Authenticator::from_settings(&settings.auth)?.map(Arc::new);
         let cors_origins = settings
             .cors_origins
@@ -49,10 +73,11 @@ impl Application {
             Some(client) => tracing::info!(org = %client.org_url(), "Okta adapter configured"),
             None => tracing::info!("Okta not configured (EFS_IAM_OKTA_ORG_URL unset)"),
         }
+        let purger = tokens::spawn_purger(&vault, settings.tokens.token_purge_interval);
         let state = AppState {
             auth,
             store: storage.store,
-            tokens: storage.tokens,
+            vault,
             config: Arc::new(HttpConfig {
                 request_timeout: settings.request_timeout,
                 max_body_bytes: settings.max_body_bytes as usize,
@@ -70,6 +95,7 @@ impl Application {
             listener,
             router: http::router(state),
             okta,
+            purger,
         })
     }
 
@@ -91,9 +117,13 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr(), "efs-iam listening");
-        axum::serve(self.listener, self.router)
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        if let Some(purger) = self.purger {
+            purger.abort();
+        }
+        served
     }
 }
 

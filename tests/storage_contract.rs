@@ -5,7 +5,7 @@ mod common;
 
 use chrono::{Duration as ChronoDuration, SubsecRound, Utc};
 use common::TestDb;
-use efs_iam::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus, SessionId, SettingKey};
+use efs_iam::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus, SettingKey};
 use efs_iam::storage::*;
 
 macro_rules! contract {
@@ -44,6 +44,7 @@ contract!(
     error_log_text_search_is_literal,
     unassignments_enqueue_in_chunks_and_count,
     tokens_put_get_replace_delete,
+    tokens_legacy_rows_subjects_and_purge,
 );
 
 fn portal(n: i32) -> PortalId {
@@ -603,25 +604,138 @@ async fn unassignments_enqueue_in_chunks_and_count(db: TestDb) {
     assert!(dead.is_empty());
 }
 
+/// The SQL token records under the vault: opaque values keyed by the hashed id, with
+/// the legacy raw id as a fallback that every write removes.
 async fn tokens_put_get_replace_delete(db: TestDb) {
     let t = &db.storage.tokens;
-    let session = SessionId::parse("sess-1,abc").unwrap();
-    assert!(t.get_token(&session).await.unwrap().is_none());
-    t.put_token(&session, r#"{"access_token":"a1"}"#)
+    let now = Utc::now().trunc_subsecs(0);
+    let later = now + ChronoDuration::hours(1);
+    let hashed: &[u8] = &[1u8; 33];
+    let legacy: &[u8] = b"sess-1,abc";
+    let key = TokenKey {
+        hashed,
+        legacy: Some(legacy),
+    };
+    let record = |value| NewTokenRecord {
+        value,
+        stored_at: now,
+        expires_at: later,
+        subject: None,
+    };
+    assert!(t.get_token(key).await.unwrap().is_none());
+    t.put_token(key, &record("v1")).await.unwrap();
+    t.put_token(key, &record("v2")).await.unwrap();
+    let got = t.get_token(key).await.unwrap().unwrap();
+    assert_eq!(got.idp_response.as_deref(), Some("v2"));
+    assert!(!got.legacy_key);
+    if t.token_backend().starts_with("sql") {
+        assert_eq!(got.stored_at, Some(now.naive_utc()));
+        assert_eq!(got.expires_at, Some(later.naive_utc()));
+    }
+    let other_hashed: &[u8] = &[2u8; 33];
+    let other = TokenKey {
+        hashed: other_hashed,
+        legacy: None,
+    };
+    t.put_token(other, &record("{}")).await.unwrap();
+    assert!(t.delete_token(key).await.unwrap());
+    assert!(!t.delete_token(key).await.unwrap());
+    assert!(t.get_token(key).await.unwrap().is_none());
+    assert!(t.get_token(other).await.unwrap().is_some());
+}
+
+async fn tokens_legacy_rows_subjects_and_purge(db: TestDb) {
+    let t = &db.storage.tokens;
+    let now = Utc::now().trunc_subsecs(0);
+    // A legacy row under the raw id (`raw-1`, as bytes) is found through the fallback...
+    let pool_exec = |sql: &'static str| {
+        let db = &db;
+        async move {
+            match &db.backend {
+                common::Backend::Sqlite(s) => {
+                    sqlx::query(sql).execute(s.pool()).await.unwrap();
+                }
+                common::Backend::MySql(s) => {
+                    sqlx::query(sql).execute(s.pool()).await.unwrap();
+                }
+            }
+        }
+    };
+    pool_exec("INSERT INTO iam_token_data (session_id, idp_response) VALUES (X'7261772d31', 'old'), (X'7261772d31', 'newer')").await;
+    let hashed: &[u8] = &[1u8; 33];
+    let key = TokenKey {
+        hashed,
+        legacy: Some(b"raw-1"),
+    };
+    let got = t.get_token(key).await.unwrap().unwrap();
+    assert_eq!(got.idp_response.as_deref(), Some("newer"));
+    assert!(got.legacy_key);
+    assert_eq!((got.stored_at, got.expires_at), (None, None));
+    // ...and a write replaces every legacy duplicate.
+    t.put_token(
+        key,
+        &NewTokenRecord {
+            value: "sealed",
+            stored_at: now,
+            expires_at: now + ChronoDuration::seconds(10),
+            subject: Some(b"subject-a"),
+        },
+    )
+    .await
+    .unwrap();
+    let got = t.get_token(key).await.unwrap().unwrap();
+    assert_eq!(got.idp_response.as_deref(), Some("sealed"));
+    assert!(!got.legacy_key);
+    let rows = t.scan_tokens(0, 100).await.unwrap().unwrap();
+    assert_eq!(rows.len(), 1, "the raw rows are gone");
+
+    // Subjects: one delete removes every session of the subject.
+    for i in 2..5u8 {
+        let h = [i; 33];
+        t.put_token(
+            TokenKey {
+                hashed: &h,
+                legacy: None,
+            },
+            &NewTokenRecord {
+                value: "x",
+                stored_at: now,
+                expires_at: now + ChronoDuration::hours(1),
+                subject: Some(if i == 4 { b"subject-b" } else { b"subject-a" }),
+            },
+        )
         .await
         .unwrap();
-    t.put_token(&session, r#"{"access_token":"a2"}"#)
+    }
+    assert_eq!(t.delete_subject_tokens(b"subject-a").await.unwrap(), 3);
+    assert_eq!(t.delete_subject_tokens(b"subject-a").await.unwrap(), 0);
+    assert_eq!(t.scan_tokens(0, 100).await.unwrap().unwrap().len(), 1);
+
+    // Purge: legacy rows get an expiry first, expired rows go.
+    pool_exec("INSERT INTO iam_token_data (session_id, idp_response) VALUES (X'7261772d32', NULL)")
+        .await;
+    let purged = t
+        .purge_expired_tokens(
+            now + ChronoDuration::hours(2),
+            now + ChronoDuration::hours(3),
+        )
         .await
         .unwrap();
-    let got = t.get_token(&session).await.unwrap().unwrap();
+    assert_eq!(purged, 1, "the subject-b row expired");
+    let rows = t.scan_tokens(0, 100).await.unwrap().unwrap();
+    assert_eq!(rows.len(), 1);
     assert_eq!(
-        got.idp_response.as_deref(),
-        Some(r#"{"access_token":"a2"}"#)
+        rows[0].expires_at,
+        Some((now + ChronoDuration::hours(3)).naive_utc())
     );
-    let other = SessionId::parse(&"x".repeat(50)).unwrap();
-    t.put_token(&other, "{}").await.unwrap();
-    assert!(t.delete_token(&session).await.unwrap());
-    assert!(!t.delete_token(&session).await.unwrap());
-    assert!(t.get_token(&session).await.unwrap().is_none());
-    assert!(t.get_token(&other).await.unwrap().is_some());
+    // Rewrites only apply to an unchanged row.
+    let row = rows[0].clone();
+    assert!(t
+        .rewrite_token(&row, &[9u8; 33], "resealed", now + ChronoDuration::hours(1))
+        .await
+        .unwrap());
+    assert!(!t
+        .rewrite_token(&row, &[9u8; 33], "again", now + ChronoDuration::hours(1))
+        .await
+        .unwrap());
 }

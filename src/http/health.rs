@@ -24,7 +24,7 @@ pub struct Liveness {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"status": "unavailable", "components": {"database": {"status": "down", "detail": "no answer within 2s"}}}))]
+#[schema(example = json!({"status": "unavailable", "components": {"database": {"status": "up"}, "token_store": {"status": "down", "detail": "memcached 10.0.0.7:11211: connect: Connection refused (os error 111)"}}}))]
 pub struct Readiness {
     /// `ready` or `unavailable`.
     pub status: String,
@@ -48,16 +48,12 @@ async fn live() -> Json<Liveness> {
     })
 }
 
-/// The service can serve: its database answers and carries every migration this build
-/// needs. Answers within the readiness timeout even when the database hangs.
-#[utoipa::path(get, path = "/health/ready", tag = "health",
-    responses(
-        (status = 200, description = "Ready", body = Readiness),
-        (status = 503, description = "Not ready; names the failing component", body = Readiness),
-    ))]
-async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let timeout = state.config.ready_timeout;
-    let database = match tokio::time::timeout(timeout, state.store.check_ready()).await {
+/// Runs one readiness check within the readiness timeout.
+async fn component<E: std::fmt::Display>(
+    timeout: std::time::Duration,
+    check: impl std::future::Future<Output = Result<(), E>>,
+) -> ComponentHealth {
+    match tokio::time::timeout(timeout, check).await {
         Ok(Ok(())) => ComponentHealth {
             status: "up".into(),
             detail: None,
@@ -70,9 +66,29 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
             status: "down".into(),
             detail: Some(format!("no answer within {timeout:?}")),
         },
-    };
-    let up = database.status == "up";
-    let components = BTreeMap::from([("database".to_owned(), database)]);
+    }
+}
+
+/// The service can serve: its database answers and carries every migration this build
+/// needs, and the session token store (`token_store`: the same database, or every
+/// memcached server) answers. Answers within the readiness timeout even when a
+/// component hangs.
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready; names the failing component", body = Readiness),
+    ))]
+async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let timeout = state.config.ready_timeout;
+    let (database, token_store) = tokio::join!(
+        component(timeout, state.store.check_ready()),
+        component(timeout, state.vault.check_ready()),
+    );
+    let components = BTreeMap::from([
+        ("database".to_owned(), database),
+        ("token_store".to_owned(), token_store),
+    ]);
+    let up = components.values().all(|c| c.status == "up");
     let (code, status) = if up {
         (StatusCode::OK, "ready")
     } else {

@@ -28,7 +28,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::auth::{required_scope, Authenticator};
 use crate::error::{FieldError, Problem};
 use crate::metrics::Metrics;
-use crate::storage::{Store, TokenStore};
+use crate::storage::Store;
+use crate::tokens::TokenVault;
 
 /// Limits and timeouts the HTTP layer applies.
 #[derive(Debug, Clone)]
@@ -45,7 +46,7 @@ pub struct HttpConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    pub tokens: Arc<dyn TokenStore>,
+    pub vault: Arc<TokenVault>,
     pub config: Arc<HttpConfig>,
     pub metrics: Metrics,
     /// `None` only in development on loopback (see `AuthSettings::check_listen`).

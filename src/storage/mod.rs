@@ -5,6 +5,7 @@
 //! `RETURNING`, backtick-quoted `key`), and the macro keeps them in one place without
 //! the unreadable trait bounds a generic-over-`sqlx::Database` version would need.
 
+pub mod memcached;
 mod model;
 pub mod mysql;
 mod sql;
@@ -13,11 +14,11 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::NaiveDateTime;
+use chrono::{DateTime, NaiveDateTime, Utc};
 
 pub use model::*;
 
-use crate::domain::{EfsUserId, OktaUserId, PortalId, SessionId, SettingKey};
+use crate::domain::{EfsUserId, OktaUserId, PortalId, SettingKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -38,6 +39,12 @@ pub enum StorageError {
     /// The schema is behind this build (another instance may be migrating it).
     #[error("schema at migration {applied}, this build needs {expected}")]
     NotMigrated { applied: i64, expected: i64 },
+    /// A memcached server of the token store did not answer (or answered garbage).
+    #[error("token store unavailable: {0}")]
+    CacheUnavailable(String),
+    /// The value does not fit the backend's item size limit.
+    #[error("{size} bytes exceed the token store's item limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
 }
 
 impl From<sqlx::Error> for StorageError {
@@ -175,15 +182,68 @@ pub trait Store: Send + Sync + 'static {
     async fn unassignment_counts(&self, portal: PortalId) -> StorageResult<UnassignmentCounts>;
 }
 
-/// The IdP token responses stored per login session (`iam_token_data`).
+/// Where one session's token record is stored: the keyed hash efs-iam writes
+/// (see [`crate::tokens`]), and the raw session id that legacy rows were written under.
+#[derive(Clone, Copy)]
+pub struct TokenKey<'a> {
+    pub hashed: &'a [u8],
+    /// Looked up when nothing is stored under `hashed`; removed by every write.
+    pub legacy: Option<&'a [u8]>,
+}
+
+/// Key bytes are secrets: never printed.
+impl std::fmt::Debug for TokenKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(<redacted>)")
+    }
+}
+
+/// A record to store. `value` is already sealed by the vault.
+pub struct NewTokenRecord<'a> {
+    pub value: &'a str,
+    pub stored_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Keyed hash of the verified Okta subject, for "log out everywhere".
+    pub subject: Option<&'a [u8]>,
+}
+
+/// The IdP token records stored per login session (`iam_token_data`, or memcached).
+/// Backends store opaque values; encryption, hashing and expiry rules live in
+/// [`crate::tokens::TokenVault`], so every backend runs the same contract.
 #[async_trait]
 pub trait TokenStore: Send + Sync + 'static {
-    /// Replaces whatever is stored for the session (legacy duplicates included).
-    async fn put_token(&self, session: &SessionId, idp_response: &str) -> StorageResult<()>;
-    /// The newest stored response.
-    async fn get_token(&self, session: &SessionId) -> StorageResult<Option<StoredToken>>;
-    /// `true` when something was deleted.
-    async fn delete_token(&self, session: &SessionId) -> StorageResult<bool>;
+    /// `sql:mysql`, `sql:sqlite` or `memcached`, for logs and health answers.
+    fn token_backend(&self) -> &'static str;
+    /// The backend answers (for `/health/ready`).
+    async fn check_token_store(&self) -> StorageResult<()>;
+    /// Replaces whatever is stored for the session, under either key (legacy
+    /// duplicates included).
+    async fn put_token(&self, key: TokenKey<'_>, record: &NewTokenRecord<'_>) -> StorageResult<()>;
+    /// The newest record under `key.hashed`, else the newest under `key.legacy`.
+    async fn get_token(&self, key: TokenKey<'_>) -> StorageResult<Option<StoredToken>>;
+    /// Removes the session under both keys; `true` when something was deleted.
+    async fn delete_token(&self, key: TokenKey<'_>) -> StorageResult<bool>;
+    /// Removes every record stored with this subject hash; returns how many.
+    async fn delete_subject_tokens(&self, subject: &[u8]) -> StorageResult<u64>;
+    /// Deletes records that expired at or before `now`, and gives legacy rows without
+    /// an expiry `legacy_expiry`. Backends with native expiry do nothing.
+    async fn purge_expired_tokens(
+        &self,
+        now: DateTime<Utc>,
+        legacy_expiry: DateTime<Utc>,
+    ) -> StorageResult<u64>;
+    /// Up to `limit` records with a row id above `after`, in id order; `None` when the
+    /// backend cannot list its records (memcached). For `tokens re-encrypt`.
+    async fn scan_tokens(&self, after: i64, limit: u32) -> StorageResult<Option<Vec<TokenRow>>>;
+    /// Rewrites one row in place, only if it still holds `expected`; `false` when a
+    /// concurrent write changed it first.
+    async fn rewrite_token(
+        &self,
+        row: &TokenRow,
+        session_id: &[u8],
+        value: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StorageResult<bool>;
 }
 
 #[derive(Debug, Clone, Copy, Default)]

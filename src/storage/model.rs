@@ -224,8 +224,44 @@ pub struct UnassignmentCounts {
     pub dead: i64,
 }
 
-/// One `iam_token_data` row. `idp_response` is nullable in the legacy schema.
-#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+/// One session's token record as a backend returns it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoredToken {
+    /// The sealed value, or a legacy plaintext response (`None` for a NULL column).
     pub idp_response: Option<String>,
+    /// `None` on legacy rows and on memcached (the sealed value carries it there).
+    pub stored_at: Option<NaiveDateTime>,
+    pub expires_at: Option<NaiveDateTime>,
+    /// Found under the legacy raw session id rather than the keyed hash.
+    pub legacy_key: bool,
+}
+
+/// May hold a legacy plaintext response: never printed.
+impl std::fmt::Debug for StoredToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredToken")
+            .field("stored_at", &self.stored_at)
+            .field("expires_at", &self.expires_at)
+            .field("legacy_key", &self.legacy_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One `iam_token_data` row, for `tokens re-encrypt`.
+#[derive(Clone, FromRow)]
+pub struct TokenRow {
+    pub id: i64,
+    pub session_id: Vec<u8>,
+    pub idp_response: Option<String>,
+    pub stored_at: Option<NaiveDateTime>,
+    pub expires_at: Option<NaiveDateTime>,
+}
+
+/// Rows carry raw legacy session ids and plaintext responses: never printed.
+impl std::fmt::Debug for TokenRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRow")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }

@@ -33,7 +33,7 @@ where
 
 macro_rules! sql_store {
     ($store:ty, $db:ty, $backend:literal) => {
-        use $crate::domain::{EfsUserId, OktaUserId, PortalId, SessionId, SettingKey};
+        use $crate::domain::{EfsUserId, OktaUserId, PortalId, SettingKey};
         use $crate::storage::model::{
             AdminUserReferenceRow, PortalUserReferenceRow, UnassignmentRow,
         };
@@ -275,19 +275,27 @@ macro_rules! sql_store {
 
             async fn put_token_once(
                 &self,
-                session: &SessionId,
-                idp_response: &str,
+                key: TokenKey<'_>,
+                record: &NewTokenRecord<'_>,
             ) -> StorageResult<()> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query("DELETE FROM iam_token_data WHERE session_id = ?")
-                    .bind(session.as_bytes())
+                sqlx::query("DELETE FROM iam_token_data WHERE session_id = ? OR session_id = ?")
+                    .bind(key.hashed)
+                    .bind(key.legacy.unwrap_or(key.hashed))
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("INSERT INTO iam_token_data (session_id, idp_response) VALUES (?, ?)")
-                    .bind(session.as_bytes())
-                    .bind(idp_response)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO iam_token_data \
+                     (session_id, idp_response, stored_at, expires_at, subject_hash) \
+                     VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(key.hashed)
+                .bind(record.value)
+                .bind(record.stored_at.naive_utc())
+                .bind(record.expires_at.naive_utc())
+                .bind(record.subject)
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -643,30 +651,123 @@ macro_rules! sql_store {
 
         #[async_trait::async_trait]
         impl TokenStore for $store {
-            #[tracing::instrument(skip_all, err(level = "warn"))]
-            async fn put_token(&self, session: &SessionId, idp_response: &str) -> StorageResult<()> {
-                retry_conflicts(|| self.put_token_once(session, idp_response)).await
+            fn token_backend(&self) -> &'static str {
+                concat!("sql:", $backend)
             }
 
             #[tracing::instrument(skip_all, err(level = "warn"))]
-            async fn get_token(&self, session: &SessionId) -> StorageResult<Option<StoredToken>> {
-                Ok(sqlx::query_as(
-                    "SELECT idp_response FROM iam_token_data WHERE session_id = ? \
-                     ORDER BY id DESC LIMIT 1",
-                )
-                .bind(session.as_bytes())
-                .fetch_optional(&self.pool)
-                .await?)
+            async fn check_token_store(&self) -> StorageResult<()> {
+                // Same database as everything else: reachable and migrated.
+                Store::check_ready(self).await
             }
 
             #[tracing::instrument(skip_all, err(level = "warn"))]
-            async fn delete_token(&self, session: &SessionId) -> StorageResult<bool> {
-                Ok(sqlx::query("DELETE FROM iam_token_data WHERE session_id = ?")
-                    .bind(session.as_bytes())
+            async fn put_token(
+                &self,
+                key: TokenKey<'_>,
+                record: &NewTokenRecord<'_>,
+            ) -> StorageResult<()> {
+                retry_conflicts(|| self.put_token_once(key, record)).await
+            }
+
+            #[tracing::instrument(skip_all, err(level = "warn"))]
+            async fn get_token(&self, key: TokenKey<'_>) -> StorageResult<Option<StoredToken>> {
+                // The hashed key first, then the newest legacy duplicate.
+                let row: Option<(Vec<u8>, Option<String>, Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>)> =
+                    sqlx::query_as(
+                        "SELECT session_id, idp_response, stored_at, expires_at FROM iam_token_data \
+                         WHERE session_id = ? OR session_id = ? \
+                         ORDER BY CASE WHEN session_id = ? THEN 0 ELSE 1 END, id DESC LIMIT 1",
+                    )
+                    .bind(key.hashed)
+                    .bind(key.legacy.unwrap_or(key.hashed))
+                    .bind(key.hashed)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|(session_id, idp_response, stored_at, expires_at)| StoredToken {
+                    legacy_key: session_id.as_slice() != key.hashed,
+                    idp_response,
+                    stored_at,
+                    expires_at,
+                }))
+            }
+
+            #[tracing::instrument(skip_all, err(level = "warn"))]
+            async fn delete_token(&self, key: TokenKey<'_>) -> StorageResult<bool> {
+                Ok(sqlx::query("DELETE FROM iam_token_data WHERE session_id = ? OR session_id = ?")
+                    .bind(key.hashed)
+                    .bind(key.legacy.unwrap_or(key.hashed))
                     .execute(&self.pool)
                     .await?
                     .rows_affected()
                     > 0)
+            }
+
+            #[tracing::instrument(skip_all, err(level = "warn"))]
+            async fn delete_subject_tokens(&self, subject: &[u8]) -> StorageResult<u64> {
+                Ok(sqlx::query("DELETE FROM iam_token_data WHERE subject_hash = ?")
+                    .bind(subject)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
+            }
+
+            #[tracing::instrument(skip_all, err(level = "warn"))]
+            async fn purge_expired_tokens(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                legacy_expiry: chrono::DateTime<chrono::Utc>,
+            ) -> StorageResult<u64> {
+                sqlx::query("UPDATE iam_token_data SET expires_at = ? WHERE expires_at IS NULL")
+                    .bind(legacy_expiry.naive_utc())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(sqlx::query("DELETE FROM iam_token_data WHERE expires_at <= ?")
+                    .bind(now.naive_utc())
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
+            }
+
+            #[tracing::instrument(skip_all, err(level = "warn"))]
+            async fn scan_tokens(&self, after: i64, limit: u32) -> StorageResult<Option<Vec<TokenRow>>> {
+                Ok(Some(
+                    sqlx::query_as(
+                        "SELECT id, session_id, idp_response, stored_at, expires_at \
+                         FROM iam_token_data WHERE id > ? ORDER BY id LIMIT ?",
+                    )
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?,
+                ))
+            }
+
+            #[tracing::instrument(skip_all, err(level = "warn"))]
+            async fn rewrite_token(
+                &self,
+                row: &TokenRow,
+                session_id: &[u8],
+                value: &str,
+                expires_at: chrono::DateTime<chrono::Utc>,
+            ) -> StorageResult<bool> {
+                // NULL-safe comparison of the old value: `<=>` is MySQL-only and `IS` is
+                // SQLite-only, so spell it out.
+                let res = sqlx::query(
+                    "UPDATE iam_token_data SET session_id = ?, idp_response = ?, expires_at = ? \
+                     WHERE id = ? AND session_id = ? \
+                     AND ((idp_response IS NULL AND ? IS NULL) OR idp_response = ?)",
+                )
+                .bind(session_id)
+                .bind(value)
+                .bind(expires_at.naive_utc())
+                .bind(row.id)
+                .bind(row.session_id.as_slice())
+                .bind(row.idp_response.as_deref())
+                .bind(row.idp_response.as_deref())
+                .execute(&self.pool)
+                .await?;
+                Ok(res.rows_affected() == 1)
             }
         }
     };

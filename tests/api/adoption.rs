@@ -208,12 +208,26 @@ async fn existing_efs_database_is_adopted_without_loss() {
         .0,
         204
     );
+    // The write replaces both raw duplicates with one row under the keyed hash of the
+    // session id (the token vault stores no raw session ids), sealed.
     let n: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM iam_token_data WHERE session_id = 'sess-dup'")
             .fetch_one(&raw)
             .await
             .unwrap();
-    assert_eq!(n, 1, "a write replaces the session's duplicates");
+    assert_eq!(n, 0, "a write replaces the session's raw duplicates");
+    let rows: Vec<(Vec<u8>, String)> = sqlx::query_as(
+        "SELECT session_id, idp_response FROM iam_token_data WHERE LENGTH(session_id) = 33",
+    )
+    .fetch_all(&raw)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].1.starts_with("efs1:") && !rows[0].1.contains("fresh"));
+    assert_eq!(
+        get(&app, "/api/v1/sessions/sess-dup/token").await.1["idp_response"],
+        json!({"access_token": "fresh"})
+    );
     // A reference to a panelist EFS does not have is refused by the seed's foreign key.
     let got = put(
         &app,

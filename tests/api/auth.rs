@@ -337,6 +337,8 @@ async fn no_keys_means_loopback_only() {
     let db = TestDb::sqlite().await;
     let mut settings = test_settings(&db.url);
     settings.listen = "0.0.0.0:0".parse().unwrap();
+    // A public address needs the token vault's keys too (see tokens::start_up_rules_for_keys).
+    crate::common::use_keys(&mut settings, crate::common::KEY_1);
     let err = efs_iam::startup::Application::with_storage(&settings, db.storage.clone())
         .await
         .err()

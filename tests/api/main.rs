@@ -13,4 +13,5 @@ mod openapi;
 mod references;
 mod sessions;
 mod settings;
+mod tokens;
 mod unassignments;

@@ -1,0 +1,547 @@
+//! The memcached token store ("V2" of the seed): one or several servers, keys spread
+//! across them by consistent hashing, native expiry.
+//!
+//! Client: Shopify's `async-memcached` (tokio, cancellation-safe: a command cut short
+//! by our timeout closes its connection instead of leaving an unread reply behind).
+//! It speaks to one server per connection, so routing and pooling are ours:
+//!
+//! * **Routing:** a ketama-style hash ring ([`Ring`]): each server owns 160 points
+//!   (SHA-256 of `"<host:port>-<n>"`), a key goes to the first point at or after
+//!   SHA-256 of the key. Adding or removing one of N servers moves about 1/N of the
+//!   keys. A server that is down is **not** skipped: its keys answer 503 until it is
+//!   back. Re-routing them would hand out "not found" for live sessions and, worse,
+//!   resurrect logged-out ones when the server returns.
+//! * **Pool:** per server, idle connections are reused, at most
+//!   `EFS_IAM_MEMCACHED_POOL_SIZE` are open at once, and every connect or command is
+//!   bounded by `EFS_IAM_MEMCACHED_TIMEOUT`.
+//!
+//! Keys (`<prefix>` is `EFS_IAM_MEMCACHED_KEY_PREFIX`, values are the vault's sealed
+//! envelopes, so a dump shows neither a session id nor a token):
+//!
+//! * `<prefix>t:<base64url(HMAC of the session id)>`: one session's sealed record,
+//!   with the record's expiry as memcached's own expiry.
+//! * `<prefix>u:<base64url(HMAC of the Okta subject)>`: the subject's session keys,
+//!   space-separated, appended atomically (`ms … MA N<ttl>`), kept for the maximum
+//!   token lifetime. "Log out everywhere" deletes each listed key, then the list.
+//!
+//! memcached is a cache: under memory pressure it evicts, and an evicted subject list
+//! means "log out everywhere" misses sessions. Run the token store's memcached with
+//! `-M` (refuse writes rather than evict) and enough memory.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_memcached::{AsciiProtocol, Client, ErrorKind, MetaProtocol, Status};
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{
+    NewTokenRecord, StorageError, StorageResult, StoredToken, TokenKey, TokenRow, TokenStore,
+};
+
+/// memcached's own per-item overhead (item header, key, suffix and CAS) is below this;
+/// a value must fit the item limit together with it.
+const ITEM_OVERHEAD: usize = 128;
+/// Relative expiry times above this are read by memcached as absolute Unix times.
+const MAX_RELATIVE_EXPIRY: i64 = 30 * 24 * 3600;
+/// Points per server on the ring.
+const POINTS_PER_SERVER: usize = 160;
+
+#[derive(Debug, Clone)]
+pub struct MemcachedOptions {
+    pub servers: Vec<String>,
+    pub timeout: Duration,
+    pub pool_size: u32,
+    pub max_item_bytes: usize,
+    pub key_prefix: String,
+    /// How long a subject's session list is kept: the longest a session can live.
+    pub max_lifetime: Duration,
+}
+
+/// A consistent-hash ring over server indexes.
+#[derive(Debug, Clone)]
+pub struct Ring {
+    points: Vec<(u32, usize)>,
+}
+
+fn point(bytes: &[u8]) -> u32 {
+    let digest = Sha256::digest(bytes);
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
+impl Ring {
+    pub fn new(servers: &[String]) -> Self {
+        let mut points = Vec::with_capacity(servers.len() * POINTS_PER_SERVER);
+        for (i, server) in servers.iter().enumerate() {
+            for n in 0..POINTS_PER_SERVER / 8 {
+                let digest = Sha256::digest(format!("{server}-{n}").as_bytes());
+                for chunk in digest.chunks_exact(4) {
+                    points.push((
+                        u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
+                        i,
+                    ));
+                }
+            }
+        }
+        points.sort_unstable();
+        Self { points }
+    }
+
+    /// Index of the server that owns `key`.
+    pub fn server_for(&self, key: &[u8]) -> usize {
+        let h = point(key);
+        let i = self.points.partition_point(|(p, _)| *p < h);
+        self.points[i % self.points.len()].1
+    }
+}
+
+struct Server {
+    addr: String,
+    idle: Mutex<Vec<Client>>,
+    permits: std::sync::Arc<Semaphore>,
+}
+
+/// A checked-out connection; goes back to the idle list when dropped unless a cut-off
+/// command closed it.
+struct Conn<'a> {
+    server: &'a Server,
+    client: Option<Client>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client.as_ref().expect("present until drop")
+    }
+}
+
+impl std::ops::DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().expect("present until drop")
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            if !client.is_closed() {
+                self.server.idle.lock().expect("pool lock").push(client);
+            }
+        }
+    }
+}
+
+pub struct MemcachedStore {
+    servers: Vec<Server>,
+    ring: Ring,
+    options: MemcachedOptions,
+}
+
+type McResult<T> = Result<T, async_memcached::Error>;
+
+fn is_too_large(e: &async_memcached::Error) -> bool {
+    matches!(e, async_memcached::Error::Protocol(Status::Error(ErrorKind::Server(m))) if m.contains("too large"))
+}
+
+impl MemcachedStore {
+    /// Sets up the pools; connections open on first use, so a server that is down at
+    /// start-up only makes readiness red.
+    pub fn new(options: MemcachedOptions) -> anyhow::Result<Self> {
+        anyhow::ensure!(!options.servers.is_empty(), "no memcached servers");
+        let servers = options
+            .servers
+            .iter()
+            .map(|addr| Server {
+                addr: addr.clone(),
+                idle: Mutex::new(Vec::new()),
+                permits: std::sync::Arc::new(Semaphore::new(options.pool_size as usize)),
+            })
+            .collect();
+        Ok(Self {
+            ring: Ring::new(&options.servers),
+            servers,
+            options,
+        })
+    }
+
+    fn session_key(&self, hashed: &[u8]) -> String {
+        format!(
+            "{}t:{}",
+            self.options.key_prefix,
+            URL_SAFE_NO_PAD.encode(hashed)
+        )
+    }
+
+    fn subject_key(&self, subject: &[u8]) -> String {
+        format!(
+            "{}u:{}",
+            self.options.key_prefix,
+            URL_SAFE_NO_PAD.encode(subject)
+        )
+    }
+
+    fn server(&self, key: &str) -> &Server {
+        &self.servers[self.ring.server_for(key.as_bytes())]
+    }
+
+    fn unavailable(server: &Server, what: impl std::fmt::Display) -> StorageError {
+        StorageError::CacheUnavailable(format!("memcached {}: {what}", server.addr))
+    }
+
+    async fn checkout<'a>(&self, server: &'a Server) -> StorageResult<Conn<'a>> {
+        let timeout = self.options.timeout;
+        let permit = tokio::time::timeout(timeout, server.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| Self::unavailable(server, "all pooled connections busy"))?
+            .expect("semaphore never closed");
+        let pooled = server.idle.lock().expect("pool lock").pop();
+        let client = match pooled {
+            Some(c) => c,
+            None => tokio::time::timeout(timeout, Client::new(format!("tcp://{}", server.addr)))
+                .await
+                .map_err(|_| {
+                    Self::unavailable(server, format!("no connection within {timeout:?}"))
+                })?
+                .map_err(|e| Self::unavailable(server, e))?,
+        };
+        Ok(Conn {
+            server,
+            client: Some(client),
+            _permit: permit,
+        })
+    }
+
+    /// Runs one command on the key's server within the timeout.
+    async fn on<T>(
+        &self,
+        key: &str,
+        op: impl for<'c> FnOnce(
+            &'c mut Client,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = McResult<T>> + Send + 'c>,
+        >,
+    ) -> StorageResult<McResult<T>> {
+        let server = self.server(key);
+        self.on_server(server, op).await
+    }
+
+    async fn on_server<T>(
+        &self,
+        server: &Server,
+        op: impl for<'c> FnOnce(
+            &'c mut Client,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = McResult<T>> + Send + 'c>,
+        >,
+    ) -> StorageResult<McResult<T>> {
+        let mut conn = self.checkout(server).await?;
+        let timeout = self.options.timeout;
+        let result = tokio::time::timeout(timeout, op(&mut conn))
+            .await
+            .map_err(|_| Self::unavailable(server, format!("no answer within {timeout:?}")))?;
+        match result {
+            // Transport failures: the server is down or the connection broke.
+            Err(
+                e @ (async_memcached::Error::Connect(_)
+                | async_memcached::Error::Io(_)
+                | async_memcached::Error::ConnectionClosed
+                | async_memcached::Error::ParseError(_)),
+            ) => Err(Self::unavailable(server, e)),
+            other => Ok(other),
+        }
+    }
+
+    /// memcached's exptime: seconds from now up to 30 days, an absolute Unix time
+    /// beyond (which then relies on synchronised clocks).
+    fn exptime(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+        let secs = (expires_at - now).num_seconds().max(1);
+        if secs > MAX_RELATIVE_EXPIRY {
+            expires_at.timestamp()
+        } else {
+            secs
+        }
+    }
+
+    fn protocol_error(key_server: &Server, e: async_memcached::Error) -> StorageError {
+        Self::unavailable(key_server, format!("unexpected answer: {e}"))
+    }
+
+    async fn delete_key(&self, key: &str) -> StorageResult<bool> {
+        let k = key.to_owned();
+        match self
+            .on(key, move |c| Box::pin(async move { c.delete(k).await }))
+            .await?
+        {
+            Ok(()) => Ok(true),
+            Err(async_memcached::Error::Protocol(Status::NotFound)) => Ok(false),
+            Err(e) => Err(Self::protocol_error(self.server(key), e)),
+        }
+    }
+
+    async fn add_to_subject(&self, subject: &[u8], session_key: &str) -> StorageResult<()> {
+        let list_key = self.subject_key(subject);
+        let ttl = self.options.max_lifetime.as_secs().max(1) as i64;
+        let ttl_flag = if ttl > MAX_RELATIVE_EXPIRY {
+            (Utc::now().timestamp() + ttl).to_string()
+        } else {
+            ttl.to_string()
+        };
+        // Append; on a miss, create the list (`add`, so a concurrent creator wins and
+        // we append again). memcached's `N` (autovivify on append) is not relied on:
+        // 1.6.18 answers NS to it.
+        let mut created = false;
+        for mode in ["MA", "ME", "MA"] {
+            let (k, v) = (list_key.clone(), format!("{session_key} "));
+            let flags = [mode.to_owned(), format!("T{ttl_flag}")];
+            let res = self
+                .on(&list_key, move |c| {
+                    Box::pin(async move {
+                        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+                        c.meta_set(k, v.as_bytes(), false, None, Some(&flags)).await
+                    })
+                })
+                .await?;
+            match res {
+                Ok(_) => {
+                    created = mode == "ME";
+                    break;
+                }
+                Err(async_memcached::Error::Protocol(Status::NotStored)) => continue,
+                Err(e) if is_too_large(&e) => {
+                    // Thousands of sessions of one user: start the list afresh with
+                    // this one. Older sessions then expire on their own.
+                    tracing::warn!("subject session list full; restarting it");
+                    let (k, v) = (list_key.clone(), format!("{session_key} "));
+                    let flags = [format!("T{ttl_flag}")];
+                    if let Err(e) = self
+                        .on(&list_key, move |c| {
+                            Box::pin(async move {
+                                let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+                                c.meta_set(k, v.as_bytes(), false, None, Some(&flags)).await
+                            })
+                        })
+                        .await?
+                    {
+                        return Err(Self::protocol_error(self.server(&list_key), e));
+                    }
+                    created = true;
+                    break;
+                }
+                Err(e) => return Err(Self::protocol_error(self.server(&list_key), e)),
+            }
+        }
+        if created {
+            return Ok(());
+        }
+        // Appending keeps the list's old expiry: push it out to cover this session.
+        let (k, flag) = (list_key.clone(), format!("T{ttl_flag}"));
+        match self
+            .on(&list_key, move |c| {
+                Box::pin(async move { c.meta_get(k, false, None, Some(&[flag.as_str()])).await })
+            })
+            .await?
+        {
+            Ok(_) | Err(async_memcached::Error::Protocol(Status::Exists)) => Ok(()),
+            Err(e) => Err(Self::protocol_error(self.server(&list_key), e)),
+        }
+    }
+}
+
+#[async_trait]
+impl TokenStore for MemcachedStore {
+    fn token_backend(&self) -> &'static str {
+        "memcached"
+    }
+
+    /// Every server answers `version`. One server down makes the store unready: its
+    /// share of the sessions cannot be served.
+    #[tracing::instrument(skip_all, err(level = "warn"))]
+    async fn check_token_store(&self) -> StorageResult<()> {
+        let checks = self.servers.iter().map(|server| async move {
+            match self
+                .on_server(server, |c| Box::pin(async move { c.version().await }))
+                .await?
+            {
+                Ok(_) => Ok(()),
+                Err(e) => Err(Self::protocol_error(server, e)),
+            }
+        });
+        let results = futures::future::join_all(checks).await;
+        let down: Vec<String> = results
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
+        if down.is_empty() {
+            Ok(())
+        } else {
+            Err(StorageError::CacheUnavailable(
+                down.iter()
+                    .map(|d| d.trim_start_matches("token store unavailable: ").to_owned())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ))
+        }
+    }
+
+    #[tracing::instrument(skip_all, err(level = "warn"))]
+    async fn put_token(&self, key: TokenKey<'_>, record: &NewTokenRecord<'_>) -> StorageResult<()> {
+        let item_key = self.session_key(key.hashed);
+        let size = record.value.len() + item_key.len() + ITEM_OVERHEAD;
+        if size > self.options.max_item_bytes {
+            return Err(StorageError::TooLarge {
+                size,
+                limit: self.options.max_item_bytes,
+            });
+        }
+        let exptime = Self::exptime(record.expires_at, record.stored_at);
+        let (k, v) = (item_key.clone(), record.value.to_owned());
+        match self
+            .on(&item_key, move |c| {
+                Box::pin(async move { c.set(k, v.as_bytes(), Some(exptime), None).await })
+            })
+            .await?
+        {
+            Ok(()) => {}
+            Err(e) if is_too_large(&e) => {
+                return Err(StorageError::TooLarge {
+                    size,
+                    limit: self.options.max_item_bytes,
+                })
+            }
+            Err(e) => return Err(Self::protocol_error(self.server(&item_key), e)),
+        }
+        if let Some(subject) = record.subject {
+            self.add_to_subject(subject, &item_key).await?;
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, err(level = "warn"))]
+    async fn get_token(&self, key: TokenKey<'_>) -> StorageResult<Option<StoredToken>> {
+        let item_key = self.session_key(key.hashed);
+        let k = item_key.clone();
+        let value = match self
+            .on(&item_key, move |c| Box::pin(async move { c.get(k).await }))
+            .await?
+        {
+            Ok(v) => v,
+            Err(e) => return Err(Self::protocol_error(self.server(&item_key), e)),
+        };
+        let Some(data) = value.and_then(|v| v.data) else {
+            return Ok(None);
+        };
+        // Only the vault writes here, and it writes text; anything else is corrupt and
+        // is handed on as such (it will fail to open).
+        let text = String::from_utf8(data).unwrap_or_default();
+        Ok(Some(StoredToken {
+            idp_response: Some(text),
+            stored_at: None,
+            expires_at: None,
+            legacy_key: false,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "warn"))]
+    async fn delete_token(&self, key: TokenKey<'_>) -> StorageResult<bool> {
+        self.delete_key(&self.session_key(key.hashed)).await
+    }
+
+    #[tracing::instrument(skip_all, err(level = "warn"))]
+    async fn delete_subject_tokens(&self, subject: &[u8]) -> StorageResult<u64> {
+        let list_key = self.subject_key(subject);
+        let k = list_key.clone();
+        let list = match self
+            .on(&list_key, move |c| Box::pin(async move { c.get(k).await }))
+            .await?
+        {
+            Ok(v) => v.and_then(|v| v.data).unwrap_or_default(),
+            Err(e) => return Err(Self::protocol_error(self.server(&list_key), e)),
+        };
+        let text = String::from_utf8_lossy(&list);
+        // Distinct keys, grouped by nothing: each delete goes to its own server.
+        let keys: BTreeMap<&str, ()> = text.split_ascii_whitespace().map(|k| (k, ())).collect();
+        let mut deleted = 0;
+        for key in keys.keys() {
+            if key.starts_with(&self.options.key_prefix) && self.delete_key(key).await? {
+                deleted += 1;
+            }
+        }
+        self.delete_key(&list_key).await?;
+        Ok(deleted)
+    }
+
+    async fn purge_expired_tokens(
+        &self,
+        _now: DateTime<Utc>,
+        _legacy_expiry: DateTime<Utc>,
+    ) -> StorageResult<u64> {
+        Ok(0)
+    }
+
+    async fn scan_tokens(&self, _after: i64, _limit: u32) -> StorageResult<Option<Vec<TokenRow>>> {
+        Ok(None)
+    }
+
+    async fn rewrite_token(
+        &self,
+        _row: &TokenRow,
+        _session_id: &[u8],
+        _value: &str,
+        _expires_at: DateTime<Utc>,
+    ) -> StorageResult<bool> {
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn servers(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("10.0.0.{i}:11211")).collect()
+    }
+
+    #[test]
+    fn ring_spreads_keys_and_moves_few_when_a_server_joins() {
+        let three = Ring::new(&servers(3));
+        let four = Ring::new(&servers(4));
+        let mut counts = [0usize; 3];
+        let mut moved = 0;
+        let n = 30_000;
+        for i in 0..n {
+            let key = format!("efs-iam:t:{i}");
+            let a = three.server_for(key.as_bytes());
+            counts[a] += 1;
+            let b = four.server_for(key.as_bytes());
+            if a != b {
+                assert_eq!(b, 3, "keys only move to the new server");
+                moved += 1;
+            }
+        }
+        for c in counts {
+            assert!(c > n / 3 * 7 / 10 && c < n / 3 * 13 / 10, "{counts:?}");
+        }
+        // About a quarter of the keys move to the fourth server.
+        assert!(moved > n / 4 * 6 / 10 && moved < n / 4 * 14 / 10, "{moved}");
+        let one = Ring::new(&servers(1));
+        assert_eq!(one.server_for(b"anything"), 0);
+    }
+
+    #[test]
+    fn expiry_is_relative_up_to_thirty_days() {
+        let now = Utc::now();
+        assert_eq!(
+            MemcachedStore::exptime(now + chrono::Duration::seconds(3600), now),
+            3600
+        );
+        assert_eq!(MemcachedStore::exptime(now, now), 1);
+        let far = now + chrono::Duration::days(31);
+        assert_eq!(MemcachedStore::exptime(far, now), far.timestamp());
+    }
+}
