@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::crypto::{KeyRing, SessionHasher};
+use crate::config::parse_duration;
 
 /// Where token responses live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -51,28 +52,6 @@ fn parse_hash_key(raw: &str) -> Result<SessionHasher, String> {
     SessionHasher::parse(raw)
 }
 
-/// `500ms`, `30s`, `15m`, `12h`, `7d`; a bare number means seconds.
-pub fn parse_lifetime(raw: &str) -> Result<Duration, String> {
-    let raw = raw.trim();
-    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
-    let (number, unit) = raw.split_at(split);
-    let err = || "expected a duration such as 500ms, 30s, 15m, 12h or 7d".to_string();
-    let n: u64 = number.parse().map_err(|_| err())?;
-    let secs = |mult: u64| n.checked_mul(mult).map(Duration::from_secs).ok_or_else(err);
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => secs(1)?,
-        "m" => secs(60)?,
-        "h" => secs(3600)?,
-        "d" => secs(86_400)?,
-        _ => return Err(err()),
-    };
-    if d.is_zero() {
-        return Err("must be longer than zero".into());
-    }
-    Ok(d)
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct TokenSettings {
     /// Where session token responses are kept: `sql` (iam_token_data) or `memcached`.
@@ -85,7 +64,7 @@ pub struct TokenSettings {
 
     /// Longest a memcached connect or command may take before the server counts as down.
     #[arg(long, env = "EFS_IAM_MEMCACHED_TIMEOUT", default_value = "500ms",
-          value_parser = parse_lifetime, global = true)]
+          value_parser = parse_duration, global = true)]
     pub memcached_timeout: Duration,
 
     /// Most connections kept open to each memcached server.
@@ -119,33 +98,33 @@ pub struct TokenSettings {
 
     /// Lifetime of a token response that carries no usable `expires_in`.
     #[arg(long, env = "EFS_IAM_TOKEN_DEFAULT_LIFETIME", default_value = "1h",
-          value_parser = parse_lifetime, global = true)]
+          value_parser = parse_duration, global = true)]
     pub token_default_lifetime: Duration,
 
     /// Longest a token response is kept: the lifetime of one holding a refresh token,
     /// and the cap on `expires_in`.
     #[arg(long, env = "EFS_IAM_TOKEN_MAX_LIFETIME", default_value = "24h",
-          value_parser = parse_lifetime, global = true)]
+          value_parser = parse_duration, global = true)]
     pub token_max_lifetime: Duration,
 
     /// How often expired rows are deleted from iam_token_data (SQL backend).
     #[arg(long, env = "EFS_IAM_TOKEN_PURGE_INTERVAL", default_value = "5m",
-          value_parser = parse_lifetime, global = true)]
+          value_parser = parse_duration, global = true)]
     pub token_purge_interval: Duration,
 
     /// How long an issuer's JWKS is used before it is fetched again.
     #[arg(long, env = "EFS_IAM_JWKS_CACHE_TTL", default_value = "1h",
-          value_parser = parse_lifetime, global = true)]
+          value_parser = parse_duration, global = true)]
     pub jwks_cache_ttl: Duration,
 
     /// Least time between two JWKS fetches caused by unknown `kid`s.
     #[arg(long, env = "EFS_IAM_JWKS_REFETCH_COOLDOWN", default_value = "30s",
-          value_parser = parse_lifetime, global = true)]
+          value_parser = parse_duration, global = true)]
     pub jwks_refetch_cooldown: Duration,
 
     /// Longest an OIDC discovery or JWKS request may take.
     #[arg(long, env = "EFS_IAM_OIDC_TIMEOUT", default_value = "5s",
-          value_parser = parse_lifetime, global = true)]
+          value_parser = parse_duration, global = true)]
     pub oidc_timeout: Duration,
 }
 
@@ -202,13 +181,13 @@ mod tests {
 
     #[test]
     fn lifetimes() {
-        assert_eq!(parse_lifetime("12h").unwrap(), Duration::from_secs(43_200));
-        assert_eq!(parse_lifetime("7d").unwrap(), Duration::from_secs(604_800));
-        assert_eq!(parse_lifetime("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_lifetime("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_lifetime("0h").is_err());
-        assert!(parse_lifetime("1w").is_err());
-        assert!(parse_lifetime("99999999999999999999d").is_err());
+        assert_eq!(parse_duration("12h").unwrap(), Duration::from_secs(43_200));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("0h").is_err());
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
     }
 
     #[test]
