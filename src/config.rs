@@ -115,6 +115,9 @@ pub struct Settings {
 
     #[command(flatten)]
     pub okta: crate::okta::OktaSettings,
+
+    #[command(flatten)]
+    pub sync: crate::sync::SyncSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -71,6 +71,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A sync operation's failure (`crate::sync::error` maps it to a problem).
+    #[error(transparent)]
+    Sync(crate::sync::SyncError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -174,6 +177,7 @@ impl ApiError {
                 "the database is unavailable or busy; retry later".into(),
                 vec![],
             ),
+            Self::Sync(e) => e.problem(),
             Self::Storage(_) | Self::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
                 "internal",

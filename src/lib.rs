@@ -11,4 +11,6 @@ pub mod metrics;
 pub mod okta;
 pub mod startup;
 pub mod storage;
+pub mod sync;
 pub mod telemetry;
+pub mod workers;

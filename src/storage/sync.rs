@@ -20,7 +20,7 @@ use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
 use super::{PortalUserReference, StorageResult, Unassignment};
-use crate::domain::{EfsUserId, PortalId};
+use crate::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus};
 
 /// Which EFS core table a user id belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,11 +211,17 @@ pub trait SyncStore: Send + Sync + 'static {
         &self,
         user: EfsUserId,
     ) -> StorageResult<Vec<PortalUserReference>>;
-    /// Sets the reference's status to failed; creates it (without an Okta id, with
-    /// `has_data_changes`) when there is none. The Okta id and `has_data_changes` of an
-    /// existing row are kept: the user still needs a sync.
-    async fn mark_portal_sync_failed(&self, portal: PortalId, user: EfsUserId)
-        -> StorageResult<()>;
+    /// Sets the reference's status to `status` (failed, or deprovisioned when the Okta
+    /// user is); creates it (with `has_data_changes`) when there is none. The Okta id is
+    /// set when one is given and kept otherwise; `has_data_changes` of an existing row is
+    /// kept: the user still needs a sync.
+    async fn mark_portal_sync_failed(
+        &self,
+        portal: PortalId,
+        user: EfsUserId,
+        okta_user_id: Option<&OktaUserId>,
+        status: PortalUserStatus,
+    ) -> StorageResult<()>;
 
     // --- iam_portal_user_group_unassignment_queue ---
     /// Dead-letters pending rows that can never be processed: no portal (legacy rows)

@@ -15,7 +15,7 @@ macro_rules! sync_sql_store {
         mod sync_store_impl {
             use chrono::NaiveDateTime;
 
-            use $crate::domain::{EfsUserId, PortalId};
+            use $crate::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus};
             use $crate::storage::model::{PortalUserReferenceRow, UnassignmentRow};
             use $crate::storage::sql::{retry_conflicts, INSERT_CHUNK};
             use $crate::storage::sync::*;
@@ -174,6 +174,8 @@ macro_rules! sync_sql_store {
                     &self,
                     portal: PortalId,
                     user: EfsUserId,
+                    okta_user_id: Option<&OktaUserId>,
+                    status: PortalUserStatus,
                 ) -> StorageResult<()> {
                     let now = $crate::storage::now();
                     let mut tx = self.begin_write().await?;
@@ -185,27 +187,29 @@ macro_rules! sync_sql_store {
                     .bind(user.get())
                     .fetch_all(&mut *tx)
                     .await?;
-                    let failed = $crate::domain::PortalUserStatus::Failed.code();
+                    let uuid = okta_user_id.map(|o| o.to_stored());
                     if existing.is_empty() {
                         sqlx::query(
                             "INSERT INTO iam_portal_user_reference \
                              (portal_id, user_id, uuid, created_at, updated_at, status, has_data_changes) \
-                             VALUES (?, ?, NULL, ?, ?, ?, 1)",
+                             VALUES (?, ?, ?, ?, ?, ?, 1)",
                         )
                         .bind(portal.get())
                         .bind(user.get())
+                        .bind(uuid)
                         .bind(now)
                         .bind(now)
-                        .bind(failed)
+                        .bind(status.code())
                         .execute(&mut *tx)
                         .await?;
                     } else {
                         sqlx::query(
-                            "UPDATE iam_portal_user_reference SET status = ?, updated_at = ? \
-                             WHERE portal_id = ? AND user_id = ?",
+                            "UPDATE iam_portal_user_reference SET status = ?, updated_at = ?, \
+                             uuid = COALESCE(?, uuid) WHERE portal_id = ? AND user_id = ?",
                         )
-                        .bind(failed)
+                        .bind(status.code())
                         .bind(now)
+                        .bind(uuid)
                         .bind(portal.get())
                         .bind(user.get())
                         .execute(&mut *tx)
@@ -403,8 +407,10 @@ macro_rules! sync_sql_store {
                     &self,
                     portal: PortalId,
                     user: EfsUserId,
+                    okta_user_id: Option<&OktaUserId>,
+                    status: PortalUserStatus,
                 ) -> StorageResult<()> {
-                    retry_conflicts(|| self.mark_failed_once(portal, user)).await
+                    retry_conflicts(|| self.mark_failed_once(portal, user, okta_user_id, status)).await
                 }
 
                 #[tracing::instrument(skip(self), err(level = "warn"))]
