@@ -3,7 +3,7 @@
 //! | finding | meaning | repair |
 //! |---|---|---|
 //! | missing member | a reference (not deprovisioned) names an Okta user outside the group | add to the group |
-//! | extra member | a group member no live reference of the portal names | remove from the group |
+//! | extra member | a group member no live reference of the portal names (a deactivated Okta user counts as not live) | remove from the group |
 //! | stale reference | the referenced Okta user is gone or deprovisioned | set the reference's status to `deprovisioned` |
 //!
 //! Safety: every change is decided from complete reads. The group's member list is
@@ -78,9 +78,10 @@ pub struct MissingMember {
 pub struct ExtraMember {
     pub okta_user_id: String,
     pub login: String,
-    /// EFS user of a deprovisioned reference to this Okta user, if any.
+    /// EFS user of a reference to this Okta user, if any.
     pub user_id: Option<i32>,
-    /// `no_reference` or `reference_deprovisioned`.
+    /// `no_reference`, `reference_deprovisioned` (the portal user was deprovisioned)
+    /// or `okta_user_deprovisioned` (deactivated in Okta; its reference is stale).
     pub reason: String,
 }
 
@@ -237,10 +238,21 @@ impl SyncEngine {
         }
         missing.sort();
         stale.sort();
-        let mut extra: Vec<(&OktaUser, Option<i32>)> = members
+        // A stale reference does not keep its (deprovisioned) Okta user in the group.
+        let stale_users: HashMap<String, i32> = stale
             .iter()
-            .filter(|m| !live.contains(&m.id))
-            .map(|m| (m, deprovisioned_ref.get(&m.id).copied()))
+            .map(|(user_id, okta_id, _)| (okta_id.clone(), *user_id))
+            .collect();
+        let mut extra: Vec<(&OktaUser, Option<i32>, &'static str)> = members
+            .iter()
+            .filter(|m| !live.contains(&m.id) || stale_users.contains_key(&m.id))
+            .map(
+                |m| match (stale_users.get(&m.id), deprovisioned_ref.get(&m.id)) {
+                    (Some(user), _) => (m, Some(*user), "okta_user_deprovisioned"),
+                    (None, Some(user)) => (m, Some(*user), "reference_deprovisioned"),
+                    (None, None) => (m, None, "no_reference"),
+                },
+            )
             .collect();
         extra.sort_by(|a, b| a.0.id.cmp(&b.0.id));
 
@@ -266,19 +278,14 @@ impl SyncEngine {
                 },
             );
         }
-        for (m, user_id) in &extra {
+        for (m, user_id, reason) in &extra {
             push_capped(
                 &mut report.extra_members,
                 ExtraMember {
                     okta_user_id: m.id.clone(),
                     login: m.profile.login.clone(),
                     user_id: *user_id,
-                    reason: if user_id.is_some() {
-                        "reference_deprovisioned"
-                    } else {
-                        "no_reference"
-                    }
-                    .to_owned(),
+                    reason: (*reason).to_owned(),
                 },
             );
         }
@@ -303,7 +310,7 @@ impl SyncEngine {
             }
         }
         let extra_ids: Vec<(String, Option<i32>)> =
-            extra.iter().map(|(m, u)| (m.id.clone(), *u)).collect();
+            extra.iter().map(|(m, u, _)| (m.id.clone(), *u)).collect();
         let removed: Vec<_> = stream::iter(extra_ids)
             .map(|(okta_id, user_id)| async move {
                 let r = self
