@@ -319,7 +319,7 @@ pub async fn unassignment_claims_never_overlap(db: TestDb) {
 pub async fn portal_sync_failure_is_recorded(db: TestDb) {
     db.seed_efs_users(&[], &[11, 12]).await;
     let s = &db.storage.store;
-    s.mark_portal_sync_failed(portal(5), user(11))
+    s.mark_portal_sync_failed(portal(5), user(11), None, PortalUserStatus::Failed)
         .await
         .unwrap();
     let r = s
@@ -353,7 +353,7 @@ pub async fn portal_sync_failure_is_recorded(db: TestDb) {
     )
     .await
     .unwrap();
-    s.mark_portal_sync_failed(portal(5), user(12))
+    s.mark_portal_sync_failed(portal(5), user(12), None, PortalUserStatus::Failed)
         .await
         .unwrap();
     let r = s
@@ -367,6 +367,21 @@ pub async fn portal_sync_failure_is_recorded(db: TestDb) {
     let of_user = s.portal_references_of_user(user(12)).await.unwrap();
     assert_eq!(of_user.len(), 2);
     assert_eq!(of_user[0].portal_id, Some(6), "newest first");
+    s.mark_portal_sync_failed(
+        portal(6),
+        user(12),
+        Some(&okta("00unew")),
+        PortalUserStatus::Deprovisioned,
+    )
+    .await
+    .unwrap();
+    let r = s
+        .portal_user_reference(portal(6), user(12))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status(), Some(PortalUserStatus::Deprovisioned));
+    assert_eq!(r.okta_user_id.as_deref(), Some("00unew"));
 }
 
 pub async fn efs_users_are_checked_where_efs_has_them(db: TestDb) {

@@ -187,7 +187,7 @@ fn validate_profile(
             _ => {}
         }
     }
-    (errors.len() == before).then(|| UserProfile {
+    (errors.len() == before).then_some(UserProfile {
         login,
         email,
         first_name,
