@@ -103,7 +103,17 @@ impl Drop for Instance {
 
 /// A migrated MariaDB database with `n` queued users of one portal, each a member of
 /// the portal's group in the fake Okta.
-async fn setup(n: i32, latency: Duration) -> Option<(TestDb, Arc<MySqlStore>, FakeOkta, String)> {
+#[allow(clippy::type_complexity)]
+async fn setup(
+    n: i32,
+    latency: Duration,
+) -> Option<(
+    TestDb,
+    Arc<MySqlStore>,
+    FakeOkta,
+    String,
+    Vec<NewUnassignment>,
+)> {
     let db = TestDb::mysql().await?;
     let common::Backend::MySql(store) = &db.backend else {
         unreachable!()
@@ -142,9 +152,15 @@ async fn setup(n: i32, latency: Duration) -> Option<(TestDb, Arc<MySqlStore>, Fa
         )
         .await
         .unwrap();
-    store.enqueue_unassignments(portal, &users).await.unwrap();
     okta.set_latency(latency);
-    Some((db, store, okta, group))
+    Some((db, store, okta, group, users))
+}
+
+async fn enqueue(store: &MySqlStore, users: &[NewUnassignment]) {
+    store
+        .enqueue_unassignments(PortalId::new(PORTAL).unwrap(), users)
+        .await
+        .unwrap();
 }
 
 async fn queued(store: &MySqlStore) -> (i64, i64) {
@@ -168,9 +184,10 @@ const DELETE_MEMBER: (&str, &str) = ("DELETE", "/api/v1/groups/{groupId}/users/{
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_mid_drain_then_restart_loses_nothing() {
     let n = 400;
-    let Some((db, store, okta, group)) = setup(n, Duration::from_millis(25)).await else {
+    let Some((db, store, okta, group, users)) = setup(n, Duration::from_millis(25)).await else {
         return;
     };
+    enqueue(&store, &users).await;
     let dir = tempfile::tempdir().unwrap();
     let mut victim = Instance::start(&db.url, &okta, "victim", dir.path(), "3s");
     wait_until("the drain to start", Duration::from_secs(60), async || {
@@ -221,12 +238,27 @@ async fn kill_9_mid_drain_then_restart_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_drain_one_queue_together() {
     let n = 600;
-    let Some((db, store, okta, group)) = setup(n, Duration::from_millis(10)).await else {
+    let Some((db, store, okta, group, users)) = setup(n, Duration::from_millis(20)).await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let mut a = Instance::start(&db.url, &okta, "worker-a", dir.path(), "60s");
     let mut b = Instance::start(&db.url, &okta, "worker-b", dir.path(), "60s");
+    // Both up (and polling every 100 ms) before there is work, so both get a share.
+    for instance in [&a, &b] {
+        wait_until(
+            "the instance to start",
+            Duration::from_secs(30),
+            async || {
+                instance
+                    .log_lines()
+                    .iter()
+                    .any(|l| l["message"] == "worker started")
+            },
+        )
+        .await;
+    }
+    enqueue(&store, &users).await;
     wait_until("the queue to drain", Duration::from_secs(120), async || {
         queued(&store).await == (0, 0)
     })

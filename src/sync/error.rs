@@ -25,7 +25,7 @@ pub enum SyncError {
     OktaNotConfigured,
     #[error("portal {portal} has no okta_group_id setting: set it to the portal's Okta group id (PUT /api/v1/portals/{portal}/settings/okta_group_id)")]
     PortalNotLinked { portal: i32 },
-    #[error("the okta_group_id of portal {portal} ({group_id}) names no group Okta has")]
+    #[error("the okta_group_id of portal {portal} ({group_id:?}) names no group Okta has")]
     GroupNotFound { portal: i32, group_id: String },
     #[error("Okta user {okta_user_id} is deprovisioned (deactivated); reactivate it in Okta first, efs-iam does not")]
     Deprovisioned { okta_user_id: String },

@@ -233,13 +233,21 @@ impl SyncEngine {
     pub async fn portal_group(&self, portal: PortalId) -> Result<String, SyncError> {
         let key = SettingKey::parse(GROUP_SETTING).expect("a valid key");
         let setting = self.store.portal_setting(portal, &key).await?;
-        setting
+        let group = setting
             .and_then(|s| s.value)
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
             .ok_or(SyncError::PortalNotLinked {
                 portal: portal.get(),
-            })
+            })?;
+        // Okta group ids are short ASCII strings such as 00g1emaKYZTWRYYRRTSK.
+        if group.len() > 64 || !group.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(SyncError::GroupNotFound {
+                portal: portal.get(),
+                group_id: group,
+            });
+        }
+        Ok(group)
     }
 
     /// Syncs an EFS-Admin user: reference, else login, else create; profile updated
@@ -573,6 +581,9 @@ impl SyncEngine {
     /// The Okta user whose login is `login`. Okta's lookup also answers ids and
     /// unambiguous short logins, so the answer is checked.
     async fn find_by_login(&self, login: &str) -> Result<Option<OktaUser>, SyncError> {
+        if matches!(login.trim(), "" | "." | "..") {
+            return Ok(None); // cannot name a user in a path; Okta will refuse the login
+        }
         let user = self
             .okta
             .get_user_by_login(login)

@@ -205,7 +205,7 @@ async fn batches_are_validated_as_a_whole() {
     let app = spawn(&db, Some(&okta), |_| {}).await;
     app.link_portal(9, "00gANY").await;
     let mut body = batch(1..=3);
-    body["users"][2]["user_id"] = json!(1);
+    body["users"][2]["user_id"] = json!(0);
     body["users"][1]["login"] = json!(" ");
     let got = app.post("/sync/portals/9/users", body).await;
     assert_eq!(

@@ -34,7 +34,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"users": [{"user_id": 4711, "login": "ada@example.com", "email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace"}]}))]
 pub struct BatchSyncRequest {
-    /// 1 to 10,000 portal users, each at most once.
+    /// 1 to 10,000 portal users. A user named twice is synced twice, in order (the
+    /// later profile wins).
     #[schema(min_items = 1, max_items = 10000)]
     pub users: Vec<BatchUser>,
 }
@@ -238,7 +239,6 @@ async fn submit_job(
     }
     let mut errors: Vec<FieldError> = Vec::new();
     let mut items = Vec::with_capacity(body.users.len());
-    let mut seen: HashMap<i64, usize> = HashMap::new();
     for (i, u) in body.users.into_iter().enumerate() {
         // Reports stay readable for a 10,000-user call with a systematic mistake.
         if errors.len() >= 100 {
@@ -252,12 +252,6 @@ async fn submit_job(
                 None
             }
         };
-        if let Some(first) = seen.insert(u.user_id, i) {
-            errors.push(FieldError::new(
-                format!("{prefix}user_id"),
-                format!("repeats users[{first}]"),
-            ));
-        }
         let profile = validate_profile(
             &prefix,
             u.login,
