@@ -46,7 +46,11 @@ fn main() {
     let open = median_ns_per_op(|| {
         black_box(ring.open(black_box(&sealed), &bound).expect("opens"));
     });
-    println!("payload {} bytes, sealed {} bytes", body.len(), sealed.len());
+    println!(
+        "payload {} bytes, sealed {} bytes",
+        body.len(),
+        sealed.len()
+    );
     println!("copy (baseline): {:>8.0} ns/op", copy);
     println!("seal:            {:>8.0} ns/op", seal);
     println!("open:            {:>8.0} ns/op", open);

@@ -123,6 +123,9 @@ pub struct Settings {
     /// The session token vault (`EFS_IAM_TOKEN_*`, `EFS_IAM_MEMCACHED_*`, ...).
     #[command(flatten)]
     pub tokens: crate::tokens::TokenSettings,
+
+    #[command(flatten)]
+    pub sync: crate::sync::SyncSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -75,6 +75,9 @@ pub enum ApiError {
     /// A token vault failure other than storage (see `From<VaultError>`).
     #[error(transparent)]
     Vault(VaultError),
+    /// A sync operation's failure (`crate::sync::error` maps it to a problem).
+    #[error(transparent)]
+    Sync(crate::sync::SyncError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -228,6 +231,7 @@ impl ApiError {
                 "the database is unavailable or busy; retry later".into(),
                 vec![],
             ),
+            Self::Sync(e) => e.problem(),
             Self::Storage(_) | Self::Vault(_) | Self::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
                 "internal",

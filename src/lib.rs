@@ -11,5 +11,7 @@ pub mod metrics;
 pub mod okta;
 pub mod startup;
 pub mod storage;
+pub mod sync;
 pub mod telemetry;
 pub mod tokens;
+pub mod workers;

@@ -63,7 +63,9 @@ async fn main() -> anyhow::Result<()> {
             let app = Application::build(&settings)
                 .await
                 .context("efs-iam could not start")?;
+            // Stops the sync workers with the server and logs how each one ended.
             app.run_until_stopped(startup::shutdown_signal()).await?;
+            tracing::info!("efs-iam stopped");
         }
     }
     Ok(())

@@ -13,6 +13,7 @@ use crate::http::{self, AppState, HttpConfig};
 use crate::metrics::Metrics;
 use crate::okta::{self, OktaClient};
 use crate::storage::{self, ConnectOptions, Storage};
+use crate::sync::SyncService;
 use crate::tokens::{self, Clock, SystemClock, TokenVault};
 
 pub struct Application {
@@ -21,6 +22,8 @@ pub struct Application {
     okta: Option<OktaClient>,
     /// Background purge of expired session tokens (SQL token store only).
     purger: Option<tokio::task::JoinHandle<()>>,
+    sync: Arc<SyncService>,
+    shutdown_grace: std::time::Duration,
 }
 
 impl Application {
@@ -74,8 +77,15 @@ impl Application {
             None => tracing::info!("Okta not configured (EFS_IAM_OKTA_ORG_URL unset)"),
         }
         let purger = tokens::spawn_purger(&vault, settings.tokens.token_purge_interval);
+        let sync = Arc::new(SyncService::new(
+            storage.store.clone(),
+            okta.clone(),
+            settings.sync.clone(),
+        ));
         let state = AppState {
             auth,
+            okta: okta.clone(),
+            sync: sync.clone(),
             store: storage.store,
             vault,
             config: Arc::new(HttpConfig {
@@ -96,7 +106,14 @@ impl Application {
             router: http::router(state),
             okta,
             purger,
+            sync,
+            shutdown_grace: settings.request_timeout,
         })
+    }
+
+    /// The sync engine and workers of this instance.
+    pub fn sync(&self) -> &Arc<SyncService> {
+        &self.sync
     }
 
     /// The Okta adapter, when an org is configured (for the sync engine to use).
@@ -110,18 +127,29 @@ impl Application {
             .expect("bound listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish (each is
-    /// bounded by the request timeout).
+    /// Serves (and runs the sync workers) until `shutdown` resolves, then lets
+    /// in-flight requests finish (each is bounded by the request timeout), stops the
+    /// workers (a step in progress gets the same time) and logs how each ended.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr(), "efs-iam listening");
+        let workers = self.sync.spawn_workers();
+        let stop = workers.cancel_token();
         let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                // Workers stop taking new work while requests finish.
+                stop.cancel();
+            })
             .await;
         if let Some(purger) = self.purger {
             purger.abort();
+        }
+        if !workers.is_empty() {
+            let exits = workers.shutdown(self.shutdown_grace).await;
+            crate::workers::report_exits(&exits);
         }
         served
     }

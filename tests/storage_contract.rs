@@ -2,11 +2,14 @@
 //! set (required under `EFS_IAM_REQUIRE_MYSQL=1`). Each test gets a fresh database.
 
 mod common;
+#[path = "storage_contract/sync.rs"]
+mod sync_contract;
 
 use chrono::{Duration as ChronoDuration, SubsecRound, Utc};
 use common::TestDb;
 use efs_iam::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus, SettingKey};
 use efs_iam::storage::*;
+use sync_contract::*;
 
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
@@ -45,6 +48,15 @@ contract!(
     unassignments_enqueue_in_chunks_and_count,
     tokens_put_get_replace_delete,
     tokens_legacy_rows_subjects_and_purge,
+    // The sync engine (storage_contract/sync.rs).
+    sync_locks_exclude_and_expire,
+    sync_locks_one_winner_among_racers,
+    unassignment_claims_lease_and_complete,
+    unassignment_requeue_dead_letters,
+    unassignment_claims_never_overlap,
+    portal_sync_failure_is_recorded,
+    efs_users_are_checked_where_efs_has_them,
+    sync_jobs_claim_record_and_finish,
 );
 
 fn portal(n: i32) -> PortalId {

@@ -8,6 +8,7 @@ mod health;
 mod middleware;
 mod portal_settings;
 mod sessions;
+mod sync;
 mod unassignments;
 mod user_references;
 
@@ -51,6 +52,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// `None` only in development on loopback (see `AuthSettings::check_listen`).
     pub auth: Option<Arc<Authenticator>>,
+    /// The Okta adapter; `None` when no org is configured.
+    pub okta: Option<crate::okta::OktaClient>,
+    /// The sync engine and its workers (`/sync/*`).
+    pub sync: Arc<crate::sync::SyncService>,
 }
 
 #[derive(OpenApi)]
@@ -70,6 +75,7 @@ pub struct AppState {
         (name = "session tokens", description = "IdP token responses per login session"),
         (name = "error log", description = "Errors received from Okta"),
         (name = "unassignment queue", description = "Portal users to remove from Okta groups"),
+        (name = "sync", description = "Okta sync: users, portal memberships, batch jobs, the unassignment worker, reconciliation, status"),
         (name = "health", description = "Load-balancer probes (outside /api/v1)"),
     )
 )]
@@ -82,6 +88,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(sessions::router())
         .merge(error_log::router())
         .merge(unassignments::router())
+        .merge(sync::router())
 }
 
 /// The router and the OpenAPI document it serves, built from the same handlers. The

@@ -197,6 +197,7 @@ async fn enqueue_unassignments(
     let users = validate(body.users)?;
     let enqueued = state.store.enqueue_unassignments(portal, &users).await?;
     tracing::info!(portal = portal.get(), enqueued, "unassignments queued");
+    state.sync.wake_unassignments.notify_one();
     Ok((
         StatusCode::ACCEPTED,
         Json(EnqueueResult {

@@ -10,6 +10,8 @@ mod model;
 pub mod mysql;
 mod sql;
 pub mod sqlite;
+pub mod sync;
+mod sync_sql;
 
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 pub use model::*;
+pub use sync::SyncStore;
 
 use crate::domain::{EfsUserId, OktaUserId, PortalId, SettingKey};
 
@@ -84,9 +87,11 @@ impl From<sqlx::Error> for StorageError {
 
 pub type StorageResult<T> = Result<T, StorageError>;
 
-/// Everything efs-iam keeps in the EFS database except session tokens.
+/// Everything efs-iam keeps in the EFS database except session tokens. The sync
+/// engine's part is its own trait ([`SyncStore`]), a supertrait so that one
+/// `Arc<dyn Store>` serves both.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: SyncStore + Send + Sync + 'static {
     /// Which backend this is, for logs and health answers.
     fn backend(&self) -> &'static str;
     /// Database reachable and every migration this build knows applied.

@@ -53,3 +53,10 @@ impl MySqlStore {
 }
 
 super::sql::sql_store!(MySqlStore, sqlx::MySql, "mysql");
+super::sync_sql::sync_sql_store!(
+    MySqlStore,
+    sqlx::MySql,
+    claim_begin = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; BEGIN",
+    skip_locked = " FOR UPDATE SKIP LOCKED",
+    efs_core = true
+);

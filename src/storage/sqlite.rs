@@ -58,3 +58,10 @@ impl SqliteStore {
 }
 
 super::sql::sql_store!(SqliteStore, sqlx::Sqlite, "sqlite");
+super::sync_sql::sync_sql_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    claim_begin = "BEGIN IMMEDIATE",
+    skip_locked = "",
+    efs_core = false
+);

@@ -1,0 +1,252 @@
+//! `GET /sync/status`: what an operator (or a monitoring probe) needs at a glance.
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::error::{ApiResult, Problem};
+use crate::http::{utc, AppState};
+use crate::okta::{Bucket, BucketStatus};
+use crate::storage::now;
+use crate::sync::service::ProbeResult;
+use crate::workers::WorkerHealthSnapshot;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(sync_status))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueueBody {
+    /// Rows not dead: waiting, backing off or in progress.
+    pub pending: i64,
+    /// Pending rows due now.
+    pub due: i64,
+    /// Rows an instance is working on (leased).
+    pub in_progress: i64,
+    /// Dead letters (retries exhausted, or legacy rows that can never be processed).
+    pub dead: i64,
+    /// Dead letters without a portal (legacy rows; requeue them with one).
+    pub dead_without_portal: i64,
+    pub oldest_pending_at: Option<DateTime<Utc>>,
+}
+
+pub(super) async fn queue_body(state: &AppState) -> ApiResult<QueueBody> {
+    let q = state.store.unassignment_queue_stats(now()).await?;
+    Ok(QueueBody {
+        pending: q.pending,
+        due: q.due,
+        in_progress: q.in_progress,
+        dead: q.dead,
+        dead_without_portal: q.dead_without_portal,
+        oldest_pending_at: q.oldest_pending_at.map(utc),
+    })
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobsBody {
+    /// Batch jobs with pending users.
+    pub running: i64,
+    pub pending_items: i64,
+    pub in_progress_items: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BucketBody {
+    /// Okta's rate-limit bucket: `users_create_list`, `user_get`, `user_write`,
+    /// `groups`, `group_by_id`, `o_auth_token`, `other_api`.
+    pub bucket: String,
+    /// `X-Rate-Limit-Limit` last seen.
+    pub limit: Option<u32>,
+    /// Org-wide requests left in the window.
+    pub remaining: Option<u32>,
+    pub reset_at: Option<DateTime<Utc>>,
+    /// This instance's budget per window (rate share × limit).
+    pub allowance: Option<u32>,
+    pub used_in_window: u32,
+    pub in_flight: u32,
+    /// 429 answers (rate limit) since start.
+    pub rate_limited: u64,
+    /// 429 answers (Okta's concurrency limit) since start.
+    pub concurrency_limited: u64,
+    /// Calls held back to stay within the share.
+    pub paced: u64,
+}
+
+impl From<BucketStatus> for BucketBody {
+    fn from(b: BucketStatus) -> Self {
+        Self {
+            bucket: serde_json::to_value(b.bucket)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("{:?}", b.bucket as Bucket)),
+            limit: b.limit,
+            remaining: b.remaining,
+            reset_at: b.reset_at,
+            allowance: b.allowance,
+            used_in_window: b.used_in_window,
+            in_flight: b.in_flight,
+            rate_limited: b.rate_limited,
+            concurrency_limited: b.concurrency_limited,
+            paced: b.paced,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuthFailureBody {
+    pub at: DateTime<Utc>,
+    pub status: u16,
+    /// `E0000011`, or the OAuth `error` such as `invalid_client`.
+    pub error_code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OktaBody {
+    /// An Okta org is configured in this instance.
+    pub configured: bool,
+    pub org_url: Option<String>,
+    /// `api_token` or `private_key_jwt`.
+    pub auth_method: Option<String>,
+    /// A live check (cached for 30 s): does Okta answer?
+    pub reachability: Option<ProbeResultBody>,
+    /// Last time Okta answered a call successfully.
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// Last time Okta refused the credentials (kept after later successes; compare
+    /// with `last_success_at`).
+    pub last_auth_failure: Option<AuthFailureBody>,
+    pub rate_share: Option<f64>,
+    pub max_concurrency: Option<usize>,
+    pub in_flight: Option<usize>,
+    /// The governor's state per rate-limit bucket used since start.
+    pub buckets: Vec<BucketBody>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProbeResultBody {
+    pub reachable: bool,
+    pub checked_at: DateTime<Utc>,
+    pub latency_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<ProbeResult> for ProbeResultBody {
+    fn from(p: ProbeResult) -> Self {
+        Self {
+            reachable: p.reachable,
+            checked_at: p.checked_at,
+            latency_ms: p.latency_ms,
+            error: p.error,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WorkersBody {
+    /// The background loops run in this instance (EFS_IAM_SYNC_WORKER and Okta
+    /// configured).
+    pub enabled: bool,
+    /// This instance's name in leases.
+    pub instance_id: String,
+    pub unassignments: WorkerHealthBody,
+    pub jobs: WorkerHealthBody,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WorkerHealthBody {
+    pub running: bool,
+    pub last_step_at: Option<DateTime<Utc>>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub steps: u64,
+}
+
+impl From<WorkerHealthSnapshot> for WorkerHealthBody {
+    fn from(h: WorkerHealthSnapshot) -> Self {
+        Self {
+            running: h.running,
+            last_step_at: h.last_step_at,
+            last_error_at: h.last_error_at,
+            last_error: h.last_error,
+            steps: h.steps,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SyncStatus {
+    pub okta: OktaBody,
+    pub unassignments: QueueBody,
+    pub jobs: JobsBody,
+    pub workers: WorkersBody,
+}
+
+/// The sync engine's state: unassignment queue depth and dead letters, running batch
+/// jobs, the rate-limit governor per bucket, Okta reachability and the last
+/// authentication failure, and this instance's workers.
+#[utoipa::path(
+    get, path = "/sync/status", tag = "sync",
+    responses(
+        (status = 200, description = "The state (also without Okta settings: `okta.configured` is false)", body = SyncStatus),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn sync_status(State(state): State<AppState>) -> ApiResult<Json<SyncStatus>> {
+    let unassignments = queue_body(&state).await?;
+    let j = state.store.sync_job_stats(now()).await?;
+    let okta = match state.sync.okta() {
+        None => OktaBody {
+            configured: false,
+            org_url: None,
+            auth_method: None,
+            reachability: None,
+            last_success_at: None,
+            last_auth_failure: None,
+            rate_share: None,
+            max_concurrency: None,
+            in_flight: None,
+            buckets: Vec::new(),
+        },
+        Some(client) => {
+            let probe = state.sync.probe_okta().await;
+            let s = client.status();
+            OktaBody {
+                configured: true,
+                org_url: Some(s.org_url),
+                auth_method: Some(s.auth_method.to_owned()),
+                reachability: probe.map(Into::into),
+                last_success_at: s.last_success_at,
+                last_auth_failure: s.last_auth_failure.map(|f| AuthFailureBody {
+                    at: f.at,
+                    status: f.status,
+                    error_code: f.error_code,
+                    message: f.message,
+                }),
+                rate_share: Some(s.rate_share),
+                max_concurrency: Some(s.max_concurrency),
+                in_flight: Some(s.in_flight),
+                buckets: s.buckets.into_iter().map(Into::into).collect(),
+            }
+        }
+    };
+    Ok(Json(SyncStatus {
+        okta,
+        unassignments,
+        jobs: JobsBody {
+            running: j.unfinished_jobs,
+            pending_items: j.pending_items,
+            in_progress_items: j.in_progress_items,
+        },
+        workers: WorkersBody {
+            enabled: state.sync.workers_enabled(),
+            instance_id: state.sync.instance_id.clone(),
+            unassignments: state.sync.unassignment_health.snapshot().into(),
+            jobs: state.sync.job_health.snapshot().into(),
+        },
+    }))
+}

@@ -1,0 +1,249 @@
+//! Runs batch sync jobs (`efs_iam_sync_job_item`): leases pending items, syncs each
+//! user through [`SyncEngine::sync_portal_user`] (the same path as a single sync call)
+//! and records the per-user result.
+//!
+//! Items are leased like queue rows, so several instances work on one job and a job
+//! survives a restart: an item whose instance died comes back when its lease runs out.
+//! A user synced twice that way ends the same (the engine links instead of creating).
+//! Transient failures (Okta unavailable, the user's lock busy, the database) are retried
+//! with backoff up to `EFS_IAM_SYNC_MAX_ATTEMPTS`; data errors (Okta refusing the
+//! profile, a deprovisioned user, a portal without group) fail the item at once.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use futures_util::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
+
+use super::Step;
+use crate::domain::{EfsUserId, PortalId};
+use crate::storage::sync::{ClaimedSyncItem, ItemResult};
+use crate::storage::{now, StorageError};
+use crate::sync::{SyncEngine, SyncError, SyncSettings, UserProfile};
+
+/// Finished jobs are kept this long for `GET /sync/jobs/{job_id}`, then deleted.
+pub const JOB_RETENTION_DAYS: i64 = 7;
+
+/// What one step did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobStep {
+    pub claimed: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub retrying: usize,
+    pub released: usize,
+    /// Jobs that finished with this step.
+    pub jobs_finished: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub batch_full: bool,
+}
+
+impl Step for JobStep {
+    fn more_to_do(&self) -> bool {
+        self.blocked.is_none() && self.batch_full && self.released == 0
+    }
+    fn blocked(&self) -> Option<&str> {
+        self.blocked.as_deref()
+    }
+}
+
+enum ItemOutcome {
+    Succeeded,
+    Failed,
+    Retrying,
+    Released,
+    Blocked(String),
+}
+
+pub struct JobWorker {
+    engine: Arc<SyncEngine>,
+    settings: SyncSettings,
+    owner: String,
+    cancel: CancellationToken,
+    last_purge: AtomicI64,
+}
+
+impl JobWorker {
+    pub fn new(
+        engine: Arc<SyncEngine>,
+        settings: SyncSettings,
+        owner: String,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            engine,
+            settings,
+            owner,
+            cancel,
+            last_purge: AtomicI64::new(0),
+        }
+    }
+
+    /// One round: lease a batch of due items, sync each user, record the results, mark
+    /// jobs without pending items finished.
+    #[tracing::instrument(name = "jobs.step", skip(self), err(level = "warn"))]
+    pub async fn run_once(&self) -> Result<JobStep, StorageError> {
+        let store = self.engine.store().clone();
+        let mut step = JobStep::default();
+        let t = now();
+        let lease_until = t + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
+        let items = store
+            .claim_sync_items(&self.owner, t, lease_until, self.settings.batch_size)
+            .await?;
+        step.claimed = items.len();
+        step.batch_full = items.len() as u32 >= self.settings.batch_size;
+        let outcomes: Vec<ItemOutcome> = stream::iter(items)
+            .map(|item| self.process(item))
+            .buffer_unordered(self.settings.concurrency as usize)
+            .collect()
+            .await;
+        for o in outcomes {
+            match o {
+                ItemOutcome::Succeeded => step.succeeded += 1,
+                ItemOutcome::Failed => step.failed += 1,
+                ItemOutcome::Retrying => step.retrying += 1,
+                ItemOutcome::Released => step.released += 1,
+                ItemOutcome::Blocked(why) => {
+                    step.released += 1;
+                    step.blocked.get_or_insert(why);
+                }
+            }
+        }
+        let finished = store.finish_sync_jobs(now()).await?;
+        for job in &finished {
+            tracing::info!(job = %job, "sync job finished");
+        }
+        step.jobs_finished = finished.len();
+        self.purge_old_jobs().await;
+        if step.claimed > 0 {
+            tracing::info!(
+                claimed = step.claimed,
+                succeeded = step.succeeded,
+                failed = step.failed,
+                retrying = step.retrying,
+                released = step.released,
+                "sync job step"
+            );
+        }
+        Ok(step)
+    }
+
+    async fn purge_old_jobs(&self) {
+        let t = now();
+        let last = self.last_purge.load(Ordering::Relaxed);
+        if t.and_utc().timestamp() - last < 3600 {
+            return;
+        }
+        self.last_purge
+            .store(t.and_utc().timestamp(), Ordering::Relaxed);
+        let before = t - chrono::Duration::days(JOB_RETENTION_DAYS);
+        match self.engine.store().purge_sync_jobs(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "finished sync jobs purged"),
+            Err(e) => tracing::warn!(error = %e, "could not purge finished sync jobs"),
+        }
+    }
+
+    async fn process(&self, item: ClaimedSyncItem) -> ItemOutcome {
+        let store = self.engine.store();
+        if self.cancel.is_cancelled() {
+            let _ = store.release_sync_items(&[item.id], &self.owner).await;
+            return ItemOutcome::Released;
+        }
+        let parsed = (
+            PortalId::new(item.portal_id),
+            EfsUserId::new(item.user_id),
+            serde_json::from_str::<UserProfile>(&item.profile),
+        );
+        let (Ok(portal), Ok(user), Ok(profile)) = parsed else {
+            return self
+                .finish(
+                    &item,
+                    ItemResult::Failed {
+                        error_type: "internal".into(),
+                        error: "the stored item is unreadable".into(),
+                        field: None,
+                        okta_user_id: None,
+                    },
+                )
+                .await;
+        };
+        match self.engine.sync_portal_user(portal, user, &profile).await {
+            Ok((sync, _group)) => {
+                self.finish(
+                    &item,
+                    ItemResult::Succeeded {
+                        outcome: sync.outcome.as_str().into(),
+                        okta_user_id: sync.okta_user_id,
+                    },
+                )
+                .await
+            }
+            Err(e @ (SyncError::OktaAuth(_) | SyncError::OktaNotConfigured)) => {
+                let _ = store.release_sync_items(&[item.id], &self.owner).await;
+                ItemOutcome::Blocked(e.to_string())
+            }
+            Err(e) if e.is_transient() => {
+                let attempts = item.attempts.saturating_add(1);
+                if attempts as u32 >= self.settings.max_attempts {
+                    return self.finish(&item, failed(&e)).await;
+                }
+                let wait = self.settings.backoff(attempts as u32);
+                let next = now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                match store
+                    .retry_sync_item(item.id, &self.owner, attempts, &e.to_string(), next)
+                    .await
+                {
+                    Ok(_) => ItemOutcome::Retrying,
+                    Err(err) => {
+                        tracing::warn!(item = item.id, error = %err, "could not record a retry; the lease will run out");
+                        ItemOutcome::Released
+                    }
+                }
+            }
+            Err(e) => self.finish(&item, failed(&e)).await,
+        }
+    }
+
+    async fn finish(&self, item: &ClaimedSyncItem, result: ItemResult) -> ItemOutcome {
+        let ok = matches!(result, ItemResult::Succeeded { .. });
+        match self
+            .engine
+            .store()
+            .finish_sync_item(item.id, &self.owner, &result, now())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(item = item.id, "lease lost before the result was recorded")
+            }
+            Err(e) => {
+                tracing::warn!(item = item.id, error = %e, "could not record an item's result; the lease will run out");
+                return ItemOutcome::Released;
+            }
+        }
+        if ok {
+            ItemOutcome::Succeeded
+        } else {
+            ItemOutcome::Failed
+        }
+    }
+}
+
+fn failed(e: &SyncError) -> ItemResult {
+    let okta_user_id = match e {
+        SyncError::Deprovisioned { okta_user_id } => Some(okta_user_id.clone()),
+        _ => None,
+    };
+    ItemResult::Failed {
+        error_type: e.slug().into(),
+        error: e.to_string().chars().take(4000).collect(),
+        field: e.field().map(str::to_owned),
+        okta_user_id,
+    }
+}

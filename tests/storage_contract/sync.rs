@@ -1,0 +1,590 @@
+//! The sync engine's storage ([`SyncStore`]): leases, queue claims, dead letters,
+//! requeues and batch jobs, on both backends.
+
+use std::collections::HashSet;
+
+use chrono::{Duration as ChronoDuration, NaiveDateTime};
+use efs_iam::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus};
+use efs_iam::storage::sync::*;
+use efs_iam::storage::*;
+
+use crate::common::{Backend, TestDb};
+
+fn portal(n: i32) -> PortalId {
+    PortalId::new(n).unwrap()
+}
+fn user(n: i32) -> EfsUserId {
+    EfsUserId::new(n).unwrap()
+}
+fn okta(s: &str) -> OktaUserId {
+    OktaUserId::parse(s).unwrap()
+}
+fn secs(n: i64) -> ChronoDuration {
+    ChronoDuration::seconds(n)
+}
+
+async fn exec(db: &TestDb, sql: &str) {
+    match &db.backend {
+        Backend::Sqlite(s) => {
+            sqlx::query(sql).execute(s.pool()).await.unwrap();
+        }
+        Backend::MySql(s) => {
+            sqlx::query(sql).execute(s.pool()).await.unwrap();
+        }
+    }
+}
+
+fn queued(n: std::ops::RangeInclusive<i32>) -> Vec<NewUnassignment> {
+    n.map(|i| NewUnassignment {
+        user_id: user(i),
+        okta_user_id: okta(&format!("00uq{i}")),
+        email: None,
+    })
+    .collect()
+}
+
+pub async fn sync_locks_exclude_and_expire(db: TestDb) {
+    let s = &db.storage.store;
+    let t0 = now();
+    assert!(s.try_lock("user:1", "a", t0, t0 + secs(60)).await.unwrap());
+    assert!(
+        !s.try_lock("user:1", "b", t0, t0 + secs(60)).await.unwrap(),
+        "held"
+    );
+    assert!(
+        s.try_lock("user:2", "b", t0, t0 + secs(60)).await.unwrap(),
+        "other names are independent"
+    );
+    s.unlock("user:1", "b").await.unwrap();
+    assert!(
+        !s.try_lock("user:1", "c", t0, t0 + secs(60)).await.unwrap(),
+        "only the holder can unlock"
+    );
+    assert!(s.renew_lock("user:1", "a", t0 + secs(120)).await.unwrap());
+    assert!(!s.renew_lock("user:1", "b", t0 + secs(120)).await.unwrap());
+    // The holder crashed: once its lease has run out, another owner takes over.
+    let later = t0 + secs(121);
+    assert!(s
+        .try_lock("user:1", "b", later, later + secs(60))
+        .await
+        .unwrap());
+    assert!(
+        !s.renew_lock("user:1", "a", later + secs(60)).await.unwrap(),
+        "the old holder lost it"
+    );
+    s.unlock("user:1", "a").await.unwrap();
+    assert!(!s
+        .try_lock("user:1", "c", later, later + secs(1))
+        .await
+        .unwrap());
+    s.unlock("user:1", "b").await.unwrap();
+    assert!(s
+        .try_lock("user:1", "c", later, later + secs(1))
+        .await
+        .unwrap());
+}
+
+pub async fn sync_locks_one_winner_among_racers(db: TestDb) {
+    let s = db.storage.store.clone();
+    let t0 = now();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.try_lock("login:a@example.com", &format!("o{i}"), t0, t0 + secs(60))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += t.await.unwrap() as usize;
+    }
+    assert_eq!(winners, 1);
+}
+
+pub async fn unassignment_claims_lease_and_complete(db: TestDb) {
+    let s = &db.storage.store;
+    s.enqueue_unassignments(portal(1), &queued(1..=5))
+        .await
+        .unwrap();
+    exec(
+        &db,
+        "INSERT INTO iam_portal_user_group_unassignment_queue (user_id, uuid, email, created_at) \
+         VALUES (99, NULL, 'legacy@example.com', '2020-01-01 00:00:00')",
+    )
+    .await;
+    let t0 = now();
+    assert_eq!(s.dead_letter_unroutable_unassignments(t0).await.unwrap(), 1);
+    assert_eq!(
+        s.dead_letter_unroutable_unassignments(t0).await.unwrap(),
+        0,
+        "already dead"
+    );
+
+    let a = s
+        .claim_unassignments("a", t0, t0 + secs(60), 3)
+        .await
+        .unwrap();
+    assert_eq!(a.len(), 3);
+    assert!(a.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+    assert_eq!(a[0].okta_user_id.as_deref(), Some("00uq1"));
+    assert_eq!(a[0].portal_id, Some(1));
+    let b = s
+        .claim_unassignments("b", t0, t0 + secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(b.len(), 2);
+    assert!(s
+        .claim_unassignments("c", t0, t0 + secs(60), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let stats = s.unassignment_queue_stats(t0).await.unwrap();
+    assert_eq!(
+        (
+            stats.pending,
+            stats.due,
+            stats.in_progress,
+            stats.dead,
+            stats.dead_without_portal
+        ),
+        (5, 0, 5, 1, 1)
+    );
+    assert!(stats.oldest_pending_at.is_some());
+
+    // a: one done, one failed with backoff, one dead letter.
+    assert!(s.complete_unassignment(a[0].id).await.unwrap());
+    assert!(!s.complete_unassignment(a[0].id).await.unwrap());
+    assert!(s
+        .fail_unassignment(a[1].id, "a", 1, "HTTP 500", Some(t0 + secs(30)), None)
+        .await
+        .unwrap());
+    assert!(
+        !s.fail_unassignment(a[2].id, "b", 1, "not mine", None, None)
+            .await
+            .unwrap(),
+        "only the lease holder records a failure"
+    );
+    assert!(s
+        .fail_unassignment(a[2].id, "a", 5, "gave up", None, Some(t0))
+        .await
+        .unwrap());
+
+    // b crashed: its lease runs out and its rows are due again, with a's backoff row
+    // once its time has come.
+    let later = t0 + secs(61);
+    let c = s
+        .claim_unassignments("c", later, later + secs(60), 10)
+        .await
+        .unwrap();
+    let ids: Vec<i32> = c.iter().map(|u| u.id).collect();
+    assert_eq!(ids, vec![a[1].id, b[0].id, b[1].id]);
+    let retried = &c[0];
+    assert_eq!(retried.attempts, 1);
+    assert_eq!(retried.last_error.as_deref(), Some("HTTP 500"));
+    assert_eq!(s.release_unassignments(&ids, "c").await.unwrap(), 3);
+    assert_eq!(
+        s.release_unassignments(&ids, "c").await.unwrap(),
+        0,
+        "released already"
+    );
+    let dead = s.list_dead_unassignments(false, None, 10).await.unwrap();
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0].last_error.as_deref(), Some("gave up"));
+    assert!(dead[1].last_error.as_deref().unwrap().contains("portal_id"));
+    let legacy = s.list_dead_unassignments(true, None, 10).await.unwrap();
+    assert_eq!(legacy.len(), 1);
+    assert_eq!(legacy[0].portal_id, None);
+    let counts = s.unassignment_counts(portal(1)).await.unwrap();
+    assert_eq!((counts.pending, counts.dead), (3, 1));
+}
+
+pub async fn unassignment_requeue_dead_letters(db: TestDb) {
+    let s = &db.storage.store;
+    s.enqueue_unassignments(portal(1), &queued(1..=4))
+        .await
+        .unwrap();
+    s.enqueue_unassignments(portal(2), &queued(5..=5))
+        .await
+        .unwrap();
+    exec(
+        &db,
+        "INSERT INTO iam_portal_user_group_unassignment_queue (user_id, uuid, created_at) \
+         VALUES (98, NULL, '2020-01-01 00:00:00')",
+    )
+    .await;
+    let t0 = now();
+    let all = s
+        .claim_unassignments("w", t0, t0 + secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 5);
+    for u in &all[..3] {
+        s.fail_unassignment(u.id, "w", 8, "dead", None, Some(t0))
+            .await
+            .unwrap();
+    }
+    s.fail_unassignment(all[4].id, "w", 8, "dead", None, Some(t0))
+        .await
+        .unwrap();
+    exec(
+        &db,
+        "INSERT INTO iam_portal_user_group_unassignment_queue (user_id, uuid, created_at) \
+         VALUES (97, X'303075713937', '2020-01-01 00:00:00')",
+    )
+    .await;
+    s.dead_letter_unroutable_unassignments(t0).await.unwrap();
+    let legacy = s.list_dead_unassignments(true, None, 10).await.unwrap();
+    assert_eq!(legacy.len(), 2);
+    let (no_uuid, with_uuid) = (legacy[0].id, legacy[1].id);
+    assert_eq!(legacy[1].okta_user_id.as_deref(), Some("00uq97"));
+
+    let out = s
+        .requeue_unassignments(
+            portal(1),
+            Some(&[all[0].id, all[3].id, all[4].id, no_uuid, with_uuid, 999_999]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.requeued, 2, "{out:?}");
+    assert_eq!(
+        out.skipped,
+        vec![
+            (all[3].id, RequeueSkip::NotDead),
+            (all[4].id, RequeueSkip::OtherPortal),
+            (no_uuid, RequeueSkip::NoOktaUserId),
+            (999_999, RequeueSkip::NotFound),
+        ]
+    );
+    // The legacy row now belongs to portal 1 and is due, with a fresh attempt count.
+    let later = t0 + secs(61);
+    let due = s
+        .claim_unassignments("w2", later, later + secs(60), 10)
+        .await
+        .unwrap();
+    let due_ids: HashSet<i32> = due.iter().map(|u| u.id).collect();
+    assert_eq!(
+        due_ids,
+        HashSet::from([all[0].id, all[3].id, with_uuid]),
+        "{due:?}"
+    );
+    let legacy_row = due.iter().find(|u| u.id == with_uuid).unwrap();
+    assert_eq!(legacy_row.portal_id, Some(1));
+    assert_eq!(legacy_row.attempts, 0);
+
+    // Everything dead in a portal at once.
+    let out = s.requeue_unassignments(portal(1), None).await.unwrap();
+    assert_eq!(out.requeued, 2, "all[1], all[2]");
+    assert_eq!(s.unassignment_counts(portal(1)).await.unwrap().dead, 0);
+    assert_eq!(s.unassignment_counts(portal(2)).await.unwrap().dead, 1);
+}
+
+/// Several claimers racing over one queue: every row is handed out exactly once.
+pub async fn unassignment_claims_never_overlap(db: TestDb) {
+    let s = db.storage.store.clone();
+    s.enqueue_unassignments(portal(3), &queued(1..=300))
+        .await
+        .unwrap();
+    let t0 = now();
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("worker-{w}");
+            let mut mine = Vec::new();
+            loop {
+                let batch = s
+                    .claim_unassignments(&owner, t0, t0 + secs(300), 7)
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                mine.extend(batch.iter().map(|u| u.id));
+                tokio::task::yield_now().await;
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let unique: HashSet<i32> = all.iter().copied().collect();
+    assert_eq!(all.len(), 300, "no row handed out twice");
+    assert_eq!(unique.len(), 300, "every row handed out");
+}
+
+pub async fn portal_sync_failure_is_recorded(db: TestDb) {
+    db.seed_efs_users(&[], &[11, 12]).await;
+    let s = &db.storage.store;
+    s.mark_portal_sync_failed(portal(5), user(11), None, PortalUserStatus::Failed)
+        .await
+        .unwrap();
+    let r = s
+        .portal_user_reference(portal(5), user(11))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status(), Some(PortalUserStatus::Failed));
+    assert_eq!(r.okta_user_id, None);
+    assert_eq!(r.has_data_changes, Some(true));
+
+    s.put_portal_user_reference(
+        portal(5),
+        user(12),
+        &PortalUserReferenceUpsert {
+            okta_user_id: okta("00ukeep"),
+            status: PortalUserStatus::Synced,
+            has_data_changes: false,
+        },
+    )
+    .await
+    .unwrap();
+    s.put_portal_user_reference(
+        portal(6),
+        user(12),
+        &PortalUserReferenceUpsert {
+            okta_user_id: okta("00ukeep"),
+            status: PortalUserStatus::Synced,
+            has_data_changes: false,
+        },
+    )
+    .await
+    .unwrap();
+    s.mark_portal_sync_failed(portal(5), user(12), None, PortalUserStatus::Failed)
+        .await
+        .unwrap();
+    let r = s
+        .portal_user_reference(portal(5), user(12))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status(), Some(PortalUserStatus::Failed));
+    assert_eq!(r.okta_user_id.as_deref(), Some("00ukeep"));
+    assert_eq!(r.has_data_changes, Some(false));
+    let of_user = s.portal_references_of_user(user(12)).await.unwrap();
+    assert_eq!(of_user.len(), 2);
+    assert_eq!(of_user[0].portal_id, Some(6), "newest first");
+    s.mark_portal_sync_failed(
+        portal(6),
+        user(12),
+        Some(&okta("00unew")),
+        PortalUserStatus::Deprovisioned,
+    )
+    .await
+    .unwrap();
+    let r = s
+        .portal_user_reference(portal(6), user(12))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status(), Some(PortalUserStatus::Deprovisioned));
+    assert_eq!(r.okta_user_id.as_deref(), Some("00unew"));
+}
+
+pub async fn efs_users_are_checked_where_efs_has_them(db: TestDb) {
+    db.seed_efs_users(&[3], &[4]).await;
+    let s = &db.storage.store;
+    assert!(s
+        .efs_user_exists(EfsUserKind::Admin, user(3))
+        .await
+        .unwrap());
+    assert!(s
+        .efs_user_exists(EfsUserKind::Panelist, user(4))
+        .await
+        .unwrap());
+    let missing = s
+        .efs_user_exists(EfsUserKind::Admin, user(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        missing,
+        !db.is_mysql(),
+        "MariaDB knows, SQLite has no EFS core"
+    );
+}
+
+fn item(user_id: i32) -> NewSyncJobItem {
+    NewSyncJobItem {
+        user_id: user(user_id),
+        profile: format!(r#"{{"login":"u{user_id}@example.com"}}"#),
+    }
+}
+
+pub async fn sync_jobs_claim_record_and_finish(db: TestDb) {
+    let s = &db.storage.store;
+    let t0 = now();
+    let job = NewSyncJob {
+        id: uuid::Uuid::new_v4().to_string(),
+        portal: portal(9),
+        items: (1..=1203).map(item).collect(),
+    };
+    s.create_sync_job(&job, t0).await.unwrap();
+    let (stored, counts) = s.sync_job(&job.id).await.unwrap().unwrap();
+    assert_eq!(stored.portal_id, 9);
+    assert_eq!(stored.total, 1203);
+    assert_eq!(stored.finished_at, None);
+    assert_eq!(
+        counts,
+        SyncJobCounts {
+            pending: 1203,
+            ..Default::default()
+        }
+    );
+    assert!(s.sync_job("no-such-job").await.unwrap().is_none());
+
+    let a = s.claim_sync_items("a", t0, t0 + secs(60), 2).await.unwrap();
+    assert_eq!(a.len(), 2);
+    assert_eq!((a[0].user_id, a[0].portal_id), (1, 9));
+    assert_eq!(a[0].job_id, job.id);
+    assert_eq!(a[0].profile, r#"{"login":"u1@example.com"}"#);
+    assert!(s
+        .finish_sync_item(
+            a[0].id,
+            "a",
+            &ItemResult::Succeeded {
+                outcome: "created".into(),
+                okta_user_id: "00uNEW".into()
+            },
+            t0
+        )
+        .await
+        .unwrap());
+    assert!(
+        !s.finish_sync_item(
+            a[0].id,
+            "a",
+            &ItemResult::Succeeded {
+                outcome: "created".into(),
+                okta_user_id: "00uNEW".into()
+            },
+            t0
+        )
+        .await
+        .unwrap(),
+        "a finished item stays finished"
+    );
+    assert!(s
+        .retry_sync_item(a[1].id, "a", 1, "HTTP 503", t0 + secs(30))
+        .await
+        .unwrap());
+
+    // The rest, by a second worker; the retried item waits for its time.
+    let mut b = Vec::new();
+    loop {
+        let batch = s
+            .claim_sync_items("b", t0, t0 + secs(60), 500)
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        b.extend(batch);
+    }
+    assert_eq!(b.len(), 1201);
+    let (_, counts) = s.sync_job(&job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (counts.pending, counts.succeeded, counts.retrying),
+        (1202, 1, 1)
+    );
+    let stats = s.sync_job_stats(t0).await.unwrap();
+    assert_eq!(
+        (
+            stats.unfinished_jobs,
+            stats.pending_items,
+            stats.in_progress_items
+        ),
+        (1, 1202, 1201)
+    );
+    for (n, it) in b.iter().enumerate() {
+        let result = if n % 2 == 0 {
+            ItemResult::Succeeded {
+                outcome: "linked".into(),
+                okta_user_id: format!("00u{n}"),
+            }
+        } else {
+            ItemResult::Failed {
+                error_type: "okta-validation-failed".into(),
+                error: "email: Does not match required pattern".into(),
+                field: Some("email".into()),
+                okta_user_id: None,
+            }
+        };
+        assert!(s.finish_sync_item(it.id, "b", &result, t0).await.unwrap());
+    }
+    assert!(s.finish_sync_jobs(t0).await.unwrap().is_empty(), "one left");
+    let later = t0 + secs(31);
+    let c = s
+        .claim_sync_items("c", later, later + secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].attempts, 1);
+    assert_eq!(s.release_sync_items(&[c[0].id], "c").await.unwrap(), 1);
+    let c = s
+        .claim_sync_items("d", later, later + secs(60), 10)
+        .await
+        .unwrap();
+    s.finish_sync_item(
+        c[0].id,
+        "d",
+        &ItemResult::Failed {
+            error_type: "okta-unavailable".into(),
+            error: "gave up".into(),
+            field: None,
+            okta_user_id: None,
+        },
+        later,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.finish_sync_jobs(later).await.unwrap(),
+        vec![job.id.clone()]
+    );
+    assert!(s.finish_sync_jobs(later).await.unwrap().is_empty());
+    let (stored, counts) = s.sync_job(&job.id).await.unwrap().unwrap();
+    assert!(stored.finished_at.is_some());
+    assert_eq!(counts.pending, 0);
+    assert_eq!(counts.succeeded + counts.failed, 1203);
+
+    let failed = s
+        .sync_job_items(
+            &job.id,
+            &SyncJobItemQuery {
+                state: Some(ItemState::Failed),
+                after_seq: None,
+                limit: 2,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 2);
+    assert_eq!(failed[0].seq, 1, "the retried item, then the odd ones");
+    assert_eq!(failed[0].error_type.as_deref(), Some("okta-unavailable"));
+    assert_eq!(failed[0].attempts, 2);
+    assert_eq!(failed[1].error_field.as_deref(), Some("email"));
+    let page = s
+        .sync_job_items(
+            &job.id,
+            &SyncJobItemQuery {
+                state: None,
+                after_seq: Some(1200),
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|i| i.seq).collect::<Vec<_>>(),
+        vec![1201, 1202]
+    );
+    assert_eq!(page[1].user_id, 1203);
+
+    let far: NaiveDateTime = later + secs(3600);
+    assert_eq!(s.purge_sync_jobs(later).await.unwrap(), 0, "not older");
+    assert_eq!(s.purge_sync_jobs(far).await.unwrap(), 1);
+    assert!(s.sync_job(&job.id).await.unwrap().is_none());
+}

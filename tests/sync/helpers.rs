@@ -1,0 +1,208 @@
+//! The service with a fake Okta, over real HTTP, with handles on its sync machinery
+//! (so tests can drive the workers' steps) and on the fake (to seed, break and inspect
+//! Okta).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use efs_iam::config::Settings;
+use efs_iam::fake_okta::{FakeOkta, FakeOktaConfig, UserStatus};
+use efs_iam::startup::Application;
+use efs_iam::sync::SyncService;
+use reqwest::{Method, StatusCode, Url};
+use serde_json::{json, Value};
+
+use crate::common::{test_settings, TestDb};
+
+pub struct SyncApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub sync: Arc<SyncService>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl SyncApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{}", self.address, path)
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let bytes = res.bytes().await.expect("body");
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Sets the portal's Okta group.
+    pub async fn link_portal(&self, portal: i32, group: &str) {
+        let (status, body) = self
+            .put(
+                &format!("/portals/{portal}/settings/okta_group_id"),
+                json!({"value": group}),
+            )
+            .await;
+        assert!(status.is_success(), "{status} {body}");
+    }
+
+    /// Stops the server gracefully (workers included) and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+impl Drop for SyncApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A fake Okta with test-sized limits.
+pub async fn fake_okta() -> FakeOkta {
+    FakeOkta::start(FakeOktaConfig::default()).await
+}
+
+/// Settings for the service against `okta` (or without Okta), workers off so tests
+/// drive the steps, short leases and backoffs.
+pub fn settings(db: &TestDb, okta: Option<&FakeOkta>) -> Settings {
+    let mut s = test_settings(&db.url);
+    if let Some(okta) = okta {
+        s.okta.org_url = Some(Url::parse(&okta.base_url()).unwrap());
+        s.okta.api_token = Some("test-token".to_owned().into());
+        s.okta.timeout = Duration::from_secs(5);
+    }
+    s.sync.worker = false;
+    s.sync.poll_interval = Duration::from_millis(100);
+    s.sync.lease = Duration::from_secs(2);
+    s.sync.backoff_base = Duration::from_secs(1);
+    s.sync.backoff_max = Duration::from_secs(2);
+    s
+}
+
+pub async fn spawn(
+    db: &TestDb,
+    okta: Option<&FakeOkta>,
+    adjust: impl FnOnce(&mut Settings),
+) -> SyncApp {
+    let mut s = settings(db, okta);
+    adjust(&mut s);
+    let app = Application::with_storage(&s, db.storage.clone())
+        .await
+        .expect("build app");
+    let address = format!("http://{}", app.local_addr());
+    let sync = app.sync().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    SyncApp {
+        address,
+        client: reqwest::Client::new(),
+        sync,
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+pub fn profile(login: &str) -> Value {
+    json!({"login": login, "email": login, "first_name": "Ada", "last_name": "Lovelace"})
+}
+
+/// Seeds an Okta user directly in the fake.
+pub fn seed_user(okta: &FakeOkta, login: &str, status: UserStatus) -> String {
+    okta.create_user(login, login, "Grace", "Hopper", status)
+}
+
+/// Okta users with this login (case-insensitive), as the fake has them.
+pub fn users_with_login(okta: &FakeOkta, login: &str) -> Vec<String> {
+    okta.user_ids()
+        .into_iter()
+        .filter(|id| {
+            okta.user(id).is_some_and(|u| {
+                u["profile"]["login"]
+                    .as_str()
+                    .is_some_and(|l| l.eq_ignore_ascii_case(login))
+            })
+        })
+        .collect()
+}
+
+/// Okta's 404 for a user, as a fault body.
+pub fn user_not_found_body(what: &str) -> Value {
+    json!({
+        "errorCode": "E0000007",
+        "errorSummary": format!("Not found: Resource not found: {what} (User)"),
+        "errorLink": "E0000007",
+        "errorId": "oaeFAKE",
+        "errorCauses": []
+    })
+}
+
+#[track_caller]
+pub fn assert_problem(got: &(StatusCode, Value), status: u16, slug: &str) -> Vec<String> {
+    let (code, body) = got;
+    assert_eq!(code.as_u16(), status, "unexpected status, body: {body}");
+    assert_eq!(
+        body["type"],
+        format!("urn:efs-iam:problem:{slug}"),
+        "body: {body}"
+    );
+    body["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["field"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs `step` until it reports nothing claimed (or `max` rounds).
+pub async fn drain_jobs(app: &SyncApp, max: usize) {
+    let worker = app.sync.job_worker().expect("Okta configured");
+    for _ in 0..max {
+        let step = worker.run_once().await.expect("job step");
+        if step.claimed == 0 {
+            return;
+        }
+    }
+    panic!("jobs not drained after {max} steps");
+}

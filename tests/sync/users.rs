@@ -1,0 +1,445 @@
+//! Syncing EFS-Admin users: create, link, update, unchanged, never a duplicate, Okta
+//! failing in every way it does, bad profiles, deprovisioning.
+
+use std::time::Duration;
+
+use efs_iam::fake_okta::{Fault, FaultKind, UserStatus};
+use efs_iam::storage::ErrorLogQuery;
+use serde_json::json;
+
+use crate::common::TestDb;
+use crate::helpers::*;
+
+crate::on_both_backends!(
+    create_then_unchanged_then_updated,
+    twenty_concurrent_identical_calls_make_one_okta_user,
+    two_instances_racing_make_one_okta_user,
+);
+
+async fn create_then_unchanged_then_updated(db: TestDb) {
+    db.seed_efs_users(&[42], &[]).await;
+    let okta = fake_okta().await;
+    let app = spawn(&db, Some(&okta), |_| {}).await;
+
+    let first = app.post("/sync/users/42", profile("ada@example.com")).await;
+    assert_eq!(first.0, 200, "{}", first.1);
+    assert_eq!(first.1["outcome"], "created");
+    assert_eq!(first.1["user_id"], 42);
+    let id = first.1["okta_user_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        first.1["okta_status"], "PROVISIONED",
+        "activated by default"
+    );
+    let reference = app.get("/user-references/42").await;
+    assert_eq!(reference.1["okta_user_id"], id.as_str());
+
+    let again = app.post("/sync/users/42", profile("ada@example.com")).await;
+    assert_eq!(again.1["outcome"], "unchanged");
+    assert_eq!(again.1["okta_user_id"], id.as_str());
+    assert_eq!(again.1["updated_fields"], json!([]));
+
+    let mut changed = profile("ada@example.com");
+    changed["last_name"] = json!("King");
+    changed["attributes"] = json!({"department": "Analytical Engines"});
+    let updated = app.post("/sync/users/42", changed).await;
+    assert_eq!(updated.1["outcome"], "updated", "{}", updated.1);
+    assert_eq!(
+        updated.1["updated_fields"],
+        json!(["last_name", "attributes.department"])
+    );
+    let user = okta.user(&id).unwrap();
+    assert_eq!(user["profile"]["lastName"], "King");
+    assert_eq!(user["profile"]["department"], "Analytical Engines");
+    assert_eq!(user["profile"]["firstName"], "Ada");
+
+    // A login change follows the stored reference, not the login.
+    let moved = app
+        .post("/sync/users/42", profile("ada.king@example.com"))
+        .await;
+    assert_eq!(moved.1["outcome"], "updated");
+    assert_eq!(moved.1["okta_user_id"], id.as_str());
+    assert_eq!(
+        okta.user(&id).unwrap()["profile"]["login"],
+        "ada.king@example.com"
+    );
+    assert_eq!(
+        okta.request_count("POST", "/api/v1/users"),
+        1,
+        "created once"
+    );
+    assert_eq!(okta.user_ids().len(), 1);
+}
+
+async fn twenty_concurrent_identical_calls_make_one_okta_user(db: TestDb) {
+    db.seed_efs_users(&[7], &[]).await;
+    let okta = fake_okta().await;
+    okta.set_latency(Duration::from_millis(20));
+    let app = std::sync::Arc::new(spawn(&db, Some(&okta), |_| {}).await);
+    let mut calls = Vec::new();
+    for _ in 0..20 {
+        let app = app.clone();
+        calls.push(tokio::spawn(async move {
+            app.post("/sync/users/7", profile("grace@example.com"))
+                .await
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    let mut created = 0;
+    for c in calls {
+        let (status, body) = c.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        ids.insert(body["okta_user_id"].as_str().unwrap().to_owned());
+        created += (body["outcome"] == "created") as usize;
+    }
+    assert_eq!(ids.len(), 1, "every call answered the same Okta user");
+    assert_eq!(created, 1);
+    assert_eq!(users_with_login(&okta, "grace@example.com").len(), 1);
+    assert_eq!(
+        okta.request_count("POST", "/api/v1/users"),
+        1,
+        "serialised: nobody else even tried to create"
+    );
+}
+
+/// Two instances on one database: the lock is the database's, not a process's.
+async fn two_instances_racing_make_one_okta_user(db: TestDb) {
+    db.seed_efs_users(&[8], &[]).await;
+    let okta = fake_okta().await;
+    okta.set_latency(Duration::from_millis(20));
+    let a = std::sync::Arc::new(spawn(&db, Some(&okta), |_| {}).await);
+    let b = std::sync::Arc::new(spawn(&db, Some(&okta), |_| {}).await);
+    let mut calls = Vec::new();
+    for i in 0..16 {
+        let app = if i % 2 == 0 { a.clone() } else { b.clone() };
+        calls.push(tokio::spawn(async move {
+            app.post("/sync/users/8", profile("hedy@example.com")).await
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for c in calls {
+        let (status, body) = c.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        ids.insert(body["okta_user_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1);
+    assert_eq!(users_with_login(&okta, "hedy@example.com").len(), 1);
+    assert_eq!(okta.request_count("POST", "/api/v1/users"), 1);
+}
+
+#[tokio::test]
+async fn an_existing_okta_user_is_linked_by_login() {
+    let db = TestDb::sqlite().await;
+    let okta = fake_okta().await;
+    let existing = seed_user(&okta, "Alan.Turing@example.com", UserStatus::Active);
+    let app = spawn(&db, Some(&okta), |_| {}).await;
+    let (status, body) = app
+        .post("/sync/users/5", profile("alan.turing@example.com"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "linked");
+    assert_eq!(body["okta_user_id"], existing.as_str());
+    // The fake was seeded as Grace Hopper: the profile was brought up to date, the
+    // case of login and email included.
+    assert_eq!(
+        body["updated_fields"],
+        json!(["login", "email", "first_name", "last_name"])
+    );
+    assert_eq!(okta.request_count("POST", "/api/v1/users"), 0);
+    let reference = app.get("/user-references/5").await;
+    assert_eq!(reference.1["okta_user_id"], existing.as_str());
+}
+
+#[tokio::test]
+async fn a_login_already_taken_is_resolved_by_linking() {
+    let db = TestDb::sqlite().await;
+    let okta = fake_okta().await;
+    let existing = seed_user(&okta, "late@example.com", UserStatus::Active);
+    // The first lookup misses (another client created the user a moment ago, or
+    // Okta's search lags), so efs-iam tries to create and Okta says "taken".
+    okta.inject(Fault::new(
+        "GET",
+        "/api/v1/users/late@example.com",
+        FaultKind::Response {
+            status: 404,
+            body: user_not_found_body("late@example.com"),
+        },
+    ));
+    let app = spawn(&db, Some(&okta), |_| {}).await;
+    let (status, body) = app.post("/sync/users/6", profile("late@example.com")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "linked");
+    assert_eq!(body["okta_user_id"], existing.as_str());
+    assert_eq!(okta.request_count("POST", "/api/v1/users"), 1, "tried once");
+    assert_eq!(users_with_login(&okta, "late@example.com").len(), 1);
+}
+
+#[tokio::test]
+async fn a_stale_reference_is_replaced() {
+    let db = TestDb::sqlite().await;
+    let okta = fake_okta().await;
+    let app = spawn(&db, Some(&okta), |_| {}).await;
+    app.put(
+        "/user-references/9",
+        json!({"okta_user_id": "00uGONE0000000000000"}),
+    )
+    .await;
+    let (status, body) = app.post("/sync/users/9", profile("new@example.com")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "created");
+    let reference = app.get("/user-references/9").await;
+    assert_eq!(reference.1["okta_user_id"], body["okta_user_id"]);
+}
+
+#[tokio::test]
+async fn rate_limit_storms_are_waited_out() {
+    let db = TestDb::sqlite().await;
+    let okta = fake_okta().await;
+    let app = spawn(&db, Some(&okta), |_| {}).await;
+    // Three 429s in a row on every kind of call, then Okta recovers: the adapter waits
+    // for each reset and the sync succeeds.
+    okta.inject(
+        Fault::any_method(
+            "/api/v1/",
+            FaultKind::RateLimited {
+                reset_after: Duration::from_secs(1),
+            },
+        )
+        .times(3),
+    );
+    let (status, body) = app
+        .post("/sync/users/11", profile("storm@example.com"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "created");
+    let errors = db
+        .storage
+        .store
+        .query_error_log(&ErrorLogQuery {
+            status_code: Some(429),
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(errors.len(), 3, "every 429 is in the error log");
+
+    // A storm longer than the retries (an instance configured not to retry, to keep
+    // the test short): 503 okta-unavailable, nothing created.
+    let impatient = spawn(&db, Some(&okta), |s| s.okta.max_retries = 0).await;
+    okta.inject(
+        Fault::any_method(
+            "/api/v1/",
+            FaultKind::RateLimited {
+                reset_after: Duration::from_secs(1),
+            },
+        )
+        .times(20),
+    );
+    let got = impatient
+        .post("/sync/users/12", profile("storm2@example.com"))
+        .await;
+    assert_problem(&got, 503, "okta-unavailable");
+    assert!(users_with_login(&okta, "storm2@example.com").is_empty());
+    okta.clear_faults();
+    let (status, body) = app
+        .post("/sync/users/12", profile("storm2@example.com"))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["outcome"].as_str()),
+        (200, Some("created"))
+    );
+}
+
+#[tokio::test]
+async fn server_errors_and_timeouts_are_retried_then_reported() {
+    let db = TestDb::sqlite().await;
+    let okta = fake_okta().await;
+    let app = spawn(&db, Some(&okta), |s| {
+        s.okta.timeout = Duration::from_millis(500);
+    })
+    .await;
+    okta.inject(Fault::new("POST", "/api/v1/users", FaultKind::ServiceUnavailable).times(2));
+    let (status, body) = app
+        .post("/sync/users/21", profile("five@example.com"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(okta.request_count("POST", "/api/v1/users"), 3);
+
+    okta.inject(
+        Fault::new(
+            "GET",
+            "/api/v1/users/slow@example.com",
+            FaultKind::Hang(Duration::from_secs(2)),
+        )
+        .times(1),
+    );
+    let (status, body) = app
+        .post("/sync/users/22", profile("slow@example.com"))
+        .await;
+    assert_eq!(status, 200, "one timeout, then an answer: {body}");
+
+    okta.inject(Fault::any_method("/api/v1/", FaultKind::InternalServerError).times(10));
+    let got = app
+        .post("/sync/users/23", profile("down@example.com"))
+        .await;
+    assert_problem(&got, 503, "okta-unavailable");
+    assert!(
+        got.1["detail"].as_str().unwrap().contains("500"),
+        "{}",
+        got.1
+    );
+    okta.clear_faults();
+
+    okta.inject(Fault::any_method("/api/v1/", FaultKind::Hang(Duration::from_secs(2))).times(10));
+    let got = app
+        .post("/sync/users/24", profile("hung@example.com"))
+        .await;
+    assert_problem(&got, 503, "okta-unavailable");
+    okta.clear_faults();
+    assert!(users_with_login(&okta, "down@example.com").is_empty());
+}
+
+#[tokio::test]
+async fn a_deprovisioned_okta_user_is_reported_not_reactivated() {
+    let db = TestDb::sqlite().await;
+    let okta = fake_okta().await;
+    let gone = seed_user(&okta, "left@example.com", UserStatus::Deprovisioned);
+    let app = spawn(&db, Some(&okta), |_| {}).await;
+    let got = app
+        .post("/sync/users/31", profile("left@example.com"))
+        .await;
+    assert_problem(&got, 409, "okta-user-deprovisioned");
+    assert!(got.1["detail"].as_str().unwrap().contains(&gone));
+    assert_eq!(okta.user(&gone).unwrap()["status"], "DEPROVISIONED");
+    assert_eq!(
+        okta.request_count("POST", "/api/v1/users"),
+        0,
+        "no second user"
+    );
+}
+
+#[tokio::test]
+async fn bad_profiles_are_refused_naming_the_field() {
+    let db = TestDb::sqlite().await;
+    let okta = fake_okta().await;
+    let app = spawn(&db, Some(&okta), |_| {}).await;
+
+    // efs-iam's own checks.
+    let mut blank = profile("a@example.com");
+    blank["first_name"] = json!("  ");
+    let got = app.post("/sync/users/41", blank).await;
+    assert_eq!(
+        assert_problem(&got, 422, "validation-failed"),
+        ["first_name"]
+    );
+    let mut extra = profile("a@example.com");
+    extra["password"] = json!("hunter2");
+    let got = app.post("/sync/users/41", extra).await;
+    assert_eq!(assert_problem(&got, 422, "validation-failed"), ["password"]);
+    assert_eq!(okta.requests().len(), 0, "nothing reached Okta");
+
+    // Okta's: its 400 becomes a 422 that names the request's field.
+    let mut email = profile("b@example.com");
+    email["email"] = json!("b@nodot");
+    let got = app.post("/sync/users/42", email).await;
+    assert_eq!(
+        assert_problem(&got, 422, "okta-validation-failed"),
+        ["email"]
+    );
+    assert!(got.1["detail"]
+        .as_str()
+        .unwrap()
+        .contains("Does not match required pattern"));
+    let got = app.post("/sync/users/43", profile("not-a-login@x")).await;
+    let fields = assert_problem(&got, 422, "okta-validation-failed");
+    assert!(fields.contains(&"login".to_owned()), "{fields:?}");
+    let mut attribute = profile("c@example.com");
+    attribute["attributes"] = json!({"countryCode": "DEU"});
+    let got = app.post("/sync/users/44", attribute).await;
+    assert_eq!(
+        assert_problem(&got, 422, "okta-validation-failed"),
+        ["attributes.countryCode"]
+    );
+    let got = app.get("/user-references/44").await;
+    assert_eq!(got.0, 404, "no reference for a refused user");
+}
+
+#[tokio::test]
+async fn without_okta_settings_sync_answers_503_and_the_data_api_works() {
+    let db = TestDb::sqlite().await;
+    let app = spawn(&db, None, |_| {}).await;
+    let got = app.post("/sync/users/1", profile("a@example.com")).await;
+    assert_problem(&got, 503, "okta-not-configured");
+    assert!(got.1["detail"]
+        .as_str()
+        .unwrap()
+        .contains("EFS_IAM_OKTA_ORG_URL"));
+    for (method, path) in [
+        (reqwest::Method::DELETE, "/sync/users/1"),
+        (reqwest::Method::POST, "/sync/portals/1/reconcile"),
+        (reqwest::Method::POST, "/sync/unassignments/run"),
+    ] {
+        let got = app.call(method, path, None).await;
+        assert_problem(&got, 503, "okta-not-configured");
+    }
+    let got = app
+        .post(
+            "/sync/portals/1/users",
+            json!({"users": [{"user_id": 1, "login": "a@x.io", "email": "a@x.io", "first_name": "A", "last_name": "B"}]}),
+        )
+        .await;
+    assert_problem(&got, 503, "okta-not-configured");
+    let (status, body) = app.get("/sync/status").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["okta"]["configured"], false);
+    assert_eq!(body["workers"]["enabled"], false);
+    let (status, _) = app
+        .put("/user-references/1", json!({"okta_user_id": "00u1"}))
+        .await;
+    assert!(status.is_success());
+}
+
+#[tokio::test]
+async fn deprovisioning_deactivates_and_removes_the_reference() {
+    let db = TestDb::sqlite().await;
+    let okta = fake_okta().await;
+    let app = spawn(&db, Some(&okta), |_| {}).await;
+    let (_, synced) = app.post("/sync/users/51", profile("bye@example.com")).await;
+    let id = synced["okta_user_id"].as_str().unwrap().to_owned();
+
+    let (status, body) = app.delete("/sync/users/51").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "deactivated");
+    assert_eq!(body["okta_user_id"], id.as_str());
+    assert_eq!(okta.user(&id).unwrap()["status"], "DEPROVISIONED");
+    assert_eq!(app.get("/user-references/51").await.0, 404);
+    assert_problem(&app.delete("/sync/users/51").await, 404, "not-found");
+
+    // Deactivated already (in Okta's admin console): still a success.
+    let (_, synced) = app
+        .post("/sync/users/52", profile("twice@example.com"))
+        .await;
+    let id = synced["okta_user_id"].as_str().unwrap().to_owned();
+    okta.set_user_status(&id, UserStatus::Deprovisioned);
+    let (status, body) = app.delete("/sync/users/52").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "already_deactivated");
+
+    // The same person is also a panelist: the Okta user stays active.
+    okta.create_group("Portal 3");
+    let (_, synced) = app
+        .post("/sync/users/53", profile("both@example.com"))
+        .await;
+    let id = synced["okta_user_id"].as_str().unwrap().to_owned();
+    app.put(
+        "/portals/3/user-references/530",
+        json!({"okta_user_id": id, "status": "synced"}),
+    )
+    .await;
+    let (status, body) = app.delete("/sync/users/53").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "still_referenced");
+    assert_eq!(body["other_references"], 1);
+    assert_ne!(okta.user(&id).unwrap()["status"], "DEPROVISIONED");
+    assert_eq!(app.get("/user-references/53").await.0, 404);
+}

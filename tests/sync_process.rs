@@ -1,0 +1,279 @@
+//! The unassignment worker as operators run it: the real `efs-iam` binary as child
+//! processes against MariaDB and a fake Okta (served by this test process over HTTP).
+//!
+//! - `kill -9` mid-drain, then a restart: every queued user is removed, none is left,
+//!   none is lost (the killed instance's leases run out and the next one takes over);
+//! - two processes draining one queue together: each user handled once (leases keep
+//!   them apart), both do part of the work.
+//!
+//! Needs MariaDB (`TEST_MYSQL_URL`); skipped without it unless `EFS_IAM_REQUIRE_MYSQL=1`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::TestDb;
+use efs_iam::domain::{EfsUserId, OktaUserId, PortalId, SettingKey};
+use efs_iam::fake_okta::{FakeOkta, FakeOktaConfig, UserStatus};
+use efs_iam::storage::mysql::MySqlStore;
+use efs_iam::storage::{NewUnassignment, Store};
+
+const BIN: &str = env!("CARGO_BIN_EXE_efs-iam");
+const PORTAL: i32 = 21;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Instance {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Instance {
+    fn start(db_url: &str, okta: &FakeOkta, name: &str, dir: &Path, lease: &str) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(BIN)
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("EFS_IAM_DATABASE_URL", db_url)
+            .env("EFS_IAM_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env("EFS_IAM_OKTA_ORG_URL", okta.base_url())
+            .env("EFS_IAM_OKTA_API_TOKEN", "test-token")
+            .env("EFS_IAM_SYNC_INSTANCE_ID", name)
+            .env("EFS_IAM_SYNC_POLL_INTERVAL", "100ms")
+            .env("EFS_IAM_SYNC_BATCH_SIZE", "20")
+            .env("EFS_IAM_SYNC_CONCURRENCY", "8")
+            .env("EFS_IAM_SYNC_LEASE", lease)
+            .env("EFS_IAM_LOG", "info,efs_iam::okta=warn")
+            .env("EFS_IAM_LOG_FORMAT", "json")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start efs-iam");
+        Self { child, log }
+    }
+
+    fn kill_9(&mut self) {
+        // `Child::kill` is SIGKILL on Unix: no shutdown hook, no lease given back.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+
+    /// Rows this instance reports as removed (its "unassignment step" log lines).
+    fn removed(&self) -> u64 {
+        self.log_lines()
+            .iter()
+            .filter(|l| l["message"] == "unassignment step")
+            .filter_map(|l| l["removed"].as_u64())
+            .sum()
+    }
+
+    fn log_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A migrated MariaDB database with `n` queued users of one portal, each a member of
+/// the portal's group in the fake Okta.
+#[allow(clippy::type_complexity)]
+async fn setup(
+    n: i32,
+    latency: Duration,
+) -> Option<(
+    TestDb,
+    Arc<MySqlStore>,
+    FakeOkta,
+    String,
+    Vec<NewUnassignment>,
+)> {
+    let db = TestDb::mysql().await?;
+    let common::Backend::MySql(store) = &db.backend else {
+        unreachable!()
+    };
+    let store = store.clone();
+    let okta = FakeOkta::start(FakeOktaConfig {
+        max_recorded_requests: 100,
+        ..FakeOktaConfig::default()
+    })
+    .await;
+    let group = okta.create_group("Killed portal");
+    let mut users = Vec::new();
+    for i in 1..=n {
+        let id = okta.create_user(
+            &format!("k{i}@example.com"),
+            &format!("k{i}@example.com"),
+            "K",
+            "L",
+            UserStatus::Active,
+        );
+        okta.add_group_member(&group, &id);
+        users.push(NewUnassignment {
+            user_id: EfsUserId::new(i).unwrap(),
+            okta_user_id: OktaUserId::parse(&id).unwrap(),
+            email: None,
+        });
+    }
+    let portal = PortalId::new(PORTAL).unwrap();
+    store
+        .put_portal_settings(
+            portal,
+            &[(
+                SettingKey::parse("okta_group_id").unwrap(),
+                Some(group.clone()),
+            )],
+        )
+        .await
+        .unwrap();
+    okta.set_latency(latency);
+    Some((db, store, okta, group, users))
+}
+
+async fn enqueue(store: &MySqlStore, users: &[NewUnassignment]) {
+    store
+        .enqueue_unassignments(PortalId::new(PORTAL).unwrap(), users)
+        .await
+        .unwrap();
+}
+
+async fn queued(store: &MySqlStore) -> (i64, i64) {
+    let c = store
+        .unassignment_counts(PortalId::new(PORTAL).unwrap())
+        .await
+        .unwrap();
+    (c.pending, c.dead)
+}
+
+async fn wait_until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const DELETE_MEMBER: (&str, &str) = ("DELETE", "/api/v1/groups/{groupId}/users/{userId}");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_mid_drain_then_restart_loses_nothing() {
+    let n = 400;
+    let Some((db, store, okta, group, users)) = setup(n, Duration::from_millis(25)).await else {
+        return;
+    };
+    enqueue(&store, &users).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut victim = Instance::start(&db.url, &okta, "victim", dir.path(), "3s");
+    wait_until("the drain to start", Duration::from_secs(60), async || {
+        queued(&store).await.0 < i64::from(n) - 60
+    })
+    .await;
+    victim.kill_9();
+    let (left, dead) = queued(&store).await;
+    assert!(left > 0, "killed mid-drain, {left} rows left");
+    assert_eq!(dead, 0);
+    let leased: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM iam_portal_user_group_unassignment_queue WHERE locked_by = 'victim'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    eprintln!("killed with {left} rows queued, {leased} of them leased by the dead instance");
+
+    let mut survivor = Instance::start(&db.url, &okta, "survivor", dir.path(), "3s");
+    wait_until("the queue to drain", Duration::from_secs(120), async || {
+        queued(&store).await == (0, 0)
+    })
+    .await;
+    assert!(okta.group_members(&group).is_empty(), "every user removed");
+    let deletes = okta.request_count(DELETE_MEMBER.0, DELETE_MEMBER.1);
+    // Rows in flight at the kill are done again (Okta answers 204 for a non-member):
+    // at most one batch more than there are users.
+    assert!(
+        (n as usize..=n as usize + 20).contains(&deletes),
+        "{deletes} removals for {n} users"
+    );
+    assert!(survivor.removed() > 0);
+    let status = survivor.terminate();
+    assert!(status.success(), "graceful exit on SIGTERM: {status}");
+    let stopped: Vec<String> = survivor
+        .log_lines()
+        .iter()
+        .filter(|l| l["message"] == "worker stopped")
+        .map(|l| l["worker"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        stopped.len(),
+        2,
+        "each worker's exit is reported: {stopped:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_drain_one_queue_together() {
+    let n = 600;
+    let Some((db, store, okta, group, users)) = setup(n, Duration::from_millis(20)).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Instance::start(&db.url, &okta, "worker-a", dir.path(), "60s");
+    let mut b = Instance::start(&db.url, &okta, "worker-b", dir.path(), "60s");
+    // Both up (and polling every 100 ms) before there is work, so both get a share.
+    for instance in [&a, &b] {
+        wait_until(
+            "the instance to start",
+            Duration::from_secs(30),
+            async || {
+                instance
+                    .log_lines()
+                    .iter()
+                    .any(|l| l["message"] == "worker started")
+            },
+        )
+        .await;
+    }
+    enqueue(&store, &users).await;
+    wait_until("the queue to drain", Duration::from_secs(120), async || {
+        queued(&store).await == (0, 0)
+    })
+    .await;
+    assert!(okta.group_members(&group).is_empty());
+    assert_eq!(
+        okta.request_count(DELETE_MEMBER.0, DELETE_MEMBER.1),
+        n as usize,
+        "each user handled once"
+    );
+    // Let the last steps' log lines land.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+    let (ra, rb) = (a.removed(), b.removed());
+    assert_eq!(ra + rb, n as u64, "a: {ra}, b: {rb}");
+    assert!(ra > 0 && rb > 0, "both worked: a {ra}, b {rb}");
+}
