@@ -2,9 +2,20 @@ use anyhow::Context;
 use efs_iam::config::{self, Command};
 use efs_iam::startup::{self, Application};
 
+/// Failures end as one line on stderr (`efs-iam: what: why`) and exit status 1,
+/// whatever RUST_BACKTRACE says: operators read these in container logs.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = config::parse();
+async fn main() -> std::process::ExitCode {
+    match run(config::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("efs-iam: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: config::Cli) -> anyhow::Result<()> {
     let settings = cli.settings;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Openapi => {
@@ -42,10 +53,7 @@ async fn main() -> anyhow::Result<()> {
                 .send()
                 .await
                 .and_then(|r| r.error_for_status());
-            if let Err(e) = res {
-                eprintln!("efs-iam: unhealthy: {e}");
-                std::process::exit(1);
-            }
+            res.context("unhealthy")?;
         }
         Command::Migrate => {
             efs_iam::telemetry::init(settings.log_format, &settings.log);

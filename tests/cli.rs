@@ -121,6 +121,11 @@ fn refuses_a_public_address_without_caller_authentication() {
     assert!(!out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("EFS_IAM_AUTH_HS256_SECRET"), "{stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one line, no backtrace: {stderr}"
+    );
     assert!(
         !dir.path().join("x.db").exists(),
         "refused before touching the database"
