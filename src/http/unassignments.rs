@@ -70,6 +70,8 @@ pub struct UnassignmentCountsBody {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UnassignmentBody {
     pub id: i32,
+    /// `null` for legacy rows without a portal (dead letters): requeue them with one.
+    pub portal_id: Option<i32>,
     pub user_id: Option<i32>,
     pub okta_user_id: Option<String>,
     pub email: Option<String>,
@@ -84,6 +86,7 @@ impl From<Unassignment> for UnassignmentBody {
     fn from(u: Unassignment) -> Self {
         Self {
             id: u.id,
+            portal_id: u.portal_id,
             user_id: u.user_id,
             okta_user_id: u.okta_user_id,
             email: u.email,

@@ -50,28 +50,4 @@ pub async fn delete(app: &TestApp, path: &str) -> (StatusCode, Value) {
     call(app, Method::DELETE, path, None).await
 }
 
-/// Asserts a problem document of the given status and type slug; returns the fields
-/// it names.
-#[track_caller]
-pub fn assert_problem(got: &(StatusCode, Value), status: u16, slug: &str) -> Vec<String> {
-    let (code, body) = got;
-    assert_eq!(code.as_u16(), status, "unexpected status, body: {body}");
-    assert_eq!(
-        body["type"],
-        format!("urn:efs-iam:problem:{slug}"),
-        "body: {body}"
-    );
-    assert_eq!(body["status"], status, "body: {body}");
-    assert!(
-        body["title"].is_string() && body["detail"].is_string(),
-        "body: {body}"
-    );
-    body["errors"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| e["field"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+pub use crate::common::assert_problem;

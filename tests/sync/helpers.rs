@@ -176,24 +176,7 @@ pub fn user_not_found_body(what: &str) -> Value {
     })
 }
 
-#[track_caller]
-pub fn assert_problem(got: &(StatusCode, Value), status: u16, slug: &str) -> Vec<String> {
-    let (code, body) = got;
-    assert_eq!(code.as_u16(), status, "unexpected status, body: {body}");
-    assert_eq!(
-        body["type"],
-        format!("urn:efs-iam:problem:{slug}"),
-        "body: {body}"
-    );
-    body["errors"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| e["field"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+pub use crate::common::assert_problem;
 
 /// Runs `step` until it reports nothing claimed (or `max` rounds).
 pub async fn drain_jobs(app: &SyncApp, max: usize) {

@@ -4,7 +4,6 @@ use std::time::Instant;
 
 use axum::extract::State;
 use axum::Json;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -13,9 +12,9 @@ use super::status::{queue_body, QueueBody};
 use crate::domain::PortalId;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{decode_cursor, encode_cursor, integral, page_limit, AppJson, AppQuery};
-use crate::http::{utc, AppState};
+use crate::http::unassignments::UnassignmentBody;
+use crate::http::AppState;
 use crate::storage::sync::RequeueSkip;
-use crate::storage::Unassignment;
 use crate::workers::UnassignmentStep;
 
 const MAX_REQUEUE_IDS: usize = 10_000;
@@ -273,38 +272,8 @@ pub struct DeadLetterQuery {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DeadLetterBody {
-    pub id: i32,
-    /// `null` for legacy rows without a portal: requeue them with one.
-    pub portal_id: Option<i32>,
-    pub user_id: Option<i32>,
-    pub okta_user_id: Option<String>,
-    pub email: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub attempts: i32,
-    pub last_error: Option<String>,
-    pub dead_at: Option<DateTime<Utc>>,
-}
-
-impl From<Unassignment> for DeadLetterBody {
-    fn from(u: Unassignment) -> Self {
-        Self {
-            id: u.id,
-            portal_id: u.portal_id,
-            user_id: u.user_id,
-            okta_user_id: u.okta_user_id,
-            email: u.email,
-            created_at: utc(u.created_at),
-            attempts: u.attempts,
-            last_error: u.last_error,
-            dead_at: u.dead_at.map(utc),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeadLetterPage {
-    pub items: Vec<DeadLetterBody>,
+    pub items: Vec<UnassignmentBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
