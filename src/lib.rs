@@ -7,6 +7,7 @@ pub mod error;
 #[cfg(feature = "fake-okta")]
 pub mod fake_okta;
 pub mod http;
+pub mod jwks;
 pub mod metrics;
 pub mod okta;
 pub mod startup;

@@ -58,7 +58,11 @@ impl Application {
         storage: Storage,
         vault: Arc<TokenVault>,
     ) -> anyhow::Result<Self> {
-        let auth = Authenticator::from_settings(&settings.auth)?.map(Arc::new);
+        let auth = Authenticator::from_settings(&settings.auth, settings.tokens.jwks_options())?
+            .map(Arc::new);
+        if let Some(auth) = &auth {
+            auth.prefetch_keys().await;
+        }
         let cors_origins = settings
             .cors_origins
             .iter()

@@ -1,9 +1,13 @@
 //! Caller authentication and authorization. Every `/api/v1` operation needs a bearer
 //! JWT signed with a configured key; what it may do comes from its `scope` claim.
 //!
-//! Each key is pinned to one algorithm (HS256 for the shared secret, RS256 or ES256
-//! for a public key), so `alg: none`, HS/RS confusion and unlisted algorithms can
-//! never select a key. The operation → scope mapping is one function
+//! Keys come from three settings, usable together: an HS256 shared secret, public-key
+//! PEM files, and a JWKS URL (the caller's identity provider; cached, refetched on an
+//! unknown `kid`, see [`crate::jwks`]). A JWKS key is found only by the token's `kid`;
+//! a token without `kid` is checked against the secret and the PEM keys. Each key is
+//! pinned to one algorithm (HS256 for the shared secret, RS256 or ES256 for a public
+//! key), so `alg: none`, HS/RS confusion and unlisted algorithms can never select a
+//! key. The operation → scope mapping is one function
 //! ([`required_scope`]) used both by the middleware and by the OpenAPI document, so
 //! the spec shows exactly what is enforced, and a new endpoint gets a scope by rule.
 
@@ -16,6 +20,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 pub use settings::AuthSettings;
+
+use crate::jwks::{JwksCache, JwksError, JwksOptions};
 
 /// What a caller may do. Tokens carry them space-separated in `scope`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,6 +124,9 @@ pub enum AuthError {
     Audience,
     #[error("token invalid: {0}")]
     Invalid(String),
+    /// The JWKS could not be fetched: not the caller's fault, answered with 503.
+    #[error("the caller keys (JWKS) cannot be fetched right now")]
+    KeysUnavailable,
 }
 
 struct VerifyingKey {
@@ -130,6 +139,7 @@ struct VerifyingKey {
 /// (see [`AuthSettings::check_listen`]).
 pub struct Authenticator {
     keys: Vec<VerifyingKey>,
+    jwks: Option<(String, JwksCache)>,
     issuer: String,
     audience: String,
     leeway: Duration,
@@ -137,7 +147,10 @@ pub struct Authenticator {
 
 impl Authenticator {
     /// `Ok(None)` when no key is configured.
-    pub fn from_settings(s: &AuthSettings) -> anyhow::Result<Option<Self>> {
+    pub fn from_settings(
+        s: &AuthSettings,
+        jwks_options: JwksOptions,
+    ) -> anyhow::Result<Option<Self>> {
         let mut keys = Vec::new();
         if let Some(secret) = &s.hs256_secret {
             keys.push(VerifyingKey {
@@ -169,7 +182,11 @@ impl Authenticator {
                 key,
             });
         }
-        if keys.is_empty() {
+        let jwks = match s.jwks_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) => Some((url.to_owned(), JwksCache::new(jwks_options)?)),
+            None => None,
+        };
+        if keys.is_empty() && jwks.is_none() {
             return Ok(None);
         }
         let issuer = s.issuer.clone().ok_or_else(|| {
@@ -180,14 +197,29 @@ impl Authenticator {
         })?;
         Ok(Some(Self {
             keys,
+            jwks,
             issuer,
             audience,
             leeway: s.leeway,
         }))
     }
 
-    pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+    /// Fetches the JWKS (when configured) so the first call does not wait for it; a
+    /// failure is logged, not fatal: the provider may be back before the first call.
+    pub async fn prefetch_keys(&self) {
+        if let Some((url, cache)) = &self.jwks {
+            match cache.prefetch(url).await {
+                Ok(n) => tracing::info!(keys = n, "caller JWKS loaded"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "caller JWKS not loaded; retried on first use")
+                }
+            }
+        }
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        let from_jwks;
         let candidates: Vec<&VerifyingKey> = match &header.kid {
             Some(kid) => {
                 let by_kid: Vec<_> = self
@@ -195,10 +227,26 @@ impl Authenticator {
                     .iter()
                     .filter(|k| k.kid.as_deref() == Some(kid.as_str()))
                     .collect();
-                if by_kid.is_empty() {
-                    return Err(AuthError::UnknownKey);
+                if !by_kid.is_empty() {
+                    by_kid
+                } else {
+                    let Some((url, cache)) = &self.jwks else {
+                        return Err(AuthError::UnknownKey);
+                    };
+                    let k = cache.key(url, kid).await.map_err(|e| match e {
+                        JwksError::UnknownKid { .. } => AuthError::UnknownKey,
+                        JwksError::Unavailable(reason) => {
+                            tracing::warn!(%reason, "caller JWKS unavailable");
+                            AuthError::KeysUnavailable
+                        }
+                    })?;
+                    from_jwks = VerifyingKey {
+                        kid: Some(kid.clone()),
+                        algorithm: k.algorithm,
+                        key: k.key,
+                    };
+                    vec![&from_jwks]
                 }
-                by_kid
             }
             None => self.keys.iter().filter(|k| k.kid.is_none()).collect(),
         };

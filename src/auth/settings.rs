@@ -21,6 +21,12 @@ pub struct AuthSettings {
     )]
     pub public_keys: Vec<String>,
 
+    /// JWKS URL of the callers' identity provider: RS256/ES256 keys selected by `kid`,
+    /// cached for EFS_IAM_JWKS_CACHE_TTL, refetched on an unknown `kid` at most once per
+    /// EFS_IAM_JWKS_REFETCH_COOLDOWN.
+    #[arg(long = "auth-jwks-url", env = "EFS_IAM_AUTH_JWKS_URL", value_parser = parse_jwks_url, global = true)]
+    pub jwks_url: Option<String>,
+
     /// Required `iss` of caller tokens.
     #[arg(long = "auth-issuer", env = "EFS_IAM_AUTH_ISSUER", global = true)]
     pub issuer: Option<String>,
@@ -47,6 +53,14 @@ fn parse_secret(raw: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(raw.to_owned()))
 }
 
+fn parse_jwks_url(raw: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err("must be an https:// (or http:// for local tests) URL".into());
+    }
+    Ok(raw.to_owned())
+}
+
 fn parse_leeway(raw: &str) -> Result<Duration, String> {
     let d = match raw.trim() {
         "0" | "0s" => Duration::ZERO,
@@ -64,6 +78,7 @@ impl AuthSettings {
             .as_ref()
             .is_some_and(|s| !s.expose_secret().is_empty())
             || !self.public_keys.is_empty()
+            || self.jwks_url.as_deref().is_some_and(|u| !u.is_empty())
     }
 
     /// Without keys efs-iam is open, which is only acceptable on a developer's machine:
@@ -75,14 +90,14 @@ impl AuthSettings {
         if listen.ip().is_loopback() {
             tracing::warn!(
                 "no caller authentication configured (EFS_IAM_AUTH_HS256_SECRET / \
-                 EFS_IAM_AUTH_PUBLIC_KEYS): the API is open; allowed only because \
+                 EFS_IAM_AUTH_PUBLIC_KEYS / EFS_IAM_AUTH_JWKS_URL): the API is open; allowed only because \
                  efs-iam listens on loopback ({listen})"
             );
             Ok(())
         } else {
             anyhow::bail!(
                 "refusing to listen on {listen} without caller authentication: set \
-                 EFS_IAM_AUTH_HS256_SECRET or EFS_IAM_AUTH_PUBLIC_KEYS (with \
+                 EFS_IAM_AUTH_HS256_SECRET, EFS_IAM_AUTH_PUBLIC_KEYS or EFS_IAM_AUTH_JWKS_URL (with \
                  EFS_IAM_AUTH_ISSUER and EFS_IAM_AUTH_AUDIENCE)"
             )
         }

@@ -7,7 +7,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::auth::{required_scope, AuthError, Caller, Scope};
+use crate::auth::{required_scope, AuthError, Authenticator, Caller, Scope};
 use crate::error::{problem_response, ApiError};
 
 const METRICS_ROUTE: &str = "/metrics";
@@ -27,6 +27,10 @@ fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
         return Err(AuthError::Missing);
     }
     Ok(token)
+}
+
+async fn verify(auth: &Authenticator, headers: &HeaderMap) -> Result<Caller, AuthError> {
+    auth.verify(bearer(headers)?).await
 }
 
 pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -49,8 +53,16 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
             subject: "anonymous".into(),
             scopes: Scope::ALL.iter().map(|s| s.as_str().to_owned()).collect(),
         },
-        Some(auth) => match bearer(req.headers()).and_then(|t| auth.verify(t)) {
+        Some(auth) => match verify(auth, req.headers()).await {
             Ok(caller) => caller,
+            Err(AuthError::KeysUnavailable) => {
+                tracing::info!(target: "audit", operation = %format!("{} {route}", req.method()), outcome = "keys-unavailable");
+                let mut res =
+                    ApiError::Unavailable(AuthError::KeysUnavailable.to_string()).into_response();
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                return res;
+            }
             Err(e) => {
                 tracing::info!(target: "audit", operation = %format!("{} {route}", req.method()), outcome = "unauthenticated", reason = %e);
                 return ApiError::Unauthorized(e).into_response();

@@ -40,7 +40,7 @@ use std::sync::{Arc, Weak};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use crypto::{KeyRing, SessionHasher};
-pub use oidc::{OidcOptions, OidcVerifier, VerifiedClaims};
+pub use oidc::{OidcVerifier, VerifiedClaims};
 pub use settings::{TokenBackendKind, TokenSettings, TokensCommand};
 pub use vault::{
     Lifetimes, OpenedToken, ReencryptReport, Stored, TokenVault, VaultError, CLIENT_ID_SETTING,
@@ -113,11 +113,7 @@ pub fn build_vault(
             default: t.token_default_lifetime,
             max: t.token_max_lifetime,
         },
-        OidcVerifier::new(OidcOptions {
-            cache_ttl: t.jwks_cache_ttl,
-            refetch_cooldown: t.jwks_refetch_cooldown,
-            timeout: t.oidc_timeout,
-        })?,
+        OidcVerifier::new(t.jwks_options())?,
     ))
 }
 

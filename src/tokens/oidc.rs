@@ -1,8 +1,8 @@
 //! id_token verification against the issuer's JWKS (`jsonwebtoken`), modelled on
 //! crates.io's `OidcKeyStore`: keys are found through the issuer's
-//! `/.well-known/openid-configuration`, cached per issuer, and refetched once when a
-//! token names an unknown `kid` (Okta rotates keys), at most once per cool-down so
-//! that a stream of bogus `kid`s cannot turn efs-iam into a load generator.
+//! `/.well-known/openid-configuration` and cached by the shared [`JwksCache`], which
+//! refetches once when a token names an unknown `kid` (Okta rotates keys), at most once
+//! per cool-down.
 //!
 //! Rules (Okta's "validate id tokens" guide):
 //! * `alg` must be RS256: anything else, `none` and `HS256` included, is refused
@@ -17,18 +17,18 @@
 //! endpoint over TLS.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Mutex, RwLock};
+use tokio::sync::RwLock;
 use utoipa::ToSchema;
+
+use crate::jwks::{JwksCache, JwksError, JwksOptions};
 
 /// Clock skew tolerated on `exp` and `iat`.
 pub const LEEWAY_SECS: i64 = 60;
@@ -83,38 +83,20 @@ struct Discovery {
     jwks_uri: String,
 }
 
-struct IssuerKeys {
-    keys: HashMap<String, DecodingKey>,
-    fetched_at: Instant,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct OidcOptions {
-    pub cache_ttl: Duration,
-    pub refetch_cooldown: Duration,
-    pub timeout: Duration,
-}
-
-/// JWKS cache and verifier, shared by all requests.
+/// JWKS cache and verifier, shared by all requests. The issuer's discovery document
+/// is read for its `jwks_uri`, kept as long as a key set is trusted, and the keys come
+/// from the shared [`JwksCache`].
 pub struct OidcVerifier {
-    http: reqwest::Client,
-    options: OidcOptions,
-    cache: RwLock<HashMap<String, Arc<IssuerKeys>>>,
-    /// One fetch at a time; waiters re-check the cache afterwards.
-    fetching: Mutex<()>,
+    jwks: JwksCache,
+    /// issuer → (jwks_uri, when discovered)
+    discovered: RwLock<HashMap<String, (String, Instant)>>,
 }
 
 impl OidcVerifier {
-    pub fn new(options: OidcOptions) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(options.timeout)
-            .user_agent(concat!("efs-iam/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+    pub fn new(options: JwksOptions) -> anyhow::Result<Self> {
         Ok(Self {
-            http,
-            options,
-            cache: RwLock::new(HashMap::new()),
-            fetching: Mutex::new(()),
+            jwks: JwksCache::new(options)?,
+            discovered: RwLock::new(HashMap::new()),
         })
     }
 
@@ -172,88 +154,60 @@ impl OidcVerifier {
         })
     }
 
-    /// The key named `kid`, from the cache or, when allowed, a fresh fetch.
+    /// The RSA key named `kid` in the issuer's JWKS.
     async fn key(&self, issuer: &str, kid: &str) -> Result<DecodingKey, IdTokenError> {
-        if let Some(cached) = self.cache.read().await.get(issuer) {
-            if cached.fetched_at.elapsed() < self.options.cache_ttl {
-                if let Some(k) = cached.keys.get(kid) {
-                    return Ok(k.clone());
-                }
+        let jwks_uri = self.jwks_uri(issuer).await?;
+        match self.jwks.key(&jwks_uri, kid).await {
+            Ok(k) if k.algorithm == Algorithm::RS256 => Ok(k.key),
+            Ok(_) => Err(invalid("kid names a key that is not an RS256 key")),
+            Err(JwksError::UnknownKid { refetched: true }) => {
+                Err(invalid("kid is not in the issuer's JWKS"))
+            }
+            Err(JwksError::UnknownKid { refetched: false }) => Err(invalid(
+                "kid is not in the issuer's JWKS (fetched recently; not refetched)",
+            )),
+            Err(JwksError::Unavailable(e)) => {
+                Err(IdTokenError::Unavailable(format!("issuer {issuer}: {e}")))
             }
         }
-        let _one_fetch = self.fetching.lock().await;
-        // Someone else may have fetched while we waited.
-        let cached = self.cache.read().await.get(issuer).cloned();
-        if let Some(cached) = &cached {
-            let age = cached.fetched_at.elapsed();
-            if age < self.options.cache_ttl {
-                if let Some(k) = cached.keys.get(kid) {
-                    return Ok(k.clone());
-                }
-                if age < self.options.refetch_cooldown {
-                    return Err(invalid(
-                        "kid is not in the issuer's JWKS (fetched recently; not refetched)",
-                    ));
-                }
-            }
-        }
-        let fresh = Arc::new(self.fetch(issuer).await?);
-        let key = fresh.keys.get(kid).cloned();
-        self.cache.write().await.insert(issuer.to_owned(), fresh);
-        key.ok_or_else(|| invalid("kid is not in the issuer's JWKS"))
     }
 
-    async fn fetch(&self, issuer: &str) -> Result<IssuerKeys, IdTokenError> {
-        let unavailable = |what: &str, e: &dyn std::fmt::Display| {
-            IdTokenError::Unavailable(format!("issuer {issuer}: {what}: {e}"))
+    async fn jwks_uri(&self, issuer: &str) -> Result<String, IdTokenError> {
+        let ttl = self.jwks.options().cache_ttl;
+        if let Some((uri, at)) = self.discovered.read().await.get(issuer) {
+            if at.elapsed() < ttl {
+                return Ok(uri.clone());
+            }
+        }
+        let unavailable = |e: &dyn std::fmt::Display| {
+            IdTokenError::Unavailable(format!("issuer {issuer}: discovery: {e}"))
         };
         let url = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
         );
         let discovery: Discovery = self
-            .http
+            .jwks
+            .http()
             .get(&url)
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| unavailable("discovery", &e))?
+            .map_err(|e| unavailable(&e))?
             .json()
             .await
-            .map_err(|e| unavailable("discovery", &e))?;
+            .map_err(|e| unavailable(&e))?;
         if discovery.issuer != issuer {
             return Err(IdTokenError::Unavailable(format!(
                 "issuer {issuer}: its discovery document names issuer {}",
                 discovery.issuer
             )));
         }
-        let set: JwkSet = self
-            .http
-            .get(&discovery.jwks_uri)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| unavailable("JWKS", &e))?
-            .json()
-            .await
-            .map_err(|e| unavailable("JWKS", &e))?;
-        let keys = set
-            .keys
-            .iter()
-            .filter(|k| {
-                matches!(k.algorithm, AlgorithmParameters::RSA(_))
-                    && !matches!(k.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature)
-            })
-            .filter_map(|k| {
-                let kid = k.common.key_id.clone()?;
-                DecodingKey::from_jwk(k).ok().map(|key| (kid, key))
-            })
-            .collect();
-        tracing::info!(issuer, "fetched the issuer's JWKS");
-        Ok(IssuerKeys {
-            keys,
-            fetched_at: Instant::now(),
-        })
+        self.discovered.write().await.insert(
+            issuer.to_owned(),
+            (discovery.jwks_uri.clone(), Instant::now()),
+        );
+        Ok(discovery.jwks_uri)
     }
 }
 

@@ -136,6 +136,15 @@ fn parse_key_prefix(raw: &str) -> Result<String, String> {
 }
 
 impl TokenSettings {
+    /// The JWKS cache settings, shared by id_token verification and caller keys.
+    pub fn jwks_options(&self) -> crate::jwks::JwksOptions {
+        crate::jwks::JwksOptions {
+            cache_ttl: self.jwks_cache_ttl,
+            refetch_cooldown: self.jwks_refetch_cooldown,
+            timeout: self.oidc_timeout,
+        }
+    }
+
     /// Checks the combinations a single value parser cannot see. `listen` decides
     /// whether running without keys is allowed.
     pub fn validate(&self, listen: SocketAddr) -> anyhow::Result<()> {

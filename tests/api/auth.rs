@@ -1,9 +1,10 @@
 //! Caller authentication: a table of attacks, scope enforcement, every operation in
 //! the spec refusing anonymous calls, and the secure default.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
+use efs_iam::fake_okta::{FakeOkta, FakeOktaConfig, Fault, FaultKind};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -506,4 +507,179 @@ async fn calls_are_audited_without_payloads_or_tokens() {
     );
     assert!(!text.contains(&token), "token logged");
     assert!(!text.contains("secret-looking-payload"), "payload logged");
+}
+
+// ---- keys from a JWKS URL (the fake Okta's /oauth2/v1/keys) ---------------------------
+
+async fn spawn_with_jwks(okta: &FakeOkta, cooldown: Duration) -> TestApp {
+    let url = format!("{}/oauth2/v1/keys", okta.base_url());
+    spawn_app_on(TestDb::sqlite().await, move |s| {
+        s.auth.jwks_url = Some(url);
+        s.auth.issuer = Some(ISSUER.into());
+        s.auth.audience = Some(AUDIENCE.into());
+        s.tokens.jwks_refetch_cooldown = cooldown;
+    })
+    .await
+}
+
+/// Signed with the fake Okta's first JWKS key, naming `kid`.
+fn signed_by_fake_okta_key(claims: &Value, kid: &str) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    let key = EncodingKey::from_rsa_pem(FakeOkta::test_signing_key_pem().as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+#[tokio::test]
+async fn jwks_keys_verify_by_kid_and_stay_pinned() {
+    let okta = FakeOkta::start(FakeOktaConfig::default()).await;
+    let app = spawn_with_jwks(&okta, Duration::from_secs(3600)).await;
+    let path = "/api/v1/portals/1/settings";
+    let fetches = || okta.request_count("GET", "/oauth2/v1/keys");
+    assert_eq!(fetches(), 1, "the set is fetched at start-up");
+
+    let good = signed_by_fake_okta_key(&claims("iam:read"), FakeOkta::SIGNING_KEY_ID);
+    let (status, _, _) = call_with(&app, Method::GET, path, Some(&format!("Bearer {good}"))).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The same key's signature under the other kid: the kid selects the key.
+    let wrong_kid = signed_by_fake_okta_key(&claims("iam:read"), FakeOkta::SECOND_SIGNING_KEY_ID);
+    let (status, body, _) = call_with(
+        &app,
+        Method::GET,
+        path,
+        Some(&format!("Bearer {wrong_kid}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["detail"], "invalid signature");
+
+    // HS256 with the JWKS key's public modulus as the "secret": the kid's key is RS256.
+    let mut confused = Header::new(Algorithm::HS256);
+    confused.kid = Some(FakeOkta::SIGNING_KEY_ID.into());
+    let hs = jsonwebtoken::encode(
+        &confused,
+        &claims("iam:read"),
+        &EncodingKey::from_secret(FakeOkta::test_signing_key_pem().as_bytes()),
+    )
+    .unwrap();
+    let (status, body, _) = call_with(&app, Method::GET, path, Some(&format!("Bearer {hs}"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["detail"], "the token's algorithm is not accepted");
+
+    // Without a kid a JWKS key is never tried (there is no secret or PEM key here).
+    let mut no_kid = Header::new(Algorithm::RS256);
+    no_kid.kid = None;
+    let key = EncodingKey::from_rsa_pem(FakeOkta::test_signing_key_pem().as_bytes()).unwrap();
+    let anonymous_key = jsonwebtoken::encode(&no_kid, &claims("iam:read"), &key).unwrap();
+    let (status, _, _) = call_with(
+        &app,
+        Method::GET,
+        path,
+        Some(&format!("Bearer {anonymous_key}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Scopes and claims are checked as for any other key.
+    let (status, _, _) = call_with(
+        &app,
+        Method::PUT,
+        "/api/v1/portals/1/settings/k",
+        Some(&format!("Bearer {good}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let mut wrong_aud = claims("iam:read");
+    wrong_aud["aud"] = json!("someone-else");
+    let t = signed_by_fake_okta_key(&wrong_aud, FakeOkta::SIGNING_KEY_ID);
+    let (status, _, _) = call_with(&app, Method::GET, path, Some(&format!("Bearer {t}"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(fetches(), 1, "known kids are served from the cache");
+}
+
+#[tokio::test]
+async fn unknown_kids_refetch_the_jwks_at_most_once_per_cooldown() {
+    let okta = FakeOkta::start(FakeOktaConfig::default()).await;
+    let app = spawn_with_jwks(&okta, Duration::from_secs(3600)).await;
+    let fetches = || okta.request_count("GET", "/oauth2/v1/keys");
+    assert_eq!(fetches(), 1);
+    for i in 0..5 {
+        let t = signed_by_fake_okta_key(&claims("iam:read"), &format!("rotated-{i}"));
+        let (status, body, _) = call_with(
+            &app,
+            Method::GET,
+            "/api/v1/portals/1/settings",
+            Some(&format!("Bearer {t}")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["detail"], "the token names an unknown key (kid)");
+    }
+    assert_eq!(
+        fetches(),
+        1,
+        "inside the cool-down, bogus kids cause no fetch"
+    );
+
+    // With no cool-down, an unknown kid refetches (a key rotated in at the provider).
+    let okta = FakeOkta::start(FakeOktaConfig::default()).await;
+    let app = spawn_with_jwks(&okta, Duration::ZERO).await;
+    let t = signed_by_fake_okta_key(&claims("iam:read"), "rotated-in-later");
+    let (status, _, _) = call_with(
+        &app,
+        Method::GET,
+        "/api/v1/portals/1/settings",
+        Some(&format!("Bearer {t}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(okta.request_count("GET", "/oauth2/v1/keys"), 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_jwks_answers_503_not_401() {
+    let okta = FakeOkta::start(FakeOktaConfig::default()).await;
+    okta.inject(Fault::any_method("/oauth2/v1/keys", FaultKind::InternalServerError).times(2));
+    let app = spawn_with_jwks(&okta, Duration::ZERO).await;
+    let good = signed_by_fake_okta_key(&claims("iam:read"), FakeOkta::SIGNING_KEY_ID);
+    let res = app
+        .client
+        .get(app.url("/api/v1/portals/1/settings"))
+        .bearer_auth(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["retry-after"], "5");
+    let (status, body) = read(res).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["type"], "urn:efs-iam:problem:service-unavailable");
+    assert!(!body.to_string().contains(&good));
+
+    // The provider is back: the next call fetches the set and passes.
+    let (status, _, _) = call_with(
+        &app,
+        Method::GET,
+        "/api/v1/portals/1/settings",
+        Some(&format!("Bearer {good}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_jwks_url_alone_is_enough_to_listen_beyond_loopback() {
+    let okta = FakeOkta::start(FakeOktaConfig::default()).await;
+    let db = TestDb::sqlite().await;
+    let mut settings = test_settings(&db.url);
+    settings.listen = "0.0.0.0:0".parse().unwrap();
+    crate::common::use_keys(&mut settings, crate::common::KEY_1);
+    settings.auth.jwks_url = Some(format!("{}/oauth2/v1/keys", okta.base_url()));
+    settings.auth.issuer = Some(ISSUER.into());
+    settings.auth.audience = Some(AUDIENCE.into());
+    assert!(
+        efs_iam::startup::Application::with_storage(&settings, db.storage.clone())
+            .await
+            .is_ok()
+    );
 }
