@@ -56,3 +56,11 @@ ensure_memcached() {
     memcached_ok || { log "FATAL: memcached did not start"; return 1; }
     log "memcached ready"
 }
+
+ensure_php() {
+    # The README's PHP client is run by the tests (tests/api/php_client.rs).
+    command -v php >/dev/null 2>&1 && return 0
+    log "installing php-cli"
+    apt_install php-cli
+    command -v php >/dev/null 2>&1 || { log "FATAL: php-cli did not install"; return 1; }
+}

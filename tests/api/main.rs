@@ -10,6 +10,7 @@ mod error_log;
 mod health;
 mod helpers;
 mod openapi;
+mod php_client;
 mod references;
 mod sessions;
 mod settings;
