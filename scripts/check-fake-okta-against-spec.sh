@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SPEC=${SPEC:-../shared/okta/okta-users-groups.yaml}
+SPEC=${SPEC:-tests/okta-spec/okta-users-groups.yaml}
 FAKE_PORT=${FAKE_PORT:-4011}
 PRISM_PORT=${PRISM_PORT:-4012}
 FAKE="http://127.0.0.1:${FAKE_PORT}"
@@ -23,10 +23,11 @@ P="http://127.0.0.1:${PRISM_PORT}"
 AUTH="Authorization: SSWS test-token"
 WORK=$(mktemp -d)
 
-command -v prism >/dev/null || { echo "prism not found: npm install -g @stoplight/prism-cli@5.14.2" >&2; exit 2; }
+command -v prism >/dev/null || npm install -g --silent @stoplight/prism-cli@5.14.2 >/dev/null
+command -v prism >/dev/null || { echo "FATAL: prism not installed: npm install -g @stoplight/prism-cli@5.14.2" >&2; exit 2; }
 [ -f "$SPEC" ] || { echo "spec not found: $SPEC" >&2; exit 2; }
 
-cargo build --quiet --example fake_okta
+cargo build --quiet --locked --example fake_okta
 
 FAKE_PID=""
 PRISM_PID=""
