@@ -140,3 +140,45 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
     stopping.await.unwrap();
     assert!(reqwest::get(address).await.is_err(), "no longer listening");
 }
+
+/// MariaDB closing busy pooled connections (a restart or failover under load) costs at
+/// most one call per connection: the pool pings only connections that sat idle (see
+/// `MySqlStore::connect`), so this proves dead connections are replaced.
+#[tokio::test]
+async fn mysql_connections_killed_by_the_server_are_replaced() {
+    let Some(db) = TestDb::mysql().await else {
+        return;
+    };
+    let name = db.url.rsplit('/').next().unwrap().to_owned();
+    let admin = std::env::var("TEST_MYSQL_URL").unwrap();
+    let app = spawn_app_on(db, |_| {}).await;
+    for _ in 0..5 {
+        let (status, body) = get(&app, "/api/v1/portals/1/settings").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let admin_pool = sqlx::MySqlPool::connect(&admin).await.unwrap();
+    let ids: Vec<(i64,)> =
+        sqlx::query_as("SELECT id FROM information_schema.processlist WHERE db = ?")
+            .bind(&name)
+            .fetch_all(&admin_pool)
+            .await
+            .unwrap();
+    assert!(!ids.is_empty(), "the app holds pooled connections");
+    for (id,) in &ids {
+        let _ = sqlx::query(&format!("KILL CONNECTION {id}"))
+            .execute(&admin_pool)
+            .await;
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..(ids.len() + 5) {
+        statuses.push(get(&app, "/api/v1/portals/1/settings").await.0.as_u16());
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "only 200s, and 503s while a dead connection is found: {statuses:?}"
+    );
+    assert!(
+        statuses[ids.len()..].iter().all(|s| *s == 200),
+        "every dead connection was replaced: {statuses:?}"
+    );
+}
