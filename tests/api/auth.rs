@@ -362,6 +362,15 @@ async fn no_keys_means_loopback_only() {
             .await
             .is_ok()
     );
+    // A JWKS URL alone is a key source too.
+    let okta = FakeOkta::start(FakeOktaConfig::default()).await;
+    settings.auth.hs256_secret = None;
+    settings.auth.jwks_url = Some(format!("{}/oauth2/v1/keys", okta.base_url()));
+    assert!(
+        efs_iam::startup::Application::with_storage(&settings, db.storage.clone())
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -522,6 +531,17 @@ async fn spawn_with_jwks(okta: &FakeOkta, cooldown: Duration) -> TestApp {
     .await
 }
 
+/// GET a portal's settings with `token`: (status, body, WWW-Authenticate).
+async fn get_settings_as(app: &TestApp, token: &str) -> (StatusCode, Value, Option<String>) {
+    call_with(
+        app,
+        Method::GET,
+        "/api/v1/portals/1/settings",
+        Some(&format!("Bearer {token}")),
+    )
+    .await
+}
+
 /// Signed with the fake Okta's first JWKS key, naming `kid`.
 fn signed_by_fake_okta_key(claims: &Value, kid: &str) -> String {
     let mut header = Header::new(Algorithm::RS256);
@@ -534,23 +554,16 @@ fn signed_by_fake_okta_key(claims: &Value, kid: &str) -> String {
 async fn jwks_keys_verify_by_kid_and_stay_pinned() {
     let okta = FakeOkta::start(FakeOktaConfig::default()).await;
     let app = spawn_with_jwks(&okta, Duration::from_secs(3600)).await;
-    let path = "/api/v1/portals/1/settings";
     let fetches = || okta.request_count("GET", "/oauth2/v1/keys");
     assert_eq!(fetches(), 1, "the set is fetched at start-up");
 
     let good = signed_by_fake_okta_key(&claims("iam:read"), FakeOkta::SIGNING_KEY_ID);
-    let (status, _, _) = call_with(&app, Method::GET, path, Some(&format!("Bearer {good}"))).await;
+    let (status, _, _) = get_settings_as(&app, &good).await;
     assert_eq!(status, StatusCode::OK);
 
     // The same key's signature under the other kid: the kid selects the key.
     let wrong_kid = signed_by_fake_okta_key(&claims("iam:read"), FakeOkta::SECOND_SIGNING_KEY_ID);
-    let (status, body, _) = call_with(
-        &app,
-        Method::GET,
-        path,
-        Some(&format!("Bearer {wrong_kid}")),
-    )
-    .await;
+    let (status, body, _) = get_settings_as(&app, &wrong_kid).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["detail"], "invalid signature");
 
@@ -563,7 +576,7 @@ async fn jwks_keys_verify_by_kid_and_stay_pinned() {
         &EncodingKey::from_secret(FakeOkta::test_signing_key_pem().as_bytes()),
     )
     .unwrap();
-    let (status, body, _) = call_with(&app, Method::GET, path, Some(&format!("Bearer {hs}"))).await;
+    let (status, body, _) = get_settings_as(&app, &hs).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["detail"], "the token's algorithm is not accepted");
 
@@ -572,13 +585,7 @@ async fn jwks_keys_verify_by_kid_and_stay_pinned() {
     no_kid.kid = None;
     let key = EncodingKey::from_rsa_pem(FakeOkta::test_signing_key_pem().as_bytes()).unwrap();
     let anonymous_key = jsonwebtoken::encode(&no_kid, &claims("iam:read"), &key).unwrap();
-    let (status, _, _) = call_with(
-        &app,
-        Method::GET,
-        path,
-        Some(&format!("Bearer {anonymous_key}")),
-    )
-    .await;
+    let (status, _, _) = get_settings_as(&app, &anonymous_key).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Scopes and claims are checked as for any other key.
@@ -593,7 +600,7 @@ async fn jwks_keys_verify_by_kid_and_stay_pinned() {
     let mut wrong_aud = claims("iam:read");
     wrong_aud["aud"] = json!("someone-else");
     let t = signed_by_fake_okta_key(&wrong_aud, FakeOkta::SIGNING_KEY_ID);
-    let (status, _, _) = call_with(&app, Method::GET, path, Some(&format!("Bearer {t}"))).await;
+    let (status, _, _) = get_settings_as(&app, &t).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(fetches(), 1, "known kids are served from the cache");
 }
@@ -606,13 +613,7 @@ async fn unknown_kids_refetch_the_jwks_at_most_once_per_cooldown() {
     assert_eq!(fetches(), 1);
     for i in 0..5 {
         let t = signed_by_fake_okta_key(&claims("iam:read"), &format!("rotated-{i}"));
-        let (status, body, _) = call_with(
-            &app,
-            Method::GET,
-            "/api/v1/portals/1/settings",
-            Some(&format!("Bearer {t}")),
-        )
-        .await;
+        let (status, body, _) = get_settings_as(&app, &t).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(body["detail"], "the token names an unknown key (kid)");
     }
@@ -626,13 +627,7 @@ async fn unknown_kids_refetch_the_jwks_at_most_once_per_cooldown() {
     let okta = FakeOkta::start(FakeOktaConfig::default()).await;
     let app = spawn_with_jwks(&okta, Duration::ZERO).await;
     let t = signed_by_fake_okta_key(&claims("iam:read"), "rotated-in-later");
-    let (status, _, _) = call_with(
-        &app,
-        Method::GET,
-        "/api/v1/portals/1/settings",
-        Some(&format!("Bearer {t}")),
-    )
-    .await;
+    let (status, _, _) = get_settings_as(&app, &t).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(okta.request_count("GET", "/oauth2/v1/keys"), 2);
 }
@@ -657,29 +652,6 @@ async fn an_unreachable_jwks_answers_503_not_401() {
     assert!(!body.to_string().contains(&good));
 
     // The provider is back: the next call fetches the set and passes.
-    let (status, _, _) = call_with(
-        &app,
-        Method::GET,
-        "/api/v1/portals/1/settings",
-        Some(&format!("Bearer {good}")),
-    )
-    .await;
+    let (status, _, _) = get_settings_as(&app, &good).await;
     assert_eq!(status, StatusCode::OK);
-}
-
-#[tokio::test]
-async fn a_jwks_url_alone_is_enough_to_listen_beyond_loopback() {
-    let okta = FakeOkta::start(FakeOktaConfig::default()).await;
-    let db = TestDb::sqlite().await;
-    let mut settings = test_settings(&db.url);
-    settings.listen = "0.0.0.0:0".parse().unwrap();
-    crate::common::use_keys(&mut settings, crate::common::KEY_1);
-    settings.auth.jwks_url = Some(format!("{}/oauth2/v1/keys", okta.base_url()));
-    settings.auth.issuer = Some(ISSUER.into());
-    settings.auth.audience = Some(AUDIENCE.into());
-    assert!(
-        efs_iam::startup::Application::with_storage(&settings, db.storage.clone())
-            .await
-            .is_ok()
-    );
 }
