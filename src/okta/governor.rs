@@ -36,6 +36,15 @@
 //! `Remaining` shows what other clients have used of it before efs-iam sends its share.
 //! The probe costs one round trip per bucket per window.
 //!
+//! The *early probe*: `Reset` and `Date` have whole seconds, so the deadline computed
+//! from them is up to two seconds late: a second in Okta's 60 s window, but a sixth of
+//! the benchmark's scaled-down 6 s one. So when this instance has used its allowance
+//! while the org still has room (`Remaining` above the reserve), one request goes out
+//! [`EARLY_PROBE`] before the deadline. If Okta's window has turned, its answer opens
+//! the new window at once; if not, it was one request over the share, taken from the
+//! reserve, never from the last request before a 429 (with a share of 1.0 there is no
+//! reserve and no early probe).
+//!
 //! The sharing is approximate: instances that send at the same moment do not see each
 //! other's requests until the answers come back, so together they can overshoot the
 //! share by what they send in that round trip. Okta's own per-token cap (README §4.1)
@@ -53,6 +62,11 @@ use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+/// How long before the local deadline one request may check whether the window has
+/// already turned. `Reset` and `Date` have whole seconds, so Okta's window really ends
+/// up to two seconds before the deadline computed from them.
+const EARLY_PROBE: Duration = Duration::from_secs(1);
 
 /// Okta's rate-limit buckets for the endpoints efs-iam calls (README §4.2). The mapping
 /// is a best guess from Okta's last published table and recorded headers; if Okta
@@ -146,6 +160,8 @@ struct BucketState {
     ended: Option<u64>,
     /// efs-iam requests admitted in the current window (this instance).
     used: u32,
+    /// The window (reset epoch) for which the early probe went out.
+    probed_early: Option<u64>,
     in_flight: u32,
     /// After a 429, nobody goes to this bucket before this instant.
     blocked_until: Option<Instant>,
@@ -259,10 +275,28 @@ impl Governor {
             let exhausted =
                 st.used >= allowance || st.remaining.is_some_and(|left| left <= reserve);
             if exhausted {
-                return match st.reset {
-                    Some((_, deadline)) => Decision::WaitUntil(deadline),
-                    None => Decision::WaitForAnswer,
+                let Some((epoch, deadline)) = st.reset else {
+                    return Decision::WaitForAnswer;
                 };
+                // The org's other clients have not touched their reserve, so one
+                // request can check whether the window has turned already (module
+                // docs, "early probe").
+                let org_has_room = st.remaining.is_some_and(|left| left >= reserve && left > 0);
+                if !org_has_room || st.probed_early == Some(epoch) {
+                    return if st.probed_early == Some(epoch) && st.in_flight > 0 {
+                        Decision::WaitForAnswer
+                    } else {
+                        Decision::WaitUntil(deadline)
+                    };
+                }
+                let early = deadline.checked_sub(EARLY_PROBE).unwrap_or(now);
+                if now < early {
+                    return Decision::WaitUntil(early);
+                }
+                if st.in_flight > 0 {
+                    return Decision::WaitForAnswer;
+                }
+                st.probed_early = Some(epoch);
             }
         }
         st.used += 1;
@@ -341,9 +375,16 @@ impl Governor {
                                 .map_or(rate.remaining, |r| r.min(rate.remaining)),
                         );
                     }
-                    // A first answer, or Okta's window turned before the local deadline:
-                    // take the new window. `used` is kept, which errs on the careful side.
-                    _ => {
+                    // Okta's window turned before the local deadline (the early probe
+                    // found it): take the new window. Of this instance's requests only
+                    // those not yet answered can count in it.
+                    Some(_) => {
+                        st.reset = Some((rate.reset, deadline));
+                        st.remaining = Some(rate.remaining);
+                        st.used = st.in_flight;
+                    }
+                    // A first answer: `used` is kept, which errs on the careful side.
+                    None => {
                         st.reset = Some((rate.reset, deadline));
                         st.remaining = Some(rate.remaining);
                     }
@@ -477,7 +518,7 @@ mod tests {
         assert!(matches!(g.decide(st, now), Decision::Admit));
         assert!(matches!(g.decide(st, now), Decision::Admit));
         match g.decide(st, now) {
-            Decision::WaitUntil(t) => assert!(t >= now + Duration::from_secs(9)),
+            Decision::WaitUntil(t) => assert!(t >= now + Duration::from_secs(9) - EARLY_PROBE),
             _ => panic!("third request must wait for the reset"),
         }
         // The first window's requests came back; after the local deadline a new
@@ -568,5 +609,68 @@ mod tests {
             g.decide(st, Instant::now()),
             Decision::WaitUntil(_)
         ));
+    }
+
+    #[test]
+    fn one_early_probe_per_window_and_a_turned_window_opens_at_once() {
+        let g = Governor::new(0.5, 4);
+        let now = Instant::now();
+        // Limit 4, share 0.5: allowance 2, reserve 2; the deadline is 10 s away.
+        g.observe(
+            Bucket::UserGet,
+            Some(&rate(4, 4, 2_000_000_010)),
+            Some(2_000_000_000),
+        );
+        {
+            let mut buckets = g.buckets.lock().unwrap();
+            let st = buckets.get_mut(&Bucket::UserGet).unwrap();
+            assert!(matches!(g.decide(st, now), Decision::Admit));
+            assert!(matches!(g.decide(st, now), Decision::Admit));
+            st.in_flight = 0;
+            let near = now + Duration::from_millis(9_200);
+            assert!(matches!(g.decide(st, now), Decision::WaitUntil(t) if t <= near));
+            // Within a second of the deadline: exactly one probe goes.
+            assert!(matches!(g.decide(st, near), Decision::Admit));
+            assert!(matches!(g.decide(st, near), Decision::WaitForAnswer));
+        }
+        // Its answer shows a new window: it opens now, counting only unanswered calls.
+        g.observe(
+            Bucket::UserGet,
+            Some(&rate(4, 3, 2_000_000_020)),
+            Some(2_000_000_010),
+        );
+        let mut buckets = g.buckets.lock().unwrap();
+        let st = buckets.get_mut(&Bucket::UserGet).unwrap();
+        assert_eq!(
+            st.used, 1,
+            "the probe, still in flight, counts in the new window"
+        );
+        st.in_flight = 0;
+        assert!(matches!(
+            g.decide(st, now + Duration::from_millis(9_300)),
+            Decision::Admit
+        ));
+    }
+
+    #[test]
+    fn no_early_probe_when_others_use_the_reserve_or_there_is_none() {
+        for (share, remaining) in [(0.5, 1), (1.0, 2)] {
+            let g = Governor::new(share, 4);
+            let now = Instant::now();
+            g.observe(
+                Bucket::UserGet,
+                Some(&rate(4, remaining, 2_000_000_010)),
+                Some(2_000_000_000),
+            );
+            let mut buckets = g.buckets.lock().unwrap();
+            let st = buckets.get_mut(&Bucket::UserGet).unwrap();
+            while matches!(g.decide(st, now), Decision::Admit) {}
+            st.in_flight = 0;
+            let near = now + Duration::from_millis(9_500);
+            assert!(
+                matches!(g.decide(st, near), Decision::WaitUntil(t) if t >= now + Duration::from_secs(10)),
+                "share {share}, remaining {remaining}: wait for the deadline itself"
+            );
+        }
     }
 }
