@@ -39,8 +39,8 @@
 //! The *early probe*: `Reset` and `Date` have whole seconds, so the deadline computed
 //! from them is up to two seconds late: a second in Okta's 60 s window, but a sixth of
 //! the benchmark's scaled-down 6 s one. So when this instance has used its allowance
-//! while the org still has room (`Remaining` above the reserve), one request goes out
-//! [`EARLY_PROBE`] before the deadline. If Okta's window has turned, its answer opens
+//! and the org's other clients have left the reserve untouched (`Remaining` at least the
+//! reserve), one request goes out [`EARLY_PROBE`] before the deadline. If Okta's window has turned, its answer opens
 //! the new window at once; if not, it was one request over the share, taken from the
 //! reserve, never from the last request before a 429 (with a share of 1.0 there is no
 //! reserve and no early probe).
