@@ -100,10 +100,12 @@ impl JwksCache {
                 }
             }
         }
-        let fresh = Arc::new(self.fetch(url).await?);
-        let key = fresh.keys.get(kid).cloned();
-        self.cache.write().await.insert(url.to_owned(), fresh);
-        key.ok_or(JwksError::UnknownKid { refetched: true })
+        let fresh = self.refresh(url).await?;
+        fresh
+            .keys
+            .get(kid)
+            .cloned()
+            .ok_or(JwksError::UnknownKid { refetched: true })
     }
 
     /// Fetches the set at `url` now unless a fresh copy is cached; for start-up, so the
@@ -115,10 +117,17 @@ impl JwksCache {
                 return Ok(c.keys.len());
             }
         }
+        Ok(self.refresh(url).await?.keys.len())
+    }
+
+    /// Fetches the set and caches it; the caller holds `fetching`.
+    async fn refresh(&self, url: &str) -> Result<Arc<KeySet>, JwksError> {
         let fresh = Arc::new(self.fetch(url).await?);
-        let n = fresh.keys.len();
-        self.cache.write().await.insert(url.to_owned(), fresh);
-        Ok(n)
+        self.cache
+            .write()
+            .await
+            .insert(url.to_owned(), fresh.clone());
+        Ok(fresh)
     }
 
     async fn cached(&self, url: &str, kid: &str) -> Option<JwkKey> {
@@ -145,7 +154,6 @@ impl JwksCache {
         let keys: HashMap<String, JwkKey> = set
             .keys
             .iter()
-            .filter(|k| !matches!(k.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature))
             .filter_map(|k| {
                 let algorithm = pinned_algorithm(k)?;
                 let kid = k.common.key_id.clone()?;
@@ -161,7 +169,11 @@ impl JwksCache {
     }
 }
 
+/// The one algorithm a key may verify, or `None` for a key that must not be used.
 fn pinned_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
+    if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
+        return None;
+    }
     let by_type = match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => Algorithm::RS256,
         AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
@@ -174,5 +186,43 @@ fn pinned_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
         Some(KeyAlgorithm::RS256) if by_type == Algorithm::RS256 => Some(Algorithm::RS256),
         Some(KeyAlgorithm::ES256) if by_type == Algorithm::ES256 => Some(Algorithm::ES256),
         Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwk(v: serde_json::Value) -> jsonwebtoken::jwk::Jwk {
+        serde_json::from_value(v).expect("a JWK")
+    }
+
+    const N: &str = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
+    const X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+    const Y: &str = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
+
+    #[test]
+    fn keys_are_pinned_to_one_algorithm() {
+        let rsa = jwk(serde_json::json!({"kty": "RSA", "kid": "r", "n": N, "e": "AQAB"}));
+        assert_eq!(pinned_algorithm(&rsa), Some(Algorithm::RS256));
+        let p256 =
+            jwk(serde_json::json!({"kty": "EC", "kid": "e", "crv": "P-256", "x": X, "y": Y}));
+        assert_eq!(pinned_algorithm(&p256), Some(Algorithm::ES256));
+        // An `alg` the key type cannot have, or one not on the list, drops the key.
+        let mislabelled =
+            jwk(serde_json::json!({"kty": "RSA", "kid": "r", "alg": "ES256", "n": N, "e": "AQAB"}));
+        assert_eq!(pinned_algorithm(&mislabelled), None);
+        let rs512 =
+            jwk(serde_json::json!({"kty": "RSA", "kid": "r", "alg": "RS512", "n": N, "e": "AQAB"}));
+        assert_eq!(pinned_algorithm(&rs512), None);
+        let p384 = jwk(serde_json::json!({"kty": "EC", "kid": "e", "crv": "P-384",
+            "x": "iA7lWQLzVrKGEFjfGMfMHfTEZ2KnLiKU7JuNT3E7ygsfE7ygs_k2gmnG8wQzsv1l",
+            "y": "_V2Q7g6dk-L5W0TO7N1sY6B6-Yyhf8fb2F3v3DYGmNNvRnuzRnEw1RrJd7qlIy8r"}));
+        assert_eq!(pinned_algorithm(&p384), None);
+        let for_encryption =
+            jwk(serde_json::json!({"kty": "RSA", "kid": "r", "use": "enc", "n": N, "e": "AQAB"}));
+        assert_eq!(pinned_algorithm(&for_encryption), None);
+        let secret = jwk(serde_json::json!({"kty": "oct", "kid": "s", "k": "c2VjcmV0"}));
+        assert_eq!(pinned_algorithm(&secret), None);
     }
 }

@@ -58,9 +58,10 @@ async fn env_on(db: TestDb, memcached: Option<String>) -> Env {
     }
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
+/// The SQL variants of `$name`s, in modules `$sqlite` and `$mysql`.
+macro_rules! on_sql {
+    ($sqlite:ident, $mysql:ident; $($name:ident),* $(,)?) => {
+        mod $sqlite {
             $(
                 #[tokio::test]
                 async fn $name() {
@@ -68,7 +69,7 @@ macro_rules! contract {
                 }
             )*
         }
-        mod mysql {
+        mod $mysql {
             $(
                 #[tokio::test]
                 async fn $name() {
@@ -78,6 +79,13 @@ macro_rules! contract {
                 }
             )*
         }
+    };
+}
+
+/// The token-store contract: every backend.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        on_sql!(sqlite, mysql; $($name),*);
         mod memcached {
             $(
                 #[tokio::test]
@@ -92,26 +100,10 @@ macro_rules! contract {
     };
 }
 
+/// What only the SQL backend has (legacy rows, re-encryption, the purge).
 macro_rules! sql_only {
     ($($name:ident),* $(,)?) => {
-        mod sql_sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::env_on(super::TestDb::sqlite().await, None).await).await;
-                }
-            )*
-        }
-        mod sql_mysql {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    if let Some(db) = super::TestDb::mysql().await {
-                        super::$name(super::env_on(db, None).await).await;
-                    }
-                }
-            )*
-        }
+        on_sql!(sql_sqlite, sql_mysql; $($name),*);
     };
 }
 

@@ -217,6 +217,11 @@ pub async fn spawn_app_on(db: TestDb, adjust: impl FnOnce(&mut Settings)) -> Tes
     let app = Application::with_storage(&settings, db.storage.clone())
         .await
         .expect("build app");
+    serve(app, db)
+}
+
+/// Runs a built application in the background until the `TestApp` is stopped or dropped.
+fn serve(app: Application, db: TestDb) -> TestApp {
     let address = format!("http://{}", app.local_addr());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
@@ -283,18 +288,7 @@ pub async fn spawn_app_with_clock(
     let app = Application::with_clock(&settings, db.storage.clone(), Arc::new(clock))
         .await
         .expect("build app");
-    let address = format!("http://{}", app.local_addr());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async move {
-        let _ = rx.await;
-    }));
-    TestApp {
-        address,
-        client: reqwest::Client::new(),
-        db,
-        shutdown: Some(tx),
-        server: Some(server),
-    }
+    serve(app, db)
 }
 
 /// A TCP forwarder in front of a real server that a test can cut and restore, to
