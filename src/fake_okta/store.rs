@@ -144,6 +144,9 @@ pub(crate) struct Store {
     next_seq: u64,
     users: BTreeMap<u64, User>,
     user_seq: HashMap<String, u64>,
+    /// Folded login → user: a lookup by login is one probe, as in Okta, rather than a
+    /// scan that would make the fake the bottleneck of a 10,000-user benchmark.
+    login_seq: HashMap<String, u64>,
     groups: BTreeMap<u64, Group>,
     group_seq: HashMap<String, u64>,
     everyone: Option<String>,
@@ -162,6 +165,7 @@ impl Store {
             next_seq: 1,
             users: BTreeMap::new(),
             user_seq: HashMap::new(),
+            login_seq: HashMap::new(),
             groups: BTreeMap::new(),
             group_seq: HashMap::new(),
             everyone: None,
@@ -213,12 +217,8 @@ impl Store {
             return Some(*s);
         }
         let folded = fold_login(key);
-        if let Some(u) = self
-            .users
-            .values()
-            .find(|u| fold_login(u.login()) == folded)
-        {
-            return Some(u.seq);
+        if let Some(s) = self.login_seq.get(&folded) {
+            return Some(*s);
         }
         if !key.contains('@') {
             let mut matches = self.users.values().filter(|u| {
@@ -240,10 +240,9 @@ impl Store {
     /// Logins are unique in the org ignoring case and diacritics; deactivated users keep
     /// theirs until deleted.
     pub(crate) fn login_taken(&self, login: &str, except: Option<u64>) -> bool {
-        let folded = fold_login(login);
-        self.users
-            .values()
-            .any(|u| Some(u.seq) != except && fold_login(u.login()) == folded)
+        self.login_seq
+            .get(&fold_login(login))
+            .is_some_and(|s| Some(*s) != except)
     }
 
     pub(crate) fn insert_user(&mut self, new: NewUser) -> Result<u64, OktaError> {
@@ -285,6 +284,7 @@ impl Store {
             version: 1,
         };
         self.user_seq.insert(user.id.clone(), seq);
+        self.login_seq.insert(fold_login(user.login()), seq);
         self.users.insert(seq, user);
         Ok(seq)
     }
@@ -351,8 +351,14 @@ impl Store {
             clean_profile(&mut profile);
             profile.entry("mobilePhone").or_insert(Value::Null);
             profile.entry("secondEmail").or_insert(Value::Null);
+            let old = fold_login(u.login());
             u.profile = profile;
             u.touch();
+            let new = fold_login(u.login());
+            if new != old {
+                self.login_seq.remove(&old);
+                self.login_seq.insert(new, seq);
+            }
         }
     }
 
@@ -375,6 +381,7 @@ impl Store {
     pub(crate) fn delete_user(&mut self, seq: u64) {
         if let Some(u) = self.users.remove(&seq) {
             self.user_seq.remove(&u.id);
+            self.login_seq.remove(&fold_login(u.login()));
             let now = ids::now();
             for g in self.groups.values_mut() {
                 let before = g.members.len();
@@ -873,5 +880,29 @@ mod tests {
         s.seed_user("ann@b.com", "ann@b.com", "A", "B", UserStatus::Active)
             .unwrap();
         assert!(s.find_user("ann").is_none());
+    }
+
+    #[test]
+    fn login_index_follows_renames_and_deletions() {
+        let mut s = Store::new("http://x", true);
+        let id = s
+            .seed_user("Old@A.com", "old@a.com", "A", "A", UserStatus::Active)
+            .unwrap();
+        let seq = s.find_user_seq(&id).unwrap();
+        assert!(s.login_taken("old@a.COM", None));
+        assert!(!s.login_taken("old@a.com", Some(seq)));
+
+        let mut profile = s.user(seq).unwrap().profile.clone();
+        profile.insert("login".into(), json!("Néw@a.com"));
+        s.update_profile(seq, profile);
+        assert!(s.find_user("old@a.com").is_none());
+        assert!(!s.login_taken("old@a.com", None));
+        assert_eq!(s.find_user("new@A.com").map(|u| u.id.clone()), Some(id));
+
+        s.delete_user(seq);
+        assert!(s.find_user("new@a.com").is_none());
+        assert!(!s.login_taken("new@a.com", None));
+        s.seed_user("new@a.com", "new@a.com", "B", "B", UserStatus::Active)
+            .unwrap();
     }
 }

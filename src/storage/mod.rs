@@ -8,6 +8,7 @@
 pub mod memcached;
 mod model;
 pub mod mysql;
+pub mod pool;
 mod sql;
 pub mod sqlite;
 pub mod sync;

@@ -453,7 +453,9 @@ macro_rules! sql_store {
                 user: EfsUserId,
             ) -> StorageResult<Option<PortalUserReference>> {
                 let mut conn = self.pool.acquire().await?;
-                Self::newest_portal_ref(&mut conn, portal, user).await
+                let found = Self::newest_portal_ref(&mut conn, portal, user).await?;
+                conn.release_clean();
+                Ok(found)
             }
 
             #[tracing::instrument(skip(self), err(level = "warn"))]

@@ -5,17 +5,16 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteQueryResult, SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqliteQueryResult, SqliteSynchronous,
 };
-use sqlx::Transaction;
 
+use super::pool::{ConnPool, PoolTransaction};
 use super::{ConnectOptions, StorageResult};
 
 pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pool: ConnPool<Sqlite>,
 }
 
 impl SqliteStore {
@@ -29,29 +28,27 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        // An embedded file's connections do not drop; pinging one before every acquire
-        // only costs a round trip to its worker thread.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
-            .test_before_acquire(false)
-            .connect_with(connect)
-            .await?;
+        // An embedded file's connections do not drop; sqlx's pool would still ping each
+        // one on release, a round trip to its worker thread (see `storage::pool`).
+        let pool =
+            ConnPool::connect(connect, options.max_connections, options.acquire_timeout).await?;
         Ok(Self { pool })
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &ConnPool<Sqlite> {
         &self.pool
     }
 
     pub async fn migrate(&self) -> StorageResult<()> {
-        MIGRATOR.run(&self.pool).await?;
+        let mut conn = self.pool.acquire().await?;
+        MIGRATOR.run(&mut *conn).await?;
+        conn.release_clean();
         Ok(())
     }
 
     /// `BEGIN IMMEDIATE` takes the write lock at once, so two writers never both read
     /// "no row yet" and then both insert; the loser waits on the busy timeout.
-    async fn begin_write(&self) -> StorageResult<Transaction<'static, Sqlite>> {
+    async fn begin_write(&self) -> StorageResult<PoolTransaction<Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 

@@ -1,0 +1,343 @@
+//! The connection pool both SQL dialects use: deadpool holding sqlx connections.
+//!
+//! sqlx's own pool pings every connection when it comes back (sqlx 0.8, not
+//! configurable), so a one-statement lookup costs two round trips to the database and
+//! a spawned task. This pool checks a connection only when it may be unsound:
+//!
+//! - a connection is marked *clean* only when its last statement or transaction is
+//!   known to have finished (the [`Executor`] impl does this, and
+//!   [`PoolConnection::release_clean`]); a connection given back after an error, a
+//!   cancelled future or a plain `acquire()` is pinged before its next use, and one that
+//!   fails the ping is replaced;
+//! - a connection idle for more than [`PING_WHEN_IDLE_FOR`] is pinged before use
+//!   (`wait_timeout` or a server restart may have closed it);
+//! - a transaction dropped without `commit` or `rollback` is rolled back at once in a
+//!   spawned task, so its row locks do not wait for the connection's next user;
+//! - connections are replaced after [`MAX_LIFETIME`], as sqlx does.
+
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult};
+use deadpool::Runtime;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use sqlx::{Connection, Database, Describe, Either, Execute, Executor};
+
+/// A connection idle longer than this is pinged before it is handed out.
+pub const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(5);
+/// sqlx's default: long-lived connections are recycled so server-side state and
+/// memory do not grow without bound.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+pub struct Manager<DB: Database> {
+    options: <DB::Connection as Connection>::Options,
+}
+
+pub struct Tracked<C> {
+    conn: C,
+    /// True only while the connection is known to be between statements.
+    clean: bool,
+}
+
+impl<DB: Database> managed::Manager for Manager<DB> {
+    type Type = Tracked<DB::Connection>;
+    type Error = sqlx::Error;
+
+    async fn create(&self) -> Result<Self::Type, sqlx::Error> {
+        let conn = DB::Connection::connect_with(&self.options).await?;
+        Ok(Tracked { conn, clean: true })
+    }
+
+    async fn recycle(&self, c: &mut Self::Type, m: &Metrics) -> RecycleResult<sqlx::Error> {
+        if m.age() > MAX_LIFETIME {
+            return Err(RecycleError::message("past its lifetime"));
+        }
+        if !c.clean || m.last_used() > PING_WHEN_IDLE_FOR {
+            c.conn.ping().await?;
+            c.clean = true;
+        }
+        Ok(())
+    }
+}
+
+/// Runs a statement without arguments (transaction control). One impl per dialect,
+/// so generic code needs no higher-ranked `Executor` bound.
+pub trait Dialect: Database {
+    fn run<'c>(
+        conn: &'c mut Self::Connection,
+        sql: &'static str,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>>;
+}
+
+macro_rules! dialect {
+    ($db:ty) => {
+        impl Dialect for $db {
+            fn run<'c>(
+                conn: &'c mut Self::Connection,
+                sql: &'static str,
+            ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+                let done = conn.execute(sql);
+                Box::pin(async move { done.await.map(|_| ()) })
+            }
+        }
+    };
+}
+dialect!(sqlx::MySql);
+dialect!(sqlx::Sqlite);
+
+/// A pool of connections to one database; cheap to clone.
+pub struct ConnPool<DB: Database> {
+    inner: managed::Pool<Manager<DB>>,
+}
+
+impl<DB: Database> std::fmt::Debug for ConnPool<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnPool")
+            .field("status", &self.inner.status())
+            .finish()
+    }
+}
+
+impl<DB: Database> Clone for ConnPool<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<DB: Database> ConnPool<DB> {
+    /// Opens one connection at once, so a wrong URL or an unreachable server stops
+    /// start-up instead of the first request.
+    pub async fn connect(
+        options: <DB::Connection as Connection>::Options,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self, sqlx::Error> {
+        let inner = managed::Pool::builder(Manager { options })
+            .max_size(max_connections.max(1) as usize)
+            .wait_timeout(Some(acquire_timeout))
+            .create_timeout(Some(acquire_timeout))
+            .recycle_timeout(Some(acquire_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| sqlx::Error::Configuration(e.to_string().into()))?;
+        let pool = Self { inner };
+        pool.acquire().await?.release_clean();
+        Ok(pool)
+    }
+
+    pub async fn acquire(&self) -> Result<PoolConnection<DB>, sqlx::Error> {
+        let mut obj = self.inner.get().await.map_err(pool_error)?;
+        obj.clean = false;
+        Ok(PoolConnection(obj))
+    }
+
+    pub async fn begin(&self) -> Result<PoolTransaction<DB>, sqlx::Error>
+    where
+        DB: Dialect,
+    {
+        self.begin_with("BEGIN").await
+    }
+
+    /// A transaction opened by `statement` (e.g. `BEGIN IMMEDIATE`, or an isolation
+    /// level followed by `BEGIN`).
+    pub async fn begin_with(
+        &self,
+        statement: &'static str,
+    ) -> Result<PoolTransaction<DB>, sqlx::Error>
+    where
+        DB: Dialect,
+    {
+        let mut obj = self.inner.get().await.map_err(pool_error)?;
+        obj.clean = false;
+        DB::run(&mut obj.conn, statement).await?;
+        Ok(PoolTransaction { obj: Some(obj) })
+    }
+
+    /// Open connections (busy or idle).
+    pub fn size(&self) -> u32 {
+        self.inner.status().size as u32
+    }
+
+    pub fn num_idle(&self) -> usize {
+        self.inner.status().available
+    }
+
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+fn pool_error(e: PoolError<sqlx::Error>) -> sqlx::Error {
+    match e {
+        PoolError::Backend(e) => e,
+        PoolError::Timeout(_) => sqlx::Error::PoolTimedOut,
+        PoolError::Closed => sqlx::Error::PoolClosed,
+        other => sqlx::Error::Configuration(other.to_string().into()),
+    }
+}
+
+/// A connection out of the pool. Given back unchecked only through
+/// [`release_clean`](Self::release_clean); dropped, it is pinged before its next use.
+pub struct PoolConnection<DB: Database>(Object<Manager<DB>>);
+
+impl<DB: Database> PoolConnection<DB> {
+    /// Back to the pool as sound: call only after the last statement completed.
+    pub fn release_clean(mut self) {
+        self.0.clean = true;
+    }
+}
+
+impl<DB: Database> Deref for PoolConnection<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self.0.conn
+    }
+}
+
+impl<DB: Database> DerefMut for PoolConnection<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.0.conn
+    }
+}
+
+/// A transaction on a pooled connection; rolled back if dropped unfinished.
+pub struct PoolTransaction<DB: Dialect> {
+    obj: Option<Object<Manager<DB>>>,
+}
+
+impl<DB: Dialect> PoolTransaction<DB> {
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        self.finish("COMMIT").await
+    }
+
+    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        self.finish("ROLLBACK").await
+    }
+
+    async fn finish(&mut self, statement: &'static str) -> Result<(), sqlx::Error> {
+        let obj = self.obj.as_mut().expect("transaction already finished");
+        DB::run(&mut obj.conn, statement).await?;
+        // Only now: if the statement failed, Drop rolls back what may still be open.
+        let mut obj = self.obj.take().expect("transaction already finished");
+        obj.clean = true;
+        Ok(())
+    }
+}
+
+impl<DB: Dialect> Deref for PoolTransaction<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self
+            .obj
+            .as_ref()
+            .expect("transaction already finished")
+            .conn
+    }
+}
+
+impl<DB: Dialect> DerefMut for PoolTransaction<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self
+            .obj
+            .as_mut()
+            .expect("transaction already finished")
+            .conn
+    }
+}
+
+impl<DB: Dialect> Drop for PoolTransaction<DB> {
+    fn drop(&mut self) {
+        let Some(mut obj) = self.obj.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    match DB::run(&mut obj.conn, "ROLLBACK").await {
+                        Ok(()) => obj.clean = true,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "rollback of an abandoned transaction failed; the connection is closed");
+                            drop(Object::take(obj));
+                        }
+                    }
+                });
+            }
+            // No runtime to roll back on: closing the connection makes the server do it.
+            Err(_) => drop(Object::take(obj)),
+        }
+    }
+}
+
+/// Statements run on `&pool` take a connection for just that statement and give it
+/// back clean once the statement completed. Rows are collected before they are
+/// yielded, which is what every caller here does anyway.
+impl<'p, DB: Database> Executor<'p> for &'_ ConnPool<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    type Database = DB;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
+    where
+        E: 'q + Execute<'q, DB>,
+    {
+        let pool = self.clone();
+        stream::once(async move {
+            let mut conn = pool.acquire().await?;
+            let items: Vec<_> = (&mut *conn).fetch_many(query).try_collect().await?;
+            conn.release_clean();
+            Ok::<_, sqlx::Error>(stream::iter(items.into_iter().map(Ok)))
+        })
+        .try_flatten()
+        .boxed()
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
+    where
+        E: 'q + Execute<'q, DB>,
+    {
+        let pool = self.clone();
+        Box::pin(async move {
+            let mut conn = pool.acquire().await?;
+            let row = (&mut *conn).fetch_optional(query).await?;
+            conn.release_clean();
+            Ok(row)
+        })
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [DB::TypeInfo],
+    ) -> BoxFuture<'e, Result<DB::Statement<'q>, sqlx::Error>> {
+        let pool = self.clone();
+        Box::pin(async move {
+            let mut conn = pool.acquire().await?;
+            let statement = (&mut *conn).prepare_with(sql, parameters).await?;
+            conn.release_clean();
+            Ok(statement)
+        })
+    }
+
+    fn describe<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+    ) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>> {
+        let pool = self.clone();
+        Box::pin(async move {
+            let mut conn = pool.acquire().await?;
+            let description = (&mut *conn).describe(sql).await?;
+            conn.release_clean();
+            Ok(description)
+        })
+    }
+}

@@ -1,0 +1,205 @@
+//! The connection pool (`storage::pool`) on both dialects: what it promises instead of
+//! sqlx's ping on every release — abandoned transactions rolled back at once, a
+//! cancelled statement never bleeding into the next user, and no extra round trip for
+//! a connection given back clean.
+
+mod common;
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use efs_iam::storage::pool::ConnPool;
+use sqlx::mysql::{MySql, MySqlConnectOptions};
+use sqlx::sqlite::{Sqlite, SqliteConnectOptions};
+use sqlx::{Executor, Row};
+
+async fn mysql_pool(max: u32) -> Option<(ConnPool<MySql>, common::TestDb)> {
+    let db = common::TestDb::mysql().await?;
+    let options = MySqlConnectOptions::from_str(&db.url).unwrap();
+    let pool = ConnPool::connect(options, max, Duration::from_secs(5))
+        .await
+        .unwrap();
+    (&pool)
+        .execute("CREATE TABLE scratch (id INT PRIMARY KEY) ENGINE=InnoDB")
+        .await
+        .unwrap();
+    Some((pool, db))
+}
+
+async fn sqlite_pool(max: u32) -> (ConnPool<Sqlite>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteConnectOptions::new()
+        .filename(dir.path().join("pool.db"))
+        .create_if_missing(true)
+        .busy_timeout(Duration::from_secs(5));
+    let pool = ConnPool::connect(options, max, Duration::from_secs(5))
+        .await
+        .unwrap();
+    (&pool)
+        .execute("CREATE TABLE scratch (id INTEGER PRIMARY KEY)")
+        .await
+        .unwrap();
+    (pool, dir)
+}
+
+async fn admin_commands(pool: &ConnPool<MySql>) -> i64 {
+    let row = sqlx::query("SHOW SESSION STATUS LIKE 'Com_admin_commands'")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    row.get::<String, _>(1).parse().unwrap()
+}
+
+#[tokio::test]
+async fn mysql_a_connection_given_back_clean_is_not_pinged() {
+    let Some((pool, _db)) = mysql_pool(1).await else {
+        return;
+    };
+    let before = admin_commands(&pool).await;
+    for i in 0..20 {
+        let n: i32 = sqlx::query_scalar("SELECT ?")
+            .bind(i)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(n, i);
+    }
+    // COM_PING is one of MariaDB's admin commands; sqlx's pool would have sent 20.
+    assert_eq!(admin_commands(&pool).await, before);
+
+    // A connection handed out raw and dropped may be mid-statement: checked once.
+    drop(pool.acquire().await.unwrap());
+    assert_eq!(admin_commands(&pool).await, before + 1);
+}
+
+#[tokio::test]
+async fn mysql_an_abandoned_transaction_releases_its_locks_at_once() {
+    let Some((pool, db)) = mysql_pool(4).await else {
+        return;
+    };
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO scratch VALUES (1)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    drop(tx);
+
+    // Another session wants the same row. With the rollback left to the connection's
+    // next user (it sits idle in the pool), it would wait out its lock timeout.
+    let mut other = <sqlx::MySqlConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    other
+        .execute("SET SESSION innodb_lock_wait_timeout = 1")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    sqlx::query("INSERT INTO scratch VALUES (1)")
+        .execute(&mut other)
+        .await
+        .expect("the abandoned insert was rolled back and its lock released");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM scratch")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "only the second session's row");
+}
+
+#[tokio::test]
+async fn mysql_a_cancelled_statement_does_not_reach_the_next_user() {
+    let Some((pool, _db)) = mysql_pool(1).await else {
+        return;
+    };
+    let slow = sqlx::query_scalar::<_, String>("SELECT CONCAT('first', SLEEP(1))").fetch_one(&pool);
+    assert!(tokio::time::timeout(Duration::from_millis(100), slow)
+        .await
+        .is_err());
+    // The pool's only connection still has the first answer coming: it must be
+    // drained, not read as the answer to this.
+    let second: String = sqlx::query_scalar("SELECT 'second'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(second, "second");
+}
+
+#[tokio::test]
+async fn mysql_commit_and_rollback_end_the_transaction() {
+    let Some((pool, _db)) = mysql_pool(1).await else {
+        return;
+    };
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO scratch VALUES (1)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO scratch VALUES (2)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    let ids: Vec<i32> = sqlx::query_scalar("SELECT id FROM scratch ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![1]);
+}
+
+#[tokio::test]
+async fn sqlite_an_abandoned_transaction_releases_the_write_lock_at_once() {
+    let (pool, _dir) = sqlite_pool(2).await;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    sqlx::query("INSERT INTO scratch VALUES (1)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    drop(tx);
+    // The other connection: it would wait the 5 s busy timeout for the write lock if
+    // the abandoned transaction stayed open until its connection's next use.
+    let started = Instant::now();
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM scratch")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_a_cancelled_statement_does_not_reach_the_next_user() {
+    let (pool, _dir) = sqlite_pool(1).await;
+    let slow = sqlx::query_scalar::<_, i64>(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) \
+         SELECT COUNT(*) FROM c",
+    )
+    .fetch_one(&pool);
+    assert!(tokio::time::timeout(Duration::from_millis(20), slow)
+        .await
+        .is_err());
+    let second: String = sqlx::query_scalar("SELECT 'second'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(second, "second");
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_times_out_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteConnectOptions::new()
+        .filename(dir.path().join("pool.db"))
+        .create_if_missing(true);
+    let pool: ConnPool<Sqlite> = ConnPool::connect(options, 1, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let held = pool.acquire().await.unwrap();
+    let err = sqlx::query("SELECT 1").execute(&pool).await.unwrap_err();
+    assert!(matches!(err, sqlx::Error::PoolTimedOut), "{err:?}");
+    held.release_clean();
+    sqlx::query("SELECT 1").execute(&pool).await.unwrap();
+}
