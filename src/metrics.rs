@@ -14,6 +14,9 @@ use crate::http::AppState;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// The exporter's own default upkeep interval.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct Metrics {
     handle: Arc<PrometheusHandle>,
@@ -41,6 +44,21 @@ impl Metrics {
         Self {
             handle: Arc::new(handle.clone()),
         }
+    }
+
+    /// Histogram samples wait in the recorder until they are folded into their buckets:
+    /// by a scrape, or by this upkeep. Without it, an instance nobody scrapes would
+    /// keep every request's latency sample in memory.
+    pub fn spawn_upkeep(&self) -> tokio::task::JoinHandle<()> {
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(UPKEEP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        })
     }
 
     pub fn record_request(&self, method: &str, route: &str, status: StatusCode, took: Duration) {

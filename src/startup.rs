@@ -22,6 +22,7 @@ pub struct Application {
     okta: Option<OktaClient>,
     /// Background purge of expired session tokens (SQL token store only).
     purger: Option<tokio::task::JoinHandle<()>>,
+    metrics: Metrics,
     sync: Arc<SyncService>,
     shutdown_grace: std::time::Duration,
 }
@@ -86,7 +87,7 @@ impl Application {
             okta.clone(),
             settings.sync.clone(),
         ));
-        let state = AppState {
+        let state = AppState::new(http::Shared {
             auth,
             okta: okta.clone(),
             sync: sync.clone(),
@@ -101,7 +102,8 @@ impl Application {
                 cors_origins,
             }),
             metrics: Metrics::install(),
-        };
+        });
+        let metrics = state.metrics.clone();
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
@@ -110,6 +112,7 @@ impl Application {
             router: http::router(state),
             okta,
             purger,
+            metrics,
             sync,
             shutdown_grace: settings.request_timeout,
         })
@@ -140,6 +143,7 @@ impl Application {
     ) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr(), "efs-iam listening");
         let workers = self.sync.spawn_workers();
+        let metrics_upkeep = self.metrics.spawn_upkeep();
         let stop = workers.cancel_token();
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move {
@@ -151,6 +155,7 @@ impl Application {
         if let Some(purger) = self.purger {
             purger.abort();
         }
+        metrics_upkeep.abort();
         if !workers.is_empty() {
             let exits = workers.shutdown(self.shutdown_grace).await;
             crate::workers::report_exits(&exits);

@@ -44,8 +44,26 @@ pub struct HttpConfig {
     pub cors_origins: Vec<HeaderValue>,
 }
 
+/// What every handler shares. One `Arc` around it all: axum clones the state for each
+/// extractor and middleware of every request, and one reference count is cheaper
+/// than eight.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub vault: Arc<TokenVault>,
     pub config: Arc<HttpConfig>,
