@@ -42,8 +42,9 @@ async fn sqlite_pool(max: u32) -> (ConnPool<Sqlite>, tempfile::TempDir) {
     (pool, dir)
 }
 
-async fn admin_commands(pool: &ConnPool<MySql>) -> i64 {
-    let row = sqlx::query("SHOW SESSION STATUS LIKE 'Com_admin_commands'")
+/// A counter of the pool's own session (the pool has one connection in these tests).
+async fn session_status(pool: &ConnPool<MySql>, name: &str) -> i64 {
+    let row = sqlx::query(&format!("SHOW SESSION STATUS LIKE '{name}'"))
         .fetch_one(pool)
         .await
         .unwrap();
@@ -51,11 +52,13 @@ async fn admin_commands(pool: &ConnPool<MySql>) -> i64 {
 }
 
 #[tokio::test]
-async fn mysql_a_connection_given_back_clean_is_not_pinged() {
+async fn mysql_a_connection_given_back_clean_is_not_checked() {
     let Some((pool, _db)) = mysql_pool(1).await else {
         return;
     };
-    let before = admin_commands(&pool).await;
+    // COM_PING counts among MariaDB's admin commands; the reset is a ROLLBACK.
+    let pings = session_status(&pool, "Com_admin_commands").await;
+    let resets = session_status(&pool, "Com_rollback").await;
     for i in 0..20 {
         let n: i32 = sqlx::query_scalar("SELECT ?")
             .bind(i)
@@ -64,12 +67,48 @@ async fn mysql_a_connection_given_back_clean_is_not_pinged() {
             .unwrap();
         assert_eq!(n, i);
     }
-    // COM_PING is one of MariaDB's admin commands; sqlx's pool would have sent 20.
-    assert_eq!(admin_commands(&pool).await, before);
+    // sqlx's pool would have pinged 20 times.
+    assert_eq!(session_status(&pool, "Com_admin_commands").await, pings);
+    assert_eq!(session_status(&pool, "Com_rollback").await, resets);
 
-    // A connection handed out raw and dropped may be mid-statement: checked once.
+    // A connection handed out raw and dropped may be mid-statement: reset once.
     drop(pool.acquire().await.unwrap());
-    assert_eq!(admin_commands(&pool).await, before + 1);
+    assert_eq!(session_status(&pool, "Com_rollback").await, resets + 1);
+    assert_eq!(session_status(&pool, "Com_admin_commands").await, pings);
+}
+
+#[tokio::test]
+async fn mysql_a_transaction_cancelled_during_its_begin_does_not_stay_open() {
+    let Some((pool, _db)) = mysql_pool(1).await else {
+        return;
+    };
+    // A BEGIN that takes a while to answer, dropped before it does.
+    let begin = pool.begin_with("DO SLEEP(0.3); BEGIN");
+    assert!(tokio::time::timeout(Duration::from_millis(50), begin)
+        .await
+        .is_err());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The pool's only connection: outside any transaction, so this insert commits.
+    sqlx::query("INSERT INTO scratch VALUES (7)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let in_tx: u64 = sqlx::query_scalar("SELECT @@in_transaction")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(in_tx, 0);
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO scratch VALUES (8)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    let ids: Vec<i32> = sqlx::query_scalar("SELECT id FROM scratch ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![7]);
 }
 
 #[tokio::test]
@@ -168,6 +207,40 @@ async fn sqlite_an_abandoned_transaction_releases_the_write_lock_at_once() {
         .unwrap();
     assert_eq!(n, 0);
     tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_a_transaction_cancelled_while_waiting_for_the_write_lock_does_not_stay_open() {
+    let (pool, dir) = sqlite_pool(1).await;
+    // Another process holds the write lock.
+    let mut other = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(
+        &SqliteConnectOptions::new().filename(dir.path().join("pool.db")),
+    )
+    .await
+    .unwrap();
+    other.execute("BEGIN IMMEDIATE").await.unwrap();
+    let begin = pool.begin_with("BEGIN IMMEDIATE");
+    assert!(tokio::time::timeout(Duration::from_millis(100), begin)
+        .await
+        .is_err());
+    // The lock is freed; the abandoned BEGIN then succeeds on the pool's connection.
+    other.execute("COMMIT").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .expect("the pool's connection is outside any transaction");
+    sqlx::query("INSERT INTO scratch VALUES (1)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // Committed for real: another connection sees it.
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM scratch")
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
 }
 
 #[tokio::test]

@@ -7,12 +7,15 @@
 //! - a connection is marked *clean* only when its last statement or transaction is
 //!   known to have finished (the [`Executor`] impl does this, and
 //!   [`PoolConnection::release_clean`]); a connection given back after an error, a
-//!   cancelled future or a plain `acquire()` is pinged before its next use, and one that
-//!   fails the ping is replaced;
-//! - a connection idle for more than [`PING_WHEN_IDLE_FOR`] is pinged before use
+//!   cancelled future or a plain `acquire()` is *reset* before its next use — a
+//!   `ROLLBACK`, which drains what a cancelled statement left on the wire, ends any
+//!   transaction it may have opened, and proves the connection alive — and one that
+//!   fails the reset is replaced;
+//! - a connection idle for more than [`PING_WHEN_IDLE_FOR`] is reset before use
 //!   (`wait_timeout` or a server restart may have closed it);
-//! - a transaction dropped without `commit` or `rollback` is rolled back at once in a
-//!   spawned task, so its row locks do not wait for the connection's next user;
+//! - a transaction dropped without `commit` or `rollback` — also one cancelled while
+//!   its `BEGIN` was still waiting for a lock — is rolled back at once in a spawned
+//!   task, so its locks do not wait for the connection's next user;
 //! - connections are replaced after [`MAX_LIFETIME`], as sqlx does.
 
 use std::ops::{Deref, DerefMut};
@@ -24,7 +27,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use sqlx::{Connection, Database, Describe, Either, Execute, Executor};
 
-/// A connection idle longer than this is pinged before it is handed out.
+/// A connection idle longer than this is reset before it is handed out.
 pub const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(5);
 /// sqlx's default: long-lived connections are recycled so server-side state and
 /// memory do not grow without bound.
@@ -40,7 +43,7 @@ pub struct Tracked<C> {
     clean: bool,
 }
 
-impl<DB: Database> managed::Manager for Manager<DB> {
+impl<DB: Dialect> managed::Manager for Manager<DB> {
     type Type = Tracked<DB::Connection>;
     type Error = sqlx::Error;
 
@@ -54,44 +57,73 @@ impl<DB: Database> managed::Manager for Manager<DB> {
             return Err(RecycleError::message("past its lifetime"));
         }
         if !c.clean || m.last_used() > PING_WHEN_IDLE_FOR {
-            c.conn.ping().await?;
+            DB::reset(&mut c.conn).await?;
             c.clean = true;
         }
         Ok(())
     }
 }
 
-/// Runs a statement without arguments (transaction control). One impl per dialect,
-/// so generic code needs no higher-ranked `Executor` bound.
+/// Transaction control per dialect; concrete impls, so generic code needs no
+/// higher-ranked `Executor` bound.
 pub trait Dialect: Database {
+    /// Runs a statement without arguments.
     fn run<'c>(
         conn: &'c mut Self::Connection,
         sql: &'static str,
     ) -> BoxFuture<'c, Result<(), sqlx::Error>>;
+
+    /// Leaves the connection outside any transaction, with nothing pending.
+    fn reset(conn: &mut Self::Connection) -> BoxFuture<'_, Result<(), sqlx::Error>>;
 }
 
-macro_rules! dialect {
-    ($db:ty) => {
-        impl Dialect for $db {
-            fn run<'c>(
-                conn: &'c mut Self::Connection,
-                sql: &'static str,
-            ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
-                let done = conn.execute(sql);
-                Box::pin(async move { done.await.map(|_| ()) })
-            }
-        }
-    };
+impl Dialect for sqlx::MySql {
+    fn run<'c>(
+        conn: &'c mut Self::Connection,
+        sql: &'static str,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+        let done = conn.execute(sql);
+        Box::pin(async move { done.await.map(|_| ()) })
+    }
+
+    /// MySQL's `ROLLBACK` outside a transaction is a no-op that succeeds.
+    fn reset(conn: &mut Self::Connection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+        Self::run(conn, "ROLLBACK")
+    }
 }
-dialect!(sqlx::MySql);
-dialect!(sqlx::Sqlite);
+
+impl Dialect for sqlx::Sqlite {
+    fn run<'c>(
+        conn: &'c mut Self::Connection,
+        sql: &'static str,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+        let done = conn.execute(sql);
+        Box::pin(async move { done.await.map(|_| ()) })
+    }
+
+    /// SQLite refuses a `ROLLBACK` outside a transaction; that answer means the
+    /// connection is already where it should be.
+    fn reset(conn: &mut Self::Connection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+        let done = Self::run(conn, "ROLLBACK");
+        Box::pin(async move {
+            match done.await {
+                Err(sqlx::Error::Database(e))
+                    if e.message().contains("no transaction is active") =>
+                {
+                    Ok(())
+                }
+                other => other,
+            }
+        })
+    }
+}
 
 /// A pool of connections to one database; cheap to clone.
-pub struct ConnPool<DB: Database> {
+pub struct ConnPool<DB: Dialect> {
     inner: managed::Pool<Manager<DB>>,
 }
 
-impl<DB: Database> std::fmt::Debug for ConnPool<DB> {
+impl<DB: Dialect> std::fmt::Debug for ConnPool<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnPool")
             .field("status", &self.inner.status())
@@ -99,7 +131,7 @@ impl<DB: Database> std::fmt::Debug for ConnPool<DB> {
     }
 }
 
-impl<DB: Database> Clone for ConnPool<DB> {
+impl<DB: Dialect> Clone for ConnPool<DB> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -107,7 +139,7 @@ impl<DB: Database> Clone for ConnPool<DB> {
     }
 }
 
-impl<DB: Database> ConnPool<DB> {
+impl<DB: Dialect> ConnPool<DB> {
     /// Opens one connection at once, so a wrong URL or an unreachable server stops
     /// start-up instead of the first request.
     pub async fn connect(
@@ -134,10 +166,7 @@ impl<DB: Database> ConnPool<DB> {
         Ok(PoolConnection(obj))
     }
 
-    pub async fn begin(&self) -> Result<PoolTransaction<DB>, sqlx::Error>
-    where
-        DB: Dialect,
-    {
+    pub async fn begin(&self) -> Result<PoolTransaction<DB>, sqlx::Error> {
         self.begin_with("BEGIN").await
     }
 
@@ -146,14 +175,19 @@ impl<DB: Database> ConnPool<DB> {
     pub async fn begin_with(
         &self,
         statement: &'static str,
-    ) -> Result<PoolTransaction<DB>, sqlx::Error>
-    where
-        DB: Dialect,
-    {
+    ) -> Result<PoolTransaction<DB>, sqlx::Error> {
         let mut obj = self.inner.get().await.map_err(pool_error)?;
         obj.clean = false;
-        DB::run(&mut obj.conn, statement).await?;
-        Ok(PoolTransaction { obj: Some(obj) })
+        // Armed before the BEGIN: if this future is dropped while the BEGIN waits (for
+        // SQLite's write lock, say), the BEGIN may still complete on the connection,
+        // and the guard's drop rolls it back.
+        let mut tx = PoolTransaction { obj: Some(obj) };
+        if let Err(e) = DB::run(&mut tx, statement).await {
+            // No transaction was opened; the connection is reset before its next use.
+            drop(tx.obj.take());
+            return Err(e);
+        }
+        Ok(tx)
     }
 
     /// Open connections (busy or idle).
@@ -180,24 +214,24 @@ fn pool_error(e: PoolError<sqlx::Error>) -> sqlx::Error {
 }
 
 /// A connection out of the pool. Given back unchecked only through
-/// [`release_clean`](Self::release_clean); dropped, it is pinged before its next use.
-pub struct PoolConnection<DB: Database>(Object<Manager<DB>>);
+/// [`release_clean`](Self::release_clean); dropped, it is reset before its next use.
+pub struct PoolConnection<DB: Dialect>(Object<Manager<DB>>);
 
-impl<DB: Database> PoolConnection<DB> {
+impl<DB: Dialect> PoolConnection<DB> {
     /// Back to the pool as sound: call only after the last statement completed.
     pub fn release_clean(mut self) {
         self.0.clean = true;
     }
 }
 
-impl<DB: Database> Deref for PoolConnection<DB> {
+impl<DB: Dialect> Deref for PoolConnection<DB> {
     type Target = DB::Connection;
     fn deref(&self) -> &DB::Connection {
         &self.0.conn
     }
 }
 
-impl<DB: Database> DerefMut for PoolConnection<DB> {
+impl<DB: Dialect> DerefMut for PoolConnection<DB> {
     fn deref_mut(&mut self) -> &mut DB::Connection {
         &mut self.0.conn
     }
@@ -256,7 +290,7 @@ impl<DB: Dialect> Drop for PoolTransaction<DB> {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
-                    match DB::run(&mut obj.conn, "ROLLBACK").await {
+                    match DB::reset(&mut obj.conn).await {
                         Ok(()) => obj.clean = true,
                         Err(e) => {
                             tracing::warn!(error = %e, "rollback of an abandoned transaction failed; the connection is closed");
@@ -274,7 +308,7 @@ impl<DB: Dialect> Drop for PoolTransaction<DB> {
 /// Statements run on `&pool` take a connection for just that statement and give it
 /// back clean once the statement completed. Rows are collected before they are
 /// yielded, which is what every caller here does anyway.
-impl<'p, DB: Database> Executor<'p> for &'_ ConnPool<DB>
+impl<'p, DB: Dialect> Executor<'p> for &'_ ConnPool<DB>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
