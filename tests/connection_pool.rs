@@ -42,6 +42,29 @@ async fn sqlite_pool(max: u32) -> (ConnPool<Sqlite>, tempfile::TempDir) {
     (pool, dir)
 }
 
+/// One row into `scratch` through a transaction of either dialect.
+async fn insert<DB: efs_iam::storage::pool::Dialect>(
+    tx: &mut efs_iam::storage::pool::PoolTransaction<DB>,
+    id: i32,
+) where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    sqlx::query("INSERT INTO scratch VALUES (?)")
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .unwrap();
+}
+
+async fn mysql_scratch_ids(pool: &ConnPool<MySql>) -> Vec<i32> {
+    sqlx::query_scalar("SELECT id FROM scratch ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
 /// A counter of the pool's own session (the pool has one connection in these tests).
 async fn session_status(pool: &ConnPool<MySql>, name: &str) -> i64 {
     let row = sqlx::query(&format!("SHOW SESSION STATUS LIKE '{name}'"))
@@ -99,16 +122,9 @@ async fn mysql_a_transaction_cancelled_during_its_begin_does_not_stay_open() {
         .unwrap();
     assert_eq!(in_tx, 0);
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query("INSERT INTO scratch VALUES (8)")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    insert(&mut tx, 8).await;
     tx.rollback().await.unwrap();
-    let ids: Vec<i32> = sqlx::query_scalar("SELECT id FROM scratch ORDER BY id")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    assert_eq!(ids, vec![7]);
+    assert_eq!(mysql_scratch_ids(&pool).await, vec![7]);
 }
 
 #[tokio::test]
@@ -117,10 +133,7 @@ async fn mysql_an_abandoned_transaction_releases_its_locks_at_once() {
         return;
     };
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query("INSERT INTO scratch VALUES (1)")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    insert(&mut tx, 1).await;
     drop(tx);
 
     // Another session wants the same row. With the rollback left to the connection's
@@ -169,32 +182,19 @@ async fn mysql_commit_and_rollback_end_the_transaction() {
         return;
     };
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query("INSERT INTO scratch VALUES (1)")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    insert(&mut tx, 1).await;
     tx.commit().await.unwrap();
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query("INSERT INTO scratch VALUES (2)")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    insert(&mut tx, 2).await;
     tx.rollback().await.unwrap();
-    let ids: Vec<i32> = sqlx::query_scalar("SELECT id FROM scratch ORDER BY id")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    assert_eq!(ids, vec![1]);
+    assert_eq!(mysql_scratch_ids(&pool).await, vec![1]);
 }
 
 #[tokio::test]
 async fn sqlite_an_abandoned_transaction_releases_the_write_lock_at_once() {
     let (pool, _dir) = sqlite_pool(2).await;
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
-    sqlx::query("INSERT INTO scratch VALUES (1)")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    insert(&mut tx, 1).await;
     drop(tx);
     // The other connection: it would wait the 5 s busy timeout for the write lock if
     // the abandoned transaction stayed open until its connection's next use.
@@ -230,10 +230,7 @@ async fn sqlite_a_transaction_cancelled_while_waiting_for_the_write_lock_does_no
         .begin_with("BEGIN IMMEDIATE")
         .await
         .expect("the pool's connection is outside any transaction");
-    sqlx::query("INSERT INTO scratch VALUES (1)")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    insert(&mut tx, 1).await;
     tx.commit().await.unwrap();
     // Committed for real: another connection sees it.
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM scratch")

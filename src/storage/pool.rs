@@ -77,14 +77,22 @@ pub trait Dialect: Database {
     fn reset(conn: &mut Self::Connection) -> BoxFuture<'_, Result<(), sqlx::Error>>;
 }
 
+/// `Dialect::run`, the same for both (a macro: a generic body would need the
+/// higher-ranked bound the trait exists to avoid).
+macro_rules! run_statement {
+    () => {
+        fn run<'c>(
+            conn: &'c mut Self::Connection,
+            sql: &'static str,
+        ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+            let done = conn.execute(sql);
+            Box::pin(async move { done.await.map(|_| ()) })
+        }
+    };
+}
+
 impl Dialect for sqlx::MySql {
-    fn run<'c>(
-        conn: &'c mut Self::Connection,
-        sql: &'static str,
-    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
-        let done = conn.execute(sql);
-        Box::pin(async move { done.await.map(|_| ()) })
-    }
+    run_statement!();
 
     /// MySQL's `ROLLBACK` outside a transaction is a no-op that succeeds.
     fn reset(conn: &mut Self::Connection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
@@ -93,13 +101,7 @@ impl Dialect for sqlx::MySql {
 }
 
 impl Dialect for sqlx::Sqlite {
-    fn run<'c>(
-        conn: &'c mut Self::Connection,
-        sql: &'static str,
-    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
-        let done = conn.execute(sql);
-        Box::pin(async move { done.await.map(|_| ()) })
-    }
+    run_statement!();
 
     /// SQLite refuses a `ROLLBACK` outside a transaction; that answer means the
     /// connection is already where it should be.
