@@ -65,6 +65,23 @@ async fn mysql_scratch_ids(pool: &ConnPool<MySql>) -> Vec<i32> {
         .unwrap()
 }
 
+/// Drops `slow` after `ms` milliseconds, then asks the pool (one connection) for
+/// something else: the answer must be this question's, whatever the cancelled one
+/// left on the connection.
+macro_rules! cancel_then_ask {
+    ($pool:expr, $slow:expr, $ms:expr) => {{
+        let slow = sqlx::query_scalar::<_, String>($slow).fetch_one(&$pool);
+        assert!(tokio::time::timeout(Duration::from_millis($ms), slow)
+            .await
+            .is_err());
+        let second: String = sqlx::query_scalar("SELECT 'second'")
+            .fetch_one(&$pool)
+            .await
+            .unwrap();
+        assert_eq!(second, "second");
+    }};
+}
+
 /// A counter of the pool's own session (the pool has one connection in these tests).
 async fn session_status(pool: &ConnPool<MySql>, name: &str) -> i64 {
     let row = sqlx::query(&format!("SHOW SESSION STATUS LIKE '{name}'"))
@@ -163,17 +180,7 @@ async fn mysql_a_cancelled_statement_does_not_reach_the_next_user() {
     let Some((pool, _db)) = mysql_pool(1).await else {
         return;
     };
-    let slow = sqlx::query_scalar::<_, String>("SELECT CONCAT('first', SLEEP(1))").fetch_one(&pool);
-    assert!(tokio::time::timeout(Duration::from_millis(100), slow)
-        .await
-        .is_err());
-    // The pool's only connection still has the first answer coming: it must be
-    // drained, not read as the answer to this.
-    let second: String = sqlx::query_scalar("SELECT 'second'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(second, "second");
+    cancel_then_ask!(pool, "SELECT CONCAT('first', SLEEP(1))", 100);
 }
 
 #[tokio::test]
@@ -243,19 +250,12 @@ async fn sqlite_a_transaction_cancelled_while_waiting_for_the_write_lock_does_no
 #[tokio::test]
 async fn sqlite_a_cancelled_statement_does_not_reach_the_next_user() {
     let (pool, _dir) = sqlite_pool(1).await;
-    let slow = sqlx::query_scalar::<_, i64>(
+    cancel_then_ask!(
+        pool,
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) \
-         SELECT COUNT(*) FROM c",
-    )
-    .fetch_one(&pool);
-    assert!(tokio::time::timeout(Duration::from_millis(20), slow)
-        .await
-        .is_err());
-    let second: String = sqlx::query_scalar("SELECT 'second'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(second, "second");
+         SELECT CAST(COUNT(*) AS TEXT) FROM c",
+        20
+    );
 }
 
 #[tokio::test]
