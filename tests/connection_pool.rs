@@ -259,6 +259,41 @@ async fn sqlite_a_cancelled_statement_does_not_reach_the_next_user() {
 }
 
 #[tokio::test]
+async fn sqlite_writers_queue_for_their_turn_instead_of_meeting_the_file_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    // No busy timeout: a writer that met another's lock would fail at once.
+    let options = SqliteConnectOptions::new()
+        .filename(dir.path().join("pool.db"))
+        .create_if_missing(true)
+        .busy_timeout(Duration::ZERO);
+    let pool: ConnPool<Sqlite> = ConnPool::connect(options, 8, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .serialize_transactions();
+    (&pool)
+        .execute("CREATE TABLE scratch (id INTEGER PRIMARY KEY)")
+        .await
+        .unwrap();
+    let writers = (0..32).map(|id| {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            insert(&mut tx, id).await;
+            tokio::task::yield_now().await;
+            tx.commit().await
+        })
+    });
+    for w in futures::future::join_all(writers).await {
+        w.unwrap().expect("no writer met the write lock");
+    }
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM scratch")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 32);
+}
+
+#[tokio::test]
 async fn an_exhausted_pool_times_out_instead_of_hanging() {
     let dir = tempfile::tempdir().unwrap();
     let options = SqliteConnectOptions::new()

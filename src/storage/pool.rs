@@ -19,6 +19,7 @@
 //! - connections are replaced after [`MAX_LIFETIME`], as sqlx does.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult};
@@ -26,6 +27,7 @@ use deadpool::Runtime;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use sqlx::{Connection, Database, Describe, Either, Execute, Executor};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// A connection idle longer than this is reset before it is handed out.
 pub const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(5);
@@ -123,6 +125,10 @@ impl Dialect for sqlx::Sqlite {
 /// A pool of connections to one database; cheap to clone.
 pub struct ConnPool<DB: Dialect> {
     inner: managed::Pool<Manager<DB>>,
+    /// Set for SQLite: one transaction at a time, in arrival order (see
+    /// [`ConnPool::serialize_transactions`]).
+    transactions: Option<Arc<Mutex<()>>>,
+    acquire_timeout: Duration,
 }
 
 impl<DB: Dialect> std::fmt::Debug for ConnPool<DB> {
@@ -137,6 +143,8 @@ impl<DB: Dialect> Clone for ConnPool<DB> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            transactions: self.transactions.clone(),
+            acquire_timeout: self.acquire_timeout,
         }
     }
 }
@@ -157,9 +165,24 @@ impl<DB: Dialect> ConnPool<DB> {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| sqlx::Error::Configuration(e.to_string().into()))?;
-        let pool = Self { inner };
+        let pool = Self {
+            inner,
+            transactions: None,
+            acquire_timeout,
+        };
         pool.acquire().await?.release_clean();
         Ok(pool)
+    }
+
+    /// Transactions wait for each other here, first come first served, before they
+    /// take a connection. For SQLite, whose every transaction here is a writer: its
+    /// own busy handler makes a waiting writer sleep and poll (up to 100 ms a turn),
+    /// so under load some writers waited hundreds of times longer than the median;
+    /// queued here, none meets the file lock held by another of this process's
+    /// connections (other processes on the same file still meet the busy timeout).
+    pub fn serialize_transactions(mut self) -> Self {
+        self.transactions = Some(Arc::new(Mutex::new(())));
+        self
     }
 
     pub async fn acquire(&self) -> Result<PoolConnection<DB>, sqlx::Error> {
@@ -178,12 +201,23 @@ impl<DB: Dialect> ConnPool<DB> {
         &self,
         statement: &'static str,
     ) -> Result<PoolTransaction<DB>, sqlx::Error> {
+        let turn = match &self.transactions {
+            Some(queue) => Some(
+                tokio::time::timeout(self.acquire_timeout, queue.clone().lock_owned())
+                    .await
+                    .map_err(|_| sqlx::Error::PoolTimedOut)?,
+            ),
+            None => None,
+        };
         let mut obj = self.inner.get().await.map_err(pool_error)?;
         obj.clean = false;
         // Armed before the BEGIN: if this future is dropped while the BEGIN waits (for
         // SQLite's write lock, say), the BEGIN may still complete on the connection,
         // and the guard's drop rolls it back.
-        let mut tx = PoolTransaction { obj: Some(obj) };
+        let mut tx = PoolTransaction {
+            obj: Some(obj),
+            turn,
+        };
         if let Err(e) = DB::run(&mut tx, statement).await {
             // No transaction was opened; the connection is reset before its next use.
             drop(tx.obj.take());
@@ -242,6 +276,9 @@ impl<DB: Dialect> DerefMut for PoolConnection<DB> {
 /// A transaction on a pooled connection; rolled back if dropped unfinished.
 pub struct PoolTransaction<DB: Dialect> {
     obj: Option<Object<Manager<DB>>>,
+    /// The transaction queue's turn, when the pool has one: held until the
+    /// transaction has ended (after the rollback, for one dropped unfinished).
+    turn: Option<OwnedMutexGuard<()>>,
 }
 
 impl<DB: Dialect> PoolTransaction<DB> {
@@ -289,9 +326,11 @@ impl<DB: Dialect> Drop for PoolTransaction<DB> {
         let Some(mut obj) = self.obj.take() else {
             return;
         };
+        let turn = self.turn.take();
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
+                    let _turn = turn;
                     match DB::reset(&mut obj.conn).await {
                         Ok(()) => obj.clean = true,
                         Err(e) => {

@@ -30,8 +30,9 @@ impl SqliteStore {
             .foreign_keys(true);
         // An embedded file's connections do not drop; sqlx's pool would still ping each
         // one on release, a round trip to its worker thread (see `storage::pool`).
-        let pool =
-            ConnPool::connect(connect, options.max_connections, options.acquire_timeout).await?;
+        let pool = ConnPool::connect(connect, options.max_connections, options.acquire_timeout)
+            .await?
+            .serialize_transactions();
         Ok(Self { pool })
     }
 
