@@ -11,7 +11,7 @@
 //!   `ROLLBACK`, which drains what a cancelled statement left on the wire, ends any
 //!   transaction it may have opened, and proves the connection alive — and one that
 //!   fails the reset is replaced;
-//! - a connection idle for more than [`PING_WHEN_IDLE_FOR`] is reset before use
+//! - a connection idle for more than [`RESET_WHEN_IDLE_FOR`] is reset before use
 //!   (`wait_timeout` or a server restart may have closed it);
 //! - a transaction dropped without `commit` or `rollback` — also one cancelled while
 //!   its `BEGIN` was still waiting for a lock — is rolled back at once in a spawned
@@ -30,7 +30,7 @@ use sqlx::{Connection, Database, Describe, Either, Execute, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// A connection idle longer than this is reset before it is handed out.
-pub const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(5);
+pub const RESET_WHEN_IDLE_FOR: Duration = Duration::from_secs(5);
 /// sqlx's default: long-lived connections are recycled so server-side state and
 /// memory do not grow without bound.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
@@ -58,7 +58,7 @@ impl<DB: Dialect> managed::Manager for Manager<DB> {
         if m.age() > MAX_LIFETIME {
             return Err(RecycleError::message("past its lifetime"));
         }
-        if !c.clean || m.last_used() > PING_WHEN_IDLE_FOR {
+        if !c.clean || m.last_used() > RESET_WHEN_IDLE_FOR {
             DB::reset(&mut c.conn).await?;
             c.clean = true;
         }
