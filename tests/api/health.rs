@@ -142,8 +142,9 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
 }
 
 /// MariaDB closing busy pooled connections (a restart or failover under load) costs at
-/// most one call per connection: the pool pings only connections that sat idle (see
-/// `MySqlStore::connect`), so this proves dead connections are replaced.
+/// most one call per connection: the pool checks a connection only after an error, a
+/// cancellation or idleness (see `storage::pool`), so this proves dead connections are
+/// replaced.
 #[tokio::test]
 async fn mysql_connections_killed_by_the_server_are_replaced() {
     let Some(db) = TestDb::mysql().await else {
