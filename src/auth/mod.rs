@@ -140,26 +140,10 @@ struct VerifyingKey {
 pub struct Authenticator {
     keys: Vec<VerifyingKey>,
     jwks: Option<(String, JwksCache)>,
-    /// Built once per algorithm: a `Validation` holds sets of issuers, audiences and
-    /// required claims, which rebuilding on every call would allocate each time.
-    validations: Vec<Validation>,
+    issuer: String,
+    audience: String,
+    leeway: Duration,
 }
-
-/// Every algorithm a configured or JWKS key can be pinned to.
-const ALGORITHMS: [Algorithm; 12] = [
-    Algorithm::HS256,
-    Algorithm::HS384,
-    Algorithm::HS512,
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
 
 impl Authenticator {
     /// `Ok(None)` when no key is configured.
@@ -211,22 +195,12 @@ impl Authenticator {
         let audience = s.audience.clone().ok_or_else(|| {
             anyhow::anyhow!("EFS_IAM_AUTH_AUDIENCE is required when auth keys are set")
         })?;
-        let validations = ALGORITHMS
-            .iter()
-            .map(|&algorithm| {
-                let mut validation = Validation::new(algorithm);
-                validation.set_issuer(&[&issuer]);
-                validation.set_audience(&[&audience]);
-                validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-                validation.validate_nbf = true;
-                validation.leeway = s.leeway.as_secs();
-                validation
-            })
-            .collect();
         Ok(Some(Self {
             keys,
             jwks,
-            validations,
+            issuer,
+            audience,
+            leeway: s.leeway,
         }))
     }
 
@@ -285,15 +259,13 @@ impl Authenticator {
         }
         let mut last = AuthError::Signature;
         for key in pinned {
-            let Some(validation) = self
-                .validations
-                .iter()
-                .find(|v| v.algorithms == [key.algorithm])
-            else {
-                last = AuthError::Algorithm;
-                continue;
-            };
-            match jsonwebtoken::decode::<Claims>(token, &key.key, validation) {
+            let mut validation = Validation::new(key.algorithm);
+            validation.set_issuer(&[&self.issuer]);
+            validation.set_audience(&[&self.audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+            validation.validate_nbf = true;
+            validation.leeway = self.leeway.as_secs();
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
                 Ok(data) => {
                     let claims = data.claims;
                     return Ok(Caller {
