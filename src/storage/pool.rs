@@ -186,9 +186,14 @@ impl<DB: Dialect> ConnPool<DB> {
     }
 
     pub async fn acquire(&self) -> Result<PoolConnection<DB>, sqlx::Error> {
+        Ok(PoolConnection(self.checkout().await?))
+    }
+
+    /// A connection marked in use: unclean until its user says otherwise.
+    async fn checkout(&self) -> Result<Object<Manager<DB>>, sqlx::Error> {
         let mut obj = self.inner.get().await.map_err(pool_error)?;
         obj.clean = false;
-        Ok(PoolConnection(obj))
+        Ok(obj)
     }
 
     pub async fn begin(&self) -> Result<PoolTransaction<DB>, sqlx::Error> {
@@ -209,8 +214,7 @@ impl<DB: Dialect> ConnPool<DB> {
             ),
             None => None,
         };
-        let mut obj = self.inner.get().await.map_err(pool_error)?;
-        obj.clean = false;
+        let obj = self.checkout().await?;
         // Armed before the BEGIN: if this future is dropped while the BEGIN waits (for
         // SQLite's write lock, say), the BEGIN may still complete on the connection,
         // and the guard's drop rolls it back.
