@@ -125,6 +125,25 @@ sql_only!(
     expired_rows_are_purged,
 );
 
+/// What only memcached has (re-encryption over a key dump).
+macro_rules! memcached_only {
+    ($($name:ident),* $(,)?) => {
+        mod memcached_only {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(servers) = super::memcached_servers() {
+                        let db = super::TestDb::sqlite().await;
+                        super::$name(super::env_on(db, Some(servers)).await).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+memcached_only!(reencrypt_rewrites_every_memcached_entry_keeping_its_ttl);
+
 fn session(s: &str) -> SessionId {
     SessionId::parse(s).unwrap()
 }
@@ -813,4 +832,76 @@ async fn memcached_keys_spread_over_several_servers() {
             .unwrap()
             .is_some());
     }
+}
+
+async fn reencrypt_rewrites_every_memcached_entry_keeping_its_ttl(mut env: Env) {
+    let old = env.with_keys(KEY_1);
+    let short = session("memcached-short");
+    let long = session("memcached-long");
+    old.put(
+        &short,
+        obj(json!({"access_token": "short-lived", "expires_in": 300})),
+        None,
+    )
+    .await
+    .unwrap();
+    old.put(
+        &long,
+        obj(json!({"access_token": "default-lifetime"})),
+        None,
+    )
+    .await
+    .unwrap();
+    // An entry nobody can open: counted as failed and left as it is.
+    write_raw(
+        &old,
+        &session("memcached-unreadable"),
+        "efs1:gone:AAAA",
+        &env,
+    )
+    .await;
+    let before = old.get(&short).await.unwrap().unwrap();
+
+    let rotated = env.with_keys(&format!("{KEY_2},{KEY_1}"));
+    let report = rotated.reencrypt().await.unwrap();
+    assert_eq!(
+        (
+            report.scanned,
+            report.rewritten,
+            report.current,
+            report.failed
+        ),
+        (3, 2, 0, 1),
+        "{report:?}"
+    );
+    let again = rotated.reencrypt().await.unwrap();
+    assert_eq!(
+        (again.scanned, again.rewritten, again.current, again.failed),
+        (3, 0, 2, 1),
+        "{again:?}"
+    );
+
+    let new_only = env.with_keys(KEY_2);
+    let after = new_only.get(&short).await.unwrap().unwrap();
+    assert_eq!(after.idp_response, before.idp_response);
+    assert_eq!(
+        after.expires_at, before.expires_at,
+        "the record's expiry kept"
+    );
+    assert_eq!(
+        new_only.get(&long).await.unwrap().unwrap().idp_response["access_token"],
+        "default-lifetime"
+    );
+    assert!(raw_value(&env, &new_only, &short)
+        .await
+        .starts_with("efs1:k2:"));
+    // memcached's own expiry was kept too: the short entry still goes in about 300 s.
+    let h = hashed(&short);
+    let rows = new_only.store().scan_tokens(0, 10).await.unwrap().unwrap();
+    let row = rows.iter().find(|r| r.session_id == h).expect("listed");
+    let left = row.expires_at.expect("a TTL") - chrono::Utc::now().naive_utc();
+    assert!(
+        (280..=301).contains(&left.num_seconds()),
+        "remaining TTL {left:?}"
+    );
 }

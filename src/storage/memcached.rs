@@ -24,6 +24,13 @@
 //!   space-separated, appended atomically (`ms … MA N<ttl>`), kept for the maximum
 //!   token lifetime. "Log out everywhere" deletes each listed key, then the list.
 //!
+//! `tokens re-encrypt` lists the session keys with `lru_crawler metadump all` (the
+//! crawler must be enabled, as it is by default), rewrites each entry with
+//! compare-and-swap and keeps its remaining TTL.
+//!
+//! Addresses are IPv4 or host names: the client crate connects over IPv4 only, so an
+//! IPv6 literal is refused at start-up.
+//!
 //! memcached is a cache: under memory pressure it evicts, and an evicted subject list
 //! means "log out everywhere" misses sessions. Run the token store's memcached with
 //! `-M` (refuse writes rather than evict) and enough memory.
@@ -141,6 +148,10 @@ pub struct MemcachedStore {
     servers: Vec<Server>,
     ring: Ring,
     options: MemcachedOptions,
+    /// The session keys listed by the scan that started last (`scan_tokens` from 0),
+    /// by cursor: later pages are served from it instead of dumping every server
+    /// again for each page.
+    scan: Mutex<Vec<(i64, String)>>,
 }
 
 type McResult<T> = Result<T, async_memcached::Error>;
@@ -167,6 +178,7 @@ impl MemcachedStore {
             ring: Ring::new(&options.servers),
             servers,
             options,
+            scan: Mutex::new(Vec::new()),
         })
     }
 
@@ -184,6 +196,70 @@ impl MemcachedStore {
             self.options.key_prefix,
             URL_SAFE_NO_PAD.encode(subject)
         )
+    }
+
+    /// The hashed session id a session key was made from, when `key` is one of ours.
+    fn hashed_id_of(&self, key: &str) -> Option<Vec<u8>> {
+        let encoded = key
+            .strip_prefix(self.options.key_prefix.as_str())?
+            .strip_prefix("t:")?;
+        URL_SAFE_NO_PAD.decode(encoded).ok()
+    }
+
+    /// Every session key on one server, from `lru_crawler metadump all` (memcached
+    /// 1.4.31+; the crawler must not be disabled). The client crate has no command for
+    /// it, so this speaks the text protocol on a connection of its own.
+    async fn dump_session_keys(&self, server: &Server) -> StorageResult<Vec<String>> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let dump = async {
+            let stream = tokio::net::TcpStream::connect(server.addr.as_str()).await?;
+            let mut stream = tokio::io::BufReader::new(stream);
+            stream
+                .get_mut()
+                .write_all(b"lru_crawler metadump all\r\n")
+                .await?;
+            let mut keys = Vec::new();
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if stream.read_line(&mut line).await? == 0 {
+                    return Err(std::io::Error::other("connection closed during the dump"));
+                }
+                let line = line.trim_end();
+                if line == "END" {
+                    return Ok(keys);
+                }
+                let Some(encoded) = line
+                    .strip_prefix("key=")
+                    .and_then(|rest| rest.split(' ').next())
+                else {
+                    // BUSY (another dump is running), ERROR (crawler disabled), ...
+                    return Err(std::io::Error::other(format!(
+                        "lru_crawler metadump answered {line:?}"
+                    )));
+                };
+                let key = percent_encoding::percent_decode_str(encoded)
+                    .decode_utf8_lossy()
+                    .into_owned();
+                if self.hashed_id_of(&key).is_some() {
+                    keys.push(key);
+                }
+            }
+        };
+        // A dump of a large server takes longer than one command: ten timeouts.
+        tokio::time::timeout(self.options.timeout * 10, dump)
+            .await
+            .map_err(|_| Self::unavailable(server, "the key dump did not finish in time"))?
+            .map_err(|e| Self::unavailable(server, e))
+    }
+
+    /// A cursor position for a session key: 63 bits of its (already uniformly
+    /// distributed) HMAC, so pages need no server-side order.
+    fn scan_position(hashed: &[u8]) -> i64 {
+        let mut bytes = [0u8; 8];
+        let tail = hashed.get(1..9).unwrap_or(&[]);
+        bytes[..tail.len()].copy_from_slice(tail);
+        ((u64::from_be_bytes(bytes) >> 1) as i64).max(1)
     }
 
     fn server(&self, key: &str) -> &Server {
@@ -484,18 +560,130 @@ impl TokenStore for MemcachedStore {
         Ok(0)
     }
 
-    async fn scan_tokens(&self, _after: i64, _limit: u32) -> StorageResult<Option<Vec<TokenRow>>> {
-        Ok(None)
+    /// Session entries in the order of a position taken from their key's HMAC. The
+    /// keys are listed with `lru_crawler metadump` when a scan starts (`after` = 0);
+    /// an entry written after that is already under the newest key, and one that has
+    /// expired or been deleted since is skipped. `id` is the position, `expires_at`
+    /// comes from memcached's remaining TTL.
+    #[tracing::instrument(skip(self), err(level = "warn"))]
+    async fn scan_tokens(&self, after: i64, limit: u32) -> StorageResult<Option<Vec<TokenRow>>> {
+        if after == 0 {
+            let mut listed = Vec::new();
+            for server in &self.servers {
+                for key in self.dump_session_keys(server).await? {
+                    let hashed = self.hashed_id_of(&key).expect("filtered by the dump");
+                    listed.push((Self::scan_position(&hashed), key));
+                }
+            }
+            listed.sort_unstable();
+            *self.scan.lock().expect("scan lock") = listed;
+        }
+        let mut rows = Vec::with_capacity(limit as usize);
+        let mut cursor = after;
+        // Entries gone since the listing are skipped, so a page is only short (or
+        // empty) at the end of the listing.
+        while rows.len() < limit as usize {
+            let chunk: Vec<(i64, String)> = {
+                let listed = self.scan.lock().expect("scan lock");
+                let start = listed.partition_point(|(position, _)| *position <= cursor);
+                listed[start..]
+                    .iter()
+                    .take(limit as usize)
+                    .cloned()
+                    .collect()
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            for (position, key) in chunk {
+                cursor = position;
+                let k = key.clone();
+                let found = match self
+                    .on(&key, move |c| {
+                        Box::pin(async move { c.meta_get(k, false, None, Some(&["v", "t"])).await })
+                    })
+                    .await?
+                {
+                    Ok(found) => found,
+                    Err(async_memcached::Error::Protocol(Status::NotFound)) => None,
+                    Err(e) => return Err(Self::protocol_error(self.server(&key), e)),
+                };
+                let Some(found) = found else { continue };
+                let expires_at = found
+                    .ttl_remaining
+                    .filter(|ttl| *ttl >= 0)
+                    .map(|ttl| (Utc::now() + chrono::Duration::seconds(ttl)).naive_utc());
+                rows.push(TokenRow {
+                    id: position,
+                    session_id: self.hashed_id_of(&key).expect("listed keys are ours"),
+                    idp_response: found.data.map(|d| String::from_utf8(d).unwrap_or_default()),
+                    stored_at: None,
+                    expires_at,
+                });
+                if rows.len() == limit as usize {
+                    break;
+                }
+            }
+        }
+        Ok(Some(rows))
     }
 
+    /// Compare-and-swap: the entry is replaced only if it still holds the scanned
+    /// value, and keeps its remaining TTL (the sealed record carries its own expiry).
+    #[tracing::instrument(skip_all, err(level = "warn"))]
     async fn rewrite_token(
         &self,
-        _row: &TokenRow,
-        _session_id: &[u8],
-        _value: &str,
+        row: &TokenRow,
+        session_id: &[u8],
+        value: &str,
         _expires_at: DateTime<Utc>,
     ) -> StorageResult<bool> {
-        Ok(false)
+        let key = self.session_key(session_id);
+        let k = key.clone();
+        let current = match self
+            .on(&key, move |c| {
+                Box::pin(async move { c.meta_get(k, false, None, Some(&["v", "t", "c"])).await })
+            })
+            .await?
+        {
+            Ok(found) => found,
+            Err(async_memcached::Error::Protocol(Status::NotFound)) => None,
+            Err(e) => return Err(Self::protocol_error(self.server(&key), e)),
+        };
+        let Some(current) = current else {
+            return Ok(false);
+        };
+        if current.data.as_deref() != row.idp_response.as_deref().map(str::as_bytes) {
+            return Ok(false);
+        }
+        let Some(cas) = current.cas else {
+            return Err(Self::unavailable(
+                self.server(&key),
+                "no CAS value in the answer",
+            ));
+        };
+        let mut flags = vec![format!("C{cas}")];
+        match current.ttl_remaining {
+            Some(ttl) if ttl > 0 => flags.push(format!("T{ttl}")),
+            // About to expire: nothing to rewrite.
+            Some(0) => return Ok(false),
+            _ => {}
+        }
+        let (k, v) = (key.clone(), value.to_owned());
+        match self
+            .on(&key, move |c| {
+                Box::pin(async move {
+                    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+                    c.meta_set(k, v.as_bytes(), false, None, Some(&flags)).await
+                })
+            })
+            .await?
+        {
+            Ok(_) => Ok(true),
+            // Changed or deleted since the read.
+            Err(async_memcached::Error::Protocol(Status::Exists | Status::NotFound)) => Ok(false),
+            Err(e) => Err(Self::protocol_error(self.server(&key), e)),
+        }
     }
 }
 

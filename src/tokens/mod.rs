@@ -13,7 +13,7 @@
 //!   lifetime from the first purge that sees them).
 //! * **Encryption at rest:** AES-256-GCM with a key ring, see [`crypto`]. Legacy
 //!   plaintext rows stay readable and are sealed when rewritten; `efs-iam tokens
-//!   re-encrypt` rewrites all of them.
+//!   re-encrypt` rewrites every SQL row and every memcached entry under the newest key.
 //! * **Keyed session ids:** only an HMAC of the session id is stored; lookups fall
 //!   back to the raw id for legacy rows, and a write removes the raw row.
 //! * **id_token verification** ([`oidc`]) for portals with an `okta_issuer`, which

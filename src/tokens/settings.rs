@@ -36,6 +36,15 @@ fn parse_servers(raw: &str) -> Result<MemcachedServers, String> {
         if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
             return Err(format!("entry {}: expected host:port", i + 1));
         }
+        // Refused here rather than failing on every connect: the client crate
+        // (async-memcached 0.9) opens IPv4 sockets only.
+        if host.starts_with('[') || host.contains(':') {
+            return Err(format!(
+                "entry {}: IPv6 addresses are not supported (the memcached client connects \
+                 over IPv4 only); use an IPv4 address or a host name with an IPv4 address",
+                i + 1
+            ));
+        }
         if out.iter().any(|s| s == entry) {
             return Err(format!("entry {}: {entry} appears twice", i + 1));
         }
@@ -209,5 +218,8 @@ mod tests {
         assert!(parse_servers("cache:0").is_err());
         assert!(parse_servers("a:1,a:1").is_err());
         assert!(parse_servers("").is_err());
+        let ipv6 = parse_servers("10.0.0.1:11211,[::1]:11211").unwrap_err();
+        assert!(ipv6.starts_with("entry 2: IPv6"), "{ipv6}");
+        assert!(parse_servers("::1:11211").unwrap_err().contains("IPv6"));
     }
 }
