@@ -34,11 +34,12 @@ async fn verify(auth: &Authenticator, headers: &HeaderMap) -> Result<Caller, Aut
 }
 
 pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| req.uri().path().to_owned());
+    // MatchedPath is reference-counted: this clone copies no string.
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = match &matched {
+        Some(m) => std::borrow::Cow::Borrowed(m.as_str()),
+        None => std::borrow::Cow::Owned(req.uri().path().to_owned()),
+    };
     if route == METRICS_ROUTE && !state.config.metrics_require_auth {
         return next.run(req).await;
     }
@@ -47,6 +48,8 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
     } else {
         required_scope(req.method(), &route)
     };
+    let method = req.method().clone();
+    let operation = Operation(&method, &route);
     let caller = match &state.auth {
         // Development mode: only possible on loopback (checked at start-up).
         None => Caller {
@@ -56,7 +59,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         Some(auth) => match verify(auth, req.headers()).await {
             Ok(caller) => caller,
             Err(AuthError::KeysUnavailable) => {
-                tracing::info!(target: "audit", operation = %format!("{} {route}", req.method()), outcome = "keys-unavailable");
+                tracing::info!(target: "audit", operation = %operation, outcome = "keys-unavailable");
                 let mut res =
                     ApiError::Unavailable(AuthError::KeysUnavailable.to_string()).into_response();
                 res.headers_mut()
@@ -64,21 +67,30 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
                 return res;
             }
             Err(e) => {
-                tracing::info!(target: "audit", operation = %format!("{} {route}", req.method()), outcome = "unauthenticated", reason = %e);
+                tracing::info!(target: "audit", operation = %operation, outcome = "unauthenticated", reason = %e);
                 return ApiError::Unauthorized(e).into_response();
             }
         },
     };
-    let operation = format!("{} {route}", req.method());
     if !caller.has(needed) {
-        tracing::info!(target: "audit", sub = %caller.subject, operation, outcome = "forbidden", needed = needed.as_str());
+        tracing::info!(target: "audit", sub = %caller.subject, operation = %operation, outcome = "forbidden", needed = needed.as_str());
         return ApiError::Forbidden(needed).into_response();
     }
     let subject = caller.subject.clone();
     req.extensions_mut().insert(caller);
     let res = next.run(req).await;
-    tracing::info!(target: "audit", sub = %subject, operation, outcome = res.status().as_u16());
+    tracing::info!(target: "audit", sub = %subject, operation = %operation, outcome = res.status().as_u16());
     res
+}
+
+/// The audit line's `operation` ("GET /api/v1/..."), formatted only when the line is
+/// actually written.
+struct Operation<'a>(&'a axum::http::Method, &'a str);
+
+impl std::fmt::Display for Operation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.0, self.1)
+    }
 }
 
 /// The answer past the concurrent-request limit: 503 with `Retry-After` at once,

@@ -23,8 +23,7 @@ pub fn make_span(req: &Request) -> tracing::Span {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+        .map_or("unmatched", MatchedPath::as_str);
     let request_id = req
         .headers()
         .get(REQUEST_ID)
@@ -34,17 +33,17 @@ pub fn make_span(req: &Request) -> tracing::Span {
 }
 
 pub async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+    // MatchedPath is a reference-counted string: cloning it does not copy the route.
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
     let started = Instant::now();
     let res = next.run(req).await;
-    state
-        .metrics
-        .record_request(method.as_str(), &route, res.status(), started.elapsed());
+    state.metrics.record_request(
+        &method,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        res.status(),
+        started.elapsed(),
+    );
     res
 }
 

@@ -71,10 +71,21 @@ async fn hanging_database_gives_bounded_503s() {
 async fn metrics_count_requests_by_route() {
     let app = spawn_app().await;
     get(&app, "/api/v1/portals/31337/settings").await;
+    // Made-up methods share one label, so clients cannot grow the series without bound.
+    let odd = reqwest::Method::from_bytes(b"PURGEALL").unwrap();
+    let res = app
+        .client
+        .request(odd, app.url("/api/v1/portals/31337/settings"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
     let res = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let text = res.text().await.unwrap();
     assert!(text.contains(r#"http_requests_total{method="GET",route="/api/v1/portals/{portal_id}/settings",status="200"}"#), "{text}");
+    assert!(text.contains(r#"http_requests_total{method="other",route="/api/v1/portals/{portal_id}/settings",status="405"}"#), "{text}");
+    assert!(!text.contains("PURGEALL"), "{text}");
     assert!(text.contains("http_request_duration_seconds_bucket"));
     assert!(text.contains("db_pool_connections"));
 }
