@@ -7,13 +7,15 @@
 //! a token without `kid` is checked against the secret and the PEM keys. Each key is
 //! pinned to one algorithm (HS256 for the shared secret, RS256 or ES256 for a public
 //! key), so `alg: none`, HS/RS confusion and unlisted algorithms can never select a
-//! key. The operation → scope mapping is one function
+//! key. A token that passed is remembered, by its exact text, for at most
+//! [`VERIFIED_FOR`] (see [`Authenticator::verify`]). The operation → scope mapping is one function
 //! ([`required_scope`]) used both by the middleware and by the OpenAPI document, so
 //! the spec shows exactly what is enforced, and a new endpoint gets a scope by rule.
 
 mod settings;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
@@ -135,6 +137,22 @@ struct VerifyingKey {
     key: DecodingKey,
 }
 
+/// How long a verified token is taken on trust before its signature is checked again:
+/// bounds how long a key removed from the caller JWKS keeps being honoured for tokens
+/// already seen.
+pub const VERIFIED_FOR: Duration = Duration::from_secs(60);
+/// Distinct tokens remembered. Callers reuse one token per process; only tokens that
+/// passed are kept, so bad tokens cannot crowd out good ones.
+const VERIFIED_CAPACITY: usize = 1024;
+
+/// A token that passed: who it names, until when it is valid, when it was checked.
+#[derive(Clone)]
+struct Verified {
+    caller: Arc<Caller>,
+    exp: u64,
+    checked: Instant,
+}
+
 /// The keys and rules a token is checked against. `None` keys = development mode
 /// (see [`AuthSettings::check_listen`]).
 pub struct Authenticator {
@@ -143,6 +161,7 @@ pub struct Authenticator {
     issuer: String,
     audience: String,
     leeway: Duration,
+    verified: quick_cache::sync::Cache<Box<str>, Verified>,
 }
 
 impl Authenticator {
@@ -201,6 +220,7 @@ impl Authenticator {
             issuer,
             audience,
             leeway: s.leeway,
+            verified: quick_cache::sync::Cache::new(VERIFIED_CAPACITY),
         }))
     }
 
@@ -217,7 +237,46 @@ impl Authenticator {
         }
     }
 
-    pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+    /// Checks a bearer token. EFS-Admin sends the same token with many calls, and the
+    /// full check (signature, base64 and JSON of header and claims) cost about 7% of
+    /// a reference lookup's throughput (BENCHMARKS.md), so a token that passed is
+    /// remembered by its exact text: a hit re-checks only `exp`, which is all that can
+    /// change for the same bytes; any other text, even one byte off, is checked in
+    /// full. Entries are checked again after [`VERIFIED_FOR`].
+    pub async fn verify(&self, token: &str) -> Result<Arc<Caller>, AuthError> {
+        self.verify_at(token, unix_now(), Instant::now()).await
+    }
+
+    async fn verify_at(
+        &self,
+        token: &str,
+        now: u64,
+        now_instant: Instant,
+    ) -> Result<Arc<Caller>, AuthError> {
+        if let Some(hit) = self.verified.get(token) {
+            if now > hit.exp.saturating_add(self.leeway.as_secs()) {
+                self.verified.remove(token);
+                return Err(AuthError::Expired);
+            }
+            if now_instant.saturating_duration_since(hit.checked) < VERIFIED_FOR {
+                return Ok(hit.caller);
+            }
+        }
+        let (caller, exp) = self.verify_in_full(token).await?;
+        let caller = Arc::new(caller);
+        self.verified.insert(
+            token.into(),
+            Verified {
+                caller: caller.clone(),
+                exp,
+                checked: now_instant,
+            },
+        );
+        Ok(caller)
+    }
+
+    /// The full check; on success the caller and the token's `exp`.
+    async fn verify_in_full(&self, token: &str) -> Result<(Caller, u64), AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         let from_jwks;
         let candidates: Vec<&VerifyingKey> = match &header.kid {
@@ -268,7 +327,7 @@ impl Authenticator {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
                 Ok(data) => {
                     let claims = data.claims;
-                    return Ok(Caller {
+                    let caller = Caller {
                         subject: claims.sub.unwrap_or_default(),
                         scopes: claims
                             .scope
@@ -276,7 +335,8 @@ impl Authenticator {
                             .split_whitespace()
                             .map(str::to_owned)
                             .collect(),
-                    });
+                    };
+                    return Ok((caller, claims.exp));
                 }
                 Err(e) => {
                     use jsonwebtoken::errors::ErrorKind as K;
@@ -300,6 +360,12 @@ impl Authenticator {
         }
         Err(last)
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Mints an HS256 token for operators and tests (`efs-iam token`).
@@ -333,6 +399,73 @@ pub fn mint_hs256(
 mod tests {
     use super::*;
     use axum::http::Method;
+
+    const SECRET: &str = "a-test-secret-of-at-least-32-bytes-long";
+
+    fn hs256(secret: &str) -> Authenticator {
+        Authenticator {
+            keys: vec![VerifyingKey {
+                kid: None,
+                algorithm: Algorithm::HS256,
+                key: DecodingKey::from_secret(secret.as_bytes()),
+            }],
+            jwks: None,
+            issuer: "iss".into(),
+            audience: "aud".into(),
+            leeway: Duration::from_secs(5),
+            verified: quick_cache::sync::Cache::new(VERIFIED_CAPACITY),
+        }
+    }
+
+    fn token(ttl: Duration) -> String {
+        let secret = SecretString::from(SECRET);
+        mint_hs256(&secret, "iss", "aud", "efs-admin", &["iam:read"], ttl).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_still_expires() {
+        let auth = hs256(SECRET);
+        let t = token(Duration::from_secs(100));
+        let (now, at) = (unix_now(), Instant::now());
+        let caller = auth.verify_at(&t, now, at).await.unwrap();
+        assert_eq!(caller.subject, "efs-admin");
+        assert!(caller.has(Scope::Read) && !caller.has(Scope::Write));
+        // Within the leeway after exp: still valid; past it: expired, though the
+        // signature is not checked again.
+        assert!(auth.verify_at(&t, now + 104, at).await.is_ok());
+        assert_eq!(
+            auth.verify_at(&t, now + 106, at).await.unwrap_err(),
+            AuthError::Expired
+        );
+    }
+
+    #[tokio::test]
+    async fn only_the_exact_text_is_remembered_and_only_for_a_while() {
+        let mut auth = hs256(SECRET);
+        let t = token(Duration::from_secs(600));
+        let (now, at) = (unix_now(), Instant::now());
+        auth.verify_at(&t, now, at).await.unwrap();
+        // One character of the signature changed: checked in full, refused.
+        let mut forged = t.clone().into_bytes();
+        let i = forged.len() - 10;
+        forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert_eq!(
+            auth.verify_at(&forged, now, at).await.unwrap_err(),
+            AuthError::Signature
+        );
+
+        // The key is replaced: the remembered token is honoured until VERIFIED_FOR
+        // has passed, then checked again, against the new key, and refused.
+        auth.keys = hs256("another-secret-of-at-least-32-bytes-long").keys;
+        let soon = at + VERIFIED_FOR - Duration::from_secs(1);
+        assert!(auth.verify_at(&t, now, soon).await.is_ok());
+        let later = at + VERIFIED_FOR + Duration::from_secs(1);
+        assert_eq!(
+            auth.verify_at(&t, now, later).await.unwrap_err(),
+            AuthError::Signature
+        );
+    }
 
     #[test]
     fn scopes_by_rule() {

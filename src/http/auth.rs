@@ -1,6 +1,8 @@
 //! Enforces caller authentication on `/api/v1` (and `/metrics` when so configured),
 //! and logs the audit line of every call.
 
+use std::sync::Arc;
+
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -29,7 +31,7 @@ fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
     Ok(token)
 }
 
-async fn verify(auth: &Authenticator, headers: &HeaderMap) -> Result<Caller, AuthError> {
+async fn verify(auth: &Authenticator, headers: &HeaderMap) -> Result<Arc<Caller>, AuthError> {
     auth.verify(bearer(headers)?).await
 }
 
@@ -52,10 +54,10 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
     let operation = Operation(&method, &route);
     let caller = match &state.auth {
         // Development mode: only possible on loopback (checked at start-up).
-        None => Caller {
+        None => Arc::new(Caller {
             subject: "anonymous".into(),
             scopes: Scope::ALL.iter().map(|s| s.as_str().to_owned()).collect(),
-        },
+        }),
         Some(auth) => match verify(auth, req.headers()).await {
             Ok(caller) => caller,
             Err(AuthError::KeysUnavailable) => {
@@ -76,10 +78,9 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         tracing::info!(target: "audit", sub = %caller.subject, operation = %operation, outcome = "forbidden", needed = needed.as_str());
         return ApiError::Forbidden(needed).into_response();
     }
-    let subject = caller.subject.clone();
-    req.extensions_mut().insert(caller);
+    req.extensions_mut().insert(caller.clone());
     let res = next.run(req).await;
-    tracing::info!(target: "audit", sub = %subject, operation = %operation, outcome = res.status().as_u16());
+    tracing::info!(target: "audit", sub = %caller.subject, operation = %operation, outcome = res.status().as_u16());
     res
 }
 
