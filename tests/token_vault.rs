@@ -142,7 +142,10 @@ macro_rules! memcached_only {
     };
 }
 
-memcached_only!(reencrypt_rewrites_every_memcached_entry_keeping_its_ttl);
+memcached_only!(
+    reencrypt_rewrites_every_memcached_entry_keeping_its_ttl,
+    reencrypt_keeps_a_memcached_ttl_beyond_thirty_days,
+);
 
 fn session(s: &str) -> SessionId {
     SessionId::parse(s).unwrap()
@@ -902,6 +905,37 @@ async fn reencrypt_rewrites_every_memcached_entry_keeping_its_ttl(mut env: Env) 
     let left = row.expires_at.expect("a TTL") - chrono::Utc::now().naive_utc();
     assert!(
         (280..=301).contains(&left.num_seconds()),
+        "remaining TTL {left:?}"
+    );
+}
+
+/// memcached reads an exptime above 30 days as an absolute time: a rewrite that passed
+/// the remaining seconds as they are would expire the entry at once.
+async fn reencrypt_keeps_a_memcached_ttl_beyond_thirty_days(mut env: Env) {
+    let forty_days = Duration::from_secs(40 * 24 * 3600);
+    env.settings.tokens.token_max_lifetime = forty_days;
+    let old = env.with_keys(KEY_1);
+    let s = session("memcached-refresh");
+    old.put(
+        &s,
+        obj(json!({"access_token": "at", "refresh_token": "rt", "expires_in": 300})),
+        None,
+    )
+    .await
+    .unwrap();
+
+    let rotated = env.with_keys(&format!("{KEY_2},{KEY_1}"));
+    let report = rotated.reencrypt().await.unwrap();
+    assert_eq!((report.scanned, report.rewritten), (1, 1), "{report:?}");
+    assert_eq!(
+        rotated.get(&s).await.unwrap().unwrap().idp_response["refresh_token"],
+        "rt"
+    );
+    let rows = rotated.store().scan_tokens(0, 10).await.unwrap().unwrap();
+    let left = rows[0].expires_at.expect("a TTL") - chrono::Utc::now().naive_utc();
+    let expected = forty_days.as_secs() as i64;
+    assert!(
+        (expected - 60..=expected + 1).contains(&left.num_seconds()),
         "remaining TTL {left:?}"
     );
 }

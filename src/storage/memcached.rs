@@ -208,49 +208,68 @@ impl MemcachedStore {
 
     /// Every session key on one server, from `lru_crawler metadump all` (memcached
     /// 1.4.31+; the crawler must not be disabled). The client crate has no command for
-    /// it, so this speaks the text protocol on a connection of its own.
+    /// it, so this speaks the text protocol on a connection of its own. memcached runs
+    /// one crawl at a time and answers `BUSY` to a second: retried with backoff.
     async fn dump_session_keys(&self, server: &Server) -> StorageResult<Vec<String>> {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let dump = async {
-            let stream = tokio::net::TcpStream::connect(server.addr.as_str()).await?;
-            let mut stream = tokio::io::BufReader::new(stream);
-            stream
-                .get_mut()
-                .write_all(b"lru_crawler metadump all\r\n")
-                .await?;
-            let mut keys = Vec::new();
-            let mut line = String::new();
-            loop {
-                line.clear();
-                if stream.read_line(&mut line).await? == 0 {
-                    return Err(std::io::Error::other("connection closed during the dump"));
-                }
-                let line = line.trim_end();
-                if line == "END" {
-                    return Ok(keys);
-                }
-                let Some(encoded) = line
-                    .strip_prefix("key=")
-                    .and_then(|rest| rest.split(' ').next())
-                else {
-                    // BUSY (another dump is running), ERROR (crawler disabled), ...
-                    return Err(std::io::Error::other(format!(
-                        "lru_crawler metadump answered {line:?}"
-                    )));
-                };
-                let key = percent_encoding::percent_decode_str(encoded)
-                    .decode_utf8_lossy()
-                    .into_owned();
-                if self.hashed_id_of(&key).is_some() {
-                    keys.push(key);
-                }
-            }
+        use backon::Retryable;
+        let attempt = || async {
+            self.dump_session_keys_once(server)
+                .await
+                .map_err(|e| (e.to_string().contains("BUSY"), e))
         };
+        let schedule = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(20))
+            .with_max_delay(Duration::from_millis(500))
+            .with_max_times(12)
+            .with_jitter();
         // A dump of a large server takes longer than one command: ten timeouts.
-        tokio::time::timeout(self.options.timeout * 10, dump)
-            .await
-            .map_err(|_| Self::unavailable(server, "the key dump did not finish in time"))?
-            .map_err(|e| Self::unavailable(server, e))
+        tokio::time::timeout(
+            self.options.timeout * 10,
+            attempt
+                .retry(schedule)
+                .sleep(tokio::time::sleep)
+                .when(|(busy, _)| *busy),
+        )
+        .await
+        .map_err(|_| Self::unavailable(server, "the key dump did not finish in time"))?
+        .map_err(|(_, e)| Self::unavailable(server, e))
+    }
+
+    async fn dump_session_keys_once(&self, server: &Server) -> std::io::Result<Vec<String>> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let stream = tokio::net::TcpStream::connect(server.addr.as_str()).await?;
+        let mut stream = tokio::io::BufReader::new(stream);
+        stream
+            .get_mut()
+            .write_all(b"lru_crawler metadump all\r\n")
+            .await?;
+        let mut keys = Vec::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if stream.read_line(&mut line).await? == 0 {
+                return Err(std::io::Error::other("connection closed during the dump"));
+            }
+            let line = line.trim_end();
+            if line == "END" {
+                return Ok(keys);
+            }
+            let Some(encoded) = line
+                .strip_prefix("key=")
+                .and_then(|rest| rest.split(' ').next())
+            else {
+                // BUSY (another crawl is running), ERROR (crawler disabled), ...
+                return Err(std::io::Error::other(format!(
+                    "lru_crawler metadump answered {line:?}"
+                )));
+            };
+            let key = percent_encoding::percent_decode_str(encoded)
+                .decode_utf8_lossy()
+                .into_owned();
+            if self.hashed_id_of(&key).is_some() {
+                keys.push(key);
+            }
+        }
     }
 
     /// A cursor position for a session key: 63 bits of its (already uniformly
@@ -664,6 +683,10 @@ impl TokenStore for MemcachedStore {
         };
         let mut flags = vec![format!("C{cas}")];
         match current.ttl_remaining {
+            // As memcached's exptime: beyond 30 days only an absolute time is read right.
+            Some(ttl) if ttl > MAX_RELATIVE_EXPIRY => {
+                flags.push(format!("T{}", Utc::now().timestamp() + ttl))
+            }
             Some(ttl) if ttl > 0 => flags.push(format!("T{ttl}")),
             // About to expire: nothing to rewrite.
             Some(0) => return Ok(false),
