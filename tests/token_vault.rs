@@ -632,6 +632,24 @@ async fn legacy_plaintext_rows_stay_readable_and_are_sealed_when_rewritten(env: 
     assert!(vault.get(&session("legacy-text")).await.unwrap().is_none());
 }
 
+/// Puts KEY_2 first (KEY_1 still decrypts), runs `tokens re-encrypt` twice and checks
+/// both reports as (scanned, rewritten, current, failed).
+async fn rotate_and_reencrypt_twice(
+    env: &mut Env,
+    first: (u64, u64, u64, u64),
+    second: (u64, u64, u64, u64),
+) {
+    let rotated = env.with_keys(&format!("{KEY_2},{KEY_1}"));
+    for expected in [first, second] {
+        let r = rotated.reencrypt().await.unwrap();
+        assert_eq!(
+            (r.scanned, r.rewritten, r.current, r.failed),
+            expected,
+            "{r:?}"
+        );
+    }
+}
+
 async fn reencrypt_rewrites_everything_under_the_newest_key(mut env: Env) {
     sql_exec(&env, LEGACY).await;
     let old = env.with_keys(KEY_1);
@@ -651,20 +669,7 @@ async fn reencrypt_rewrites_everything_under_the_newest_key(mut env: Env) {
     )
     .await;
 
-    let rotated = env.with_keys(&format!("{KEY_2},{KEY_1}"));
-    let report = rotated.reencrypt().await.unwrap();
-    assert_eq!(
-        (
-            report.scanned,
-            report.rewritten,
-            report.current,
-            report.failed
-        ),
-        (6, 5, 0, 1),
-        "{report:?}"
-    );
-    let again = rotated.reencrypt().await.unwrap();
-    assert_eq!((again.rewritten, again.current, again.failed), (0, 5, 1));
+    rotate_and_reencrypt_twice(&mut env, (6, 5, 0, 1), (6, 0, 5, 1)).await;
 
     // Only the new key is needed now; every legacy row is hashed and sealed.
     let new_only = env.with_keys(KEY_2);
@@ -865,24 +870,7 @@ async fn reencrypt_rewrites_every_memcached_entry_keeping_its_ttl(mut env: Env) 
     .await;
     let before = old.get(&short).await.unwrap().unwrap();
 
-    let rotated = env.with_keys(&format!("{KEY_2},{KEY_1}"));
-    let report = rotated.reencrypt().await.unwrap();
-    assert_eq!(
-        (
-            report.scanned,
-            report.rewritten,
-            report.current,
-            report.failed
-        ),
-        (3, 2, 0, 1),
-        "{report:?}"
-    );
-    let again = rotated.reencrypt().await.unwrap();
-    assert_eq!(
-        (again.scanned, again.rewritten, again.current, again.failed),
-        (3, 0, 2, 1),
-        "{again:?}"
-    );
+    rotate_and_reencrypt_twice(&mut env, (3, 2, 0, 1), (3, 0, 2, 1)).await;
 
     let new_only = env.with_keys(KEY_2);
     let after = new_only.get(&short).await.unwrap().unwrap();
