@@ -82,11 +82,10 @@ macro_rules! on_sql {
     };
 }
 
-/// The token-store contract: every backend.
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        on_sql!(sqlite, mysql; $($name),*);
-        mod memcached {
+/// The memcached variants of `$name`s (references on SQLite), in module `$module`.
+macro_rules! on_memcached {
+    ($module:ident; $($name:ident),* $(,)?) => {
+        mod $module {
             $(
                 #[tokio::test]
                 async fn $name() {
@@ -100,7 +99,15 @@ macro_rules! contract {
     };
 }
 
-/// What only the SQL backend has (legacy rows, re-encryption, the purge).
+/// The token-store contract: every backend.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        on_sql!(sqlite, mysql; $($name),*);
+        on_memcached!(memcached; $($name),*);
+    };
+}
+
+/// What only the SQL backend has (legacy rows and their re-encryption, the purge).
 macro_rules! sql_only {
     ($($name:ident),* $(,)?) => {
         on_sql!(sql_sqlite, sql_mysql; $($name),*);
@@ -125,24 +132,9 @@ sql_only!(
     expired_rows_are_purged,
 );
 
-/// What only memcached has (re-encryption over a key dump).
-macro_rules! memcached_only {
-    ($($name:ident),* $(,)?) => {
-        mod memcached_only {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    if let Some(servers) = super::memcached_servers() {
-                        let db = super::TestDb::sqlite().await;
-                        super::$name(super::env_on(db, Some(servers)).await).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-memcached_only!(
+// What only memcached has (re-encryption over a key dump).
+on_memcached!(
+    memcached_only;
     reencrypt_rewrites_every_memcached_entry_keeping_its_ttl,
     reencrypt_keeps_a_memcached_ttl_beyond_thirty_days,
 );
@@ -925,5 +917,17 @@ async fn reencrypt_keeps_a_memcached_ttl_beyond_thirty_days(mut env: Env) {
     assert!(
         (expected - 60..=expected + 1).contains(&left.num_seconds()),
         "remaining TTL {left:?}"
+    );
+}
+
+/// Nothing listens on port 1: the key dump fails, and re-encryption reports the store
+/// as unavailable instead of an empty, "successful" run.
+#[tokio::test]
+async fn reencrypt_with_memcached_down_is_an_error() {
+    let env = env_on(TestDb::sqlite().await, Some("127.0.0.1:1".into())).await;
+    let err = env.vault().reencrypt().await.unwrap_err();
+    assert!(
+        matches!(&err, VaultError::Storage(StorageError::CacheUnavailable(m)) if m.contains("127.0.0.1:1")),
+        "{err:?}"
     );
 }

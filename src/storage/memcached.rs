@@ -25,8 +25,8 @@
 //!   token lifetime. "Log out everywhere" deletes each listed key, then the list.
 //!
 //! `tokens re-encrypt` lists the session keys with `lru_crawler metadump all` (the
-//! crawler must be enabled, as it is by default), rewrites each entry with
-//! compare-and-swap and keeps its remaining TTL.
+//! crawler must be enabled, as it is by default) and rewrites each entry by
+//! compare-and-swap, keeping its remaining TTL.
 //!
 //! Addresses are IPv4 or host names: the client crate connects over IPv4 only, so an
 //! IPv6 literal is refused at start-up.
@@ -148,13 +148,18 @@ pub struct MemcachedStore {
     servers: Vec<Server>,
     ring: Ring,
     options: MemcachedOptions,
-    /// The session keys listed by the scan that started last (`scan_tokens` from 0),
-    /// by cursor: later pages are served from it instead of dumping every server
-    /// again for each page.
-    scan: Mutex<Vec<(i64, String)>>,
+    /// The hashed session ids listed by the scan that started last (`scan_tokens`
+    /// from 0), by cursor: later pages are served from it instead of dumping every
+    /// server again for each page.
+    scan: Mutex<Vec<(i64, Vec<u8>)>>,
 }
 
 type McResult<T> = Result<T, async_memcached::Error>;
+
+/// The crawler's answer while another crawl runs.
+fn is_busy(e: &async_memcached::Error) -> bool {
+    matches!(e, async_memcached::Error::Protocol(Status::Error(ErrorKind::Generic(m))) if m.starts_with("BUSY"))
+}
 
 fn is_too_large(e: &async_memcached::Error) -> bool {
     matches!(e, async_memcached::Error::Protocol(Status::Error(ErrorKind::Server(m))) if m.contains("too large"))
@@ -206,16 +211,17 @@ impl MemcachedStore {
         URL_SAFE_NO_PAD.decode(encoded).ok()
     }
 
-    /// Every session key on one server, from `lru_crawler metadump all` (memcached
-    /// 1.4.31+; the crawler must not be disabled). The client crate has no command for
-    /// it, so this speaks the text protocol on a connection of its own. memcached runs
-    /// one crawl at a time and answers `BUSY` to a second: retried with backoff.
-    async fn dump_session_keys(&self, server: &Server) -> StorageResult<Vec<String>> {
+    /// The hashed id of every session on one server, from the client's `dump_keys`
+    /// (`lru_crawler metadump all`, memcached 1.4.31+; the crawler must not be
+    /// disabled). memcached runs one crawl at a time and answers `BUSY` to a second:
+    /// retried with backoff.
+    async fn dump_session_ids(&self, server: &Server) -> StorageResult<Vec<Vec<u8>>> {
         use backon::Retryable;
         let attempt = || async {
-            self.dump_session_keys_once(server)
+            let mut conn = self.checkout(server).await.map_err(|e| (false, e))?;
+            self.list_session_ids(&mut conn)
                 .await
-                .map_err(|e| (e.to_string().contains("BUSY"), e))
+                .map_err(|e| (is_busy(&e), Self::unavailable(server, e)))
         };
         let schedule = backon::ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(20))
@@ -232,44 +238,20 @@ impl MemcachedStore {
         )
         .await
         .map_err(|_| Self::unavailable(server, "the key dump did not finish in time"))?
-        .map_err(|(_, e)| Self::unavailable(server, e))
+        .map_err(|(_, e)| e)
     }
 
-    async fn dump_session_keys_once(&self, server: &Server) -> std::io::Result<Vec<String>> {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let stream = tokio::net::TcpStream::connect(server.addr.as_str()).await?;
-        let mut stream = tokio::io::BufReader::new(stream);
-        stream
-            .get_mut()
-            .write_all(b"lru_crawler metadump all\r\n")
-            .await?;
-        let mut keys = Vec::new();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if stream.read_line(&mut line).await? == 0 {
-                return Err(std::io::Error::other("connection closed during the dump"));
-            }
-            let line = line.trim_end();
-            if line == "END" {
-                return Ok(keys);
-            }
-            let Some(encoded) = line
-                .strip_prefix("key=")
-                .and_then(|rest| rest.split(' ').next())
-            else {
-                // BUSY (another crawl is running), ERROR (crawler disabled), ...
-                return Err(std::io::Error::other(format!(
-                    "lru_crawler metadump answered {line:?}"
-                )));
-            };
-            let key = percent_encoding::percent_decode_str(encoded)
+    async fn list_session_ids(&self, client: &mut Client) -> McResult<Vec<Vec<u8>>> {
+        let mut dump = client.dump_keys().await?;
+        let mut ids = Vec::new();
+        while let Some(entry) = dump.next().await {
+            // memcached URI-encodes the keys it dumps (our prefix's `:` is `%3A`).
+            let key = percent_encoding::percent_decode(&entry?.key)
                 .decode_utf8_lossy()
                 .into_owned();
-            if self.hashed_id_of(&key).is_some() {
-                keys.push(key);
-            }
+            ids.extend(self.hashed_id_of(&key));
         }
+        Ok(ids)
     }
 
     /// A cursor position for a session key: 63 bits of its (already uniformly
@@ -279,6 +261,26 @@ impl MemcachedStore {
         let tail = hashed.get(1..9).unwrap_or(&[]);
         bytes[..tail.len()].copy_from_slice(tail);
         ((u64::from_be_bytes(bytes) >> 1) as i64).max(1)
+    }
+
+    /// One item with the given meta flags (`v` value, `t` remaining TTL, `c` CAS);
+    /// `None` when it is not there.
+    async fn meta_item(
+        &self,
+        key: &str,
+        flags: &'static [&'static str],
+    ) -> StorageResult<Option<async_memcached::MetaValue>> {
+        let k = key.to_owned();
+        match self
+            .on(key, move |c| {
+                Box::pin(async move { c.meta_get(k, false, None, Some(flags)).await })
+            })
+            .await?
+        {
+            Ok(found) => Ok(found),
+            Err(async_memcached::Error::Protocol(Status::NotFound)) => Ok(None),
+            Err(e) => Err(Self::protocol_error(self.server(key), e)),
+        }
     }
 
     fn server(&self, key: &str) -> &Server {
@@ -589,9 +591,8 @@ impl TokenStore for MemcachedStore {
         if after == 0 {
             let mut listed = Vec::new();
             for server in &self.servers {
-                for key in self.dump_session_keys(server).await? {
-                    let hashed = self.hashed_id_of(&key).expect("filtered by the dump");
-                    listed.push((Self::scan_position(&hashed), key));
+                for hashed in self.dump_session_ids(server).await? {
+                    listed.push((Self::scan_position(&hashed), hashed));
                 }
             }
             listed.sort_unstable();
@@ -602,7 +603,7 @@ impl TokenStore for MemcachedStore {
         // Entries gone since the listing are skipped, so a page is only short (or
         // empty) at the end of the listing.
         while rows.len() < limit as usize {
-            let chunk: Vec<(i64, String)> = {
+            let chunk: Vec<(i64, Vec<u8>)> = {
                 let listed = self.scan.lock().expect("scan lock");
                 let start = listed.partition_point(|(position, _)| *position <= cursor);
                 listed[start..]
@@ -614,27 +615,19 @@ impl TokenStore for MemcachedStore {
             if chunk.is_empty() {
                 break;
             }
-            for (position, key) in chunk {
+            for (position, hashed) in chunk {
                 cursor = position;
-                let k = key.clone();
-                let found = match self
-                    .on(&key, move |c| {
-                        Box::pin(async move { c.meta_get(k, false, None, Some(&["v", "t"])).await })
-                    })
-                    .await?
-                {
-                    Ok(found) => found,
-                    Err(async_memcached::Error::Protocol(Status::NotFound)) => None,
-                    Err(e) => return Err(Self::protocol_error(self.server(&key), e)),
+                let key = self.session_key(&hashed);
+                let Some(found) = self.meta_item(&key, &["v", "t"]).await? else {
+                    continue;
                 };
-                let Some(found) = found else { continue };
                 let expires_at = found
                     .ttl_remaining
                     .filter(|ttl| *ttl >= 0)
                     .map(|ttl| (Utc::now() + chrono::Duration::seconds(ttl)).naive_utc());
                 rows.push(TokenRow {
                     id: position,
-                    session_id: self.hashed_id_of(&key).expect("listed keys are ours"),
+                    session_id: hashed,
                     idp_response: found.data.map(|d| String::from_utf8(d).unwrap_or_default()),
                     stored_at: None,
                     expires_at,
@@ -658,18 +651,7 @@ impl TokenStore for MemcachedStore {
         _expires_at: DateTime<Utc>,
     ) -> StorageResult<bool> {
         let key = self.session_key(session_id);
-        let k = key.clone();
-        let current = match self
-            .on(&key, move |c| {
-                Box::pin(async move { c.meta_get(k, false, None, Some(&["v", "t", "c"])).await })
-            })
-            .await?
-        {
-            Ok(found) => found,
-            Err(async_memcached::Error::Protocol(Status::NotFound)) => None,
-            Err(e) => return Err(Self::protocol_error(self.server(&key), e)),
-        };
-        let Some(current) = current else {
+        let Some(current) = self.meta_item(&key, &["v", "t", "c"]).await? else {
             return Ok(false);
         };
         if current.data.as_deref() != row.idp_response.as_deref().map(str::as_bytes) {
@@ -683,13 +665,13 @@ impl TokenStore for MemcachedStore {
         };
         let mut flags = vec![format!("C{cas}")];
         match current.ttl_remaining {
-            // As memcached's exptime: beyond 30 days only an absolute time is read right.
-            Some(ttl) if ttl > MAX_RELATIVE_EXPIRY => {
-                flags.push(format!("T{}", Utc::now().timestamp() + ttl))
-            }
-            Some(ttl) if ttl > 0 => flags.push(format!("T{ttl}")),
             // About to expire: nothing to rewrite.
             Some(0) => return Ok(false),
+            Some(ttl) if ttl > 0 => {
+                let now = Utc::now();
+                let exptime = Self::exptime(now + chrono::Duration::seconds(ttl), now);
+                flags.push(format!("T{exptime}"));
+            }
             _ => {}
         }
         let (k, v) = (key.clone(), value.to_owned());
