@@ -1,19 +1,23 @@
 # syntax=docker/dockerfile:1
 # Multi-stage build: a full Rust toolchain compiles, a slim Debian runs.
-# Built without the `fake-okta` feature, so no test keys reach the image.
+# The service package only: the fake Okta (crates/fake-okta) is a dev-dependency of the
+# tests, so neither it nor its test keys reach the image. CI runs the same build command.
 
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 # Dependencies first, so source edits do not rebuild them.
 COPY Cargo.toml Cargo.lock build.rs ./
-RUN mkdir src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
-    && mkdir -p migrations/mysql migrations/sqlite \
-    && cargo build --release --locked --no-default-features \
+COPY crates/fake-okta/Cargo.toml crates/fake-okta/
+RUN mkdir -p src crates/fake-okta/src/bin migrations/mysql migrations/sqlite \
+    && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
+    && echo '' > crates/fake-okta/src/lib.rs \
+    && echo 'fn main() {}' > crates/fake-okta/src/bin/fake-okta.rs \
+    && cargo build --release --locked -p efs-iam \
     && rm -rf src
 COPY src ./src
 COPY migrations ./migrations
 RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked --no-default-features \
+    && cargo build --release --locked -p efs-iam \
     && strip target/release/efs-iam
 
 FROM debian:bookworm-slim AS runtime

@@ -27,7 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use efs_iam::fake_okta::{FakeOkta, FakeOktaConfig};
+use fake_okta::{FakeOkta, FakeOktaConfig};
 use serde_json::{json, Value};
 
 #[derive(Parser, Debug)]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks the fake Okta's answers against Okta's OpenAPI spec.
 #
-# Starts the fake (examples/fake_okta.rs) and Prism's validating proxy in front of it,
+# Starts the fake (crates/fake-okta/src/bin/fake-okta.rs) and Prism's validating proxy in front of it,
 # drives the users/groups/membership/lifecycle endpoints through the proxy with curl, and
 # fails if Prism reports any contract violation (an `sl-violations` header, or the
 # 422/500 that `--errors` turns violations into) or if a status differs from Okta's.
@@ -27,7 +27,7 @@ command -v prism >/dev/null || npm install -g --silent @stoplight/prism-cli@5.14
 command -v prism >/dev/null || { echo "FATAL: prism not installed: npm install -g @stoplight/prism-cli@5.14.2" >&2; exit 2; }
 [ -f "$SPEC" ] || { echo "spec not found: $SPEC" >&2; exit 2; }
 
-cargo build --quiet --locked --example fake_okta
+cargo build --quiet --locked -p fake-okta --bin fake-okta
 
 FAKE_PID=""
 PRISM_PID=""
@@ -38,7 +38,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-target/debug/examples/fake_okta --port "$FAKE_PORT" --api-token test-token >"$WORK/fake.log" 2>&1 &
+target/debug/fake-okta --port "$FAKE_PORT" --api-token test-token >"$WORK/fake.log" 2>&1 &
 FAKE_PID=$!
 prism proxy --errors -h 127.0.0.1 -p "$PRISM_PORT" "$SPEC" "$FAKE" >"$WORK/prism.log" 2>&1 &
 PRISM_PID=$!

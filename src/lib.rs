@@ -4,8 +4,6 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
-#[cfg(feature = "fake-okta")]
-pub mod fake_okta;
 pub mod http;
 pub mod jwks;
 pub mod metrics;

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use common::{memcached_servers, spawn_app_on, use_keys, use_memcached, TestApp, TestDb, KEY_1};
-use efs_iam::fake_okta::{FakeOkta, FakeOktaConfig};
+use fake_okta::{FakeOkta, FakeOktaConfig};
 use serde_json::json;
 use tracing_subscriber::fmt::format::FmtSpan;
 

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::TestDb;
-use efs_iam::fake_okta::{
-    FakeOkta, FakeOktaConfig, Fault, FaultKind, RateLimitBucket, RecordedRequest, UserStatus,
-};
 use efs_iam::okta::{
     Activation, Bucket, NewUserProfile, OktaAuth, OktaClient, OktaClientConfig, OktaError,
     OktaGroupType, OktaUserStatus, OnMissing, PrivateKeyJwt, ProfileUpdate, Removal,
 };
 use efs_iam::storage::{ErrorLogEntry, ErrorLogQuery};
+use fake_okta::{
+    FakeOkta, FakeOktaConfig, Fault, FaultKind, RateLimitBucket, RecordedRequest, UserStatus,
+};
 use reqwest::Url;
 use secrecy::SecretString;
 use serde_json::json;

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use common::TestDb;
 use efs_iam::domain::{EfsUserId, OktaUserId, PortalId, SettingKey};
-use efs_iam::fake_okta::{FakeOkta, FakeOktaConfig, UserStatus};
 use efs_iam::storage::mysql::MySqlStore;
 use efs_iam::storage::{NewUnassignment, Store};
+use fake_okta::{FakeOkta, FakeOktaConfig, UserStatus};
 
 const BIN: &str = env!("CARGO_BIN_EXE_efs-iam");
 const PORTAL: i32 = 21;

@@ -11,10 +11,10 @@ use std::time::Duration;
 use common::{memcached_servers, test_settings, use_keys, use_memcached, TestDb, KEY_1, KEY_2};
 use efs_iam::config::Settings;
 use efs_iam::domain::{OktaUserId, PortalId, SessionId, SettingKey};
-use efs_iam::fake_okta::{FakeOkta, FakeOktaConfig};
 use efs_iam::storage::{StorageError, TokenKey};
 use efs_iam::tokens::crypto::OpenError;
 use efs_iam::tokens::{build_vault, Clock, ManualClock, SessionHasher, TokenVault, VaultError};
+use fake_okta::{FakeOkta, FakeOktaConfig};
 use serde_json::{json, Map, Value};
 
 /// One backend under test, with settings that tests may change and rebuild the vault

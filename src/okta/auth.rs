@@ -191,16 +191,28 @@ pub struct AuthFailure {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const PEM: &str = include_str!("../fake_okta/keys/client-key.private.pem");
+    /// A key made for the test run: the service crate carries no key material, not
+    /// even test keys. 1024 bits keeps generation fast in debug builds.
+    pub(crate) fn test_key_pem() -> &'static str {
+        static PEM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        PEM.get_or_init(|| {
+            use rsa::pkcs8::EncodePrivateKey;
+            let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
+            key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+                .unwrap()
+                .to_string()
+        })
+    }
 
     #[test]
     fn debug_output_has_no_secrets() {
         let token = OktaAuth::ApiToken(SecretString::from("00aSECRETtoken".to_owned()));
         assert!(!format!("{token:?}").contains("SECRET"));
-        let jwt = PrivateKeyJwt::from_pem("0oaX", PEM, Some("kid1".into()), vec![]).unwrap();
+        let jwt =
+            PrivateKeyJwt::from_pem("0oaX", test_key_pem(), Some("kid1".into()), vec![]).unwrap();
         let shown = format!("{:?}", OktaAuth::PrivateKeyJwt(jwt));
         assert!(
             shown.contains("0oaX") && shown.contains("[redacted]"),
@@ -217,7 +229,8 @@ mod tests {
 
     #[test]
     fn assertion_carries_okta_claims() {
-        let jwt = PrivateKeyJwt::from_pem("0oaX", PEM, Some("kid1".into()), vec![]).unwrap();
+        let jwt =
+            PrivateKeyJwt::from_pem("0oaX", test_key_pem(), Some("kid1".into()), vec![]).unwrap();
         let a = jwt
             .client_assertion("https://org.example/oauth2/v1/token")
             .unwrap();

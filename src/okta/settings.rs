@@ -296,7 +296,7 @@ mod tests {
 
     #[tokio::test]
     async fn oauth_with_a_key_file() {
-        let key = key_file(crate::fake_okta::FakeOkta::test_client_private_key_pem());
+        let key = key_file(crate::okta::auth::tests::test_key_pem());
         let path = format!("--okta-private-key-file={}", key.path().display());
         let client = build(&[ORG, "--okta-client-id=0oa1", &path, "--okta-key-id=k1"])
             .unwrap()

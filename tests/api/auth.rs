@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use efs_iam::fake_okta::{FakeOkta, FakeOktaConfig, Fault, FaultKind};
+use fake_okta::{FakeOkta, FakeOktaConfig, Fault, FaultKind};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

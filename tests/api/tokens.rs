@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use efs_iam::fake_okta::{FakeOkta, FakeOktaConfig};
 use efs_iam::tokens::ManualClock;
+use fake_okta::{FakeOkta, FakeOktaConfig};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 

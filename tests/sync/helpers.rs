@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use efs_iam::config::Settings;
-use efs_iam::fake_okta::{FakeOkta, FakeOktaConfig, UserStatus};
 use efs_iam::startup::Application;
 use efs_iam::sync::SyncService;
+use fake_okta::{FakeOkta, FakeOktaConfig, UserStatus};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{json, Value};
 

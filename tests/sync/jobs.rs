@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use efs_iam::fake_okta::{Fault, FaultKind};
 use efs_iam::storage::now;
+use fake_okta::{Fault, FaultKind};
 use serde_json::{json, Value};
 
 use crate::common::TestDb;

@@ -1,8 +1,8 @@
 //! Syncing portal users: membership of the portal's Okta group, the reference's status
 //! and `has_data_changes`, one person in several portals, failures recorded.
 
-use efs_iam::fake_okta::UserStatus;
 use efs_iam::storage::ErrorLogQuery;
+use fake_okta::UserStatus;
 use serde_json::json;
 
 use crate::common::TestDb;

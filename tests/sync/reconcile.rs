@@ -1,6 +1,6 @@
 //! Reconciliation: a dry run reports, a repair run fixes, a failed read changes nothing.
 
-use efs_iam::fake_okta::{Fault, FaultKind, UserStatus};
+use fake_okta::{Fault, FaultKind, UserStatus};
 use serde_json::{json, Value};
 
 use crate::common::TestDb;

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use efs_iam::fake_okta::{FakeOkta, Fault, FaultKind, UserStatus};
 use efs_iam::workers::UnassignmentWorker;
+use fake_okta::{FakeOkta, Fault, FaultKind, UserStatus};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use efs_iam::fake_okta::{Fault, FaultKind, UserStatus};
 use efs_iam::storage::ErrorLogQuery;
+use fake_okta::{Fault, FaultKind, UserStatus};
 use serde_json::json;
 
 use crate::common::TestDb;

@@ -21,10 +21,10 @@ use super::{ids, FakeOkta, FakeOktaConfig, Shared};
 
 pub(crate) const KID_1: &str = "fake-okta-test-key-1";
 pub(crate) const KID_2: &str = "fake-okta-test-key-2";
-pub(crate) const SIGNING_KEY_1_PEM: &str = include_str!("keys/signing-key-1.private.pem");
-const SIGNING_KEY_2_PEM: &str = include_str!("keys/signing-key-2.private.pem");
-pub(crate) const CLIENT_PRIVATE_PEM: &str = include_str!("keys/client-key.private.pem");
-pub(crate) const CLIENT_PUBLIC_PEM: &str = include_str!("keys/client-key.public.pem");
+pub(crate) const SIGNING_KEY_1_PEM: &str = include_str!("../keys/signing-key-1.private.pem");
+const SIGNING_KEY_2_PEM: &str = include_str!("../keys/signing-key-2.private.pem");
+pub(crate) const CLIENT_PRIVATE_PEM: &str = include_str!("../keys/client-key.private.pem");
+pub(crate) const CLIENT_PUBLIC_PEM: &str = include_str!("../keys/client-key.public.pem");
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 

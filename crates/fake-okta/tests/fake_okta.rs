@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use efs_iam::fake_okta::{
+use fake_okta::{
     FakeOkta, FakeOktaConfig, Fault, FaultKind, GroupType, RateLimitBucket, UserStatus,
 };
 use jsonwebtoken::jwk::JwkSet;

@@ -1,12 +1,12 @@
 //! Runs the fake Okta as a standalone process, e.g. for `scripts/check-fake-okta-against-spec.sh`
 //! or for poking at it with curl:
 //!
-//!     cargo run --example fake_okta -- --port 4011 --api-token test-token
+//!     cargo run -p fake-okta -- --port 4011 --api-token test-token
 //!
 //! Prints the base URL once listening; stops on Ctrl-C / SIGTERM.
 
 use clap::Parser;
-use efs_iam::fake_okta::{FakeOkta, FakeOktaConfig};
+use fake_okta::{FakeOkta, FakeOktaConfig};
 
 #[derive(Parser)]
 struct Args {

@@ -17,7 +17,7 @@
 //! ```no_run
 //! # async fn example() {
 //! use std::time::Duration;
-//! use efs_iam::fake_okta::{Fault, FaultKind, FakeOkta, FakeOktaConfig, UserStatus};
+//! use fake_okta::{Fault, FaultKind, FakeOkta, FakeOktaConfig, UserStatus};
 //!
 //! let okta = FakeOkta::start(FakeOktaConfig {
 //!     rate_limit: 5,
