@@ -3,14 +3,11 @@
 pub mod auth;
 pub mod config;
 pub mod domain;
-pub mod error;
 pub mod http;
 pub mod jwks;
-pub mod metrics;
 pub mod okta;
 pub mod startup;
 pub mod storage;
 pub mod sync;
 pub mod telemetry;
 pub mod tokens;
-pub mod workers;

@@ -64,7 +64,11 @@ async fn run(cli: config::Cli) -> anyhow::Result<()> {
         }
         Command::Tokens { command } => {
             efs_iam::telemetry::init(settings.log_format, &settings.log);
-            efs_iam::tokens::run_command(command, &settings).await?;
+            match command {
+                efs_iam::tokens::TokensCommand::ReEncrypt => {
+                    startup::reencrypt_tokens(&settings).await?
+                }
+            }
         }
         Command::Serve => {
             efs_iam::telemetry::init(settings.log_format, &settings.log);

@@ -1,5 +1,5 @@
-//! Builds the service: storage, router and a bound listener. Tests bind port 0 and
-//! pass their own shutdown signal.
+//! Builds the service: storage, the token vault, the Okta adapter, the sync engine, the
+//! router and a bound listener. Tests bind port 0 and pass their own shutdown signal.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,10 +9,10 @@ use tokio::net::TcpListener;
 
 use crate::auth::Authenticator;
 use crate::config::Settings;
+use crate::http::metrics::Metrics;
 use crate::http::{self, AppState, HttpConfig};
-use crate::metrics::Metrics;
 use crate::okta::{self, OktaClient};
-use crate::storage::{self, ConnectOptions, Storage};
+use crate::storage::{self, ConnectOptions, SqlStore};
 use crate::sync::SyncService;
 use crate::tokens::{self, Clock, SystemClock, TokenVault};
 
@@ -32,31 +32,31 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         // Refuse an open API on a public address before touching the database.
         settings.auth.check_listen(settings.listen)?;
-        let storage = connect_storage(settings, settings.migrate_on_start).await?;
-        Self::with_storage(settings, storage).await
+        let store = connect_storage(settings, settings.migrate_on_start).await?;
+        Self::with_storage(settings, store).await
     }
 
-    pub async fn with_storage(settings: &Settings, storage: Storage) -> anyhow::Result<Self> {
-        Self::with_clock(settings, storage, Arc::new(SystemClock)).await
+    pub async fn with_storage(settings: &Settings, store: Arc<SqlStore>) -> anyhow::Result<Self> {
+        Self::with_clock(settings, store, Arc::new(SystemClock)).await
     }
 
     /// Like [`Self::with_storage`], with the clock the token vault judges expiry by
     /// (tests move a [`crate::tokens::ManualClock`] instead of sleeping).
     pub async fn with_clock(
         settings: &Settings,
-        storage: Storage,
+        store: Arc<SqlStore>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         // Caller authentication's rule first, then the token vault's (both refuse a
         // non-loopback address without keys).
         settings.auth.check_listen(settings.listen)?;
-        let vault = Arc::new(tokens::build_vault(settings, &storage, clock)?);
-        Self::assemble(settings, storage, vault).await
+        let vault = Arc::new(build_vault(settings, &store, clock)?);
+        Self::assemble(settings, store, vault).await
     }
 
     async fn assemble(
         settings: &Settings,
-        storage: Storage,
+        store: Arc<SqlStore>,
         vault: Arc<TokenVault>,
     ) -> anyhow::Result<Self> {
         let auth = Authenticator::from_settings(&settings.auth, settings.tokens.jwks_options())?
@@ -75,7 +75,7 @@ impl Application {
             .collect::<anyhow::Result<Vec<_>>>()?;
         // Built (and so checked) at start-up: bad Okta settings stop the service rather
         // than surfacing at the first sync.
-        let okta = okta::client_from_settings(&settings.okta, Some(storage.store.clone()))
+        let okta = okta::client_from_settings(&settings.okta, Some(store.clone()))
             .map_err(|e| anyhow::anyhow!("Okta settings: {e}"))?;
         match &okta {
             Some(client) => tracing::info!(org = %client.org_url(), "Okta adapter configured"),
@@ -83,16 +83,19 @@ impl Application {
         }
         let purger = tokens::spawn_purger(&vault, settings.tokens.token_purge_interval);
         let sync = Arc::new(SyncService::new(
-            storage.store.clone(),
+            store.clone(),
             okta.clone(),
             settings.sync.clone(),
         ));
         let state = AppState::new(http::Shared {
-            auth,
-            okta: okta.clone(),
-            sync: sync.clone(),
-            store: storage.store,
+            portal_settings: store.clone(),
+            references: store.clone(),
+            error_log: store.clone(),
+            queue: store.clone(),
+            jobs: store.clone(),
+            database: store,
             vault,
+            sync: sync.clone(),
             config: Arc::new(HttpConfig {
                 request_timeout: settings.request_timeout,
                 max_body_bytes: settings.max_body_bytes as usize,
@@ -102,6 +105,7 @@ impl Application {
                 cors_origins,
             }),
             metrics: Metrics::install(),
+            auth,
         });
         let metrics = state.metrics.clone();
         let listener = TcpListener::bind(settings.listen)
@@ -158,18 +162,53 @@ impl Application {
         metrics_upkeep.abort();
         if !workers.is_empty() {
             let exits = workers.shutdown(self.shutdown_grace).await;
-            crate::workers::report_exits(&exits);
+            crate::sync::runtime::report_exits(&exits);
         }
         served
     }
 }
 
-pub async fn connect_storage(settings: &Settings, migrate: bool) -> anyhow::Result<Storage> {
+pub async fn connect_storage(settings: &Settings, migrate: bool) -> anyhow::Result<Arc<SqlStore>> {
     let options = ConnectOptions {
         max_connections: settings.database_max_connections,
         acquire_timeout: settings.database_acquire_timeout,
     };
     storage::connect(settings.database_url(), &options, migrate).await
+}
+
+/// The token vault on the token store the settings choose (the SQL store, or
+/// memcached), reading portal issuer settings from `store`.
+pub fn build_vault(
+    settings: &Settings,
+    store: &Arc<SqlStore>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<TokenVault> {
+    let token_store = tokens::token_store(&settings.tokens, store.clone())?;
+    tokens::build_vault(
+        &settings.tokens,
+        settings.listen,
+        token_store,
+        store.clone(),
+        clock,
+    )
+}
+
+/// `efs-iam tokens re-encrypt`: every stored token response under the newest key.
+pub async fn reencrypt_tokens(settings: &Settings) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        settings.tokens.token_keys.is_some(),
+        "bad setting EFS_IAM_TOKEN_KEYS: re-encrypt needs the key ring (the first key encrypts)"
+    );
+    let store = connect_storage(settings, true).await?;
+    let vault = build_vault(settings, &store, Arc::new(SystemClock))?;
+    let report = vault.reencrypt().await?;
+    println!("{}", serde_json::to_string(&report)?);
+    anyhow::ensure!(
+        report.failed == 0,
+        "{} token rows could not be opened with the configured keys and were left as they are",
+        report.failed
+    );
+    Ok(())
 }
 
 /// Resolves on SIGINT (ctrl-c) or SIGTERM (what orchestrators send).

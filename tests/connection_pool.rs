@@ -8,7 +8,7 @@ mod common;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use efs_iam::storage::pool::ConnPool;
+use efs_iam::storage::sql::pool::ConnPool;
 use sqlx::mysql::{MySql, MySqlConnectOptions};
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions};
 use sqlx::{Executor, Row};
@@ -43,8 +43,8 @@ async fn sqlite_pool(max: u32) -> (ConnPool<Sqlite>, tempfile::TempDir) {
 }
 
 /// One row into `scratch` through a transaction of either dialect.
-async fn insert<DB: efs_iam::storage::pool::Dialect>(
-    tx: &mut efs_iam::storage::pool::PoolTransaction<DB>,
+async fn insert<DB: efs_iam::storage::sql::pool::Dialect>(
+    tx: &mut efs_iam::storage::sql::pool::PoolTransaction<DB>,
     id: i32,
 ) where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,

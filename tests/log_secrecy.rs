@@ -129,9 +129,9 @@ async fn a_full_cycle_logs_no_token_and_no_session_id() {
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
-    if let common::Backend::Sqlite(s) = &app.db.backend {
+    if let efs_iam::storage::sql::Db::Sqlite(s) = app.db.store.db() {
         sqlx::query("UPDATE iam_token_data SET idp_response = substr(idp_response, 1, length(idp_response) - 4) || 'AAAA'")
-            .execute(s.pool())
+            .execute(s)
             .await
             .unwrap();
     }

@@ -13,7 +13,7 @@ use efs_iam::okta::{
     Activation, Bucket, NewUserProfile, OktaAuth, OktaClient, OktaClientConfig, OktaError,
     OktaGroupType, OktaUserStatus, OnMissing, PrivateKeyJwt, ProfileUpdate, Removal,
 };
-use efs_iam::storage::{ErrorLogEntry, ErrorLogQuery};
+use efs_iam::storage::{ErrorLogEntry, ErrorLogQuery, ErrorLogStore};
 use fake_okta::{
     FakeOkta, FakeOktaConfig, Fault, FaultKind, RateLimitBucket, RecordedRequest, UserStatus,
 };
@@ -67,7 +67,7 @@ async fn env_with(
     let db = TestDb::sqlite().await;
     let mut c = config(&fake, auth);
     tweak(&mut c);
-    let okta = OktaClient::new(c, Some(db.storage.store.clone())).expect("client builds");
+    let okta = OktaClient::new(c, Some(db.store.clone())).expect("client builds");
     Env { fake, db, okta }
 }
 
@@ -78,7 +78,6 @@ async fn env() -> Env {
 impl Env {
     async fn errors(&self) -> Vec<ErrorLogEntry> {
         self.db
-            .storage
             .store
             .query_error_log(&ErrorLogQuery {
                 limit: 500,
@@ -1113,11 +1112,7 @@ async fn a_failing_error_log_does_not_fail_the_okta_call() {
     let fake = fake().await;
     // A database without the iam_error_log table: every log write fails.
     let db = TestDb::sqlite_with(common::options(), false).await;
-    let okta = OktaClient::new(
-        config(&fake, ssws("test-token")),
-        Some(db.storage.store.clone()),
-    )
-    .unwrap();
+    let okta = OktaClient::new(config(&fake, ssws("test-token")), Some(db.store.clone())).unwrap();
     let id = fake.create_user(
         "log@example.com",
         "log@example.com",

@@ -8,6 +8,7 @@ mod sync_contract;
 use chrono::{Duration as ChronoDuration, SubsecRound, Utc};
 use common::TestDb;
 use efs_iam::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus, SettingKey};
+use efs_iam::storage::prelude::*;
 use efs_iam::storage::*;
 use sync_contract::*;
 
@@ -73,13 +74,13 @@ fn key(s: &str) -> SettingKey {
 }
 
 async fn ready_after_migrations(db: TestDb) {
-    db.storage.store.check_ready().await.expect("ready");
-    let stats = db.storage.store.pool_stats();
+    db.store.check_ready().await.expect("ready");
+    let stats = db.store.pool_stats();
     assert!(stats.size >= 1);
 }
 
 async fn settings_round_trip(db: TestDb) {
-    let s = &db.storage.store;
+    let s = &db.store;
     let created = s
         .put_portal_settings(
             portal(1),
@@ -131,7 +132,7 @@ async fn settings_round_trip(db: TestDb) {
 }
 
 async fn settings_keys_fold_case(db: TestDb) {
-    let s = &db.storage.store;
+    let s = &db.store;
     s.put_portal_settings(portal(3), &[(key("Okta_Client_Id"), Some("a".into()))])
         .await
         .unwrap();
@@ -151,7 +152,7 @@ async fn settings_keys_fold_case(db: TestDb) {
 
 async fn admin_reference_upsert_and_delete(db: TestDb) {
     db.seed_efs_users(&[7], &[]).await;
-    let s = &db.storage.store;
+    let s = &db.store;
     assert!(s.admin_user_reference(user(7)).await.unwrap().is_none());
     let (r, created) = s
         .put_admin_user_reference(user(7), &okta("00ua"))
@@ -185,7 +186,7 @@ async fn admin_reference_upsert_and_delete(db: TestDb) {
 
 async fn portal_reference_upsert_patch_delete(db: TestDb) {
     db.seed_efs_users(&[], &[11]).await;
-    let s = &db.storage.store;
+    let s = &db.store;
     let upsert = PortalUserReferenceUpsert {
         okta_user_id: okta("00u11"),
         status: PortalUserStatus::Pending,
@@ -256,7 +257,7 @@ async fn portal_reference_upsert_patch_delete(db: TestDb) {
 async fn portal_reference_list_filters_and_pages(db: TestDb) {
     let ids: Vec<i32> = (100..130).collect();
     db.seed_efs_users(&[], &ids).await;
-    let s = &db.storage.store;
+    let s = &db.store;
     for (i, id) in ids.iter().enumerate() {
         s.put_portal_user_reference(
             portal(9),
@@ -350,7 +351,7 @@ async fn portal_reference_list_filters_and_pages(db: TestDb) {
 
 async fn reverse_lookup_spans_admin_and_portals(db: TestDb) {
     db.seed_efs_users(&[1], &[2, 3]).await;
-    let s = &db.storage.store;
+    let s = &db.store;
     let person = okta("00uPERSON");
     s.put_admin_user_reference(user(1), &person).await.unwrap();
     for (p, u) in [(20, 2), (21, 3)] {
@@ -381,7 +382,7 @@ async fn reverse_lookup_spans_admin_and_portals(db: TestDb) {
 
 async fn concurrent_upserts_leave_one_row(db: TestDb) {
     db.seed_efs_users(&[42], &[42]).await;
-    let s = db.storage.store.clone();
+    let s = db.store.clone();
     let mut tasks = Vec::new();
     for i in 0..12 {
         let s = s.clone();
@@ -429,7 +430,7 @@ async fn concurrent_upserts_leave_one_row(db: TestDb) {
 }
 
 async fn error_log_record_query_purge(db: TestDb) {
-    let s = &db.storage.store;
+    let s = &db.store;
     let mut ids = Vec::new();
     for i in 0..25 {
         let e = s
@@ -519,7 +520,7 @@ async fn error_log_record_query_purge(db: TestDb) {
 }
 
 async fn error_log_text_search_is_literal(db: TestDb) {
-    let s = &db.storage.store;
+    let s = &db.store;
     for message in ["100% failed", "1000 failed", "a_b", "axb", "it's !bang"] {
         s.record_error(&NewErrorLogEntry {
             message: Some(message.into()),
@@ -554,7 +555,7 @@ async fn error_log_text_search_is_literal(db: TestDb) {
 }
 
 async fn unassignments_enqueue_in_chunks_and_count(db: TestDb) {
-    let s = &db.storage.store;
+    let s = &db.store;
     let users: Vec<NewUnassignment> = (1..=1234)
         .map(|i| NewUnassignment {
             user_id: user(i),
@@ -619,7 +620,7 @@ async fn unassignments_enqueue_in_chunks_and_count(db: TestDb) {
 /// The SQL token records under the vault: opaque values keyed by the hashed id, with
 /// the legacy raw id as a fallback that every write removes.
 async fn tokens_put_get_replace_delete(db: TestDb) {
-    let t = &db.storage.tokens;
+    let t = &db.store;
     let now = Utc::now().trunc_subsecs(0);
     let later = now + ChronoDuration::hours(1);
     let hashed: &[u8] = &[1u8; 33];
@@ -657,18 +658,18 @@ async fn tokens_put_get_replace_delete(db: TestDb) {
 }
 
 async fn tokens_legacy_rows_subjects_and_purge(db: TestDb) {
-    let t = &db.storage.tokens;
+    let t = &db.store;
     let now = Utc::now().trunc_subsecs(0);
     // A legacy row under the raw id (`raw-1`, as bytes) is found through the fallback...
     let pool_exec = |sql: &'static str| {
         let db = &db;
         async move {
-            match &db.backend {
-                common::Backend::Sqlite(s) => {
-                    sqlx::query(sql).execute(s.pool()).await.unwrap();
+            match db.store.db() {
+                efs_iam::storage::sql::Db::Sqlite(s) => {
+                    sqlx::query(sql).execute(s).await.unwrap();
                 }
-                common::Backend::MySql(s) => {
-                    sqlx::query(sql).execute(s.pool()).await.unwrap();
+                efs_iam::storage::sql::Db::MySql(s) => {
+                    sqlx::query(sql).execute(s).await.unwrap();
                 }
             }
         }

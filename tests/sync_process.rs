@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::TestDb;
 use efs_iam::domain::{EfsUserId, OktaUserId, PortalId, SettingKey};
-use efs_iam::storage::mysql::MySqlStore;
-use efs_iam::storage::{NewUnassignment, Store};
+use efs_iam::storage::prelude::*;
+use efs_iam::storage::{NewUnassignment, SqlStore, UnassignmentQueueStore};
 use fake_okta::{FakeOkta, FakeOktaConfig, UserStatus};
 
 const BIN: &str = env!("CARGO_BIN_EXE_efs-iam");
@@ -109,16 +109,13 @@ async fn setup(
     latency: Duration,
 ) -> Option<(
     TestDb,
-    Arc<MySqlStore>,
+    Arc<SqlStore>,
     FakeOkta,
     String,
     Vec<NewUnassignment>,
 )> {
     let db = TestDb::mysql().await?;
-    let common::Backend::MySql(store) = &db.backend else {
-        unreachable!()
-    };
-    let store = store.clone();
+    let store = db.store.clone();
     let okta = FakeOkta::start(FakeOktaConfig {
         max_recorded_requests: 100,
         ..FakeOktaConfig::default()
@@ -156,14 +153,14 @@ async fn setup(
     Some((db, store, okta, group, users))
 }
 
-async fn enqueue(store: &MySqlStore, users: &[NewUnassignment]) {
+async fn enqueue(store: &SqlStore, users: &[NewUnassignment]) {
     store
         .enqueue_unassignments(PortalId::new(PORTAL).unwrap(), users)
         .await
         .unwrap();
 }
 
-async fn queued(store: &MySqlStore) -> (i64, i64) {
+async fn queued(store: &SqlStore) -> (i64, i64) {
     let c = store
         .unassignment_counts(PortalId::new(PORTAL).unwrap())
         .await
@@ -198,12 +195,12 @@ async fn kill_9_mid_drain_then_restart_loses_nothing() {
     let (left, dead) = queued(&store).await;
     assert!(left > 0, "killed mid-drain, {left} rows left");
     assert_eq!(dead, 0);
-    let leased: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM iam_portal_user_group_unassignment_queue WHERE locked_by = 'victim'",
-    )
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
+    let leased = db
+        .count(
+            "SELECT COUNT(*) FROM iam_portal_user_group_unassignment_queue \
+             WHERE locked_by = 'victim'",
+        )
+        .await;
     eprintln!("killed with {left} rows queued, {leased} of them leased by the dead instance");
 
     let mut survivor = Instance::start(&db.url, &okta, "survivor", dir.path(), "3s");

@@ -11,9 +11,10 @@ use std::time::Duration;
 use common::{memcached_servers, test_settings, use_keys, use_memcached, TestDb, KEY_1, KEY_2};
 use efs_iam::config::Settings;
 use efs_iam::domain::{OktaUserId, PortalId, SessionId, SettingKey};
-use efs_iam::storage::{StorageError, TokenKey};
+use efs_iam::startup::build_vault;
+use efs_iam::storage::{PortalSettingsStore, TokenKey, TokenStoreError};
 use efs_iam::tokens::crypto::OpenError;
-use efs_iam::tokens::{build_vault, Clock, ManualClock, SessionHasher, TokenVault, VaultError};
+use efs_iam::tokens::{Clock, ManualClock, SessionHasher, TokenVault, VaultError};
 use fake_okta::{FakeOkta, FakeOktaConfig};
 use serde_json::{json, Map, Value};
 
@@ -28,12 +29,7 @@ struct Env {
 
 impl Env {
     fn vault(&self) -> TokenVault {
-        build_vault(
-            &self.settings,
-            &self.db.storage,
-            Arc::new(self.clock.clone()),
-        )
-        .expect("vault")
+        build_vault(&self.settings, &self.db.store, Arc::new(self.clock.clone())).expect("vault")
     }
 
     fn with_keys(&mut self, ring: &str) -> TokenVault {
@@ -414,19 +410,19 @@ async fn dump(env: &Env) -> Vec<String> {
         }
         None => {
             let sql = "SELECT session_id, idp_response, stored_at, expires_at, subject_hash FROM iam_token_data";
-            let rows: Vec<DumpRow> = match &env.db.backend {
-                common::Backend::Sqlite(s) => sqlx::query_as(&sql.replace(
+            let rows: Vec<DumpRow> = match env.db.store.db() {
+                efs_iam::storage::sql::Db::Sqlite(s) => sqlx::query_as(&sql.replace(
                     "stored_at, expires_at",
                     "CAST(stored_at AS TEXT), CAST(expires_at AS TEXT)",
                 ))
-                .fetch_all(s.pool())
+                .fetch_all(s)
                 .await
                 .unwrap(),
-                common::Backend::MySql(s) => sqlx::query_as(&sql.replace(
+                efs_iam::storage::sql::Db::MySql(s) => sqlx::query_as(&sql.replace(
                     "stored_at, expires_at",
                     "CAST(stored_at AS CHAR), CAST(expires_at AS CHAR)",
                 ))
-                .fetch_all(s.pool())
+                .fetch_all(s)
                 .await
                 .unwrap(),
             };
@@ -484,7 +480,6 @@ async fn a_dump_reveals_no_token_and_no_session_id(env: Env) {
 
 async fn configure_portal(env: &Env, portal: i32, okta: &FakeOkta) {
     env.db
-        .storage
         .store
         .put_portal_settings(
             PortalId::new(portal).unwrap(),
@@ -554,21 +549,21 @@ async fn logout_everywhere_deletes_every_session_of_the_user(env: Env) {
 }
 
 async fn sql_exec(env: &Env, sql: &str) {
-    match &env.db.backend {
-        common::Backend::Sqlite(s) => {
-            sqlx::query(sql).execute(s.pool()).await.unwrap();
+    match env.db.store.db() {
+        efs_iam::storage::sql::Db::Sqlite(s) => {
+            sqlx::query(sql).execute(s).await.unwrap();
         }
-        common::Backend::MySql(s) => {
-            sqlx::query(sql).execute(s.pool()).await.unwrap();
+        efs_iam::storage::sql::Db::MySql(s) => {
+            sqlx::query(sql).execute(s).await.unwrap();
         }
     }
 }
 
 async fn raw_session_ids(env: &Env) -> Vec<Vec<u8>> {
     let sql = "SELECT session_id FROM iam_token_data ORDER BY id";
-    match &env.db.backend {
-        common::Backend::Sqlite(s) => sqlx::query_scalar(sql).fetch_all(s.pool()).await.unwrap(),
-        common::Backend::MySql(s) => sqlx::query_scalar(sql).fetch_all(s.pool()).await.unwrap(),
+    match env.db.store.db() {
+        efs_iam::storage::sql::Db::Sqlite(s) => sqlx::query_scalar(sql).fetch_all(s).await.unwrap(),
+        efs_iam::storage::sql::Db::MySql(s) => sqlx::query_scalar(sql).fetch_all(s).await.unwrap(),
     }
 }
 
@@ -754,7 +749,7 @@ async fn memcached_rejects_over_large_responses_and_server_limits() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, VaultError::Storage(StorageError::TooLarge { .. })),
+        matches!(err, VaultError::Store(TokenStoreError::TooLarge { .. })),
         "{err:?}"
     );
     assert!(
@@ -773,7 +768,7 @@ async fn memcached_rejects_over_large_responses_and_server_limits() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, VaultError::Storage(StorageError::TooLarge { .. })),
+        matches!(err, VaultError::Store(TokenStoreError::TooLarge { .. })),
         "{err:?}"
     );
     assert!(vault.get(&s).await.unwrap().is_none());
@@ -815,7 +810,7 @@ async fn memcached_keys_spread_over_several_servers() {
                 assert_eq!(t.idp_response["n"], i);
                 found += 1;
             }
-            Err(VaultError::Storage(StorageError::CacheUnavailable(_))) => unavailable += 1,
+            Err(VaultError::Store(TokenStoreError::Unavailable(_))) => unavailable += 1,
             other => panic!("{other:?}"),
         }
     }
@@ -927,7 +922,7 @@ async fn reencrypt_with_memcached_down_is_an_error() {
     let env = env_on(TestDb::sqlite().await, Some("127.0.0.1:1".into())).await;
     let err = env.vault().reencrypt().await.unwrap_err();
     assert!(
-        matches!(&err, VaultError::Storage(StorageError::CacheUnavailable(m)) if m.contains("127.0.0.1:1")),
+        matches!(&err, VaultError::Store(TokenStoreError::Unavailable(m)) if m.contains("127.0.0.1:1")),
         "{err:?}"
     );
 }

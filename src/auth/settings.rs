@@ -64,7 +64,7 @@ fn parse_jwks_url(raw: &str) -> Result<String, String> {
 fn parse_leeway(raw: &str) -> Result<Duration, String> {
     let d = match raw.trim() {
         "0" | "0s" => Duration::ZERO,
-        other => crate::config::parse_duration(other)?,
+        other => crate::domain::parse_duration(other)?,
     };
     if d > Duration::from_secs(60) {
         return Err("must be at most 60s".into());

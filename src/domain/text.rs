@@ -19,6 +19,16 @@ pub fn check_text(value: &str, max_chars: usize) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Text fit for a legacy `utf8` (utf8mb3) column, for what efs-iam writes itself
+/// (error texts, reasons): characters outside the Basic Multilingual Plane replaced,
+/// at most `max_chars` characters.
+pub fn storable_text(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .map(|c| if (c as u32) > 0xFFFF { '\u{FFFD}' } else { c })
+        .take(max_chars)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -29,5 +39,11 @@ mod tests {
         assert!(check_text(&"ä".repeat(256), 255).is_err());
         assert!(check_text("smile 😀", 255).is_err());
         assert!(check_text("", 0).is_ok());
+    }
+
+    #[test]
+    fn text_for_legacy_columns() {
+        assert_eq!(storable_text("ok 😀 ok", 100), "ok \u{FFFD} ok");
+        assert_eq!(storable_text("abcdef", 3), "abc");
     }
 }

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::problem::{ApiError, ProblemType};
 use super::AppState;
 use crate::auth::{required_scope, AuthError, Authenticator, Caller, Scope};
-use crate::error::{problem_response, ApiError};
 
 const METRICS_ROUTE: &str = "/metrics";
 
@@ -97,14 +97,8 @@ impl std::fmt::Display for Operation<'_> {
 /// The answer past the concurrent-request limit: 503 with `Retry-After` at once,
 /// instead of queueing without bound (see `overload` in the router).
 pub async fn overloaded(_: tower::BoxError) -> Response {
-    let mut res = problem_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "overloaded",
-        "Too many requests in flight",
+    ProblemType::OVERLOADED.response(
         "efs-iam is at its concurrent request limit; retry shortly".into(),
         vec![],
-    );
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    res
+    )
 }

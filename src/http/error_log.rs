@@ -1,9 +1,7 @@
 //! The log of errors received from Okta (`iam_error_log`): written by efs-iam's Okta
 //! adapter and by EFS, read by operators.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,11 +11,11 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{
-    decode_cursor, encode_cursor, integral, page_limit, path_param, AppJson, AppQuery,
+    cursor_position, integral, keyset_page, page_limit, AppJson, AppPath, AppQuery,
 };
+use super::problem::{ApiError, ApiResult, FieldError, Problem};
 use super::{utc, AppState};
 use crate::domain::{check_text, parse_row_id, Invalid};
-use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::storage::{ErrorLogEntry, ErrorLogQuery, NewErrorLogEntry};
 
 const DEFAULT_PAGE: u32 = 50;
@@ -185,7 +183,7 @@ async fn record_error(
         return Err(ApiError::Validation(errors));
     };
     let entry = state
-        .store
+        .error_log
         .record_error(&NewErrorLogEntry {
             message: body.message,
             status_code,
@@ -238,14 +236,10 @@ async fn query_error_log(
             return Err(ApiError::invalid_parameter(field, e));
         }
     }
-    let before = query
-        .cursor
-        .as_deref()
-        .map(decode_cursor::<Position>)
-        .transpose()?
-        .map(|Position(at, id)| (at, id));
+    let before =
+        cursor_position::<Position>(query.cursor.as_deref())?.map(|Position(at, id)| (at, id));
     let rows = state
-        .store
+        .error_log
         .query_error_log(&ErrorLogQuery {
             since,
             until,
@@ -256,18 +250,29 @@ async fn query_error_log(
             limit: limit + 1,
         })
         .await?;
-    let next_cursor = (rows.len() > limit as usize).then(|| {
-        let last = &rows[limit as usize - 1];
-        encode_cursor(&Position(last.created_at, last.id))
-    });
+    let (rows, next_cursor) = keyset_page(rows, limit, |r| Position(r.created_at, r.id));
     Ok(Json(ErrorLogPage {
-        items: rows
-            .into_iter()
-            .take(limit as usize)
-            .map(Into::into)
-            .collect(),
+        items: rows.into_iter().map(Into::into).collect(),
         next_cursor,
     }))
+}
+
+/// `{id}` of an entry.
+#[derive(Debug, Deserialize)]
+struct EntryPath {
+    id: EntryId,
+}
+
+#[derive(Debug)]
+struct EntryId(i32);
+
+impl<'de> Deserialize<'de> for EntryId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        parse_row_id(&raw)
+            .map(EntryId)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// One error log entry.
@@ -284,11 +289,11 @@ async fn query_error_log(
 #[tracing::instrument(skip_all)]
 async fn get_error_log_entry(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(EntryPath { id }): AppPath<EntryPath>,
 ) -> ApiResult<Json<ErrorLogEntryBody>> {
-    let id = path_param(&params, "id", parse_row_id)?;
+    let id = id.0;
     let entry = state
-        .store
+        .error_log
         .error_log_entry(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no error log entry {id}")))?;
@@ -311,7 +316,7 @@ async fn purge_error_log(
     AppQuery(query): AppQuery<PurgeQuery>,
 ) -> ApiResult<Json<PurgeResult>> {
     let before = timestamp("before", &query.before)?;
-    let deleted = state.store.purge_error_log(before).await?;
+    let deleted = state.error_log.purge_error_log(before).await?;
     tracing::info!(deleted, "error log purged");
     Ok(Json(PurgeResult { deleted }))
 }

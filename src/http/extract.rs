@@ -1,17 +1,16 @@
 //! Extractors that turn every malformed request into our problem+json, naming the
 //! field at fault (axum's own rejections are plain text without field paths).
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{header, request::Parts, StatusCode};
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::domain::Invalid;
-use crate::error::{ApiError, ApiResult, FieldError};
+use super::problem::{ApiError, ApiResult, FieldError};
+use crate::domain::{EfsUserId, OktaUserId, PortalId, SessionId, SettingKey};
 
 /// A JSON body (`application/json` or any `+json` type) with serde errors mapped to
 /// the field path at fault.
@@ -112,15 +111,19 @@ pub fn integral<'de, D>(deserializer: D) -> Result<i64, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
-    use serde::de::Error;
     use serde::Deserialize;
-    match serde_json::Number::deserialize(deserializer)? {
-        n if n.is_i64() => Ok(n.as_i64().expect("checked")),
-        n => match n.as_f64() {
+    integral_number(serde_json::Number::deserialize(deserializer)?)
+}
+
+/// A JSON number as an integer, where `7.0` counts as one.
+pub fn integral_number<E: serde::de::Error>(n: serde_json::Number) -> Result<i64, E> {
+    match n.as_i64() {
+        Some(v) => Ok(v),
+        None => match n.as_f64() {
             Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f <= i64::MAX as f64 => {
                 Ok(f as i64)
             }
-            _ => Err(D::Error::custom(format!(
+            _ => Err(E::custom(format!(
                 "invalid value: {n}, expected an integer"
             ))),
         },
@@ -156,16 +159,71 @@ where
     }
 }
 
-/// Reads and validates one path parameter.
-pub fn path_param<T>(
-    params: &HashMap<String, String>,
-    name: &str,
-    parse: impl FnOnce(&str) -> Result<T, Invalid>,
-) -> ApiResult<T> {
-    let raw = params
-        .get(name)
-        .ok_or_else(|| ApiError::invalid_parameter(name, "missing"))?;
-    parse(raw).map_err(|e| ApiError::invalid_parameter(name, e))
+/// Path parameters as a struct of validated values (`PortalId`, `SettingKey`, …, each
+/// `Deserialize` through its own parser); a value its parser refuses is a 400 problem
+/// naming the parameter.
+pub struct AppPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for AppPath<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Percent-decoded by axum; its own rejection (e.g. invalid UTF-8) stays its own.
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let de = serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(
+            params.into_iter(),
+        );
+        serde_path_to_error::deserialize(de)
+            .map(AppPath)
+            .map_err(|e| {
+                let name = e.path().to_string();
+                ApiError::invalid_parameter(&name, e.into_inner()).into_response()
+            })
+    }
+}
+
+/// `{portal_id}`.
+#[derive(Debug, serde::Deserialize)]
+pub struct PortalPath {
+    pub portal_id: PortalId,
+}
+
+/// `{portal_id}/…/{key}`.
+#[derive(Debug, serde::Deserialize)]
+pub struct PortalSettingPath {
+    pub portal_id: PortalId,
+    pub key: SettingKey,
+}
+
+/// `{user_id}` of an EFS-Admin user.
+#[derive(Debug, serde::Deserialize)]
+pub struct AdminUserPath {
+    pub user_id: EfsUserId,
+}
+
+/// `{portal_id}/…/{user_id}` of a portal user.
+#[derive(Debug, serde::Deserialize)]
+pub struct PortalUserPath {
+    pub portal_id: PortalId,
+    pub user_id: EfsUserId,
+}
+
+/// `{session_id}`.
+#[derive(serde::Deserialize)]
+pub struct SessionPath {
+    pub session_id: SessionId,
+}
+
+/// `{okta_user_id}`.
+#[derive(Debug, serde::Deserialize)]
+pub struct OktaUserPath {
+    pub okta_user_id: OktaUserId,
 }
 
 /// Opaque keyset cursors: base64url of a small JSON position. Opaque so that callers
@@ -181,6 +239,24 @@ pub fn decode_cursor<T: DeserializeOwned>(cursor: &str) -> ApiResult<T> {
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .ok_or_else(|| ApiError::invalid_parameter("cursor", "not a cursor returned by this API"))
+}
+
+/// The position a `cursor` query parameter names, if one was given.
+pub fn cursor_position<T: DeserializeOwned>(cursor: Option<&str>) -> ApiResult<Option<T>> {
+    cursor.map(decode_cursor).transpose()
+}
+
+/// One page of a keyset listing read with `limit + 1` rows: the page, and the cursor of
+/// the next page when there is one (`position` is what the next read starts after).
+pub fn keyset_page<T, P: Serialize>(
+    mut rows: Vec<T>,
+    limit: u32,
+    position: impl Fn(&T) -> P,
+) -> (Vec<T>, Option<String>) {
+    let limit = limit as usize;
+    let next = (rows.len() > limit).then(|| encode_cursor(&position(&rows[limit - 1])));
+    rows.truncate(limit);
+    (rows, next)
 }
 
 /// Page size: `default` when absent, refused above `max`.

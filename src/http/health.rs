@@ -81,7 +81,7 @@ async fn component<E: std::fmt::Display>(
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let timeout = state.config.ready_timeout;
     let (database, token_store) = tokio::join!(
-        component(timeout, state.store.check_ready()),
+        component(timeout, state.database.check_ready()),
         component(timeout, state.vault.check_ready()),
     );
     let components = BTreeMap::from([

@@ -9,8 +9,8 @@ use axum::http::{header, HeaderName, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::problem::ProblemType;
 use super::AppState;
-use crate::error::problem_response;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -64,20 +64,21 @@ pub async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
         .await
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
-    let (slug, title) = match status {
-        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
-        StatusCode::SERVICE_UNAVAILABLE => ("timeout", "Request timed out"),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "Request body too large"),
-        StatusCode::NOT_FOUND => ("not-found", "Not found"),
-        _ if status.is_client_error() => ("bad-request", "Bad request"),
-        _ => ("internal", "Internal server error"),
+    let problem = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ProblemType::METHOD_NOT_ALLOWED,
+        StatusCode::SERVICE_UNAVAILABLE => ProblemType::TIMEOUT,
+        StatusCode::PAYLOAD_TOO_LARGE => ProblemType::PAYLOAD_TOO_LARGE,
+        StatusCode::NOT_FOUND => ProblemType::NOT_FOUND,
+        _ if status.is_client_error() => ProblemType::BAD_REQUEST,
+        _ => ProblemType::INTERNAL,
     };
     let detail = if text.is_empty() {
         status.canonical_reason().unwrap_or("error").to_owned()
     } else {
         text
     };
-    let mut problem = problem_response(status, slug, title, detail, vec![]);
+    // The status stays what it was (a 4xx other than those named keeps its own code).
+    let mut problem = ProblemType { status, ..problem }.response(detail, vec![]);
     // Keep routing's headers (`Allow` on a 405).
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
@@ -89,10 +90,7 @@ pub async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
 
 pub async fn not_found(req: Request<Body>) -> impl IntoResponse {
     let _ = req;
-    problem_response(
-        StatusCode::NOT_FOUND,
-        "not-found",
-        "Not found",
+    ProblemType::NOT_FOUND.response(
         "no such endpoint; the API is described at /api-docs/openapi.json".into(),
         vec![],
     )

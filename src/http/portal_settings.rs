@@ -7,17 +7,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{path_param, AppJson};
+use super::extract::{AppJson, AppPath, PortalPath, PortalSettingPath};
+use super::problem::{ApiError, ApiResult, FieldError, Problem};
 use super::AppState;
 use crate::domain::{check_text, PortalId, SettingKey};
-use crate::error::{ApiError, ApiResult, FieldError, Problem};
 
 /// Most keys one bulk put may set.
 const MAX_KEYS_PER_PUT: usize = 100;
@@ -101,7 +101,7 @@ fn nullable_value(field: &str, value: &serde_json::Value) -> Result<Option<Strin
 }
 
 async fn load_map(state: &AppState, portal: PortalId) -> ApiResult<PortalSettings> {
-    let rows = state.store.portal_settings(portal).await?;
+    let rows = state.portal_settings.portal_settings(portal).await?;
     // Oldest first, so newer rows overwrite older duplicates; keys fold case as the
     // column's collation does, and the newest row's spelling is shown.
     let mut by_folded: HashMap<String, (String, Option<String>)> = HashMap::new();
@@ -129,9 +129,8 @@ async fn load_map(state: &AppState, portal: PortalId) -> ApiResult<PortalSetting
 #[tracing::instrument(skip_all)]
 async fn get_portal_settings(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(PortalPath { portal_id: portal }): AppPath<PortalPath>,
 ) -> ApiResult<Json<PortalSettings>> {
-    let portal = path_param(&params, "portal_id", PortalId::parse)?;
     Ok(Json(load_map(&state, portal).await?))
 }
 
@@ -152,10 +151,9 @@ async fn get_portal_settings(
 #[tracing::instrument(skip_all)]
 async fn put_portal_settings(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(PortalPath { portal_id: portal }): AppPath<PortalPath>,
     AppJson(body): AppJson<PutPortalSettings>,
 ) -> ApiResult<Json<PortalSettings>> {
-    let portal = path_param(&params, "portal_id", PortalId::parse)?;
     if body.settings.is_empty() || body.settings.len() > MAX_KEYS_PER_PUT {
         return Err(ApiError::invalid_field(
             "settings",
@@ -192,7 +190,10 @@ async fn put_portal_settings(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    state.store.put_portal_settings(portal, &entries).await?;
+    state
+        .portal_settings
+        .put_portal_settings(portal, &entries)
+        .await?;
     Ok(Json(load_map(&state, portal).await?))
 }
 
@@ -213,12 +214,13 @@ async fn put_portal_settings(
 #[tracing::instrument(skip_all)]
 async fn get_portal_setting(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(PortalSettingPath {
+        portal_id: portal,
+        key,
+    }): AppPath<PortalSettingPath>,
 ) -> ApiResult<Json<PortalSettingValue>> {
-    let portal = path_param(&params, "portal_id", PortalId::parse)?;
-    let key = path_param(&params, "key", SettingKey::parse)?;
     let row = state
-        .store
+        .portal_settings
         .portal_setting(portal, &key)
         .await?
         .ok_or_else(|| {
@@ -251,14 +253,15 @@ async fn get_portal_setting(
 #[tracing::instrument(skip_all)]
 async fn put_portal_setting(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(PortalSettingPath {
+        portal_id: portal,
+        key,
+    }): AppPath<PortalSettingPath>,
     AppJson(body): AppJson<PutPortalSetting>,
 ) -> ApiResult<(StatusCode, Json<PortalSettingValue>)> {
-    let portal = path_param(&params, "portal_id", PortalId::parse)?;
-    let key = path_param(&params, "key", SettingKey::parse)?;
     let value = nullable_value("value", &body.value).map_err(|e| ApiError::Validation(vec![e]))?;
     let created = state
-        .store
+        .portal_settings
         .put_portal_settings(portal, &[(key.clone(), value.clone())])
         .await?;
     let status = if created[0] {
@@ -293,11 +296,16 @@ async fn put_portal_setting(
 #[tracing::instrument(skip_all)]
 async fn delete_portal_setting(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(PortalSettingPath {
+        portal_id: portal,
+        key,
+    }): AppPath<PortalSettingPath>,
 ) -> ApiResult<StatusCode> {
-    let portal = path_param(&params, "portal_id", PortalId::parse)?;
-    let key = path_param(&params, "key", SettingKey::parse)?;
-    match state.store.delete_portal_setting(portal, &key).await? {
+    match state
+        .portal_settings
+        .delete_portal_setting(portal, &key)
+        .await?
+    {
         0 => Err(ApiError::NotFound(format!(
             "portal {portal} has no setting {}",
             key.as_str()

@@ -3,9 +3,7 @@
 //! id_token verified for portals with an Okta issuer. Session ids and tokens are
 //! secrets: handlers record neither in spans or logs.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -13,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{path_param, AppJson, AppQuery};
+use super::extract::{AppJson, AppPath, AppQuery, OktaUserPath, SessionPath};
+use super::problem::{ApiError, ApiResult, Problem};
 use super::AppState;
-use crate::domain::{OktaUserId, PortalId, SessionId};
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::domain::PortalId;
 use crate::tokens::VerifiedClaims;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -74,10 +72,6 @@ pub struct DeletedSessions {
     pub deleted: u64,
 }
 
-fn session_param(params: &HashMap<String, String>) -> ApiResult<SessionId> {
-    path_param(params, "session_id", SessionId::parse)
-}
-
 /// Stores the token response of a login session, replacing any earlier one.
 ///
 /// The response is encrypted at rest under a keyed hash of the session id. It expires
@@ -99,11 +93,12 @@ fn session_param(params: &HashMap<String, String>) -> ApiResult<SessionId> {
 #[tracing::instrument(skip_all)]
 async fn put_session_token(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(SessionPath {
+        session_id: session,
+    }): AppPath<SessionPath>,
     AppQuery(query): AppQuery<PutTokenQuery>,
     AppJson(body): AppJson<TokenResponse>,
 ) -> ApiResult<StatusCode> {
-    let session = session_param(&params)?;
     let portal = query
         .portal_id
         .map(|p| PortalId::new(p).map_err(|e| ApiError::invalid_parameter("portal_id", e)))
@@ -134,9 +129,10 @@ async fn put_session_token(
 #[tracing::instrument(skip_all)]
 async fn get_session_token(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(SessionPath {
+        session_id: session,
+    }): AppPath<SessionPath>,
 ) -> ApiResult<Json<StoredSessionToken>> {
-    let session = session_param(&params)?;
     let opened = state
         .vault
         .get(&session)
@@ -165,9 +161,10 @@ async fn get_session_token(
 #[tracing::instrument(skip_all)]
 async fn delete_session_token(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(SessionPath {
+        session_id: session,
+    }): AppPath<SessionPath>,
 ) -> ApiResult<StatusCode> {
-    let session = session_param(&params)?;
     if state.vault.delete(&session).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -192,9 +189,8 @@ async fn delete_session_token(
 #[tracing::instrument(skip_all)]
 async fn delete_okta_user_sessions(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(OktaUserPath { okta_user_id: user }): AppPath<OktaUserPath>,
 ) -> ApiResult<Json<DeletedSessions>> {
-    let user = path_param(&params, "okta_user_id", OktaUserId::parse)?;
     let deleted = state.vault.delete_user_sessions(&user).await?;
     tracing::info!(deleted, "sessions of an Okta user forgotten");
     Ok(Json(DeletedSessions { deleted }))

@@ -5,9 +5,7 @@
 //! Legacy duplicates of one (portal, user) or one admin user: reads return the newest
 //! row, writes update every duplicate, deletes remove all of them.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -16,11 +14,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{
-    decode_cursor, encode_cursor, page_limit, path_param, present, AppJson, AppQuery,
+    cursor_position, keyset_page, page_limit, present, AdminUserPath, AppJson, AppPath, AppQuery,
+    OktaUserPath, PortalPath, PortalUserPath,
 };
+use super::problem::{ApiError, ApiResult, FieldError, Problem};
 use super::{utc, AppState};
 use crate::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus};
-use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::storage::{
     AdminUserReference, PortalUserReference, PortalUserReferencePatch, PortalUserReferenceQuery,
     PortalUserReferenceUpsert,
@@ -193,11 +192,10 @@ fn okta_id(field: &str, raw: &str) -> ApiResult<OktaUserId> {
 #[tracing::instrument(skip_all)]
 async fn get_admin_user_reference(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(AdminUserPath { user_id: user }): AppPath<AdminUserPath>,
 ) -> ApiResult<Json<AdminUserReferenceBody>> {
-    let user = path_param(&params, "user_id", EfsUserId::parse)?;
     let reference = state
-        .store
+        .references
         .admin_user_reference(user)
         .await?
         .ok_or_else(|| {
@@ -223,12 +221,14 @@ async fn get_admin_user_reference(
 #[tracing::instrument(skip_all)]
 async fn put_admin_user_reference(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(AdminUserPath { user_id: user }): AppPath<AdminUserPath>,
     AppJson(body): AppJson<PutAdminUserReference>,
 ) -> ApiResult<(StatusCode, Json<AdminUserReferenceBody>)> {
-    let user = path_param(&params, "user_id", EfsUserId::parse)?;
     let okta = okta_id("okta_user_id", &body.okta_user_id)?;
-    let (reference, created) = state.store.put_admin_user_reference(user, &okta).await?;
+    let (reference, created) = state
+        .references
+        .put_admin_user_reference(user, &okta)
+        .await?;
     Ok((created_or_ok(created), Json(reference.into())))
 }
 
@@ -246,10 +246,9 @@ async fn put_admin_user_reference(
 #[tracing::instrument(skip_all)]
 async fn delete_admin_user_reference(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(AdminUserPath { user_id: user }): AppPath<AdminUserPath>,
 ) -> ApiResult<StatusCode> {
-    let user = path_param(&params, "user_id", EfsUserId::parse)?;
-    match state.store.delete_admin_user_reference(user).await? {
+    match state.references.delete_admin_user_reference(user).await? {
         0 => Err(ApiError::NotFound(format!(
             "EFS-Admin user {user} has no Okta reference"
         ))),
@@ -270,18 +269,13 @@ async fn delete_admin_user_reference(
 #[tracing::instrument(skip_all)]
 async fn list_portal_user_references(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(PortalPath { portal_id: portal }): AppPath<PortalPath>,
     AppQuery(query): AppQuery<PortalUserReferenceListQuery>,
 ) -> ApiResult<Json<PortalUserReferencePage>> {
-    let portal = path_param(&params, "portal_id", PortalId::parse)?;
     let limit = page_limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
-    let after_id = query
-        .cursor
-        .as_deref()
-        .map(decode_cursor::<i32>)
-        .transpose()?;
+    let after_id = cursor_position(query.cursor.as_deref())?;
     let rows = state
-        .store
+        .references
         .list_portal_user_references(
             portal,
             &PortalUserReferenceQuery {
@@ -293,23 +287,11 @@ async fn list_portal_user_references(
             },
         )
         .await?;
-    let next_cursor =
-        (rows.len() > limit as usize).then(|| encode_cursor(&rows[limit as usize - 1].id));
+    let (rows, next_cursor) = keyset_page(rows, limit, |r| r.id);
     Ok(Json(PortalUserReferencePage {
-        items: rows
-            .into_iter()
-            .take(limit as usize)
-            .map(Into::into)
-            .collect(),
+        items: rows.into_iter().map(Into::into).collect(),
         next_cursor,
     }))
-}
-
-fn portal_user_params(params: &HashMap<String, String>) -> ApiResult<(PortalId, EfsUserId)> {
-    Ok((
-        path_param(params, "portal_id", PortalId::parse)?,
-        path_param(params, "user_id", EfsUserId::parse)?,
-    ))
 }
 
 fn no_portal_reference(portal: PortalId, user: EfsUserId) -> ApiError {
@@ -341,11 +323,13 @@ fn created_or_ok(created: bool) -> StatusCode {
 #[tracing::instrument(skip_all)]
 async fn get_portal_user_reference(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(PortalUserPath {
+        portal_id: portal,
+        user_id: user,
+    }): AppPath<PortalUserPath>,
 ) -> ApiResult<Json<PortalUserReferenceBody>> {
-    let (portal, user) = portal_user_params(&params)?;
     let reference = state
-        .store
+        .references
         .portal_user_reference(portal, user)
         .await?
         .ok_or_else(|| no_portal_reference(portal, user))?;
@@ -372,17 +356,19 @@ async fn get_portal_user_reference(
 #[tracing::instrument(skip_all)]
 async fn put_portal_user_reference(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(PortalUserPath {
+        portal_id: portal,
+        user_id: user,
+    }): AppPath<PortalUserPath>,
     AppJson(body): AppJson<PutPortalUserReference>,
 ) -> ApiResult<(StatusCode, Json<PortalUserReferenceBody>)> {
-    let (portal, user) = portal_user_params(&params)?;
     let upsert = PortalUserReferenceUpsert {
         okta_user_id: okta_id("okta_user_id", &body.okta_user_id)?,
         status: body.status,
         has_data_changes: body.has_data_changes,
     };
     let (reference, created) = state
-        .store
+        .references
         .put_portal_user_reference(portal, user, &upsert)
         .await?;
     Ok((created_or_ok(created), Json(reference.into())))
@@ -408,10 +394,12 @@ async fn put_portal_user_reference(
 #[tracing::instrument(skip_all)]
 async fn patch_portal_user_reference(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(PortalUserPath {
+        portal_id: portal,
+        user_id: user,
+    }): AppPath<PortalUserPath>,
     AppJson(body): AppJson<PatchPortalUserReference>,
 ) -> ApiResult<Json<PortalUserReferenceBody>> {
-    let (portal, user) = portal_user_params(&params)?;
     let patch = PortalUserReferencePatch {
         okta_user_id: body
             .okta_user_id
@@ -428,7 +416,7 @@ async fn patch_portal_user_reference(
         ));
     }
     let reference = state
-        .store
+        .references
         .patch_portal_user_reference(portal, user, &patch)
         .await?
         .ok_or_else(|| no_portal_reference(portal, user))?;
@@ -452,11 +440,13 @@ async fn patch_portal_user_reference(
 #[tracing::instrument(skip_all)]
 async fn delete_portal_user_reference(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(PortalUserPath {
+        portal_id: portal,
+        user_id: user,
+    }): AppPath<PortalUserPath>,
 ) -> ApiResult<StatusCode> {
-    let (portal, user) = portal_user_params(&params)?;
     match state
-        .store
+        .references
         .delete_portal_user_reference(portal, user)
         .await?
     {
@@ -479,10 +469,9 @@ async fn delete_portal_user_reference(
 #[tracing::instrument(skip_all)]
 async fn references_to_okta_user(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(OktaUserPath { okta_user_id: okta }): AppPath<OktaUserPath>,
 ) -> ApiResult<Json<OktaUserReferences>> {
-    let okta = path_param(&params, "okta_user_id", OktaUserId::parse)?;
-    let (admins, portal_users) = state.store.references_to_okta_user(&okta).await?;
+    let (admins, portal_users) = state.references.references_to_okta_user(&okta).await?;
     Ok(Json(OktaUserReferences {
         okta_user_id: okta.as_str().to_owned(),
         admin_users: admins.into_iter().map(Into::into).collect(),

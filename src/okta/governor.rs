@@ -48,7 +48,7 @@
 //! The sharing is approximate: instances that send at the same moment do not see each
 //! other's requests until the answers come back, so together they can overshoot the
 //! share by what they send in that round trip. Okta's own per-token cap (README §4.1)
-//! and the 429 handling in `transport` are the backstop.
+//! and the 429 handling in `retry` are the backstop.
 //!
 //! The concurrency cap is a semaphore. A call takes a slot first and only then asks its
 //! bucket, so it is counted in the window it is really sent in; while the bucket makes

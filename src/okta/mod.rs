@@ -3,8 +3,10 @@
 //! [`OktaClient`] offers the operations the sync needs (users by id or login, create,
 //! partial profile update, deactivate, group membership, member and group listings)
 //! and hides everything that makes Okta calls hard to get right: authentication
-//! ([`auth`]), rate limits and concurrency ([`governor`]), retries, error capture into
-//! `iam_error_log` and tracing ([`transport`]). Settings live in [`settings`].
+//! ([`auth`], access tokens in [`token`]), rate limits and concurrency ([`governor`]),
+//! the retry loop ([`retry`]) around each HTTP exchange ([`exchange`]), error capture
+//! into `iam_error_log` ([`error_log`]), pagination ([`pagination`]) and tracing.
+//! Settings live in [`settings`].
 //!
 //! Design decisions:
 //!
@@ -13,7 +15,7 @@
 //!   for the log. HTTP-layer types never leak out, so a change of HTTP client stays
 //!   inside this module.
 //! - **No trait in front of the client (yet).** Tests drive the real client over real
-//!   HTTP against `crate::fake_okta`, which is a better test double than a mock: rate
+//!   HTTP against the fake Okta (`crates/fake-okta`), which is a better test double than a mock: rate
 //!   limits, dropped connections and pagination only show up on the wire. A trait can
 //!   come when there is a second implementation to put behind it.
 //! - **Lookups answer `None` only on Okta's "resource not found".** A 404 whose
@@ -25,11 +27,16 @@
 //!   small enough to hold, and a complete `Vec` is easier to diff than a stream.
 
 pub mod auth;
+mod call;
 pub mod error;
+mod error_log;
+mod exchange;
 pub mod governor;
 pub mod models;
+mod pagination;
+mod retry;
 pub mod settings;
-mod transport;
+mod token;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,12 +55,13 @@ pub use models::{
 };
 pub use settings::{client_from_settings, OktaSettings};
 
-use crate::storage::Store;
-use governor::Governor;
-use transport::{
-    AuthState, Call, Inner, Tunables, GROUP_MEMBER, GROUP_MEMBERS, USERS, USER_DEACTIVATE,
-    USER_GET, USER_GROUPS, USER_UPDATE,
+use crate::storage::ErrorLogStore;
+use call::{
+    Call, Inner, Tunables, GROUP_MEMBER, GROUP_MEMBERS, USERS, USER_DEACTIVATE, USER_GET,
+    USER_GROUPS, USER_UPDATE,
 };
+use governor::Governor;
+use token::AuthState;
 
 /// Everything an [`OktaClient`] needs; [`OktaClientConfig::new`] fills in the defaults
 /// that [`OktaSettings`] also uses.
@@ -184,7 +192,7 @@ impl OktaClient {
     /// `None` keeps failures in the tracing log only.
     pub fn new(
         config: OktaClientConfig,
-        error_log: Option<Arc<dyn Store>>,
+        error_log: Option<Arc<dyn ErrorLogStore>>,
     ) -> Result<Self, OktaConfigError> {
         let org = validate_org_url(&config.org_url).map_err(OktaConfigError::OrgUrl)?;
         if !(config.rate_share > 0.0 && config.rate_share <= 1.0) {
@@ -442,7 +450,7 @@ impl OktaClient {
 
     async fn list_all<T: serde::de::DeserializeOwned>(
         &self,
-        route: transport::Route,
+        route: call::Route,
         first: Url,
     ) -> Result<Vec<T>, OktaError> {
         let mut items = Vec::new();

@@ -17,8 +17,8 @@ use reqwest::Url;
 use secrecy::SecretString;
 
 use super::{OktaAuth, OktaClient, OktaClientConfig, OktaConfigError, PrivateKeyJwt};
-use crate::config::parse_duration;
-use crate::storage::Store;
+use crate::domain::parse_duration;
+use crate::storage::ErrorLogStore;
 
 #[derive(Debug, Clone, Args)]
 pub struct OktaSettings {
@@ -139,7 +139,7 @@ fn parse_scopes(raw: &str) -> Result<Vec<String>, OktaConfigError> {
 /// row for every failed Okta call and every 429.
 pub fn client_from_settings(
     settings: &OktaSettings,
-    error_log: Option<Arc<dyn Store>>,
+    error_log: Option<Arc<dyn ErrorLogStore>>,
 ) -> Result<Option<OktaClient>, OktaConfigError> {
     let Some(org_url) = &settings.org_url else {
         for (set, name) in [

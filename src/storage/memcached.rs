@@ -47,8 +47,8 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{
-    NewTokenRecord, StorageError, StorageResult, StoredToken, TokenKey, TokenRow, TokenStore,
+use super::session_tokens::{
+    NewTokenRecord, StoredToken, TokenKey, TokenRow, TokenStore, TokenStoreError, TokenStoreResult,
 };
 
 /// memcached's own per-item overhead (item header, key, suffix and CAS) is below this;
@@ -215,7 +215,7 @@ impl MemcachedStore {
     /// (`lru_crawler metadump all`, memcached 1.4.31+; the crawler must not be
     /// disabled). memcached runs one crawl at a time and answers `BUSY` to a second:
     /// retried with backoff.
-    async fn dump_session_ids(&self, server: &Server) -> StorageResult<Vec<Vec<u8>>> {
+    async fn dump_session_ids(&self, server: &Server) -> TokenStoreResult<Vec<Vec<u8>>> {
         use backon::Retryable;
         let attempt = || async {
             let mut conn = self.checkout(server).await.map_err(|e| (false, e))?;
@@ -269,7 +269,7 @@ impl MemcachedStore {
         &self,
         key: &str,
         flags: &'static [&'static str],
-    ) -> StorageResult<Option<async_memcached::MetaValue>> {
+    ) -> TokenStoreResult<Option<async_memcached::MetaValue>> {
         let k = key.to_owned();
         match self
             .on(key, move |c| {
@@ -287,11 +287,11 @@ impl MemcachedStore {
         &self.servers[self.ring.server_for(key.as_bytes())]
     }
 
-    fn unavailable(server: &Server, what: impl std::fmt::Display) -> StorageError {
-        StorageError::CacheUnavailable(format!("memcached {}: {what}", server.addr))
+    fn unavailable(server: &Server, what: impl std::fmt::Display) -> TokenStoreError {
+        TokenStoreError::Unavailable(format!("memcached {}: {what}", server.addr))
     }
 
-    async fn checkout<'a>(&self, server: &'a Server) -> StorageResult<Conn<'a>> {
+    async fn checkout<'a>(&self, server: &'a Server) -> TokenStoreResult<Conn<'a>> {
         let timeout = self.options.timeout;
         let permit = tokio::time::timeout(timeout, server.permits.clone().acquire_owned())
             .await
@@ -323,7 +323,7 @@ impl MemcachedStore {
         ) -> std::pin::Pin<
             Box<dyn std::future::Future<Output = McResult<T>> + Send + 'c>,
         >,
-    ) -> StorageResult<McResult<T>> {
+    ) -> TokenStoreResult<McResult<T>> {
         let server = self.server(key);
         self.on_server(server, op).await
     }
@@ -336,7 +336,7 @@ impl MemcachedStore {
         ) -> std::pin::Pin<
             Box<dyn std::future::Future<Output = McResult<T>> + Send + 'c>,
         >,
-    ) -> StorageResult<McResult<T>> {
+    ) -> TokenStoreResult<McResult<T>> {
         let mut conn = self.checkout(server).await?;
         let timeout = self.options.timeout;
         let result = tokio::time::timeout(timeout, op(&mut conn))
@@ -365,11 +365,11 @@ impl MemcachedStore {
         }
     }
 
-    fn protocol_error(key_server: &Server, e: async_memcached::Error) -> StorageError {
+    fn protocol_error(key_server: &Server, e: async_memcached::Error) -> TokenStoreError {
         Self::unavailable(key_server, format!("unexpected answer: {e}"))
     }
 
-    async fn delete_key(&self, key: &str) -> StorageResult<bool> {
+    async fn delete_key(&self, key: &str) -> TokenStoreResult<bool> {
         let k = key.to_owned();
         match self
             .on(key, move |c| Box::pin(async move { c.delete(k).await }))
@@ -381,7 +381,7 @@ impl MemcachedStore {
         }
     }
 
-    async fn add_to_subject(&self, subject: &[u8], session_key: &str) -> StorageResult<()> {
+    async fn add_to_subject(&self, subject: &[u8], session_key: &str) -> TokenStoreResult<()> {
         let list_key = self.subject_key(subject);
         let ttl = self.options.max_lifetime.as_secs().max(1) as i64;
         let ttl_flag = if ttl > MAX_RELATIVE_EXPIRY {
@@ -459,7 +459,7 @@ impl TokenStore for MemcachedStore {
     /// Every server answers `version`. One server down makes the store unready: its
     /// share of the sessions cannot be served.
     #[tracing::instrument(skip_all, err(level = "warn"))]
-    async fn check_token_store(&self) -> StorageResult<()> {
+    async fn check_token_store(&self) -> TokenStoreResult<()> {
         let checks = self.servers.iter().map(|server| async move {
             match self
                 .on_server(server, |c| Box::pin(async move { c.version().await }))
@@ -477,7 +477,7 @@ impl TokenStore for MemcachedStore {
         if down.is_empty() {
             Ok(())
         } else {
-            Err(StorageError::CacheUnavailable(
+            Err(TokenStoreError::Unavailable(
                 down.iter()
                     .map(|d| d.trim_start_matches("token store unavailable: ").to_owned())
                     .collect::<Vec<_>>()
@@ -487,11 +487,15 @@ impl TokenStore for MemcachedStore {
     }
 
     #[tracing::instrument(skip_all, err(level = "warn"))]
-    async fn put_token(&self, key: TokenKey<'_>, record: &NewTokenRecord<'_>) -> StorageResult<()> {
+    async fn put_token(
+        &self,
+        key: TokenKey<'_>,
+        record: &NewTokenRecord<'_>,
+    ) -> TokenStoreResult<()> {
         let item_key = self.session_key(key.hashed);
         let size = record.value.len() + item_key.len() + ITEM_OVERHEAD;
         if size > self.options.max_item_bytes {
-            return Err(StorageError::TooLarge {
+            return Err(TokenStoreError::TooLarge {
                 size,
                 limit: self.options.max_item_bytes,
             });
@@ -506,7 +510,7 @@ impl TokenStore for MemcachedStore {
         {
             Ok(()) => {}
             Err(e) if is_too_large(&e) => {
-                return Err(StorageError::TooLarge {
+                return Err(TokenStoreError::TooLarge {
                     size,
                     limit: self.options.max_item_bytes,
                 })
@@ -520,7 +524,7 @@ impl TokenStore for MemcachedStore {
     }
 
     #[tracing::instrument(skip_all, err(level = "warn"))]
-    async fn get_token(&self, key: TokenKey<'_>) -> StorageResult<Option<StoredToken>> {
+    async fn get_token(&self, key: TokenKey<'_>) -> TokenStoreResult<Option<StoredToken>> {
         let item_key = self.session_key(key.hashed);
         let k = item_key.clone();
         let value = match self
@@ -545,12 +549,12 @@ impl TokenStore for MemcachedStore {
     }
 
     #[tracing::instrument(skip_all, err(level = "warn"))]
-    async fn delete_token(&self, key: TokenKey<'_>) -> StorageResult<bool> {
+    async fn delete_token(&self, key: TokenKey<'_>) -> TokenStoreResult<bool> {
         self.delete_key(&self.session_key(key.hashed)).await
     }
 
     #[tracing::instrument(skip_all, err(level = "warn"))]
-    async fn delete_subject_tokens(&self, subject: &[u8]) -> StorageResult<u64> {
+    async fn delete_subject_tokens(&self, subject: &[u8]) -> TokenStoreResult<u64> {
         let list_key = self.subject_key(subject);
         let k = list_key.clone();
         let list = match self
@@ -577,7 +581,7 @@ impl TokenStore for MemcachedStore {
         &self,
         _now: DateTime<Utc>,
         _legacy_expiry: DateTime<Utc>,
-    ) -> StorageResult<u64> {
+    ) -> TokenStoreResult<u64> {
         Ok(0)
     }
 
@@ -587,7 +591,7 @@ impl TokenStore for MemcachedStore {
     /// expired or been deleted since is skipped. `id` is the position, `expires_at`
     /// comes from memcached's remaining TTL.
     #[tracing::instrument(skip(self), err(level = "warn"))]
-    async fn scan_tokens(&self, after: i64, limit: u32) -> StorageResult<Option<Vec<TokenRow>>> {
+    async fn scan_tokens(&self, after: i64, limit: u32) -> TokenStoreResult<Option<Vec<TokenRow>>> {
         if after == 0 {
             let mut listed = Vec::new();
             for server in &self.servers {
@@ -649,7 +653,7 @@ impl TokenStore for MemcachedStore {
         session_id: &[u8],
         value: &str,
         _expires_at: DateTime<Utc>,
-    ) -> StorageResult<bool> {
+    ) -> TokenStoreResult<bool> {
         let key = self.session_key(session_id);
         let Some(current) = self.meta_item(&key, &["v", "t", "c"]).await? else {
             return Ok(false);

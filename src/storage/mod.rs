@@ -1,28 +1,61 @@
-//! Storage of the six `iam_*` tables. One interface ([`Store`], plus [`TokenStore`] for
-//! the session-token table, which the token-vault work moves to memcached), one module
-//! per SQL dialect. Both dialects share their SQL through [`sql_store!`]: the statements
-//! are written to the subset MySQL/MariaDB and SQLite both speak (`?` placeholders, no
-//! `RETURNING`, backtick-quoted `key`), and the macro keeps them in one place without
-//! the unreadable trait bounds a generic-over-`sqlx::Database` version would need.
+//! Storage of efs-iam's tables: EFS's six `iam_*` tables and efs-iam's own sync tables.
+//!
+//! One narrow contract per table group, each in its own file beside the SQL that
+//! implements it:
+//!
+//! | contract | tables |
+//! |---|---|
+//! | [`PortalSettingsStore`] | `iam_portal_settings` |
+//! | [`UserReferenceStore`] | `iam_user_reference`, `iam_portal_user_reference` (and EFS's `users`/`panelists`) |
+//! | [`ErrorLogStore`] | `iam_error_log` |
+//! | [`UnassignmentQueueStore`] | `iam_portal_user_group_unassignment_queue` |
+//! | [`SyncJobStore`] | `efs_iam_sync_job`, `efs_iam_sync_job_item` |
+//! | [`LeaseStore`] | `efs_iam_sync_lock` |
+//! | [`TokenStore`] | `iam_token_data`, or memcached ([`memcached`]) |
+//!
+//! [`SqlStore`] implements them all for MySQL/MariaDB and SQLite (see [`sql`]).
+//! Consumers take the narrowest contract they need as an `Arc<dyn …>`.
 
+pub mod error_log;
+pub mod leases;
 pub mod memcached;
-mod model;
-pub mod mysql;
-pub mod pool;
-mod sql;
-pub mod sqlite;
-pub mod sync;
-mod sync_sql;
-
-use std::sync::Arc;
+pub mod portal_settings;
+pub mod session_tokens;
+pub mod sql;
+pub mod sync_jobs;
+pub mod unassignment_queue;
+pub mod user_references;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::NaiveDateTime;
 
-pub use model::*;
-pub use sync::SyncStore;
+pub use error_log::{ErrorLogEntry, ErrorLogQuery, ErrorLogStore, NewErrorLogEntry};
+pub use leases::LeaseStore;
+pub use portal_settings::{PortalSetting, PortalSettingsStore};
+pub use session_tokens::{
+    NewTokenRecord, StoredToken, TokenKey, TokenRow, TokenStore, TokenStoreError,
+};
+pub use sql::SqlStore;
+pub use sync_jobs::{
+    ClaimedSyncItem, ItemResult, ItemState, JobStats, NewSyncJob, NewSyncJobItem, SyncJob,
+    SyncJobCounts, SyncJobItem, SyncJobItemQuery, SyncJobStore,
+};
+pub use unassignment_queue::{
+    NewUnassignment, QueueStats, RequeueOutcome, RequeueSkip, Unassignment, UnassignmentCounts,
+    UnassignmentQuery, UnassignmentQueueStore, UnassignmentState,
+};
+pub use user_references::{
+    AdminUserReference, EfsUserKind, PortalUserReference, PortalUserReferencePatch,
+    PortalUserReferenceQuery, PortalUserReferenceUpsert, UserReferenceStore,
+};
 
-use crate::domain::{EfsUserId, OktaUserId, PortalId, SettingKey};
+/// Every contract at once, for code that works on the whole store (tests, tools).
+pub mod prelude {
+    pub use super::{
+        DatabaseStatus, ErrorLogStore, LeaseStore, PortalSettingsStore, SyncJobStore, TokenStore,
+        UnassignmentQueueStore, UserReferenceStore,
+    };
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -43,12 +76,16 @@ pub enum StorageError {
     /// The schema is behind this build (another instance may be migrating it).
     #[error("schema at migration {applied}, this build needs {expected}")]
     NotMigrated { applied: i64, expected: i64 },
-    /// A memcached server of the token store did not answer (or answered garbage).
-    #[error("token store unavailable: {0}")]
-    CacheUnavailable(String),
-    /// The value does not fit the backend's item size limit.
-    #[error("{size} bytes exceed the token store's item limit of {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
+}
+
+impl StorageError {
+    /// Whether the same call may succeed shortly without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Conflict(_) | Self::NotMigrated { .. }
+        )
+    }
 }
 
 impl From<sqlx::Error> for StorageError {
@@ -88,181 +125,21 @@ impl From<sqlx::Error> for StorageError {
 
 pub type StorageResult<T> = Result<T, StorageError>;
 
-/// Everything efs-iam keeps in the EFS database except session tokens. The sync
-/// engine's part is its own trait ([`SyncStore`]), a supertrait so that one
-/// `Arc<dyn Store>` serves both.
+/// The database as a whole: what health probes and metrics ask.
 #[async_trait]
-pub trait Store: SyncStore + Send + Sync + 'static {
-    /// Which backend this is, for logs and health answers.
+pub trait DatabaseStatus: Send + Sync + 'static {
+    /// `mysql` or `sqlite`, for logs and health answers.
     fn backend(&self) -> &'static str;
     /// Database reachable and every migration this build knows applied.
     async fn check_ready(&self) -> StorageResult<()>;
     /// Connections in use and idle, for `/metrics`.
     fn pool_stats(&self) -> PoolStats;
-
-    // --- iam_portal_settings ---
-    /// Every row of the portal, oldest first (callers let newer rows win).
-    async fn portal_settings(&self, portal: PortalId) -> StorageResult<Vec<PortalSetting>>;
-    /// The newest row of `key` (legacy data may hold several).
-    async fn portal_setting(
-        &self,
-        portal: PortalId,
-        key: &SettingKey,
-    ) -> StorageResult<Option<PortalSetting>>;
-    /// Sets every given key in one transaction; returns per key whether it was new.
-    async fn put_portal_settings(
-        &self,
-        portal: PortalId,
-        entries: &[(SettingKey, Option<String>)],
-    ) -> StorageResult<Vec<bool>>;
-    /// Removes every row of `key`; returns how many there were.
-    async fn delete_portal_setting(&self, portal: PortalId, key: &SettingKey)
-        -> StorageResult<u64>;
-
-    // --- iam_user_reference ---
-    async fn admin_user_reference(
-        &self,
-        user: EfsUserId,
-    ) -> StorageResult<Option<AdminUserReference>>;
-    /// Upsert; `true` when a row was created.
-    async fn put_admin_user_reference(
-        &self,
-        user: EfsUserId,
-        okta_user_id: &OktaUserId,
-    ) -> StorageResult<(AdminUserReference, bool)>;
-    async fn delete_admin_user_reference(&self, user: EfsUserId) -> StorageResult<u64>;
-
-    // --- iam_portal_user_reference ---
-    async fn list_portal_user_references(
-        &self,
-        portal: PortalId,
-        query: &PortalUserReferenceQuery,
-    ) -> StorageResult<Vec<PortalUserReference>>;
-    async fn portal_user_reference(
-        &self,
-        portal: PortalId,
-        user: EfsUserId,
-    ) -> StorageResult<Option<PortalUserReference>>;
-    async fn put_portal_user_reference(
-        &self,
-        portal: PortalId,
-        user: EfsUserId,
-        upsert: &PortalUserReferenceUpsert,
-    ) -> StorageResult<(PortalUserReference, bool)>;
-    /// `None` when there is no such reference.
-    async fn patch_portal_user_reference(
-        &self,
-        portal: PortalId,
-        user: EfsUserId,
-        patch: &PortalUserReferencePatch,
-    ) -> StorageResult<Option<PortalUserReference>>;
-    async fn delete_portal_user_reference(
-        &self,
-        portal: PortalId,
-        user: EfsUserId,
-    ) -> StorageResult<u64>;
-    async fn references_to_okta_user(
-        &self,
-        okta_user_id: &OktaUserId,
-    ) -> StorageResult<(Vec<AdminUserReference>, Vec<PortalUserReference>)>;
-
-    // --- iam_error_log ---
-    async fn record_error(&self, entry: &NewErrorLogEntry) -> StorageResult<ErrorLogEntry>;
-    async fn error_log_entry(&self, id: i32) -> StorageResult<Option<ErrorLogEntry>>;
-    /// Newest first.
-    async fn query_error_log(&self, query: &ErrorLogQuery) -> StorageResult<Vec<ErrorLogEntry>>;
-    async fn purge_error_log(&self, before: NaiveDateTime) -> StorageResult<u64>;
-
-    // --- iam_portal_user_group_unassignment_queue ---
-    /// All or nothing, in one transaction.
-    async fn enqueue_unassignments(
-        &self,
-        portal: PortalId,
-        users: &[NewUnassignment],
-    ) -> StorageResult<u64>;
-    async fn list_unassignments(
-        &self,
-        portal: PortalId,
-        query: &UnassignmentQuery,
-    ) -> StorageResult<Vec<Unassignment>>;
-    async fn unassignment_counts(&self, portal: PortalId) -> StorageResult<UnassignmentCounts>;
-}
-
-/// Where one session's token record is stored: the keyed hash efs-iam writes
-/// (see [`crate::tokens`]), and the raw session id that legacy rows were written under.
-#[derive(Clone, Copy)]
-pub struct TokenKey<'a> {
-    pub hashed: &'a [u8],
-    /// Looked up when nothing is stored under `hashed`; removed by every write.
-    pub legacy: Option<&'a [u8]>,
-}
-
-/// Key bytes are secrets: never printed.
-impl std::fmt::Debug for TokenKey<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenKey(<redacted>)")
-    }
-}
-
-/// A record to store. `value` is already sealed by the vault.
-pub struct NewTokenRecord<'a> {
-    pub value: &'a str,
-    pub stored_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    /// Keyed hash of the verified Okta subject, for "log out everywhere".
-    pub subject: Option<&'a [u8]>,
-}
-
-/// The IdP token records stored per login session (`iam_token_data`, or memcached).
-/// Backends store opaque values; encryption, hashing and expiry rules live in
-/// [`crate::tokens::TokenVault`], so every backend runs the same contract.
-#[async_trait]
-pub trait TokenStore: Send + Sync + 'static {
-    /// `sql:mysql`, `sql:sqlite` or `memcached`, for logs and health answers.
-    fn token_backend(&self) -> &'static str;
-    /// The backend answers (for `/health/ready`).
-    async fn check_token_store(&self) -> StorageResult<()>;
-    /// Replaces whatever is stored for the session, under either key (legacy
-    /// duplicates included).
-    async fn put_token(&self, key: TokenKey<'_>, record: &NewTokenRecord<'_>) -> StorageResult<()>;
-    /// The newest record under `key.hashed`, else the newest under `key.legacy`.
-    async fn get_token(&self, key: TokenKey<'_>) -> StorageResult<Option<StoredToken>>;
-    /// Removes the session under both keys; `true` when something was deleted.
-    async fn delete_token(&self, key: TokenKey<'_>) -> StorageResult<bool>;
-    /// Removes every record stored with this subject hash; returns how many.
-    async fn delete_subject_tokens(&self, subject: &[u8]) -> StorageResult<u64>;
-    /// Deletes records that expired at or before `now`, and gives legacy rows without
-    /// an expiry `legacy_expiry`. Backends with native expiry do nothing.
-    async fn purge_expired_tokens(
-        &self,
-        now: DateTime<Utc>,
-        legacy_expiry: DateTime<Utc>,
-    ) -> StorageResult<u64>;
-    /// Up to `limit` records with a row id above `after`, in id order; `None` when the
-    /// backend cannot list its records (memcached). For `tokens re-encrypt`.
-    async fn scan_tokens(&self, after: i64, limit: u32) -> StorageResult<Option<Vec<TokenRow>>>;
-    /// Rewrites one row in place, only if it still holds `expected`; `false` when a
-    /// concurrent write changed it first.
-    async fn rewrite_token(
-        &self,
-        row: &TokenRow,
-        session_id: &[u8],
-        value: &str,
-        expires_at: DateTime<Utc>,
-    ) -> StorageResult<bool>;
 }
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PoolStats {
     pub size: u32,
     pub idle: u32,
-}
-
-/// A connected backend: both interfaces over one pool.
-#[derive(Clone)]
-pub struct Storage {
-    pub store: Arc<dyn Store>,
-    pub tokens: Arc<dyn TokenStore>,
 }
 
 /// Options shared by both backends.
@@ -272,35 +149,18 @@ pub struct ConnectOptions {
     pub acquire_timeout: std::time::Duration,
 }
 
-/// Connects by URL scheme (`mysql://` or `sqlite:`) and, when asked,
-/// applies the migrations.
+/// Connects by URL scheme (`mysql://` or `sqlite:`) and, when asked, applies the
+/// migrations.
 pub async fn connect(
     url: &str,
     options: &ConnectOptions,
     migrate: bool,
-) -> anyhow::Result<Storage> {
-    match scheme(url)? {
-        Backend::MySql => {
-            let db = Arc::new(mysql::MySqlStore::connect(url, options).await?);
-            if migrate {
-                db.migrate().await?;
-            }
-            Ok(Storage {
-                store: db.clone(),
-                tokens: db,
-            })
-        }
-        Backend::Sqlite => {
-            let db = Arc::new(sqlite::SqliteStore::connect(url, options).await?);
-            if migrate {
-                db.migrate().await?;
-            }
-            Ok(Storage {
-                store: db.clone(),
-                tokens: db,
-            })
-        }
+) -> anyhow::Result<std::sync::Arc<SqlStore>> {
+    let store = SqlStore::connect(url, options).await?;
+    if migrate {
+        store.migrate().await?;
     }
+    Ok(std::sync::Arc::new(store))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

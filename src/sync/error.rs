@@ -1,21 +1,9 @@
-//! Why a sync failed, in terms EFS-Admin can act on, and its problem+json form.
-//!
-//! | problem type | status | meaning |
-//! |---|---|---|
-//! | `okta-not-configured` | 503 | no Okta org configured in this instance |
-//! | `portal-not-linked` | 409 | the portal has no `okta_group_id` setting |
-//! | `okta-group-not-found` | 409 | the portal's `okta_group_id` names no group Okta has |
-//! | `okta-user-deprovisioned` | 409 | the user's Okta account is deactivated; efs-iam does not reactivate |
-//! | `okta-login-conflict` | 409 | Okta says the login is taken, but not by a user efs-iam can link |
-//! | `okta-validation-failed` | 422 | Okta refused the profile; `errors` names the fields |
-//! | `okta-unavailable` | 503 | Okta's 5xx, 429 or silence outlasted the adapter's retries |
-//! | `okta-auth-failed` | 502 | Okta refused efs-iam's credentials (an operator must act) |
-//! | `okta-refused` | 502 | Okta refused the call for another reason (permissions, group type…) |
-//! | `user-busy` | 503 | another sync of the same user held its lock too long |
+//! Why a sync failed, in terms EFS-Admin can act on. The HTTP layer turns a
+//! [`SyncError`] into a problem document (`http::problem`); the slug of each kind
+//! ([`SyncErrorKind::slug`]) is also what batch job results and the error log record,
+//! so a user failed in a job reads the same as one failed by a single call.
 
-use axum::http::StatusCode;
-
-use crate::error::FieldError;
+use crate::domain::FieldError;
 use crate::okta::OktaError;
 use crate::storage::StorageError;
 
@@ -48,12 +36,41 @@ pub enum SyncError {
     Storage(#[from] StorageError),
 }
 
-impl From<SyncError> for crate::error::ApiError {
-    fn from(e: SyncError) -> Self {
-        match e {
-            // The data API's own mapping (unknown EFS user, database unavailable…).
-            SyncError::Storage(e) => Self::Storage(e),
-            e => Self::Sync(e),
+/// What kind of failure a [`SyncError`] is; each kind is one problem type of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncErrorKind {
+    OktaNotConfigured,
+    PortalNotLinked,
+    GroupNotFound,
+    Deprovisioned,
+    LoginConflict,
+    OktaValidation,
+    OktaUnavailable,
+    OktaAuth,
+    OktaRefused,
+    Busy,
+    UnknownEfsUser,
+    DatabaseUnavailable,
+    Internal,
+}
+
+impl SyncErrorKind {
+    /// The problem type's slug (`urn:efs-iam:problem:<slug>`).
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::OktaNotConfigured => "okta-not-configured",
+            Self::PortalNotLinked => "portal-not-linked",
+            Self::GroupNotFound => "okta-group-not-found",
+            Self::Deprovisioned => "okta-user-deprovisioned",
+            Self::LoginConflict => "okta-login-conflict",
+            Self::OktaValidation => "okta-validation-failed",
+            Self::OktaUnavailable => "okta-unavailable",
+            Self::OktaAuth => "okta-auth-failed",
+            Self::OktaRefused => "okta-refused",
+            Self::Busy => "user-busy",
+            Self::UnknownEfsUser => "unknown-efs-user",
+            Self::DatabaseUnavailable => "database-unavailable",
+            Self::Internal => "internal",
         }
     }
 }
@@ -104,119 +121,47 @@ impl SyncError {
         }
     }
 
-    /// Whether a later attempt may succeed without anyone changing data or settings.
-    pub fn is_transient(&self) -> bool {
+    pub fn kind(&self) -> SyncErrorKind {
+        use SyncErrorKind as K;
         match self {
-            Self::OktaUnavailable(_) | Self::Busy => true,
-            Self::Storage(e) => matches!(
-                e,
-                StorageError::Unavailable(_)
-                    | StorageError::Conflict(_)
-                    | StorageError::NotMigrated { .. }
-            ),
-            _ => false,
-        }
-    }
-
-    /// Status, problem type slug, title, detail and fields of the problem document.
-    pub fn problem(
-        &self,
-    ) -> (
-        StatusCode,
-        &'static str,
-        &'static str,
-        String,
-        Vec<FieldError>,
-    ) {
-        use StatusCode as S;
-        let detail = self.to_string();
-        match self {
-            Self::OktaNotConfigured => (
-                S::SERVICE_UNAVAILABLE,
-                "okta-not-configured",
-                "Okta is not configured",
-                detail,
-                vec![],
-            ),
-            Self::PortalNotLinked { .. } => (
-                S::CONFLICT,
-                "portal-not-linked",
-                "Portal has no Okta group",
-                detail,
-                vec![],
-            ),
-            Self::GroupNotFound { .. } => (
-                S::CONFLICT,
-                "okta-group-not-found",
-                "Okta group not found",
-                detail,
-                vec![],
-            ),
-            Self::Deprovisioned { .. } => (
-                S::CONFLICT,
-                "okta-user-deprovisioned",
-                "Okta user is deprovisioned",
-                detail,
-                vec![],
-            ),
-            Self::LoginConflict { .. } => (
-                S::CONFLICT,
-                "okta-login-conflict",
-                "Login taken in Okta",
-                detail,
-                vec![FieldError::new("login", "taken by another Okta user")],
-            ),
-            Self::OktaValidation { fields, .. } => (
-                S::UNPROCESSABLE_ENTITY,
-                "okta-validation-failed",
-                "Okta refused the profile",
-                detail,
-                fields.clone(),
-            ),
-            Self::OktaUnavailable(_) => (
-                S::SERVICE_UNAVAILABLE,
-                "okta-unavailable",
-                "Okta unavailable",
-                detail,
-                vec![],
-            ),
-            Self::OktaAuth(_) => (
-                S::BAD_GATEWAY,
-                "okta-auth-failed",
-                "Okta refused efs-iam's credentials",
-                detail,
-                vec![],
-            ),
-            Self::OktaRefused(_) => (
-                S::BAD_GATEWAY,
-                "okta-refused",
-                "Okta refused the call",
-                detail,
-                vec![],
-            ),
-            Self::Busy => (
-                S::SERVICE_UNAVAILABLE,
-                "user-busy",
-                "User busy",
-                detail,
-                vec![],
-            ),
-            Self::Storage(_) => (
-                S::INTERNAL_SERVER_ERROR,
-                "internal",
-                "Internal server error",
-                detail,
-                vec![],
-            ),
+            Self::OktaNotConfigured => K::OktaNotConfigured,
+            Self::PortalNotLinked { .. } => K::PortalNotLinked,
+            Self::GroupNotFound { .. } => K::GroupNotFound,
+            Self::Deprovisioned { .. } => K::Deprovisioned,
+            Self::LoginConflict { .. } => K::LoginConflict,
+            Self::OktaValidation { .. } => K::OktaValidation,
+            Self::OktaUnavailable(_) => K::OktaUnavailable,
+            Self::OktaAuth(_) => K::OktaAuth,
+            Self::OktaRefused(_) => K::OktaRefused,
+            Self::Busy => K::Busy,
+            Self::Storage(StorageError::UnknownEfsUser) => K::UnknownEfsUser,
+            Self::Storage(e) if e.is_transient() => K::DatabaseUnavailable,
+            Self::Storage(_) => K::Internal,
         }
     }
 
     /// The problem type slug, for job item results and the error log.
     pub fn slug(&self) -> &'static str {
+        self.kind().slug()
+    }
+
+    /// Whether a later attempt may succeed without anyone changing data or settings.
+    pub fn is_transient(&self) -> bool {
         match self {
-            Self::Storage(StorageError::UnknownEfsUser) => "unknown-efs-user",
-            Self::Storage(_) if self.is_transient() => "database-unavailable",
-            _ => self.problem().1,
+            Self::OktaUnavailable(_) | Self::Busy => true,
+            Self::Storage(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// The request fields at fault, when the problem is about the profile.
+    pub fn fields(&self) -> Vec<FieldError> {
+        match self {
+            Self::OktaValidation { fields, .. } => fields.clone(),
+            Self::LoginConflict { .. } => {
+                vec![FieldError::new("login", "taken by another Okta user")]
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -267,19 +212,19 @@ mod tests {
                 "countryCode: The field is too long",
             ],
         ));
-        let (status, slug, _, detail, fields) = e.problem();
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(slug, "okta-validation-failed");
+        assert_eq!(e.slug(), "okta-validation-failed");
+        let fields = e.fields();
         let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(names, ["email", "first_name", "attributes.countryCode"]);
         assert_eq!(fields[0].message, "Does not match required pattern");
-        assert!(detail.contains("email: Does not match required pattern"));
+        assert!(e
+            .to_string()
+            .contains("email: Does not match required pattern"));
     }
 
     #[test]
     fn a_summary_without_causes_still_names_the_field() {
         let e = SyncError::from_okta(validation("Api validation failed: lastName", &[]));
-        let (_, _, _, _, fields) = e.problem();
-        assert_eq!(fields[0].field, "last_name");
+        assert_eq!(e.fields()[0].field, "last_name");
     }
 }

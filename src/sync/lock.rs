@@ -24,13 +24,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use super::SyncError;
-use crate::storage::{now, Store};
+use crate::storage::{now, LeaseStore};
 
 /// The longest a caller waits for a lock before giving up with [`SyncError::Busy`].
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
 
 pub struct UserLocks {
-    store: Arc<dyn Store>,
+    store: Arc<dyn LeaseStore>,
     instance: String,
     lease: Duration,
     local: Mutex<HashMap<String, Weak<AsyncMutex<()>>>>,
@@ -39,7 +39,7 @@ pub struct UserLocks {
 
 /// Held locks; given back by [`LockGuard::release`] (or, as a fallback, on drop).
 pub struct LockGuard {
-    store: Arc<dyn Store>,
+    store: Arc<dyn LeaseStore>,
     owner: String,
     names: Vec<String>,
     _local: Vec<OwnedMutexGuard<()>>,
@@ -48,7 +48,7 @@ pub struct LockGuard {
 }
 
 impl UserLocks {
-    pub fn new(store: Arc<dyn Store>, instance: String, lease: Duration) -> Self {
+    pub fn new(store: Arc<dyn LeaseStore>, instance: String, lease: Duration) -> Self {
         Self {
             store,
             instance,

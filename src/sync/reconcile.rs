@@ -146,7 +146,7 @@ impl SyncEngine {
         let mut after = None;
         loop {
             let page = self
-                .store
+                .references
                 .list_portal_user_references(
                     portal,
                     &PortalUserReferenceQuery {
@@ -338,7 +338,7 @@ impl SyncEngine {
                 ..Default::default()
             };
             match self
-                .store
+                .references
                 .patch_portal_user_reference(portal, user, &patch)
                 .await
             {

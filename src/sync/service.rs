@@ -1,6 +1,7 @@
-//! One instance's sync machinery: the engine, the two workers, their wake-up signals
-//! and health, and a cached Okta reachability probe. Built at start-up whether or not
-//! Okta is configured, so `/sync/status` always answers; without Okta, everything that
+//! One instance's sync machinery and what the HTTP layer calls: the engine, the two
+//! workers, their wake-up signals and health, job submission, the queue's on-demand
+//! drain, and a cached Okta reachability probe. Built at start-up whether or not Okta
+//! is configured, so `/sync/status` always answers; without Okta, everything that
 //! needs it reports [`SyncError::OktaNotConfigured`].
 
 use std::sync::{Arc, Mutex};
@@ -12,10 +13,17 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use super::{SyncEngine, SyncError, SyncSettings};
-use crate::okta::OktaClient;
-use crate::storage::Store;
-use crate::workers::{run_loop, JobWorker, LoopConfig, UnassignmentWorker, WorkerHealth, Workers};
+use super::jobs::JobWorker;
+use super::reconcile::ReconcileReport;
+use super::runtime::{run_loop, LoopConfig, WorkerHealth, WorkerHealthSnapshot, Workers};
+use super::unassignments::{UnassignmentStep, UnassignmentWorker};
+use super::{Deprovision, SyncEngine, SyncError, SyncSettings, SyncStorage, UserProfile, UserSync};
+use crate::domain::{EfsUserId, PortalId};
+use crate::okta::{OktaClient, OktaStatus};
+use crate::storage::{
+    now, JobStats, NewSyncJob, NewSyncJobItem, NewUnassignment, QueueStats, RequeueOutcome,
+    StorageError, SyncJobStore, UnassignmentCounts, UnassignmentQueueStore,
+};
 
 /// How long a reachability probe's answer is reused (monitoring may poll the status
 /// often; each probe is an Okta call from the org's rate limit).
@@ -31,10 +39,29 @@ pub struct ProbeResult {
     pub error: Option<String>,
 }
 
+/// `/sync/status` in one piece.
+pub struct SyncStatusReport {
+    pub queue: QueueStats,
+    pub jobs: JobStats,
+    /// `None` when Okta is not configured.
+    pub okta: Option<(OktaStatus, Option<ProbeResult>)>,
+    pub workers_enabled: bool,
+    pub instance_id: String,
+    pub unassignment_worker: WorkerHealthSnapshot,
+    pub job_worker: WorkerHealthSnapshot,
+}
+
+/// A batch job as submitted.
+pub struct SubmittedJob {
+    pub id: String,
+    pub total: usize,
+}
+
 pub struct SyncService {
     pub settings: SyncSettings,
     pub instance_id: String,
-    store: Arc<dyn Store>,
+    queue: Arc<dyn UnassignmentQueueStore>,
+    jobs_store: Arc<dyn SyncJobStore>,
     okta: Option<OktaClient>,
     engine: Option<Arc<SyncEngine>>,
     unassignments: Option<Arc<UnassignmentWorker>>,
@@ -49,12 +76,16 @@ pub struct SyncService {
 }
 
 impl SyncService {
-    pub fn new(store: Arc<dyn Store>, okta: Option<OktaClient>, settings: SyncSettings) -> Self {
+    pub fn new<S: SyncStorage>(
+        store: Arc<S>,
+        okta: Option<OktaClient>,
+        settings: SyncSettings,
+    ) -> Self {
         let instance_id = settings.resolve_instance_id();
         let cancel = CancellationToken::new();
         let engine = okta.clone().map(|client| {
             Arc::new(SyncEngine::new(
-                store.clone(),
+                &store,
                 client,
                 &settings,
                 instance_id.clone(),
@@ -62,7 +93,7 @@ impl SyncService {
         });
         let unassignments = okta.clone().map(|client| {
             Arc::new(UnassignmentWorker::new(
-                store.clone(),
+                &store,
                 client,
                 settings.clone(),
                 instance_id.clone(),
@@ -72,6 +103,7 @@ impl SyncService {
         let jobs = engine.clone().map(|engine| {
             Arc::new(JobWorker::new(
                 engine,
+                store.clone(),
                 settings.clone(),
                 instance_id.clone(),
                 cancel.clone(),
@@ -80,7 +112,8 @@ impl SyncService {
         Self {
             settings,
             instance_id,
-            store,
+            queue: store.clone(),
+            jobs_store: store,
             okta,
             engine,
             unassignments,
@@ -93,10 +126,6 @@ impl SyncService {
             probe: tokio::sync::Mutex::new(None),
             workers_spawned: Mutex::new(false),
         }
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     pub fn okta(&self) -> Option<&OktaClient> {
@@ -207,5 +236,130 @@ impl SyncService {
         };
         *cached = Some((Instant::now(), result.clone()));
         Some(result)
+    }
+
+    // --- what the HTTP layer calls ---
+
+    pub async fn sync_admin_user(
+        &self,
+        user: EfsUserId,
+        profile: &UserProfile,
+    ) -> Result<UserSync, SyncError> {
+        self.engine()?.sync_admin_user(user, profile).await
+    }
+
+    /// `None` when the user has no reference.
+    pub async fn deprovision_admin_user(
+        &self,
+        user: EfsUserId,
+    ) -> Result<Option<Deprovision>, SyncError> {
+        self.engine()?.deprovision_admin_user(user).await
+    }
+
+    /// The sync and the portal's Okta group.
+    pub async fn sync_portal_user(
+        &self,
+        portal: PortalId,
+        user: EfsUserId,
+        profile: &UserProfile,
+    ) -> Result<(UserSync, String), SyncError> {
+        self.engine()?.sync_portal_user(portal, user, profile).await
+    }
+
+    pub async fn reconcile(
+        &self,
+        portal: PortalId,
+        dry_run: bool,
+    ) -> Result<ReconcileReport, SyncError> {
+        self.engine()?.reconcile(portal, dry_run).await
+    }
+
+    /// Stores a batch job (every user would fail the same way on a portal without
+    /// group, so that is refused now) and wakes the job worker.
+    pub async fn submit_job(
+        &self,
+        portal: PortalId,
+        items: Vec<NewSyncJobItem>,
+    ) -> Result<SubmittedJob, SyncError> {
+        self.engine()?.portal_group(portal).await?;
+        let job = NewSyncJob {
+            id: uuid::Uuid::new_v4().hyphenated().to_string(),
+            portal,
+            items,
+        };
+        self.jobs_store.create_sync_job(&job, now()).await?;
+        self.wake_jobs.notify_one();
+        tracing::info!(job = %job.id, portal = portal.get(), users = job.items.len(), "sync job queued");
+        Ok(SubmittedJob {
+            total: job.items.len(),
+            id: job.id,
+        })
+    }
+
+    /// Queues portal users for removal from the portal's group (all or nothing) and
+    /// wakes the unassignment worker; the portal's queue counts afterwards.
+    pub async fn enqueue_unassignments(
+        &self,
+        portal: PortalId,
+        users: &[NewUnassignment],
+    ) -> Result<(u64, UnassignmentCounts), StorageError> {
+        let enqueued = self.queue.enqueue_unassignments(portal, users).await?;
+        tracing::info!(portal = portal.get(), enqueued, "unassignments queued");
+        self.wake_unassignments.notify_one();
+        Ok((enqueued, self.queue.unassignment_counts(portal).await?))
+    }
+
+    /// Makes dead letters pending again and wakes the worker.
+    pub async fn requeue_unassignments(
+        &self,
+        portal: PortalId,
+        ids: Option<&[i32]>,
+    ) -> Result<RequeueOutcome, StorageError> {
+        let outcome = match ids {
+            Some([]) => RequeueOutcome::default(),
+            ids => self.queue.requeue_unassignments(portal, ids).await?,
+        };
+        if outcome.requeued > 0 {
+            self.wake_unassignments.notify_one();
+        }
+        tracing::info!(
+            portal = portal.get(),
+            requeued = outcome.requeued,
+            "dead letters requeued"
+        );
+        Ok(outcome)
+    }
+
+    /// Drains the queue now (see [`UnassignmentWorker::drain`]); the steps run, their
+    /// summed counts, and the queue afterwards.
+    pub async fn run_unassignments(
+        &self,
+        max_rows: usize,
+        budget: Duration,
+    ) -> Result<(u32, UnassignmentStep, QueueStats), SyncError> {
+        let (steps, totals) = self.unassignment_worker()?.drain(max_rows, budget).await?;
+        Ok((
+            steps,
+            totals,
+            self.queue.unassignment_queue_stats(now()).await?,
+        ))
+    }
+
+    pub async fn status(&self) -> Result<SyncStatusReport, StorageError> {
+        let queue = self.queue.unassignment_queue_stats(now()).await?;
+        let jobs = self.jobs_store.sync_job_stats(now()).await?;
+        let okta = match &self.okta {
+            None => None,
+            Some(client) => Some((client.status(), self.probe_okta().await)),
+        };
+        Ok(SyncStatusReport {
+            queue,
+            jobs,
+            okta,
+            workers_enabled: self.workers_enabled(),
+            instance_id: self.instance_id.clone(),
+            unassignment_worker: self.unassignment_health.snapshot(),
+            job_worker: self.job_health.snapshot(),
+        })
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::config::parse_duration;
+use crate::domain::parse_duration;
 
 #[derive(Debug, Clone, Args)]
 pub struct SyncSettings {

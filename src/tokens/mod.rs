@@ -1,7 +1,7 @@
 //! The session token vault: IdP token responses (access, refresh and id tokens, the
 //! most sensitive data efs-iam keeps) stored per EFS login session.
 //!
-//! * **Backends** ([`crate::storage::TokenStore`]): `sql` (`iam_token_data` in the
+//! * **Backends** (`storage::TokenStore`): `sql` (`iam_token_data` in the
 //!   service's MariaDB or SQLite, the default) or `memcached` (one or several servers,
 //!   consistent hashing, native expiry), chosen by `EFS_IAM_TOKEN_STORE`. Both run one
 //!   contract (`tests/token_vault.rs`). Switching backends does not move stored
@@ -47,15 +47,16 @@ pub use vault::{
     ISSUER_SETTING,
 };
 
-use crate::config::Settings;
 use crate::storage::memcached::{MemcachedOptions, MemcachedStore};
-use crate::storage::{Storage, TokenStore};
+use crate::storage::{PortalSettingsStore, TokenStore};
 
-/// The token store the settings choose: the SQL store of `storage`, or memcached.
-pub fn token_store(settings: &Settings, storage: &Storage) -> anyhow::Result<Arc<dyn TokenStore>> {
-    let t = &settings.tokens;
+/// The token store the settings choose: `sql` (the service's database) or memcached.
+pub fn token_store(
+    t: &TokenSettings,
+    sql: Arc<dyn TokenStore>,
+) -> anyhow::Result<Arc<dyn TokenStore>> {
     Ok(match t.token_store {
-        TokenBackendKind::Sql => storage.tokens.clone(),
+        TokenBackendKind::Sql => sql,
         TokenBackendKind::Memcached => {
             let servers = t
                 .memcached_servers
@@ -78,14 +79,16 @@ pub fn token_store(settings: &Settings, storage: &Storage) -> anyhow::Result<Arc
     })
 }
 
-/// Builds the vault from the settings (validated against the listen address).
+/// Builds the vault from its settings (validated against the listen address) on the
+/// token store [`token_store`] chose; issuer settings are read from `portal_settings`.
 pub fn build_vault(
-    settings: &Settings,
-    storage: &Storage,
+    t: &TokenSettings,
+    listen: std::net::SocketAddr,
+    store: Arc<dyn TokenStore>,
+    portal_settings: Arc<dyn PortalSettingsStore>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<TokenVault> {
-    let t = &settings.tokens;
-    t.validate(settings.listen)?;
+    t.validate(listen)?;
     let (keys, hasher) = match (&t.token_keys, &t.session_hash_key) {
         (Some(keys), Some(hasher)) => (keys.clone(), hasher.clone()),
         _ => {
@@ -96,7 +99,6 @@ pub fn build_vault(
             (KeyRing::ephemeral(), SessionHasher::ephemeral())
         }
     };
-    let store = token_store(settings, storage)?;
     tracing::info!(
         backend = store.token_backend(),
         encrypting_key = keys.current_id(),
@@ -105,7 +107,7 @@ pub fn build_vault(
     );
     Ok(TokenVault::new(
         store,
-        storage.store.clone(),
+        portal_settings,
         keys,
         hasher,
         clock,
@@ -140,26 +142,4 @@ pub fn spawn_purger(
             }
         }
     }))
-}
-
-/// `efs-iam tokens …`
-pub async fn run_command(command: TokensCommand, settings: &Settings) -> anyhow::Result<()> {
-    match command {
-        TokensCommand::ReEncrypt => {
-            anyhow::ensure!(
-                settings.tokens.token_keys.is_some(),
-                "bad setting EFS_IAM_TOKEN_KEYS: re-encrypt needs the key ring (the first key encrypts)"
-            );
-            let storage = crate::startup::connect_storage(settings, true).await?;
-            let vault = build_vault(settings, &storage, Arc::new(SystemClock))?;
-            let report = vault.reencrypt().await?;
-            println!("{}", serde_json::to_string(&report)?);
-            anyhow::ensure!(
-                report.failed == 0,
-                "{} token rows could not be opened with the configured keys and were left as they are",
-                report.failed
-            );
-            Ok(())
-        }
-    }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::crypto::{KeyRing, SessionHasher};
-use crate::config::parse_duration;
+use crate::domain::parse_duration;
 
 /// Where token responses live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

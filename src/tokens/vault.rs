@@ -14,7 +14,10 @@ use super::clock::Clock;
 use super::crypto::{is_hashed_id, KeyRing, OpenError, SessionHasher};
 use super::oidc::{IdTokenError, OidcVerifier, VerifiedClaims};
 use crate::domain::{OktaUserId, PortalId, SessionId, SettingKey};
-use crate::storage::{NewTokenRecord, StorageError, Store, StoredToken, TokenKey, TokenStore};
+use crate::storage::{
+    NewTokenRecord, PortalSettingsStore, StorageError, StoredToken, TokenKey, TokenStore,
+    TokenStoreError,
+};
 
 /// Portal setting naming the Okta issuer whose id_tokens are verified.
 pub const ISSUER_SETTING: &str = "okta_issuer";
@@ -23,8 +26,9 @@ pub const CLIENT_ID_SETTING: &str = "okta_client_id";
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
+    /// The token store (or, for issuer settings, the database).
     #[error(transparent)]
-    Storage(#[from] StorageError),
+    Store(#[from] TokenStoreError),
     /// A stored value failed to decrypt (tampered, or its key was removed).
     #[error("the stored token response cannot be read: {0}")]
     Unreadable(OpenError),
@@ -43,6 +47,12 @@ pub enum VaultError {
 }
 
 /// How long responses live.
+impl From<StorageError> for VaultError {
+    fn from(e: StorageError) -> Self {
+        Self::Store(e.into())
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Lifetimes {
     /// For a response without `expires_in`.
@@ -114,7 +124,7 @@ pub struct ReencryptReport {
 
 pub struct TokenVault {
     store: Arc<dyn TokenStore>,
-    settings: Arc<dyn Store>,
+    settings: Arc<dyn PortalSettingsStore>,
     keys: KeyRing,
     hasher: SessionHasher,
     clock: Arc<dyn Clock>,
@@ -149,7 +159,7 @@ fn legacy_value(text: Option<String>) -> Value {
 impl TokenVault {
     pub fn new(
         store: Arc<dyn TokenStore>,
-        settings: Arc<dyn Store>,
+        settings: Arc<dyn PortalSettingsStore>,
         keys: KeyRing,
         hasher: SessionHasher,
         clock: Arc<dyn Clock>,
@@ -180,7 +190,7 @@ impl TokenVault {
     }
 
     /// The backend answers.
-    pub async fn check_ready(&self) -> Result<(), StorageError> {
+    pub async fn check_ready(&self) -> Result<(), TokenStoreError> {
         self.store.check_token_store().await
     }
 

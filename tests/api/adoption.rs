@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use efs_iam::storage::mysql::MySqlStore;
+use efs_iam::storage::SqlStore;
 use serde_json::{json, Value};
 use sqlx::{MySqlPool, Row};
 
@@ -73,7 +73,7 @@ async fn existing_efs_database_is_adopted_without_loss() {
 
     // Start efs-iam on it, migrations included; twice, as a restart would.
     for _ in 0..2 {
-        let store = MySqlStore::connect(&empty.0, &options()).await.unwrap();
+        let store = SqlStore::connect(&empty.0, &options()).await.unwrap();
         store.migrate().await.unwrap();
     }
     assert_eq!(
@@ -82,7 +82,7 @@ async fn existing_efs_database_is_adopted_without_loss() {
         "adoption changed the seed's data"
     );
 
-    let store = Arc::new(MySqlStore::connect(&empty.0, &options()).await.unwrap());
+    let store = Arc::new(SqlStore::connect(&empty.0, &options()).await.unwrap());
     let app = spawn_app_on(TestDb::from_mysql(empty, store), |_| {}).await;
     assert_eq!(get(&app, "/health/ready").await.0, 200);
 

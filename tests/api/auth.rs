@@ -340,7 +340,7 @@ async fn no_keys_means_loopback_only() {
     settings.listen = "0.0.0.0:0".parse().unwrap();
     // A public address needs the token vault's keys too (see tokens::start_up_rules_for_keys).
     crate::common::use_keys(&mut settings, crate::common::KEY_1);
-    let err = efs_iam::startup::Application::with_storage(&settings, db.storage.clone())
+    let err = efs_iam::startup::Application::with_storage(&settings, db.store.clone())
         .await
         .err()
         .expect("refused to start");
@@ -350,7 +350,7 @@ async fn no_keys_means_loopback_only() {
     );
     // With a key it may listen anywhere; keys without issuer/audience are refused.
     settings.auth.hs256_secret = Some(SECRET.to_owned().into());
-    let err = efs_iam::startup::Application::with_storage(&settings, db.storage.clone())
+    let err = efs_iam::startup::Application::with_storage(&settings, db.store.clone())
         .await
         .err()
         .expect("issuer required");
@@ -358,7 +358,7 @@ async fn no_keys_means_loopback_only() {
     settings.auth.issuer = Some(ISSUER.into());
     settings.auth.audience = Some(AUDIENCE.into());
     assert!(
-        efs_iam::startup::Application::with_storage(&settings, db.storage.clone())
+        efs_iam::startup::Application::with_storage(&settings, db.store.clone())
             .await
             .is_ok()
     );
@@ -367,7 +367,7 @@ async fn no_keys_means_loopback_only() {
     settings.auth.hs256_secret = None;
     settings.auth.jwks_url = Some(format!("{}/oauth2/v1/keys", okta.base_url()));
     assert!(
-        efs_iam::startup::Application::with_storage(&settings, db.storage.clone())
+        efs_iam::startup::Application::with_storage(&settings, db.store.clone())
             .await
             .is_ok()
     );
@@ -432,13 +432,13 @@ async fn cors_is_off_unless_configured() {
 /// request slower than the request timeout is answered 503 too, never left hanging.
 #[tokio::test]
 async fn overload_and_timeouts_answer_503_problems() {
-    use crate::common::{options, Backend};
+    use crate::common::options;
     use std::time::{Duration, Instant};
     let mut opts = options();
     opts.max_connections = 1;
     opts.acquire_timeout = Duration::from_secs(10);
     let db = TestDb::sqlite_with(opts, true).await;
-    let Backend::Sqlite(store) = &db.backend else {
+    let efs_iam::storage::sql::Db::Sqlite(store) = db.store.db() else {
         unreachable!()
     };
     let store = store.clone();
@@ -447,7 +447,7 @@ async fn overload_and_timeouts_answer_503_problems() {
         s.request_timeout = Duration::from_millis(400);
     })
     .await;
-    let held = store.pool().acquire().await.unwrap();
+    let held = store.acquire().await.unwrap();
     let client = app.client.clone();
     let url = app.url("/api/v1/portals/1/settings");
     let slow = tokio::spawn(async move { client.get(url).send().await.unwrap() });

@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use efs_iam::storage::ConnectOptions;
 
-use crate::common::{spawn_app, spawn_app_on, Backend, TestDb};
+use crate::common::{spawn_app, spawn_app_on, TestDb};
 use crate::helpers::*;
 
 #[tokio::test]
@@ -38,14 +38,14 @@ async fn hanging_database_gives_bounded_503s() {
         acquire_timeout: Duration::from_millis(700),
     };
     let db = TestDb::sqlite_with(options, true).await;
-    let Backend::Sqlite(store) = &db.backend else {
+    let efs_iam::storage::sql::Db::Sqlite(store) = db.store.db() else {
         unreachable!()
     };
     let store = store.clone();
     let app = spawn_app_on(db, |s| s.ready_timeout = Duration::from_millis(300)).await;
     assert_eq!(get(&app, "/health/ready").await.0, 200);
 
-    let held = store.pool().acquire().await.unwrap();
+    let held = store.acquire().await.unwrap();
     let started = Instant::now();
     let (status, body) = get(&app, "/health/ready").await;
     let took = started.elapsed();
@@ -120,12 +120,12 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
         acquire_timeout: Duration::from_secs(10),
     };
     let db = TestDb::sqlite_with(options, true).await;
-    let Backend::Sqlite(store) = &db.backend else {
+    let efs_iam::storage::sql::Db::Sqlite(store) = db.store.db() else {
         unreachable!()
     };
     let store = store.clone();
     let mut app = spawn_app_on(db, |_| {}).await;
-    let held = store.pool().acquire().await.unwrap();
+    let held = store.acquire().await.unwrap();
     let client = app.client.clone();
     let url = app.url("/api/v1/portals/1/unassignments");
     let in_flight = tokio::spawn(async move {

@@ -75,3 +75,54 @@ async fn swagger_ui_is_served() {
         .unwrap();
     assert!(res.text().await.unwrap().contains("/api-docs/openapi.json"));
 }
+
+/// Every problem answer the document promises is one the server has: each documented
+/// error status is the status of some problem type, and a problem type named in a
+/// response's description (`portal-not-linked`) answers with that response's status.
+/// The document's own table of problem types is the server's.
+#[tokio::test]
+async fn documented_problems_match_the_problem_table() {
+    use efs_iam::http::problem::ProblemType;
+    let spec: serde_json::Value = serde_json::to_value(efs_iam::http::openapi()).unwrap();
+    let table = spec["components"]["schemas"]["Problem"]["properties"]["type"]["description"]
+        .as_str()
+        .unwrap();
+    for p in ProblemType::ALL {
+        let row = format!("| `{}` | {} | {} |", p.slug, p.status.as_u16(), p.title);
+        assert!(table.contains(&row), "the document's table lacks {row}");
+    }
+    let statuses: std::collections::HashSet<String> = ProblemType::ALL
+        .iter()
+        .map(|p| p.status.as_u16().to_string())
+        .collect();
+    let mut named = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Some(responses) = op["responses"].as_object() else {
+                continue;
+            };
+            for (code, response) in responses {
+                if response["content"]["application/problem+json"].is_null() {
+                    continue;
+                }
+                assert!(
+                    statuses.contains(code),
+                    "{method} {path}: {code} is the status of no problem type"
+                );
+                let description = response["description"].as_str().unwrap_or("");
+                for p in ProblemType::ALL {
+                    if description.contains(&format!("`{}`", p.slug)) {
+                        named += 1;
+                        assert_eq!(
+                            code,
+                            &p.status.as_u16().to_string(),
+                            "{method} {path}: `{}` is documented under {code}",
+                            p.slug
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(named >= 10, "only {named} problem types named in responses");
+}

@@ -433,7 +433,7 @@ async fn over_large_responses_are_413_on_memcached() {
 #[tokio::test]
 async fn start_up_rules_for_keys() {
     let db = TestDb::sqlite().await;
-    let storage = db.storage.clone();
+    let storage = db.store.clone();
     // No keys on a non-loopback address: refused, naming the variable.
     let mut settings = test_settings(&db.url);
     settings.listen = "0.0.0.0:0".parse().unwrap();
@@ -493,9 +493,9 @@ async fn the_reencrypt_command_rewrites_under_the_newest_key() {
     let db = TestDb::sqlite().await;
     let url = db.url.clone();
     // A legacy plaintext row, and rows sealed with k1 through the API.
-    if let crate::common::Backend::Sqlite(s) = &db.backend {
+    if let efs_iam::storage::sql::Db::Sqlite(s) = db.store.db() {
         sqlx::query("INSERT INTO iam_token_data (session_id, idp_response) VALUES (X'6f6c642d6f6e65', '{\"access_token\":\"plain\"}')")
-            .execute(s.pool())
+            .execute(s)
             .await
             .unwrap();
     }
@@ -533,8 +533,8 @@ async fn the_reencrypt_command_rewrites_under_the_newest_key() {
     // Only k2 is needed from now on.
     let mut settings = test_settings(&url);
     use_keys(&mut settings, KEY_2);
-    let storage = app.db.storage.clone();
-    let vault = efs_iam::tokens::build_vault(
+    let storage = app.db.store.clone();
+    let vault = efs_iam::startup::build_vault(
         &settings,
         &storage,
         std::sync::Arc::new(efs_iam::tokens::SystemClock),

@@ -9,22 +9,15 @@ use std::time::Duration;
 use clap::Parser;
 use efs_iam::config::{Cli, Settings};
 use efs_iam::startup::Application;
-use efs_iam::storage::mysql::MySqlStore;
-use efs_iam::storage::sqlite::SqliteStore;
-use efs_iam::storage::{ConnectOptions, Storage};
+use efs_iam::storage::sql::Db;
+use efs_iam::storage::{ConnectOptions, SqlStore};
 
 pub const REQUIRE_MYSQL: &str = "EFS_IAM_REQUIRE_MYSQL";
-
-pub enum Backend {
-    Sqlite(Arc<SqliteStore>),
-    MySql(Arc<MySqlStore>),
-}
 
 /// A database that exists for one test.
 pub struct TestDb {
     pub url: String,
-    pub storage: Storage,
-    pub backend: Backend,
+    pub store: Arc<SqlStore>,
     _dir: Option<tempfile::TempDir>,
     drop_mysql: Option<(String, String)>,
 }
@@ -44,17 +37,13 @@ impl TestDb {
     pub async fn sqlite_with(options: ConnectOptions, migrate: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite:{}", dir.path().join("efs-iam.db").display());
-        let store = Arc::new(SqliteStore::connect(&url, &options).await.expect("sqlite"));
+        let store = Arc::new(SqlStore::connect(&url, &options).await.expect("sqlite"));
         if migrate {
             store.migrate().await.expect("sqlite migrations");
         }
         Self {
             url,
-            storage: Storage {
-                store: store.clone(),
-                tokens: store.clone(),
-            },
-            backend: Backend::Sqlite(store),
+            store,
             _dir: Some(dir),
             drop_mysql: None,
         }
@@ -65,7 +54,7 @@ impl TestDb {
     /// test instead, so the MySQL half of the suite can never be skipped silently.
     pub async fn mysql() -> Option<Self> {
         let db = Self::empty_mysql().await?;
-        let store = Arc::new(MySqlStore::connect(&db.0, &options()).await.expect("mysql"));
+        let store = Arc::new(SqlStore::connect(&db.0, &options()).await.expect("mysql"));
         store.migrate().await.expect("mysql migrations");
         Some(Self::from_mysql(db, store))
     }
@@ -95,38 +84,55 @@ impl TestDb {
         Some((format!("{base}/{name}"), admin_url, name))
     }
 
-    pub fn from_mysql(db: (String, String, String), store: Arc<MySqlStore>) -> Self {
+    pub fn from_mysql(db: (String, String, String), store: Arc<SqlStore>) -> Self {
         let (url, admin_url, name) = db;
         Self {
             url,
-            storage: Storage {
-                store: store.clone(),
-                tokens: store.clone(),
-            },
-            backend: Backend::MySql(store),
+            store,
             _dir: None,
             drop_mysql: Some((admin_url, name)),
         }
     }
 
+    /// Runs one raw statement (test set-up: legacy rows, broken schemas).
+    pub async fn execute(&self, sql: &str) -> u64 {
+        match self.store.db() {
+            Db::MySql(pool) => sqlx::query(sql)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
+            Db::Sqlite(pool) => sqlx::query(sql)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// The number one `SELECT COUNT(*) …` answers.
+    pub async fn count(&self, sql: &str) -> i64 {
+        match self.store.db() {
+            Db::MySql(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// EFS core rows the MySQL foreign keys point at (SQLite has no EFS core).
     pub async fn seed_efs_users(&self, admin_users: &[i32], panelists: &[i32]) {
-        let Backend::MySql(store) = &self.backend else {
+        if !self.is_mysql() {
             return;
-        };
+        }
         for (table, ids) in [("users", admin_users), ("panelists", panelists)] {
             for id in ids {
-                sqlx::query(&format!("INSERT IGNORE INTO {table} (uid) VALUES (?)"))
-                    .bind(id)
-                    .execute(store.pool())
-                    .await
-                    .expect("seed EFS core row");
+                self.execute(&format!("INSERT IGNORE INTO {table} (uid) VALUES ({id})"))
+                    .await;
             }
         }
     }
 
     pub fn is_mysql(&self) -> bool {
-        matches!(self.backend, Backend::MySql(_))
+        matches!(self.store.db(), Db::MySql(_))
     }
 }
 
@@ -214,7 +220,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_on(db: TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = test_settings(&db.url);
     adjust(&mut settings);
-    let app = Application::with_storage(&settings, db.storage.clone())
+    let app = Application::with_storage(&settings, db.store.clone())
         .await
         .expect("build app");
     serve(app, db)
@@ -285,7 +291,7 @@ pub async fn spawn_app_with_clock(
 ) -> TestApp {
     let mut settings = test_settings(&db.url);
     adjust(&mut settings);
-    let app = Application::with_clock(&settings, db.storage.clone(), Arc::new(clock))
+    let app = Application::with_clock(&settings, db.store.clone(), Arc::new(clock))
         .await
         .expect("build app");
     serve(app, db)

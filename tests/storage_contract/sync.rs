@@ -5,10 +5,11 @@ use std::collections::HashSet;
 
 use chrono::{Duration as ChronoDuration, NaiveDateTime};
 use efs_iam::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus};
-use efs_iam::storage::sync::*;
+use efs_iam::storage::prelude::*;
+
 use efs_iam::storage::*;
 
-use crate::common::{Backend, TestDb};
+use crate::common::TestDb;
 
 fn portal(n: i32) -> PortalId {
     PortalId::new(n).unwrap()
@@ -24,12 +25,12 @@ fn secs(n: i64) -> ChronoDuration {
 }
 
 async fn exec(db: &TestDb, sql: &str) {
-    match &db.backend {
-        Backend::Sqlite(s) => {
-            sqlx::query(sql).execute(s.pool()).await.unwrap();
+    match db.store.db() {
+        efs_iam::storage::sql::Db::Sqlite(s) => {
+            sqlx::query(sql).execute(s).await.unwrap();
         }
-        Backend::MySql(s) => {
-            sqlx::query(sql).execute(s.pool()).await.unwrap();
+        efs_iam::storage::sql::Db::MySql(s) => {
+            sqlx::query(sql).execute(s).await.unwrap();
         }
     }
 }
@@ -44,7 +45,7 @@ fn queued(n: std::ops::RangeInclusive<i32>) -> Vec<NewUnassignment> {
 }
 
 pub async fn sync_locks_exclude_and_expire(db: TestDb) {
-    let s = &db.storage.store;
+    let s = &db.store;
     let t0 = now();
     assert!(s.try_lock("user:1", "a", t0, t0 + secs(60)).await.unwrap());
     assert!(
@@ -85,7 +86,7 @@ pub async fn sync_locks_exclude_and_expire(db: TestDb) {
 }
 
 pub async fn sync_locks_one_winner_among_racers(db: TestDb) {
-    let s = db.storage.store.clone();
+    let s = db.store.clone();
     let t0 = now();
     let mut tasks = Vec::new();
     for i in 0..16 {
@@ -104,7 +105,7 @@ pub async fn sync_locks_one_winner_among_racers(db: TestDb) {
 }
 
 pub async fn unassignment_claims_lease_and_complete(db: TestDb) {
-    let s = &db.storage.store;
+    let s = &db.store;
     s.enqueue_unassignments(portal(1), &queued(1..=5))
         .await
         .unwrap();
@@ -201,7 +202,7 @@ pub async fn unassignment_claims_lease_and_complete(db: TestDb) {
 }
 
 pub async fn unassignment_requeue_dead_letters(db: TestDb) {
-    let s = &db.storage.store;
+    let s = &db.store;
     s.enqueue_unassignments(portal(1), &queued(1..=4))
         .await
         .unwrap();
@@ -282,7 +283,7 @@ pub async fn unassignment_requeue_dead_letters(db: TestDb) {
 
 /// Several claimers racing over one queue: every row is handed out exactly once.
 pub async fn unassignment_claims_never_overlap(db: TestDb) {
-    let s = db.storage.store.clone();
+    let s = db.store.clone();
     s.enqueue_unassignments(portal(3), &queued(1..=300))
         .await
         .unwrap();
@@ -318,7 +319,7 @@ pub async fn unassignment_claims_never_overlap(db: TestDb) {
 
 pub async fn portal_sync_failure_is_recorded(db: TestDb) {
     db.seed_efs_users(&[], &[11, 12]).await;
-    let s = &db.storage.store;
+    let s = &db.store;
     s.mark_portal_sync_failed(portal(5), user(11), None, PortalUserStatus::Failed)
         .await
         .unwrap();
@@ -386,7 +387,7 @@ pub async fn portal_sync_failure_is_recorded(db: TestDb) {
 
 pub async fn efs_users_are_checked_where_efs_has_them(db: TestDb) {
     db.seed_efs_users(&[3], &[4]).await;
-    let s = &db.storage.store;
+    let s = &db.store;
     assert!(s
         .efs_user_exists(EfsUserKind::Admin, user(3))
         .await
@@ -414,7 +415,7 @@ fn item(user_id: i32) -> NewSyncJobItem {
 }
 
 pub async fn sync_jobs_claim_record_and_finish(db: TestDb) {
-    let s = &db.storage.store;
+    let s = &db.store;
     let t0 = now();
     let job = NewSyncJob {
         id: uuid::Uuid::new_v4().to_string(),

@@ -124,7 +124,7 @@ pub async fn spawn(
 ) -> SyncApp {
     let mut s = settings(db, okta);
     adjust(&mut s);
-    let app = Application::with_storage(&s, db.storage.clone())
+    let app = Application::with_storage(&s, db.store.clone())
         .await
         .expect("build app");
     let address = format!("http://{}", app.local_addr());

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use efs_iam::storage::now;
+use efs_iam::storage::prelude::*;
 use fake_okta::{Fault, FaultKind};
 use serde_json::{json, Value};
 
@@ -140,7 +141,6 @@ async fn a_job_survives_a_crash_and_resumes() {
     // The "crashed" instance leased ten items and never finished them.
     let t = now();
     let leased = db
-        .storage
         .store
         .claim_sync_items("crashed-instance", t, t + chrono::Duration::seconds(3), 10)
         .await

@@ -1,6 +1,7 @@
 //! Syncing portal users: membership of the portal's Okta group, the reference's status
 //! and `has_data_changes`, one person in several portals, failures recorded.
 
+use efs_iam::storage::prelude::*;
 use efs_iam::storage::ErrorLogQuery;
 use fake_okta::UserStatus;
 use serde_json::json;
@@ -122,7 +123,6 @@ async fn failures_are_recorded_on_the_reference_and_in_the_error_log() {
         "the Okta user created before the failure is remembered"
     );
     let log = db
-        .storage
         .store
         .query_error_log(&ErrorLogQuery {
             text: Some("portal user 61".into()),

@@ -4,12 +4,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use efs_iam::workers::UnassignmentWorker;
+use efs_iam::sync::UnassignmentWorker;
 use fake_okta::{FakeOkta, Fault, FaultKind, UserStatus};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{Backend, TestDb};
+use crate::common::TestDb;
 use crate::helpers::*;
 
 /// `n` Okta users, members of `group`, queued for removal in `portal`.
@@ -43,12 +43,12 @@ async fn queue_members(
 }
 
 async fn exec(db: &TestDb, sql: &str) {
-    match &db.backend {
-        Backend::Sqlite(s) => {
-            sqlx::query(sql).execute(s.pool()).await.unwrap();
+    match db.store.db() {
+        efs_iam::storage::sql::Db::Sqlite(s) => {
+            sqlx::query(sql).execute(s).await.unwrap();
         }
-        Backend::MySql(s) => {
-            sqlx::query(sql).execute(s.pool()).await.unwrap();
+        efs_iam::storage::sql::Db::MySql(s) => {
+            sqlx::query(sql).execute(s).await.unwrap();
         }
     }
 }
@@ -276,7 +276,7 @@ async fn concurrent_steps_hand_out_every_row_once() {
         let mut settings = app.sync.settings.clone();
         settings.batch_size = 5;
         let worker = UnassignmentWorker::new(
-            db.storage.store.clone(),
+            &db.store,
             client.clone(),
             settings,
             format!("worker-{w}"),

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use efs_iam::storage::prelude::*;
 use efs_iam::storage::ErrorLogQuery;
 use fake_okta::{Fault, FaultKind, UserStatus};
 use serde_json::json;
@@ -212,7 +213,6 @@ async fn rate_limit_storms_are_waited_out() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "created");
     let errors = db
-        .storage
         .store
         .query_error_log(&ErrorLogQuery {
             status_code: Some(429),

@@ -1,8 +1,6 @@
 //! Batch sync jobs: up to 10,000 portal users in one call, run in the background.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -12,13 +10,13 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{attributes_schema, validate_profile};
-use crate::domain::{EfsUserId, Invalid, PortalId};
-use crate::error::{ApiError, ApiResult, FieldError, Problem};
+use crate::domain::{EfsUserId, Invalid};
 use crate::http::extract::{
-    decode_cursor, encode_cursor, integral, page_limit, path_param, AppJson, AppQuery,
+    cursor_position, integral, keyset_page, page_limit, AppJson, AppPath, AppQuery, PortalPath,
 };
+use crate::http::problem::{ApiError, ApiResult, FieldError, Problem};
 use crate::http::{utc, AppState};
-use crate::storage::sync::{ItemState, NewSyncJob, NewSyncJobItem, SyncJobItem, SyncJobItemQuery};
+use crate::storage::{ItemState, NewSyncJobItem, SyncJobItem, SyncJobItemQuery};
 
 pub const MAX_USERS: usize = 10_000;
 const DEFAULT_PAGE: u32 = 1000;
@@ -196,12 +194,29 @@ pub struct JobQuery {
     pub cursor: Option<String>,
 }
 
-fn parse_job_id(raw: &str) -> Result<String, Invalid> {
-    uuid::Uuid::parse_str(raw)
-        .ok()
-        .filter(|u| u.hyphenated().to_string() == raw)
-        .map(|u| u.hyphenated().to_string())
-        .ok_or_else(|| Invalid::new("must be a job id as returned by the API (a lower-case UUID)"))
+/// `{job_id}`: a lower-case hyphenated UUID, as the API hands them out.
+#[derive(Debug, Deserialize)]
+struct JobPath {
+    job_id: JobId,
+}
+
+#[derive(Debug)]
+struct JobId(String);
+
+impl<'de> Deserialize<'de> for JobId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        uuid::Uuid::parse_str(&raw)
+            .ok()
+            .map(|u| u.hyphenated().to_string())
+            .filter(|u| *u == raw)
+            .map(JobId)
+            .ok_or_else(|| {
+                serde::de::Error::custom(Invalid::new(
+                    "must be a job id as returned by the API (a lower-case UUID)",
+                ))
+            })
+    }
 }
 
 /// Queues a batch sync of portal users; answers 202 with the job id at once.
@@ -227,10 +242,9 @@ fn parse_job_id(raw: &str) -> Result<String, Invalid> {
 #[tracing::instrument(skip_all)]
 async fn submit_job(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(PortalPath { portal_id: portal }): AppPath<PortalPath>,
     AppJson(body): AppJson<BatchSyncRequest>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<JobAccepted>)> {
-    let portal = path_param(&params, "portal_id", PortalId::parse)?;
     if body.users.is_empty() || body.users.len() > MAX_USERS {
         return Err(ApiError::invalid_field(
             "users",
@@ -271,20 +285,7 @@ async fn submit_job(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let engine = state.sync.engine()?;
-    // Every item would fail the same way: say it now.
-    engine.portal_group(portal).await?;
-    let job = NewSyncJob {
-        id: uuid::Uuid::new_v4().hyphenated().to_string(),
-        portal,
-        items,
-    };
-    state
-        .store
-        .create_sync_job(&job, crate::storage::now())
-        .await?;
-    state.sync.wake_jobs.notify_one();
-    tracing::info!(job = %job.id, portal = portal.get(), users = job.items.len(), "sync job queued");
+    let job = state.sync.submit_job(portal, items).await?;
     let status_url = format!("/api/v1/sync/jobs/{}", job.id);
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&status_url) {
@@ -297,7 +298,7 @@ async fn submit_job(
             job_id: job.id,
             portal_id: portal.get(),
             state: JobState::Running,
-            total: job.items.len(),
+            total: job.total,
             status_url,
         }),
     ))
@@ -321,23 +322,18 @@ async fn submit_job(
 #[tracing::instrument(skip_all)]
 async fn get_job(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(JobPath { job_id: JobId(id) }): AppPath<JobPath>,
     AppQuery(query): AppQuery<JobQuery>,
 ) -> ApiResult<Json<JobBody>> {
-    let id = path_param(&params, "job_id", parse_job_id)?;
     let limit = page_limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
-    let after_seq = query
-        .cursor
-        .as_deref()
-        .map(decode_cursor::<i32>)
-        .transpose()?;
+    let after_seq = cursor_position(query.cursor.as_deref())?;
     let (job, counts) = state
-        .store
+        .jobs
         .sync_job(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no sync job {id}")))?;
     let items = state
-        .store
+        .jobs
         .sync_job_items(
             &id,
             &SyncJobItemQuery {
@@ -351,8 +347,7 @@ async fn get_job(
             },
         )
         .await?;
-    let next_cursor =
-        (items.len() > limit as usize).then(|| encode_cursor(&items[limit as usize - 1].seq));
+    let (items, next_cursor) = keyset_page(items, limit, |i| i.seq);
     Ok(Json(JobBody {
         job_id: job.id,
         portal_id: job.portal_id,
@@ -370,11 +365,7 @@ async fn get_job(
         },
         created_at: utc(job.created_at),
         finished_at: job.finished_at.map(utc),
-        items: items
-            .into_iter()
-            .take(limit as usize)
-            .map(Into::into)
-            .collect(),
+        items: items.into_iter().map(Into::into).collect(),
         next_cursor,
     }))
 }

@@ -3,14 +3,15 @@
 //!
 //! - `users.rs`: sync or deprovision an EFS-Admin user, sync a portal user;
 //! - `jobs.rs`: batch syncs of up to 10,000 portal users, and their progress;
-//! - `queue.rs`: the unassignment worker on demand, dead letters, requeue;
 //! - `reconcile.rs`, `status.rs`.
+//!
+//! The unassignment worker's operations (`/sync/unassignments/*`) are with the queue
+//! they serve (`http/unassignment_queue.rs`).
 //!
 //! Without Okta settings every operation that needs Okta answers 503
 //! `okta-not-configured`; `/sync/status` and the dead-letter list still work.
 
 mod jobs;
-mod queue;
 mod reconcile;
 mod status;
 mod users;
@@ -22,15 +23,14 @@ use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 
+use super::problem::FieldError;
 use super::AppState;
-use crate::error::FieldError;
 use crate::sync::UserProfile;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(users::router())
         .merge(jobs::router())
-        .merge(queue::router())
         .merge(reconcile::router())
         .merge(status::router())
 }

@@ -1,16 +1,13 @@
 //! `POST /sync/portals/{portal_id}/reconcile`.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::domain::PortalId;
-use crate::error::{ApiResult, Problem};
-use crate::http::extract::{path_param, AppQuery};
+use crate::http::extract::{AppPath, AppQuery, PortalPath};
+use crate::http::problem::{ApiResult, Problem};
 use crate::http::AppState;
 use crate::sync::reconcile::ReconcileReport;
 
@@ -51,12 +48,11 @@ pub struct ReconcileQuery {
 #[tracing::instrument(skip_all)]
 async fn reconcile_portal(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(PortalPath { portal_id: portal }): AppPath<PortalPath>,
     AppQuery(query): AppQuery<ReconcileQuery>,
 ) -> ApiResult<Json<ReconcileReport>> {
-    let portal = path_param(&params, "portal_id", PortalId::parse)?;
-    let engine = state.sync.engine()?;
-    let report = engine
+    let report = state
+        .sync
         .reconcile(portal, query.dry_run.unwrap_or(true))
         .await?;
     Ok(Json(report))

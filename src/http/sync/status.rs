@@ -7,42 +7,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::error::{ApiResult, Problem};
-use crate::http::{utc, AppState};
+use crate::http::problem::{ApiResult, Problem};
+use crate::http::unassignment_queue::QueueBody;
+use crate::http::AppState;
 use crate::okta::{Bucket, BucketStatus};
-use crate::storage::now;
-use crate::sync::service::ProbeResult;
-use crate::workers::WorkerHealthSnapshot;
+use crate::sync::{ProbeResult, WorkerHealthSnapshot};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(sync_status))
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct QueueBody {
-    /// Rows not dead: waiting, backing off or in progress.
-    pub pending: i64,
-    /// Pending rows due now.
-    pub due: i64,
-    /// Rows an instance is working on (leased).
-    pub in_progress: i64,
-    /// Dead letters (retries exhausted, or legacy rows that can never be processed).
-    pub dead: i64,
-    /// Dead letters without a portal (legacy rows; requeue them with one).
-    pub dead_without_portal: i64,
-    pub oldest_pending_at: Option<DateTime<Utc>>,
-}
-
-pub(super) async fn queue_body(state: &AppState) -> ApiResult<QueueBody> {
-    let q = state.store.unassignment_queue_stats(now()).await?;
-    Ok(QueueBody {
-        pending: q.pending,
-        due: q.due,
-        in_progress: q.in_progress,
-        dead: q.dead,
-        dead_without_portal: q.dead_without_portal,
-        oldest_pending_at: q.oldest_pending_at.map(utc),
-    })
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -197,9 +169,8 @@ pub struct SyncStatus {
 )]
 #[tracing::instrument(skip_all)]
 async fn sync_status(State(state): State<AppState>) -> ApiResult<Json<SyncStatus>> {
-    let unassignments = queue_body(&state).await?;
-    let j = state.store.sync_job_stats(now()).await?;
-    let okta = match state.sync.okta() {
+    let report = state.sync.status().await?;
+    let okta = match report.okta {
         None => OktaBody {
             configured: false,
             org_url: None,
@@ -212,41 +183,38 @@ async fn sync_status(State(state): State<AppState>) -> ApiResult<Json<SyncStatus
             in_flight: None,
             buckets: Vec::new(),
         },
-        Some(client) => {
-            let probe = state.sync.probe_okta().await;
-            let s = client.status();
-            OktaBody {
-                configured: true,
-                org_url: Some(s.org_url),
-                auth_method: Some(s.auth_method.to_owned()),
-                reachability: probe.map(Into::into),
-                last_success_at: s.last_success_at,
-                last_auth_failure: s.last_auth_failure.map(|f| AuthFailureBody {
-                    at: f.at,
-                    status: f.status,
-                    error_code: f.error_code,
-                    message: f.message,
-                }),
-                rate_share: Some(s.rate_share),
-                max_concurrency: Some(s.max_concurrency),
-                in_flight: Some(s.in_flight),
-                buckets: s.buckets.into_iter().map(Into::into).collect(),
-            }
-        }
+        Some((s, probe)) => OktaBody {
+            configured: true,
+            org_url: Some(s.org_url),
+            auth_method: Some(s.auth_method.to_owned()),
+            reachability: probe.map(Into::into),
+            last_success_at: s.last_success_at,
+            last_auth_failure: s.last_auth_failure.map(|f| AuthFailureBody {
+                at: f.at,
+                status: f.status,
+                error_code: f.error_code,
+                message: f.message,
+            }),
+            rate_share: Some(s.rate_share),
+            max_concurrency: Some(s.max_concurrency),
+            in_flight: Some(s.in_flight),
+            buckets: s.buckets.into_iter().map(Into::into).collect(),
+        },
     };
+    let j = report.jobs;
     Ok(Json(SyncStatus {
         okta,
-        unassignments,
+        unassignments: report.queue.into(),
         jobs: JobsBody {
             running: j.unfinished_jobs,
             pending_items: j.pending_items,
             in_progress_items: j.in_progress_items,
         },
         workers: WorkersBody {
-            enabled: state.sync.workers_enabled(),
-            instance_id: state.sync.instance_id.clone(),
-            unassignments: state.sync.unassignment_health.snapshot().into(),
-            jobs: state.sync.job_health.snapshot().into(),
+            enabled: report.workers_enabled,
+            instance_id: report.instance_id,
+            unassignments: report.unassignment_worker.into(),
+            jobs: report.job_worker.into(),
         },
     }))
 }

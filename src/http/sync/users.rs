@@ -1,17 +1,15 @@
 //! Syncing single users: EFS-Admin users and portal users.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::SyncUserRequest;
-use crate::domain::{EfsUserId, PortalId};
-use crate::error::{ApiError, ApiResult, Problem};
-use crate::http::extract::{path_param, AppJson};
+use crate::domain::EfsUserId;
+use crate::http::extract::{AdminUserPath, AppJson, AppPath, PortalUserPath};
+use crate::http::problem::{ApiError, ApiResult, Problem};
 use crate::http::AppState;
 use crate::sync::{DeprovisionOutcome, Outcome, UserSync};
 
@@ -96,13 +94,11 @@ pub struct DeprovisionResponse {
 #[tracing::instrument(skip_all)]
 async fn sync_admin_user(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(AdminUserPath { user_id: user }): AppPath<AdminUserPath>,
     AppJson(body): AppJson<SyncUserRequest>,
 ) -> ApiResult<Json<SyncUserResponse>> {
-    let user = path_param(&params, "user_id", EfsUserId::parse)?;
     let profile = body.into_profile().map_err(ApiError::Validation)?;
-    let engine = state.sync.engine()?;
-    let result = engine.sync_admin_user(user, &profile).await?;
+    let result = state.sync.sync_admin_user(user, &profile).await?;
     tracing::info!(
         user = user.get(),
         outcome = result.outcome.as_str(),
@@ -131,11 +127,10 @@ async fn sync_admin_user(
 #[tracing::instrument(skip_all)]
 async fn deprovision_admin_user(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(AdminUserPath { user_id: user }): AppPath<AdminUserPath>,
 ) -> ApiResult<Json<DeprovisionResponse>> {
-    let user = path_param(&params, "user_id", EfsUserId::parse)?;
-    let engine = state.sync.engine()?;
-    let done = engine
+    let done = state
+        .sync
         .deprovision_admin_user(user)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("user {user} has no Okta reference")))?;
@@ -176,14 +171,14 @@ async fn deprovision_admin_user(
 #[tracing::instrument(skip_all)]
 async fn sync_portal_user(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    AppPath(PortalUserPath {
+        portal_id: portal,
+        user_id: user,
+    }): AppPath<PortalUserPath>,
     AppJson(body): AppJson<SyncUserRequest>,
 ) -> ApiResult<Json<SyncPortalUserResponse>> {
-    let portal = path_param(&params, "portal_id", PortalId::parse)?;
-    let user = path_param(&params, "user_id", EfsUserId::parse)?;
     let profile = body.into_profile().map_err(ApiError::Validation)?;
-    let engine = state.sync.engine()?;
-    let (result, group_id) = engine.sync_portal_user(portal, user, &profile).await?;
+    let (result, group_id) = state.sync.sync_portal_user(portal, user, &profile).await?;
     tracing::info!(
         portal = portal.get(),
         user = user.get(),

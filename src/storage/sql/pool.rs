@@ -66,9 +66,26 @@ impl<DB: Dialect> managed::Manager for Manager<DB> {
     }
 }
 
-/// Transaction control per dialect; concrete impls, so generic code needs no
-/// higher-ranked `Executor` bound.
+/// What differs between the two SQL dialects, as data: the statements that open
+/// transactions, the locking clauses, and how the last insert id is read. Concrete
+/// impls (in `mysql.rs` and `sqlite.rs`), so generic code needs no higher-ranked
+/// `Executor` bound.
 pub trait Dialect: Database {
+    /// `mysql` or `sqlite`, for logs and health answers.
+    const NAME: &'static str;
+    /// Opens a transaction that serialises writers of one logical key.
+    const BEGIN_WRITE: &'static str;
+    /// The row-lock suffix of a `SELECT` inside such a transaction.
+    const ROW_LOCK: &'static str;
+    /// Opens a claim transaction (leases on queue rows and job items).
+    const BEGIN_CLAIM: &'static str;
+    /// The locking clause of a claim's `SELECT`: rows another instance holds are skipped.
+    const SKIP_LOCKED: &'static str;
+    /// Whether the EFS core tables (`users`, `panelists`) exist in this database.
+    const HAS_EFS_CORE: bool;
+
+    fn last_insert_id(result: &Self::QueryResult) -> i64;
+
     /// Runs a statement without arguments.
     fn run<'c>(
         conn: &'c mut Self::Connection,
@@ -92,35 +109,7 @@ macro_rules! run_statement {
         }
     };
 }
-
-impl Dialect for sqlx::MySql {
-    run_statement!();
-
-    /// MySQL's `ROLLBACK` outside a transaction is a no-op that succeeds.
-    fn reset(conn: &mut Self::Connection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
-        Self::run(conn, "ROLLBACK")
-    }
-}
-
-impl Dialect for sqlx::Sqlite {
-    run_statement!();
-
-    /// SQLite refuses a `ROLLBACK` outside a transaction; that answer means the
-    /// connection is already where it should be.
-    fn reset(conn: &mut Self::Connection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
-        let done = Self::run(conn, "ROLLBACK");
-        Box::pin(async move {
-            match done.await {
-                Err(sqlx::Error::Database(e))
-                    if e.message().contains("no transaction is active") =>
-                {
-                    Ok(())
-                }
-                other => other,
-            }
-        })
-    }
-}
+pub(super) use run_statement;
 
 /// A pool of connections to one database; cheap to clone.
 pub struct ConnPool<DB: Dialect> {
@@ -228,6 +217,40 @@ impl<DB: Dialect> ConnPool<DB> {
             return Err(e);
         }
         Ok(tx)
+    }
+
+    /// A transaction that serialises writers ([`Dialect::BEGIN_WRITE`]).
+    pub async fn begin_write(&self) -> Result<PoolTransaction<DB>, sqlx::Error> {
+        self.begin_with(DB::BEGIN_WRITE).await
+    }
+
+    /// A transaction that leases queue rows or job items ([`Dialect::BEGIN_CLAIM`]).
+    pub async fn begin_claim(&self) -> Result<PoolTransaction<DB>, sqlx::Error> {
+        self.begin_with(DB::BEGIN_CLAIM).await
+    }
+
+    /// [`Dialect::ROW_LOCK`] of this pool's dialect.
+    pub fn row_lock(&self) -> &'static str {
+        DB::ROW_LOCK
+    }
+
+    /// [`Dialect::SKIP_LOCKED`] of this pool's dialect.
+    pub fn skip_locked(&self) -> &'static str {
+        DB::SKIP_LOCKED
+    }
+
+    /// [`Dialect::HAS_EFS_CORE`] of this pool's dialect.
+    pub fn has_efs_core(&self) -> bool {
+        DB::HAS_EFS_CORE
+    }
+
+    pub fn last_insert_id(&self, result: &DB::QueryResult) -> i64 {
+        DB::last_insert_id(result)
+    }
+
+    /// A statement built piece by piece, in this pool's dialect.
+    pub fn builder<'a>(&self, sql: impl Into<String>) -> sqlx::QueryBuilder<'a, DB> {
+        sqlx::QueryBuilder::new(sql)
     }
 
     /// Open connections (busy or idle).

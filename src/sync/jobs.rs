@@ -1,6 +1,7 @@
 //! Runs batch sync jobs (`efs_iam_sync_job_item`): leases pending items, syncs each
 //! user through [`SyncEngine::sync_portal_user`] (the same path as a single sync call)
-//! and records the per-user result.
+//! and records the per-user result. Jobs are submitted through
+//! [`super::SyncService::submit_job`].
 //!
 //! Items are leased like queue rows, so several instances work on one job and a job
 //! survives a restart: an item whose instance died comes back when its lease runs out.
@@ -17,11 +18,10 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use super::Step;
+use super::runtime::Step;
+use super::{SyncEngine, SyncError, SyncSettings, UserProfile};
 use crate::domain::{EfsUserId, PortalId};
-use crate::storage::sync::{ClaimedSyncItem, ItemResult};
-use crate::storage::{now, StorageError};
-use crate::sync::{SyncEngine, SyncError, SyncSettings, UserProfile};
+use crate::storage::{now, ClaimedSyncItem, ItemResult, StorageError, SyncJobStore};
 
 /// Finished jobs are kept this long for `GET /sync/jobs/{job_id}`, then deleted.
 pub const JOB_RETENTION_DAYS: i64 = 7;
@@ -62,6 +62,7 @@ enum ItemOutcome {
 
 pub struct JobWorker {
     engine: Arc<SyncEngine>,
+    jobs: Arc<dyn SyncJobStore>,
     settings: SyncSettings,
     owner: String,
     cancel: CancellationToken,
@@ -71,12 +72,14 @@ pub struct JobWorker {
 impl JobWorker {
     pub fn new(
         engine: Arc<SyncEngine>,
+        jobs: Arc<dyn SyncJobStore>,
         settings: SyncSettings,
         owner: String,
         cancel: CancellationToken,
     ) -> Self {
         Self {
             engine,
+            jobs,
             settings,
             owner,
             cancel,
@@ -88,7 +91,7 @@ impl JobWorker {
     /// jobs without pending items finished.
     #[tracing::instrument(name = "jobs.step", skip(self), err(level = "warn"))]
     pub async fn run_once(&self) -> Result<JobStep, StorageError> {
-        let store = self.engine.store().clone();
+        let store = &self.jobs;
         let mut step = JobStep::default();
         let t = now();
         let lease_until = t + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
@@ -142,7 +145,7 @@ impl JobWorker {
         self.last_purge
             .store(t.and_utc().timestamp(), Ordering::Relaxed);
         let before = t - chrono::Duration::days(JOB_RETENTION_DAYS);
-        match self.engine.store().purge_sync_jobs(before).await {
+        match self.jobs.purge_sync_jobs(before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(jobs = n, "finished sync jobs purged"),
             Err(e) => tracing::warn!(error = %e, "could not purge finished sync jobs"),
@@ -150,7 +153,7 @@ impl JobWorker {
     }
 
     async fn process(&self, item: ClaimedSyncItem) -> ItemOutcome {
-        let store = self.engine.store();
+        let store = &self.jobs;
         if self.cancel.is_cancelled() {
             let _ = store.release_sync_items(&[item.id], &self.owner).await;
             return ItemOutcome::Released;
@@ -213,8 +216,7 @@ impl JobWorker {
     async fn finish(&self, item: &ClaimedSyncItem, result: ItemResult) -> ItemOutcome {
         let ok = matches!(result, ItemResult::Succeeded { .. });
         match self
-            .engine
-            .store()
+            .jobs
             .finish_sync_item(item.id, &self.owner, &result, now())
             .await
         {

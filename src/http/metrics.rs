@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use metrics::SharedString;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::http::AppState;
+use super::AppState;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -97,10 +97,10 @@ fn static_method(method: &Method) -> &'static str {
 }
 
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
-    let pool = state.store.pool_stats();
-    metrics::gauge!("db_pool_connections", "backend" => state.store.backend())
+    let pool = state.database.pool_stats();
+    metrics::gauge!("db_pool_connections", "backend" => state.database.backend())
         .set(f64::from(pool.size));
-    metrics::gauge!("db_pool_idle_connections", "backend" => state.store.backend())
+    metrics::gauge!("db_pool_idle_connections", "backend" => state.database.backend())
         .set(f64::from(pool.idle));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -2,7 +2,7 @@
 //! portal's Okta group and deletes the row only once Okta has confirmed (204, or 404:
 //! already gone).
 //!
-//! - **Claims** are leases (see `storage::sync`), so instances share the queue and a
+//! - **Claims** are leases (see `storage::unassignment_queue`), so instances share the queue and a
 //!   crashed instance's rows come back when its lease runs out. Removing a member twice
 //!   is harmless (Okta answers 204 for a non-member), so "at least once" is safe.
 //! - **Failures** (Okta's 5xx/429/timeouts after the adapter's own retries, a 403 for a
@@ -24,11 +24,13 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use super::Step;
-use crate::domain::{PortalId, SettingKey};
+use super::runtime::Step;
+use super::{SyncSettings, SyncStorage, GROUP_SETTING};
+use crate::domain::{storable_text, PortalId, SettingKey};
 use crate::okta::{OktaClient, OktaError, OnMissing, Removal};
-use crate::storage::{now, StorageError, Store, Unassignment};
-use crate::sync::{storable_text, SyncSettings, GROUP_SETTING};
+use crate::storage::{
+    now, PortalSettingsStore, StorageError, Unassignment, UnassignmentQueueStore,
+};
 
 /// What one step did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -83,7 +85,8 @@ enum RowOutcome {
 }
 
 pub struct UnassignmentWorker {
-    store: Arc<dyn Store>,
+    queue: Arc<dyn UnassignmentQueueStore>,
+    portal_settings: Arc<dyn PortalSettingsStore>,
     okta: OktaClient,
     settings: SyncSettings,
     owner: String,
@@ -102,15 +105,16 @@ impl Step for UnassignmentStep {
 impl UnassignmentWorker {
     /// `owner` names this instance in leases; `cancel` stops a step from starting
     /// further rows (the rest are handed back).
-    pub fn new(
-        store: Arc<dyn Store>,
+    pub fn new<S: SyncStorage>(
+        store: &Arc<S>,
         okta: OktaClient,
         settings: SyncSettings,
         owner: String,
         cancel: CancellationToken,
     ) -> Self {
         Self {
-            store,
+            queue: store.clone(),
+            portal_settings: store.clone(),
             okta,
             settings,
             owner,
@@ -124,7 +128,7 @@ impl UnassignmentWorker {
     pub async fn run_once(&self) -> Result<UnassignmentStep, StorageError> {
         let mut step = UnassignmentStep::default();
         let t = now();
-        step.unroutable = self.store.dead_letter_unroutable_unassignments(t).await? as usize;
+        step.unroutable = self.queue.dead_letter_unroutable_unassignments(t).await? as usize;
         if step.unroutable > 0 {
             tracing::warn!(
                 rows = step.unroutable,
@@ -133,7 +137,7 @@ impl UnassignmentWorker {
         }
         let lease_until = t + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
         let rows = self
-            .store
+            .queue
             .claim_unassignments(&self.owner, t, lease_until, self.settings.batch_size)
             .await?;
         step.claimed = rows.len();
@@ -165,6 +169,42 @@ impl UnassignmentWorker {
         Ok(step)
     }
 
+    /// Steps until the queue has nothing due, a step is blocked, `max_rows` were
+    /// claimed or `budget` has passed (no new step starts after it). Returns the steps
+    /// run and their summed counts.
+    pub async fn drain(
+        &self,
+        max_rows: usize,
+        budget: std::time::Duration,
+    ) -> Result<(u32, UnassignmentStep), StorageError> {
+        let started = std::time::Instant::now();
+        let mut steps = 0;
+        let mut totals = UnassignmentStep::default();
+        loop {
+            let step = self.run_once().await?;
+            steps += 1;
+            totals.claimed += step.claimed;
+            totals.removed += step.removed;
+            totals.already_gone += step.already_gone;
+            totals.retrying += step.retrying;
+            totals.dead_lettered += step.dead_lettered;
+            totals.unroutable += step.unroutable;
+            totals.released += step.released;
+            if step.blocked.is_some() {
+                totals.blocked = step.blocked;
+                break;
+            }
+            if step.claimed == 0
+                || step.released > 0
+                || totals.claimed >= max_rows
+                || started.elapsed() >= budget
+            {
+                break;
+            }
+        }
+        Ok((steps, totals))
+    }
+
     /// Each claimed portal's Okta group, or why there is none.
     async fn groups_of(
         &self,
@@ -178,7 +218,7 @@ impl UnassignmentWorker {
             }
             let group = match PortalId::new(portal) {
                 Ok(p) => self
-                    .store
+                    .portal_settings
                     .portal_setting(p, &key)
                     .await?
                     .and_then(|s| s.value)
@@ -220,7 +260,7 @@ impl UnassignmentWorker {
             .await
         {
             Ok(removal) => {
-                if let Err(e) = self.store.complete_unassignment(row.id).await {
+                if let Err(e) = self.queue.complete_unassignment(row.id).await {
                     // Okta has done it; the row comes back when the lease runs out and
                     // the repeat is harmless.
                     tracing::warn!(row = row.id, error = %e, "removed in Okta, but the row could not be deleted");
@@ -244,7 +284,7 @@ impl UnassignmentWorker {
 
     async fn release(&self, row: &Unassignment) -> RowOutcome {
         if let Err(e) = self
-            .store
+            .queue
             .release_unassignments(&[row.id], &self.owner)
             .await
         {
@@ -268,7 +308,7 @@ impl UnassignmentWorker {
         };
         let text = storable_text(error, 21_845);
         match self
-            .store
+            .queue
             .fail_unassignment(row.id, &self.owner, attempts, &text, next, dead_at)
             .await
         {

@@ -1,5 +1,5 @@
-//! Background workers: the unassignment queue ([`unassignments`]) and batch sync jobs
-//! ([`jobs`]).
+//! How the background workers run: the unassignment worker (`unassignments`) and the
+//! batch job worker (`jobs`).
 //!
 //! Each worker has a public step function (`run_once`) that does one bounded round of
 //! work and reports what it did; tests and `POST /sync/unassignments/run` drive it
@@ -11,9 +11,6 @@
 //! is allowed to finish (bounded by a grace period), and work it had claimed but not
 //! started is handed back.
 
-pub mod jobs;
-pub mod unassignments;
-
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,9 +21,6 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
-
-pub use jobs::{JobStep, JobWorker};
-pub use unassignments::{UnassignmentStep, UnassignmentWorker};
 
 /// What a step tells its loop.
 pub trait Step {

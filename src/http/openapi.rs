@@ -1,0 +1,161 @@
+//! The OpenAPI document: what utoipa derives from the handlers, completed with what
+//! only this layer knows (paths relative to `/api/v1`, each operation's scope and its
+//! 401/403 answers, the problem types).
+
+use axum::http::Method;
+use utoipa::OpenApi;
+
+use super::problem::{FieldError, Problem, ProblemType};
+use crate::auth::required_scope;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "efs-iam",
+        description = "EFS's Okta integration service: portal settings, references from EFS users \
+                       to Okta users, session token storage, the Okta error log and the unassignment \
+                       queue. Errors are RFC 9457 problem documents (`application/problem+json`) \
+                       whose `type` is a stable `urn:efs-iam:problem:<slug>`."
+    ),
+    servers((url = "/api/v1", description = "This instance")),
+    components(schemas(Problem, FieldError)),
+    tags(
+        (name = "portal settings", description = "Per-portal settings such as okta_client_id"),
+        (name = "user references", description = "EFS users and panelists ↔ Okta user ids"),
+        (name = "session tokens", description = "IdP token responses per login session"),
+        (name = "error log", description = "Errors received from Okta"),
+        (name = "unassignment queue", description = "Portal users to remove from their portal's Okta group: enqueueing, the queue, the worker on demand, dead letters and requeueing"),
+        (name = "sync", description = "Okta sync: users, portal memberships, batch jobs, reconciliation, status"),
+        (name = "health", description = "Load-balancer probes (outside /api/v1)"),
+    )
+)]
+pub(super) struct ApiDoc;
+
+/// Completes the derived document.
+pub(super) fn complete(api: &mut utoipa::openapi::OpenApi) {
+    // `servers` says /api/v1 so Swagger UI's "try it out" works; the paths are listed
+    // relative to it and the health probes get their own server entry.
+    let mut paths = utoipa::openapi::path::Paths::new();
+    for (path, item) in std::mem::take(&mut api.paths.paths) {
+        match path.strip_prefix("/api/v1") {
+            Some(rest) => {
+                paths.paths.insert(rest.to_owned(), item);
+            }
+            None => {
+                let mut item = item;
+                item.servers = Some(vec![utoipa::openapi::Server::new("/")]);
+                paths.paths.insert(path, item);
+            }
+        }
+    }
+    api.paths = paths;
+    document_security(api);
+    require_properties(api, &["PatchPortalUserReference", "TokenResponse"]);
+    document_problem_types(api);
+}
+
+/// The `type` of a problem document, with the table of every type
+/// ([`ProblemType::ALL`]), so the document cannot list one the server does not have.
+fn document_problem_types(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{RefOr, Schema};
+    let Some(RefOr::T(Schema::Object(problem))) = api
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("Problem"))
+    else {
+        return;
+    };
+    let Some(RefOr::T(Schema::Object(ty))) = problem.properties.get_mut("type") else {
+        return;
+    };
+    let mut text = String::from(
+        "Stable, machine-readable problem type: `urn:efs-iam:problem:<slug>`.\n\n\
+         | slug | status | title |\n|---|---|---|\n",
+    );
+    for p in ProblemType::ALL {
+        text.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            p.slug,
+            p.status.as_u16(),
+            p.title
+        ));
+    }
+    ty.description = Some(text);
+}
+
+/// `minProperties: 1` on request bodies that must name something. Set here because
+/// utoipa-gen 5.5 turns a `min_properties` attribute into `maxProperties`.
+fn require_properties(api: &mut utoipa::openapi::OpenApi, names: &[&str]) {
+    use utoipa::openapi::{RefOr, Schema};
+    let Some(components) = api.components.as_mut() else {
+        return;
+    };
+    for name in names {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(*name) {
+            object.min_properties = Some(1);
+        }
+    }
+}
+
+/// Declares the bearer scheme and, on every API operation, the scope
+/// [`required_scope`] enforces plus its 401/403 answers.
+fn document_security(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{
+        HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+    };
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+    api.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A JWT with `iss`/`aud` as configured and a `scope` claim: iam:read, \
+                         iam:write, iam:sync, iam:tokens. Mint one with `efs-iam token`.",
+                    ))
+                    .build(),
+            ),
+        );
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+    };
+    for (path, item) in api.paths.paths.iter_mut() {
+        if item.servers.is_some() {
+            continue; // health probes: open
+        }
+        let route = format!("/api/v1{path}");
+        let operations = [
+            (Method::GET, &mut item.get),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::PATCH, &mut item.patch),
+            (Method::DELETE, &mut item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let scope = required_scope(&method, &route);
+            operation.security = Some(vec![SecurityRequirement::new("bearer", [scope.as_str()])]);
+            let responses = &mut operation.responses.responses;
+            responses.insert(
+                "401".into(),
+                problem("Missing or invalid bearer token").into(),
+            );
+            responses.insert(
+                "403".into(),
+                problem(&format!("The token lacks the scope {}", scope.as_str())).into(),
+            );
+        }
+    }
+}

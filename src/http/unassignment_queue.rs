@@ -1,0 +1,528 @@
+//! The queue of portal users to remove from their portal's Okta group after a mass
+//! delete in EFS (`iam_portal_user_group_unassignment_queue`): enqueueing and listing
+//! (EFS-Admin, `iam:write`/`iam:read`), and the worker's side under `/sync/unassignments`
+//! (`iam:sync`): a drain on demand, dead letters across portals, requeueing. The
+//! worker itself is `sync::unassignments`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::extract::{
+    cursor_position, integral, integral_number, keyset_page, page_limit, AppJson, AppPath,
+    AppQuery, PortalPath,
+};
+use super::problem::{ApiError, ApiResult, FieldError, Problem};
+use super::{utc, AppState};
+use crate::domain::{check_text, EfsUserId, OktaUserId, PortalId};
+use crate::storage::{
+    NewUnassignment, QueueStats, RequeueSkip, Unassignment, UnassignmentCounts, UnassignmentQuery,
+    UnassignmentState,
+};
+use crate::sync::UnassignmentStep;
+
+/// One call may enqueue a whole mass delete.
+pub const MAX_ENQUEUE: usize = 10_000;
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(enqueue_unassignments, list_unassignments))
+        .routes(routes!(run_unassignments))
+        .routes(routes!(requeue_unassignments))
+        .routes(routes!(list_dead_letters))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"users": [{"user_id": 4711, "okta_user_id": "00ub0oNGTSWTBKOLGLNR", "email": "panelist@example.com"}]}))]
+pub struct EnqueueUnassignments {
+    /// 1 to 10,000 portal users; all are queued or none.
+    #[schema(min_items = 1, max_items = 10000)]
+    pub users: Vec<UnassignmentUser>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnassignmentUser {
+    /// The deleted panelist's id.
+    #[serde(deserialize_with = "integral")]
+    #[schema(minimum = 1, maximum = 2147483647)]
+    pub user_id: i64,
+    #[schema(max_length = 20, min_length = 1, pattern = "^[A-Za-z0-9]{1,20}$")]
+    pub okta_user_id: String,
+    /// For operators reading the queue; at most 255 characters.
+    #[schema(max_length = 255, pattern = "^[\\u0000-\\uFFFF]*$")]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EnqueueResult {
+    pub portal_id: i32,
+    pub enqueued: u64,
+    pub counts: UnassignmentCountsBody,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UnassignmentCountsBody {
+    /// Waiting for (another) attempt.
+    pub pending: i64,
+    /// Retries exhausted; kept until re-queued.
+    pub dead: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UnassignmentBody {
+    pub id: i32,
+    /// `null` for legacy rows without a portal (dead letters): requeue them with one.
+    pub portal_id: Option<i32>,
+    pub user_id: Option<i32>,
+    pub okta_user_id: Option<String>,
+    pub email: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub dead_at: Option<DateTime<Utc>>,
+}
+
+impl From<Unassignment> for UnassignmentBody {
+    fn from(u: Unassignment) -> Self {
+        Self {
+            id: u.id,
+            portal_id: u.portal_id,
+            user_id: u.user_id,
+            okta_user_id: u.okta_user_id,
+            email: u.email,
+            created_at: utc(u.created_at),
+            attempts: u.attempts,
+            last_error: u.last_error,
+            next_attempt_at: u.next_attempt_at.map(utc),
+            dead_at: u.dead_at.map(utc),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UnassignmentPage {
+    pub portal_id: i32,
+    /// Counts over the whole portal queue, not just this page.
+    pub counts: UnassignmentCountsBody,
+    pub items: Vec<UnassignmentBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueState {
+    Pending,
+    Dead,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UnassignmentListQuery {
+    /// Only pending entries or only dead letters (default: both).
+    #[param(inline)]
+    pub state: Option<QueueState>,
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
+    pub cursor: Option<String>,
+}
+
+fn validate(users: Vec<UnassignmentUser>) -> ApiResult<Vec<NewUnassignment>> {
+    if users.is_empty() || users.len() > MAX_ENQUEUE {
+        return Err(ApiError::invalid_field(
+            "users",
+            format!("must hold 1 to {MAX_ENQUEUE} users"),
+        ));
+    }
+    let mut errors = Vec::new();
+    let mut valid = Vec::with_capacity(users.len());
+    for (i, u) in users.into_iter().enumerate() {
+        let user_id = EfsUserId::parse(&u.user_id.to_string())
+            .map_err(|e| errors.push(FieldError::new(format!("users[{i}].user_id"), e)));
+        let okta_user_id = OktaUserId::parse(&u.okta_user_id)
+            .map_err(|e| errors.push(FieldError::new(format!("users[{i}].okta_user_id"), e)));
+        if let Some(email) = &u.email {
+            if let Err(e) = check_text(email, 255) {
+                errors.push(FieldError::new(format!("users[{i}].email"), e));
+            }
+        }
+        // Reports stay readable for a 10,000-user call with a systematic mistake.
+        if errors.len() >= 100 {
+            break;
+        }
+        if let (Ok(user_id), Ok(okta_user_id)) = (user_id, okta_user_id) {
+            valid.push(NewUnassignment {
+                user_id,
+                okta_user_id,
+                email: u.email,
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(valid)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+impl From<UnassignmentCounts> for UnassignmentCountsBody {
+    fn from(c: UnassignmentCounts) -> Self {
+        Self {
+            pending: c.pending,
+            dead: c.dead,
+        }
+    }
+}
+
+/// Queues portal users for removal from the portal's Okta group, all in one
+/// transaction: either every user is queued or none.
+#[utoipa::path(
+    post, path = "/portals/{portal_id}/unassignments", tag = "unassignment queue",
+    params(("portal_id" = i32, Path, description = "EFS portal id", minimum = 1, maximum = 2147483647)),
+    request_body = EnqueueUnassignments,
+    responses(
+        (status = 202, description = "Queued; the worker removes them from the Okta group", body = EnqueueResult),
+        (status = 400, description = "Invalid portal id or malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A user entry is invalid; nothing was queued", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn enqueue_unassignments(
+    State(state): State<AppState>,
+    AppPath(PortalPath { portal_id: portal }): AppPath<PortalPath>,
+    AppJson(body): AppJson<EnqueueUnassignments>,
+) -> ApiResult<(StatusCode, Json<EnqueueResult>)> {
+    let users = validate(body.users)?;
+    let (enqueued, counts) = state.sync.enqueue_unassignments(portal, &users).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(EnqueueResult {
+            portal_id: portal.get(),
+            enqueued,
+            counts: counts.into(),
+        }),
+    ))
+}
+
+/// What is queued for a portal, oldest first, with counts.
+#[utoipa::path(
+    get, path = "/portals/{portal_id}/unassignments", tag = "unassignment queue",
+    params(("portal_id" = i32, Path, description = "EFS portal id", minimum = 1, maximum = 2147483647), UnassignmentListQuery),
+    responses(
+        (status = 200, description = "One page of the portal's queue", body = UnassignmentPage),
+        (status = 400, description = "Invalid portal id, state, limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn list_unassignments(
+    State(state): State<AppState>,
+    AppPath(PortalPath { portal_id: portal }): AppPath<PortalPath>,
+    AppQuery(query): AppQuery<UnassignmentListQuery>,
+) -> ApiResult<Json<UnassignmentPage>> {
+    let limit = page_limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
+    let after_id = cursor_position(query.cursor.as_deref())?;
+    let rows = state
+        .queue
+        .list_unassignments(
+            portal,
+            &UnassignmentQuery {
+                state: query.state.map(|s| match s {
+                    QueueState::Pending => UnassignmentState::Pending,
+                    QueueState::Dead => UnassignmentState::Dead,
+                }),
+                after_id,
+                limit: limit + 1,
+            },
+        )
+        .await?;
+    let (rows, next_cursor) = keyset_page(rows, limit, |r| r.id);
+    Ok(Json(UnassignmentPage {
+        portal_id: portal.get(),
+        counts: state.queue.unassignment_counts(portal).await?.into(),
+        items: rows.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueueBody {
+    /// Rows not dead: waiting, backing off or in progress.
+    pub pending: i64,
+    /// Pending rows due now.
+    pub due: i64,
+    /// Rows an instance is working on (leased).
+    pub in_progress: i64,
+    /// Dead letters (retries exhausted, or legacy rows that can never be processed).
+    pub dead: i64,
+    /// Dead letters without a portal (legacy rows; requeue them with one).
+    pub dead_without_portal: i64,
+    pub oldest_pending_at: Option<DateTime<Utc>>,
+}
+
+impl From<QueueStats> for QueueBody {
+    fn from(q: QueueStats) -> Self {
+        Self {
+            pending: q.pending,
+            due: q.due,
+            in_progress: q.in_progress,
+            dead: q.dead,
+            dead_without_portal: q.dead_without_portal,
+            oldest_pending_at: q.oldest_pending_at.map(utc),
+        }
+    }
+}
+
+const MAX_REQUEUE_IDS: usize = 10_000;
+/// Longest a run call starts new steps for.
+const RUN_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RunQuery {
+    /// Stop after about this many rows, 1 to 100,000 (default 10,000). The call also
+    /// stops starting new batches after 5 seconds; call again for the rest.
+    #[param(minimum = 1, maximum = 100000)]
+    pub max_rows: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunResult {
+    /// Worker steps run by this call.
+    pub steps: u32,
+    #[serde(flatten)]
+    pub totals: UnassignmentStep,
+    /// The queue afterwards.
+    pub queue: QueueBody,
+}
+
+/// Drains the unassignment queue now (the background worker does the same
+/// continuously): removes each due user from the portal's Okta group, deletes the row
+/// once Okta has confirmed, retries failures with backoff and keeps dead letters.
+#[utoipa::path(
+    post, path = "/sync/unassignments/run", tag = "unassignment queue",
+    params(RunQuery),
+    responses(
+        (status = 200, description = "What was done; rows that failed wait for their backoff", body = RunResult),
+        (status = 400, description = "Invalid max_rows", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Okta not configured, or the database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn run_unassignments(
+    State(state): State<AppState>,
+    AppQuery(query): AppQuery<RunQuery>,
+) -> ApiResult<Json<RunResult>> {
+    let max_rows = match query.max_rows {
+        None => 10_000,
+        Some(n) if (1..=100_000).contains(&n) => n as usize,
+        Some(_) => {
+            return Err(ApiError::invalid_parameter(
+                "max_rows",
+                "must be from 1 to 100000",
+            ))
+        }
+    };
+    // Short enough for an interactive caller; the background worker does the rest.
+    let budget = (state.config.request_timeout * 2 / 3).min(RUN_BUDGET);
+    let (steps, totals, queue) = state.sync.run_unassignments(max_rows, budget).await?;
+    Ok(Json(RunResult {
+        steps,
+        totals,
+        queue: queue.into(),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"portal_id": 12, "ids": [101, 102]}))]
+pub struct RequeueRequest {
+    /// The portal whose dead letters to requeue. Listed legacy rows without a portal are
+    /// given this one.
+    #[serde(deserialize_with = "integral")]
+    #[schema(minimum = 1, maximum = 2147483647)]
+    pub portal_id: i64,
+    /// Only these rows (ids from the dead-letter lists); without it, every dead letter
+    /// of the portal. Ids that name no dead letter are reported under `skipped`.
+    #[schema(min_items = 1, max_items = 10000, value_type = Option<Vec<i64>>)]
+    #[serde(default, deserialize_with = "integral_list")]
+    pub ids: Option<Vec<i64>>,
+}
+
+/// A list of integers where, as in JSON Schema, `7.0` counts as one.
+fn integral_list<'de, D>(deserializer: D) -> Result<Option<Vec<i64>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let Some(numbers) = Option::<Vec<serde_json::Number>>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    numbers
+        .into_iter()
+        .map(integral_number)
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    NotFound,
+    /// Still pending; nothing to requeue.
+    NotDead,
+    /// Belongs to another portal.
+    OtherPortal,
+    /// A legacy row without an Okta user id: nothing could ever be removed.
+    NoOktaUserId,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SkippedRow {
+    pub id: i64,
+    pub reason: SkipReason,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RequeueResult {
+    pub portal_id: i32,
+    /// Rows pending again, with a fresh attempt count.
+    pub requeued: u64,
+    /// Listed rows left as they were.
+    pub skipped: Vec<SkippedRow>,
+}
+
+/// Requeues dead letters: they become pending again with a fresh attempt count (their
+/// last error is kept for the record) and the worker picks them up.
+#[utoipa::path(
+    post, path = "/sync/unassignments/requeue", tag = "unassignment queue",
+    request_body = RequeueRequest,
+    responses(
+        (status = 200, description = "Requeued", body = RequeueResult),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid portal id or row ids", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn requeue_unassignments(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<RequeueRequest>,
+) -> ApiResult<Json<RequeueResult>> {
+    let portal = PortalId::parse(&body.portal_id.to_string())
+        .map_err(|e| ApiError::invalid_field("portal_id", e))?;
+    let ids = match &body.ids {
+        None => None,
+        Some(ids) if ids.is_empty() || ids.len() > MAX_REQUEUE_IDS => {
+            return Err(ApiError::invalid_field(
+                "ids",
+                format!("must hold 1 to {MAX_REQUEUE_IDS} ids"),
+            ))
+        }
+        Some(ids) => Some(ids.clone()),
+    };
+    // Ids outside the INT range cannot name a row: reported as not found.
+    let (in_range, out_of_range): (Vec<i64>, Vec<i64>) = ids
+        .unwrap_or_default()
+        .into_iter()
+        .partition(|id| (1..=i64::from(i32::MAX)).contains(id));
+    let ids: Option<Vec<i32>> = body
+        .ids
+        .as_ref()
+        .map(|_| in_range.iter().map(|id| *id as i32).collect());
+    let mut outcome = state
+        .sync
+        .requeue_unassignments(portal, ids.as_deref())
+        .await?;
+    let skipped_out_of_range: Vec<SkippedRow> = out_of_range
+        .iter()
+        .map(|id| SkippedRow {
+            id: *id,
+            reason: SkipReason::NotFound,
+        })
+        .collect();
+    let requeued = outcome.requeued;
+    Ok(Json(RequeueResult {
+        portal_id: portal.get(),
+        requeued,
+        skipped: std::mem::take(&mut outcome.skipped)
+            .into_iter()
+            .map(|(id, reason)| SkippedRow {
+                id: i64::from(id),
+                reason: match reason {
+                    RequeueSkip::NotFound => SkipReason::NotFound,
+                    RequeueSkip::NotDead => SkipReason::NotDead,
+                    RequeueSkip::OtherPortal => SkipReason::OtherPortal,
+                    RequeueSkip::NoOktaUserId => SkipReason::NoOktaUserId,
+                },
+            })
+            .chain(skipped_out_of_range)
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeadLetterQuery {
+    /// Only legacy rows without a portal.
+    pub without_portal: Option<bool>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeadLetterPage {
+    pub items: Vec<UnassignmentBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Dead letters of every portal, including legacy rows without a portal (which the
+/// per-portal list cannot show), oldest first.
+#[utoipa::path(
+    get, path = "/sync/unassignments/dead", tag = "unassignment queue",
+    params(DeadLetterQuery),
+    responses(
+        (status = 200, description = "One page of dead letters", body = DeadLetterPage),
+        (status = 400, description = "Invalid limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn list_dead_letters(
+    State(state): State<AppState>,
+    AppQuery(query): AppQuery<DeadLetterQuery>,
+) -> ApiResult<Json<DeadLetterPage>> {
+    let limit = page_limit(query.limit, 100, 1000)?;
+    let after = cursor_position(query.cursor.as_deref())?;
+    let rows = state
+        .queue
+        .list_dead_unassignments(query.without_portal.unwrap_or(false), after, limit + 1)
+        .await?;
+    let (rows, next_cursor) = keyset_page(rows, limit, |r| r.id);
+    Ok(Json(DeadLetterPage {
+        items: rows.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
+}

@@ -1,0 +1,133 @@
+//! `iam_error_log`: the errors efs-iam received from Okta (written by the Okta adapter
+//! and the sync engine, and by EFS-Admin through the API).
+
+use async_trait::async_trait;
+use chrono::NaiveDateTime;
+use sqlx::FromRow;
+
+use super::sql::{on_dialect, SqlStore};
+use super::{now, StorageResult};
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ErrorLogEntry {
+    pub id: i32,
+    pub created_at: NaiveDateTime,
+    pub message: Option<String>,
+    pub status_code: i16,
+    pub trace: Option<String>,
+    pub error_code: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewErrorLogEntry {
+    pub message: Option<String>,
+    pub status_code: i16,
+    pub trace: Option<String>,
+    pub error_code: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ErrorLogQuery {
+    /// Inclusive.
+    pub since: Option<NaiveDateTime>,
+    /// Exclusive.
+    pub until: Option<NaiveDateTime>,
+    pub status_code: Option<i16>,
+    pub error_code: Option<String>,
+    /// Substring of `message`.
+    pub text: Option<String>,
+    /// Keyset position `(created_at, id)`: only older entries.
+    pub before: Option<(NaiveDateTime, i32)>,
+    pub limit: u32,
+}
+
+#[async_trait]
+pub trait ErrorLogStore: Send + Sync + 'static {
+    async fn record_error(&self, entry: &NewErrorLogEntry) -> StorageResult<ErrorLogEntry>;
+    async fn error_log_entry(&self, id: i32) -> StorageResult<Option<ErrorLogEntry>>;
+    /// Newest first.
+    async fn query_error_log(&self, query: &ErrorLogQuery) -> StorageResult<Vec<ErrorLogEntry>>;
+    async fn purge_error_log(&self, before: NaiveDateTime) -> StorageResult<u64>;
+}
+
+const COLS: &str = "id, created_at, message, status_code, trace, error_code";
+
+#[async_trait]
+impl ErrorLogStore for SqlStore {
+    #[tracing::instrument(skip_all, fields(status_code = entry.status_code), err(level = "warn"))]
+    async fn record_error(&self, entry: &NewErrorLogEntry) -> StorageResult<ErrorLogEntry> {
+        let insert =
+            "INSERT INTO iam_error_log (created_at, message, status_code, trace, error_code) \
+                      VALUES (?, ?, ?, ?, ?)";
+        let select = format!("SELECT {COLS} FROM iam_error_log WHERE id = ?");
+        Ok(on_dialect!(self, pool => {
+            let res = sqlx::query(insert)
+                .bind(now())
+                .bind(entry.message.as_deref())
+                .bind(entry.status_code)
+                .bind(entry.trace.as_deref())
+                .bind(entry.error_code.as_str())
+                .execute(pool)
+                .await?;
+            sqlx::query_as(&select)
+                .bind(pool.last_insert_id(&res))
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "warn"))]
+    async fn error_log_entry(&self, id: i32) -> StorageResult<Option<ErrorLogEntry>> {
+        let sql = format!("SELECT {COLS} FROM iam_error_log WHERE id = ?");
+        Ok(on_dialect!(self, pool => {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        }))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "warn"))]
+    async fn query_error_log(&self, query: &ErrorLogQuery) -> StorageResult<Vec<ErrorLogEntry>> {
+        Ok(on_dialect!(self, pool => {
+            let mut q = pool.builder(format!("SELECT {COLS} FROM iam_error_log WHERE 1 = 1"));
+            if let Some(since) = query.since {
+                q.push(" AND created_at >= ").push_bind(since);
+            }
+            if let Some(until) = query.until {
+                q.push(" AND created_at < ").push_bind(until);
+            }
+            if let Some(status) = query.status_code {
+                q.push(" AND status_code = ").push_bind(status);
+            }
+            if let Some(code) = &query.error_code {
+                q.push(" AND error_code = ").push_bind(code.clone());
+            }
+            if let Some(text) = &query.text {
+                // `!` escapes: it means the same in both dialects, unlike `\`.
+                let pattern = format!(
+                    "%{}%",
+                    text.replace('!', "!!").replace('%', "!%").replace('_', "!_")
+                );
+                q.push(" AND message LIKE ").push_bind(pattern).push(" ESCAPE '!'");
+            }
+            if let Some((at, id)) = query.before {
+                q.push(" AND (created_at < ")
+                    .push_bind(at)
+                    .push(" OR (created_at = ")
+                    .push_bind(at)
+                    .push(" AND id < ")
+                    .push_bind(id)
+                    .push("))");
+            }
+            q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+                .push_bind(i64::from(query.limit));
+            q.build_query_as().fetch_all(pool).await?
+        }))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "warn"))]
+    async fn purge_error_log(&self, before: NaiveDateTime) -> StorageResult<u64> {
+        let sql = "DELETE FROM iam_error_log WHERE created_at < ?";
+        Ok(on_dialect!(self, pool => {
+            sqlx::query(sql).bind(before).execute(pool).await?.rows_affected()
+        }))
+    }
+}

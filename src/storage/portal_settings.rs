@@ -1,0 +1,132 @@
+//! `iam_portal_settings`: per-portal key/value settings (`okta_client_id`,
+//! `okta_group_id`, …).
+//!
+//! The legacy table has no unique index on (portal, key): reads return the newest row,
+//! writes set every duplicate, deletes remove them all. Keys compare case-insensitively
+//! (the column's `utf8_general_ci` collation; `COLLATE NOCASE` on SQLite).
+
+use async_trait::async_trait;
+use sqlx::FromRow;
+
+use super::sql::{on_dialect, retry_conflicts, SqlStore};
+use super::StorageResult;
+use crate::domain::{PortalId, SettingKey};
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct PortalSetting {
+    pub id: i32,
+    pub key: Option<String>,
+    pub value: Option<String>,
+}
+
+#[async_trait]
+pub trait PortalSettingsStore: Send + Sync + 'static {
+    /// Every row of the portal, oldest first (callers let newer rows win).
+    async fn portal_settings(&self, portal: PortalId) -> StorageResult<Vec<PortalSetting>>;
+    /// The newest row of `key` (legacy data may hold several).
+    async fn portal_setting(
+        &self,
+        portal: PortalId,
+        key: &SettingKey,
+    ) -> StorageResult<Option<PortalSetting>>;
+    /// Sets every given key in one transaction; returns per key whether it was new.
+    async fn put_portal_settings(
+        &self,
+        portal: PortalId,
+        entries: &[(SettingKey, Option<String>)],
+    ) -> StorageResult<Vec<bool>>;
+    /// Removes every row of `key`; returns how many there were.
+    async fn delete_portal_setting(&self, portal: PortalId, key: &SettingKey)
+        -> StorageResult<u64>;
+}
+
+const COLS: &str = "id, `key`, value";
+
+#[async_trait]
+impl PortalSettingsStore for SqlStore {
+    #[tracing::instrument(skip(self), err(level = "warn"))]
+    async fn portal_settings(&self, portal: PortalId) -> StorageResult<Vec<PortalSetting>> {
+        let sql = format!("SELECT {COLS} FROM iam_portal_settings WHERE portal_id = ? ORDER BY id");
+        Ok(on_dialect!(self, pool => {
+            sqlx::query_as(&sql).bind(portal.get()).fetch_all(pool).await?
+        }))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "warn"))]
+    async fn portal_setting(
+        &self,
+        portal: PortalId,
+        key: &SettingKey,
+    ) -> StorageResult<Option<PortalSetting>> {
+        let sql = format!(
+            "SELECT {COLS} FROM iam_portal_settings WHERE portal_id = ? AND `key` = ? \
+             ORDER BY id DESC LIMIT 1"
+        );
+        Ok(on_dialect!(self, pool => {
+            sqlx::query_as(&sql)
+                .bind(portal.get())
+                .bind(key.as_str())
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    #[tracing::instrument(skip(self, entries), fields(keys = entries.len()), err(level = "warn"))]
+    async fn put_portal_settings(
+        &self,
+        portal: PortalId,
+        entries: &[(SettingKey, Option<String>)],
+    ) -> StorageResult<Vec<bool>> {
+        retry_conflicts(|| async {
+            on_dialect!(self, pool => {
+                let mut tx = pool.begin_write().await?;
+                let select = format!(
+                    "SELECT id FROM iam_portal_settings WHERE portal_id = ? AND `key` = ?{}",
+                    pool.row_lock()
+                );
+                let mut created = Vec::with_capacity(entries.len());
+                for (key, value) in entries {
+                    let existing: Vec<i32> = sqlx::query_scalar(&select)
+                        .bind(portal.get())
+                        .bind(key.as_str())
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let write = if existing.is_empty() {
+                        "INSERT INTO iam_portal_settings (value, portal_id, `key`) VALUES (?, ?, ?)"
+                    } else {
+                        // Legacy duplicates all get the value, so whichever row an old
+                        // reader picks, it sees the same thing.
+                        "UPDATE iam_portal_settings SET value = ? WHERE portal_id = ? AND `key` = ?"
+                    };
+                    sqlx::query(write)
+                        .bind(value.as_deref())
+                        .bind(portal.get())
+                        .bind(key.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    created.push(existing.is_empty());
+                }
+                tx.commit().await?;
+                Ok(created)
+            })
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "warn"))]
+    async fn delete_portal_setting(
+        &self,
+        portal: PortalId,
+        key: &SettingKey,
+    ) -> StorageResult<u64> {
+        let sql = "DELETE FROM iam_portal_settings WHERE portal_id = ? AND `key` = ?";
+        Ok(on_dialect!(self, pool => {
+            sqlx::query(sql)
+                .bind(portal.get())
+                .bind(key.as_str())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+}

@@ -1,0 +1,153 @@
+//! [`SqlStore`]: every storage contract on MySQL/MariaDB or SQLite.
+//!
+//! Each contract's SQL sits next to its trait (`storage/portal_settings.rs`, …) and is
+//! written once, to the subset both dialects speak: `?` placeholders, no `RETURNING`,
+//! backtick-quoted `key`. What differs is data on [`Dialect`] (transaction openers,
+//! locking clauses, the last insert id). [`on_dialect!`] runs a method's body with the
+//! concrete pool of the connected dialect, so each body is compiled once per dialect
+//! without the trait bounds a generic-over-`sqlx::Database` function would need.
+
+mod mysql;
+pub mod pool;
+mod sqlite;
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::{MySql, Sqlite};
+
+use self::pool::ConnPool;
+use super::{ConnectOptions, DatabaseStatus, PoolStats, StorageError, StorageResult};
+
+/// The connected database: the pool of one dialect.
+pub enum Db {
+    MySql(ConnPool<MySql>),
+    Sqlite(ConnPool<Sqlite>),
+}
+
+/// Both dialects' storage: one type, the dialect chosen by the URL's scheme.
+pub struct SqlStore {
+    db: Db,
+}
+
+/// Evaluates `$body` with `$pool` bound to the store's pool, once per dialect.
+macro_rules! on_dialect {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store.db() {
+            $crate::storage::sql::Db::MySql($pool) => $body,
+            $crate::storage::sql::Db::Sqlite($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_dialect;
+
+/// Rows inserted or listed per statement: far below MySQL's 65,535 and SQLite's 32,766
+/// bound parameters.
+pub(crate) const CHUNK: usize = 500;
+
+impl SqlStore {
+    /// Connects by URL scheme (`mysql://` or `sqlite:`).
+    pub async fn connect(url: &str, options: &ConnectOptions) -> anyhow::Result<Self> {
+        let db = match super::scheme(url)? {
+            super::Backend::MySql => Db::MySql(mysql::connect(url, options).await?),
+            super::Backend::Sqlite => Db::Sqlite(sqlite::connect(url, options).await?),
+        };
+        Ok(Self { db })
+    }
+
+    /// The pool, for tests and tools that need a raw statement.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Applies the dialect's migrations. Safe with several instances starting at once:
+    /// sqlx takes a database lock.
+    pub async fn migrate(&self) -> StorageResult<()> {
+        on_dialect!(self, pool => {
+            let mut conn = pool.acquire().await?;
+            self.migrator().run(&mut *conn).await?;
+            conn.release_clean();
+        });
+        Ok(())
+    }
+
+    fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        match self.db {
+            Db::MySql(_) => &mysql::MIGRATOR,
+            Db::Sqlite(_) => &sqlite::MIGRATOR,
+        }
+    }
+}
+
+#[async_trait]
+impl DatabaseStatus for SqlStore {
+    fn backend(&self) -> &'static str {
+        use self::pool::Dialect;
+        match self.db {
+            Db::MySql(_) => MySql::NAME,
+            Db::Sqlite(_) => Sqlite::NAME,
+        }
+    }
+
+    #[tracing::instrument(skip_all, err(level = "warn"))]
+    async fn check_ready(&self) -> StorageResult<()> {
+        let expected = self.migrator().iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> = on_dialect!(self, pool => {
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = 1")
+                .fetch_one(pool)
+                .await?
+        });
+        let applied = applied.unwrap_or(0);
+        if applied < expected {
+            return Err(StorageError::NotMigrated { applied, expected });
+        }
+        Ok(())
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        on_dialect!(self, pool => PoolStats {
+            size: pool.size(),
+            idle: pool.num_idle() as u32,
+        })
+    }
+}
+
+/// Re-runs a whole write transaction when the database rolled it back for a lock
+/// conflict (InnoDB deadlock, SQLite busy). Bounded: the last conflict is returned.
+pub(crate) async fn retry_conflicts<T, F, Fut>(mut attempt: F) -> StorageResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = StorageResult<T>>,
+{
+    let mut tries = 0u32;
+    loop {
+        match attempt().await {
+            Err(StorageError::Conflict(e)) if tries < 5 => {
+                tries += 1;
+                tracing::debug!(error = %e, tries, "write conflict, retrying");
+                tokio::time::sleep(Duration::from_millis(5 << tries)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Appends ` IN (?, ?, …)` binding `ids`.
+pub(crate) fn push_ids<'a, DB, T>(q: &mut sqlx::QueryBuilder<'a, DB>, ids: &'a [T])
+where
+    DB: sqlx::Database,
+    T: 'a + Copy + Send + sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    q.push(" IN (");
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    list.push_unseparated(")");
+}
+
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if matches!(db.kind(), sqlx::error::ErrorKind::UniqueViolation))
+}

@@ -1,0 +1,530 @@
+//! `iam_portal_user_group_unassignment_queue`: portal users to remove from their
+//! portal's Okta group after a mass delete in EFS. EFS-Admin enqueues; the unassignment
+//! worker (`sync::unassignments`) claims, completes or fails rows; dead letters wait to
+//! be requeued.
+//!
+//! Every claim follows one pattern, so several instances can share one database and a
+//! crash loses nothing:
+//!
+//! 1. a short transaction picks due rows nobody holds ([`Dialect::BEGIN_CLAIM`] and
+//!    [`Dialect::SKIP_LOCKED`]) and stamps them with a lease (`locked_by` = instance
+//!    id, `locked_until`);
+//! 2. the work (Okta calls) happens outside any transaction;
+//! 3. the outcome is written afterwards. A row whose lease ran out (its holder crashed
+//!    or hung) is due again, so work is done at least once; removing a group member is
+//!    idempotent, which makes "at least once" safe.
+//!
+//! Times are the instances' clocks in UTC, whole seconds, like every other timestamp
+//! efs-iam writes.
+//!
+//! [`Dialect::BEGIN_CLAIM`]: super::sql::pool::Dialect::BEGIN_CLAIM
+//! [`Dialect::SKIP_LOCKED`]: super::sql::pool::Dialect::SKIP_LOCKED
+
+use async_trait::async_trait;
+use chrono::NaiveDateTime;
+use sqlx::FromRow;
+
+use super::sql::{on_dialect, push_ids, retry_conflicts, SqlStore, CHUNK};
+use super::{now, StorageResult};
+use crate::domain::{EfsUserId, OktaUserId, PortalId};
+
+#[derive(Debug, Clone)]
+pub struct NewUnassignment {
+    pub user_id: EfsUserId,
+    pub okta_user_id: OktaUserId,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unassignment {
+    pub id: i32,
+    pub portal_id: Option<i32>,
+    pub user_id: Option<i32>,
+    pub okta_user_id: Option<String>,
+    pub email: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<NaiveDateTime>,
+    /// Set once retries are exhausted: a dead letter, kept until re-queued.
+    pub dead_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnassignmentState {
+    Pending,
+    Dead,
+}
+
+#[derive(Debug, Clone)]
+pub struct UnassignmentQuery {
+    pub state: Option<UnassignmentState>,
+    pub after_id: Option<i32>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnassignmentCounts {
+    pub pending: i64,
+    pub dead: i64,
+}
+
+/// Queue figures for `/sync/status`, over all portals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Not dead: waiting, backing off or in progress.
+    pub pending: i64,
+    /// Pending and due now (not backing off, not leased).
+    pub due: i64,
+    /// Leased by an instance right now.
+    pub in_progress: i64,
+    pub dead: i64,
+    /// Dead letters without a portal (legacy rows).
+    pub dead_without_portal: i64,
+    pub oldest_pending_at: Option<NaiveDateTime>,
+}
+
+/// What a requeue call did, per requested row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequeueOutcome {
+    /// Rows made pending again.
+    pub requeued: u64,
+    /// Rows left as they were, with the reason.
+    pub skipped: Vec<(i32, RequeueSkip)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequeueSkip {
+    NotFound,
+    NotDead,
+    OtherPortal,
+    /// A legacy row without an Okta user id cannot be processed, requeued or not.
+    NoOktaUserId,
+}
+
+#[async_trait]
+pub trait UnassignmentQueueStore: Send + Sync + 'static {
+    // --- EFS-Admin's side ---
+    /// All or nothing, in one transaction.
+    async fn enqueue_unassignments(
+        &self,
+        portal: PortalId,
+        users: &[NewUnassignment],
+    ) -> StorageResult<u64>;
+    async fn list_unassignments(
+        &self,
+        portal: PortalId,
+        query: &UnassignmentQuery,
+    ) -> StorageResult<Vec<Unassignment>>;
+    async fn unassignment_counts(&self, portal: PortalId) -> StorageResult<UnassignmentCounts>;
+
+    // --- the worker's side ---
+    /// Dead-letters pending rows that can never be processed: no portal (legacy rows)
+    /// or no Okta user id. Returns how many.
+    async fn dead_letter_unroutable_unassignments(&self, now: NaiveDateTime) -> StorageResult<u64>;
+    /// Leases up to `limit` due rows, oldest first.
+    async fn claim_unassignments(
+        &self,
+        owner: &str,
+        now: NaiveDateTime,
+        lease_until: NaiveDateTime,
+        limit: u32,
+    ) -> StorageResult<Vec<Unassignment>>;
+    /// Okta confirmed the removal: the row goes. `false` when it was already gone.
+    async fn complete_unassignment(&self, id: i32) -> StorageResult<bool>;
+    /// Records a failed attempt of a row `owner` holds: `attempts`, `last_error`, the
+    /// next attempt (or `dead_at` for a dead letter); the lease is given back. `false`
+    /// when the lease was lost to another instance (which then owns the outcome).
+    async fn fail_unassignment(
+        &self,
+        id: i32,
+        owner: &str,
+        attempts: i32,
+        last_error: &str,
+        next_attempt_at: Option<NaiveDateTime>,
+        dead_at: Option<NaiveDateTime>,
+    ) -> StorageResult<bool>;
+    /// Gives leases back without counting an attempt (shutdown, systemic failures).
+    async fn release_unassignments(&self, ids: &[i32], owner: &str) -> StorageResult<u64>;
+
+    // --- dead letters ---
+    /// Makes dead letters pending again (attempts reset; `last_error` kept for the
+    /// record). `ids: None` = every dead letter of the portal; listed rows without a
+    /// portal are given this one.
+    async fn requeue_unassignments(
+        &self,
+        portal: PortalId,
+        ids: Option<&[i32]>,
+    ) -> StorageResult<RequeueOutcome>;
+    /// Dead letters of every portal (legacy rows without one included), oldest first.
+    async fn list_dead_unassignments(
+        &self,
+        without_portal_only: bool,
+        after_id: Option<i32>,
+        limit: u32,
+    ) -> StorageResult<Vec<Unassignment>>;
+    async fn unassignment_queue_stats(&self, now: NaiveDateTime) -> StorageResult<QueueStats>;
+}
+
+const QUEUE: &str = "iam_portal_user_group_unassignment_queue";
+const COLS: &str = "id, portal_id, user_id, uuid, email, created_at, attempts, last_error, \
+                    next_attempt_at, dead_at";
+/// Pending rows a worker may take now.
+const DUE: &str = "dead_at IS NULL AND portal_id IS NOT NULL AND uuid IS NOT NULL \
+                   AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
+                   AND (locked_until IS NULL OR locked_until < ?)";
+
+#[derive(FromRow)]
+struct UnassignmentRow {
+    id: i32,
+    portal_id: Option<i32>,
+    user_id: Option<i32>,
+    uuid: Option<Vec<u8>>,
+    email: Option<String>,
+    created_at: NaiveDateTime,
+    attempts: i32,
+    last_error: Option<String>,
+    next_attempt_at: Option<NaiveDateTime>,
+    dead_at: Option<NaiveDateTime>,
+}
+
+impl From<UnassignmentRow> for Unassignment {
+    fn from(r: UnassignmentRow) -> Self {
+        Self {
+            id: r.id,
+            portal_id: r.portal_id,
+            user_id: r.user_id,
+            okta_user_id: r.uuid.as_deref().map(OktaUserId::from_stored),
+            email: r.email,
+            created_at: r.created_at,
+            attempts: r.attempts,
+            last_error: r.last_error,
+            next_attempt_at: r.next_attempt_at,
+            dead_at: r.dead_at,
+        }
+    }
+}
+
+fn rows(rows: Vec<UnassignmentRow>) -> Vec<Unassignment> {
+    rows.into_iter().map(Into::into).collect()
+}
+
+/// What a requeue looks at: id, portal_id, uuid, dead_at.
+type RequeueRow = (i32, Option<i32>, Option<Vec<u8>>, Option<NaiveDateTime>);
+
+/// Why a row of a requeue request is left as it is, if it is.
+fn requeue_skip(row: Option<&RequeueRow>, portal: PortalId) -> Option<RequeueSkip> {
+    match row {
+        None => Some(RequeueSkip::NotFound),
+        Some((_, _, _, None)) => Some(RequeueSkip::NotDead),
+        Some((_, Some(p), _, _)) if *p != portal.get() => Some(RequeueSkip::OtherPortal),
+        Some((_, _, uuid, _)) if uuid.as_deref().is_none_or(|u| u.iter().all(|b| *b == 0)) => {
+            Some(RequeueSkip::NoOktaUserId)
+        }
+        Some(_) => None,
+    }
+}
+
+#[async_trait]
+impl UnassignmentQueueStore for SqlStore {
+    #[tracing::instrument(skip(self, users), fields(users = users.len()), err(level = "warn"))]
+    async fn enqueue_unassignments(
+        &self,
+        portal: PortalId,
+        users: &[NewUnassignment],
+    ) -> StorageResult<u64> {
+        retry_conflicts(|| async {
+            let now = now();
+            on_dialect!(self, pool => {
+                let mut tx = pool.begin_write().await?;
+                let mut inserted = 0;
+                for chunk in users.chunks(CHUNK) {
+                    let mut q = pool.builder(format!(
+                        "INSERT INTO {QUEUE} (portal_id, user_id, uuid, email, created_at, attempts) "
+                    ));
+                    q.push_values(chunk, |mut row, u| {
+                        row.push_bind(portal.get())
+                            .push_bind(u.user_id.get())
+                            .push_bind(u.okta_user_id.to_stored())
+                            .push_bind(u.email.clone())
+                            .push_bind(now)
+                            .push_bind(0i32);
+                    });
+                    inserted += q.build().execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(inserted)
+            })
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "warn"))]
+    async fn list_unassignments(
+        &self,
+        portal: PortalId,
+        query: &UnassignmentQuery,
+    ) -> StorageResult<Vec<Unassignment>> {
+        let found: Vec<UnassignmentRow> = on_dialect!(self, pool => {
+            let mut q = pool.builder(format!("SELECT {COLS} FROM {QUEUE} WHERE portal_id = "));
+            q.push_bind(portal.get());
+            match query.state {
+                Some(UnassignmentState::Pending) => {
+                    q.push(" AND dead_at IS NULL");
+                }
+                Some(UnassignmentState::Dead) => {
+                    q.push(" AND dead_at IS NOT NULL");
+                }
+                None => {}
+            }
+            if let Some(after) = query.after_id {
+                q.push(" AND id > ").push_bind(after);
+            }
+            q.push(" ORDER BY id LIMIT ").push_bind(i64::from(query.limit));
+            q.build_query_as().fetch_all(pool).await?
+        });
+        Ok(rows(found))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "warn"))]
+    async fn unassignment_counts(&self, portal: PortalId) -> StorageResult<UnassignmentCounts> {
+        let sql = format!(
+            "SELECT COUNT(CASE WHEN dead_at IS NULL THEN 1 END), \
+                    COUNT(CASE WHEN dead_at IS NOT NULL THEN 1 END) \
+             FROM {QUEUE} WHERE portal_id = ?"
+        );
+        let (pending, dead): (i64, i64) = on_dialect!(self, pool => {
+            sqlx::query_as(&sql).bind(portal.get()).fetch_one(pool).await?
+        });
+        Ok(UnassignmentCounts { pending, dead })
+    }
+
+    #[tracing::instrument(skip(self), err(level = "warn"))]
+    async fn dead_letter_unroutable_unassignments(&self, now: NaiveDateTime) -> StorageResult<u64> {
+        let dead_letter = format!(
+            "UPDATE {QUEUE} SET dead_at = ?, last_error = ?, locked_by = NULL, \
+             locked_until = NULL WHERE dead_at IS NULL AND "
+        );
+        let no_portal = format!("{dead_letter}portal_id IS NULL");
+        let no_okta_id = format!("{dead_letter}portal_id IS NOT NULL AND uuid IS NULL");
+        let cases = [
+            (
+                no_portal,
+                "legacy row without portal_id: efs-iam cannot tell which Okta group to \
+                 remove the user from; requeue it with its portal \
+                 (POST /api/v1/sync/unassignments/requeue)",
+            ),
+            (
+                no_okta_id,
+                "row without an Okta user id (uuid): there is nobody to remove from the group",
+            ),
+        ];
+        let mut dead = 0;
+        for (sql, why) in &cases {
+            dead += on_dialect!(self, pool => {
+                sqlx::query(sql).bind(now).bind(*why).execute(pool).await?.rows_affected()
+            });
+        }
+        Ok(dead)
+    }
+
+    #[tracing::instrument(skip(self, owner), err(level = "warn"))]
+    async fn claim_unassignments(
+        &self,
+        owner: &str,
+        now: NaiveDateTime,
+        lease_until: NaiveDateTime,
+        limit: u32,
+    ) -> StorageResult<Vec<Unassignment>> {
+        retry_conflicts(|| async {
+            let claimed: Vec<UnassignmentRow> = on_dialect!(self, pool => {
+                let mut tx = pool.begin_claim().await?;
+                let ids: Vec<i32> = sqlx::query_scalar(&format!(
+                    "SELECT id FROM {QUEUE} WHERE {DUE} ORDER BY id LIMIT ?{}",
+                    pool.skip_locked()
+                ))
+                .bind(now)
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?;
+                if ids.is_empty() {
+                    tx.commit().await?;
+                    return Ok(Vec::new());
+                }
+                let mut q = pool.builder(format!("UPDATE {QUEUE} SET locked_by = "));
+                q.push_bind(owner)
+                    .push(", locked_until = ")
+                    .push_bind(lease_until)
+                    .push(" WHERE id");
+                push_ids(&mut q, &ids);
+                q.build().execute(&mut *tx).await?;
+                let mut q = pool.builder(format!("SELECT {COLS} FROM {QUEUE} WHERE id"));
+                push_ids(&mut q, &ids);
+                q.push(" ORDER BY id");
+                let claimed = q.build_query_as().fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                claimed
+            });
+            Ok(rows(claimed))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self), level = "debug", err(level = "warn"))]
+    async fn complete_unassignment(&self, id: i32) -> StorageResult<bool> {
+        let sql = format!("DELETE FROM {QUEUE} WHERE id = ?");
+        Ok(on_dialect!(self, pool => {
+            sqlx::query(&sql).bind(id).execute(pool).await?.rows_affected() > 0
+        }))
+    }
+
+    #[tracing::instrument(skip(self, owner, last_error), err(level = "warn"))]
+    async fn fail_unassignment(
+        &self,
+        id: i32,
+        owner: &str,
+        attempts: i32,
+        last_error: &str,
+        next_attempt_at: Option<NaiveDateTime>,
+        dead_at: Option<NaiveDateTime>,
+    ) -> StorageResult<bool> {
+        let sql = format!(
+            "UPDATE {QUEUE} SET attempts = ?, last_error = ?, next_attempt_at = ?, \
+             dead_at = ?, locked_by = NULL, locked_until = NULL \
+             WHERE id = ? AND locked_by = ?"
+        );
+        Ok(on_dialect!(self, pool => {
+            sqlx::query(&sql)
+                .bind(attempts)
+                .bind(last_error)
+                .bind(next_attempt_at)
+                .bind(dead_at)
+                .bind(id)
+                .bind(owner)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                > 0
+        }))
+    }
+
+    #[tracing::instrument(skip(self, ids, owner), fields(rows = ids.len()), err(level = "warn"))]
+    async fn release_unassignments(&self, ids: &[i32], owner: &str) -> StorageResult<u64> {
+        let mut released = 0;
+        for chunk in ids.chunks(CHUNK) {
+            released += on_dialect!(self, pool => {
+                let mut q = pool.builder(format!(
+                    "UPDATE {QUEUE} SET locked_by = NULL, locked_until = NULL WHERE locked_by = "
+                ));
+                q.push_bind(owner).push(" AND id");
+                push_ids(&mut q, chunk);
+                q.build().execute(pool).await?.rows_affected()
+            });
+        }
+        Ok(released)
+    }
+
+    #[tracing::instrument(skip(self, ids), err(level = "warn"))]
+    async fn requeue_unassignments(
+        &self,
+        portal: PortalId,
+        ids: Option<&[i32]>,
+    ) -> StorageResult<RequeueOutcome> {
+        const RESET: &str = "dead_at = NULL, attempts = 0, next_attempt_at = NULL, \
+                             locked_by = NULL, locked_until = NULL";
+        retry_conflicts(|| async {
+            on_dialect!(self, pool => {
+                let mut tx = pool.begin_write().await?;
+                let mut outcome = RequeueOutcome::default();
+                let Some(ids) = ids else {
+                    outcome.requeued = sqlx::query(&format!(
+                        "UPDATE {QUEUE} SET portal_id = ?, {RESET} \
+                         WHERE portal_id = ? AND dead_at IS NOT NULL AND uuid IS NOT NULL"
+                    ))
+                    .bind(portal.get())
+                    .bind(portal.get())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    tx.commit().await?;
+                    return Ok(outcome);
+                };
+                let mut eligible = Vec::new();
+                for chunk in ids.chunks(CHUNK) {
+                    let mut q =
+                        pool.builder(format!("SELECT id, portal_id, uuid, dead_at FROM {QUEUE} WHERE id"));
+                    push_ids(&mut q, chunk);
+                    q.push(pool.row_lock());
+                    let found: Vec<RequeueRow> = q.build_query_as().fetch_all(&mut *tx).await?;
+                    for id in chunk {
+                        match requeue_skip(found.iter().find(|r| r.0 == *id), portal) {
+                            Some(reason) => outcome.skipped.push((*id, reason)),
+                            None if !eligible.contains(id) => eligible.push(*id),
+                            None => {}
+                        }
+                    }
+                }
+                for chunk in eligible.chunks(CHUNK) {
+                    let mut q = pool.builder(format!("UPDATE {QUEUE} SET portal_id = "));
+                    q.push_bind(portal.get()).push(format!(", {RESET} WHERE id"));
+                    push_ids(&mut q, chunk);
+                    outcome.requeued += q.build().execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(outcome)
+            })
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "warn"))]
+    async fn list_dead_unassignments(
+        &self,
+        without_portal_only: bool,
+        after_id: Option<i32>,
+        limit: u32,
+    ) -> StorageResult<Vec<Unassignment>> {
+        let found: Vec<UnassignmentRow> = on_dialect!(self, pool => {
+            let mut q = pool.builder(format!("SELECT {COLS} FROM {QUEUE} WHERE dead_at IS NOT NULL"));
+            if without_portal_only {
+                q.push(" AND portal_id IS NULL");
+            }
+            if let Some(after) = after_id {
+                q.push(" AND id > ").push_bind(after);
+            }
+            q.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+            q.build_query_as().fetch_all(pool).await?
+        });
+        Ok(rows(found))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "warn"))]
+    async fn unassignment_queue_stats(&self, now: NaiveDateTime) -> StorageResult<QueueStats> {
+        let sql = format!(
+            "SELECT COUNT(CASE WHEN dead_at IS NULL THEN 1 END), \
+             COUNT(CASE WHEN {DUE} THEN 1 END), \
+             COUNT(CASE WHEN dead_at IS NULL AND locked_until >= ? THEN 1 END), \
+             COUNT(CASE WHEN dead_at IS NOT NULL THEN 1 END), \
+             COUNT(CASE WHEN dead_at IS NOT NULL AND portal_id IS NULL THEN 1 END), \
+             MIN(CASE WHEN dead_at IS NULL THEN created_at END) \
+             FROM {QUEUE}"
+        );
+        let row: (i64, i64, i64, i64, i64, Option<NaiveDateTime>) = on_dialect!(self, pool => {
+            sqlx::query_as(&sql)
+                .bind(now)
+                .bind(now)
+                .bind(now)
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(QueueStats {
+            pending: row.0,
+            due: row.1,
+            in_progress: row.2,
+            dead: row.3,
+            dead_without_portal: row.4,
+            oldest_pending_at: row.5,
+        })
+    }
+}
