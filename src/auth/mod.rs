@@ -238,8 +238,8 @@ impl Authenticator {
     }
 
     /// Checks a bearer token. EFS-Admin sends the same token with many calls, and the
-    /// full check (signature, base64 and JSON of header and claims) cost about 7% of
-    /// a reference lookup's throughput (BENCHMARKS.md), so a token that passed is
+    /// full check (signature, base64 and JSON of header and claims) is a visible part
+    /// of a reference lookup's cost (BENCHMARKS.md), so a token that passed is
     /// remembered by its exact text: a hit re-checks only `exp`, which is all that can
     /// change for the same bytes; any other text, even one byte off, is checked in
     /// full. Entries are checked again after [`VERIFIED_FOR`].

@@ -1,5 +1,6 @@
 //! Credentials for the Management API: an SSWS API token, or OAuth 2.0 client
-//! credentials with a `private_key_jwt` client assertion (README §5).
+//! credentials with a `private_key_jwt` client assertion (Okta's "OAuth 2.0 for
+//! Okta service apps" flow).
 //!
 //! Secrets live in `SecretString` and in jsonwebtoken's `EncodingKey` only. Every type
 //! here that holds one has a hand-written `Debug` that leaves it out, and outgoing
@@ -131,7 +132,8 @@ impl PrivateKeyJwt {
 
 const ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
 
-/// Okta's token endpoint answer (README §6); unknown fields are ignored.
+/// The org authorization server's token answer (`access_token`, `token_type`,
+/// `expires_in`); unknown fields are ignored.
 #[derive(Deserialize)]
 pub(crate) struct TokenResponse {
     pub access_token: String,

@@ -2,8 +2,8 @@
 //! and caps requests in flight.
 //!
 //! Why header-driven rather than a fixed quota: Okta's limits differ per org, SKU,
-//! add-on and bucket (README §4.2: the same endpoint was recorded at 50, 300 and 600 a
-//! minute), windows are not aligned to the minute, and the budget is shared with every
+//! add-on and bucket (the same endpoint has been seen at 50, 300 and 600 a minute in
+//! different orgs), windows are not aligned to the minute, and the budget is shared with every
 //! other client of the org. So the governor learns each bucket's `X-Rate-Limit-Limit`,
 //! `-Remaining` and `-Reset` from the answers and admits a request only while both hold:
 //!
@@ -21,7 +21,7 @@
 //! window's reset.
 //!
 //! Reset times are turned into local deadlines from `Reset − Date` of the answer, not
-//! from the local clock, as Okta's SDKs do (README §4.3): a skewed local clock must not
+//! from the local clock, as Okta's official SDKs do: a skewed local clock must not
 //! make efs-iam early. Both headers have whole seconds and `Date` is rounded down, so
 //! the deadline errs late, never early.
 //!
@@ -38,7 +38,7 @@
 //!
 //! The *early probe*: `Reset` and `Date` have whole seconds, so the deadline computed
 //! from them is up to two seconds late: a second in Okta's 60 s window, but a sixth of
-//! the benchmark's scaled-down 6 s one. So when this instance has used its allowance
+//! a scaled-down 6 s test window. So when this instance has used its allowance
 //! and the org's other clients have left the reserve untouched (`Remaining` at least the
 //! reserve), one request goes out [`EARLY_PROBE`] before the deadline. If Okta's window has turned, its answer opens
 //! the new window at once; if not, it was one request over the share, taken from the
@@ -47,7 +47,7 @@
 //!
 //! The sharing is approximate: instances that send at the same moment do not see each
 //! other's requests until the answers come back, so together they can overshoot the
-//! share by what they send in that round trip. Okta's own per-token cap (README §4.1)
+//! share by what they send in that round trip. Okta's own per-token cap (a share of the org's limit per API token)
 //! and the 429 handling in `retry` are the backstop.
 //!
 //! The concurrency cap is a semaphore. A call takes a slot first and only then asks its
@@ -68,7 +68,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 /// up to two seconds before the deadline computed from them.
 const EARLY_PROBE: Duration = Duration::from_secs(1);
 
-/// Okta's rate-limit buckets for the endpoints efs-iam calls (README §4.2). The mapping
+/// Okta's rate-limit buckets for the endpoints efs-iam calls. The mapping
 /// is a best guess from Okta's last published table and recorded headers; if Okta
 /// counts an endpoint elsewhere, the reserve rule still holds because `Remaining` comes
 /// from Okta either way.

@@ -298,7 +298,7 @@ impl OktaClient {
     }
 
     /// Looks a user up by login (Okta compares logins ignoring case); `None` when there
-    /// is none. Logins containing `/` cannot be used in the path (README §1.2), so those
+    /// is none. Logins containing `/` cannot be used in the path of `GET /api/v1/users/{id}`, so those
     /// go through `search`, which Okta serves from an eventually consistent index: a
     /// user created a moment ago may not be found yet.
     pub async fn get_user_by_login(&self, login: &str) -> Result<Option<OktaUser>, OktaError> {

@@ -1,7 +1,7 @@
 //! Typed views of Okta's `User` and `Group` objects, and the request bodies efs-iam
 //! sends.
 //!
-//! Parsing is deliberately lenient (README §1.7): unknown fields are ignored, statuses
+//! Parsing is deliberately lenient, as Okta documents its objects may grow: unknown fields are ignored, statuses
 //! and group types outside the documented enums are kept as `Other(..)` instead of
 //! failing the whole page, and the profile fields that an Okta admin can make nullable
 //! are `Option`s. A sync that stops on the first surprising user is worse than one that
@@ -45,7 +45,7 @@ pub struct OktaUserProfile {
     pub extra: Map<String, Value>,
 }
 
-/// `User.status` (README §1.7). `ACTIVATING` and anything newer land in `Other`.
+/// `User.status`. `ACTIVATING` and anything newer land in `Other`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(from = "String", into = "String")]
 pub enum OktaUserStatus {
@@ -114,7 +114,8 @@ impl std::fmt::Display for OktaUserStatus {
 pub struct OktaGroup {
     /// Okta's opaque id (`00g…`).
     pub id: String,
-    /// Only `OKTA_GROUP` memberships can be changed through the API (README §2).
+    /// Only `OKTA_GROUP` memberships can be changed through the API (`APP_GROUP` and
+    /// `BUILT_IN` are managed by apps and by Okta).
     #[serde(rename = "type", default = "OktaGroupType::unknown")]
     pub group_type: OktaGroupType,
     #[serde(default)]

@@ -8,8 +8,8 @@ use efs_iam::storage::SqlStore;
 use serde_json::{json, Value};
 use sqlx::{MySqlPool, Row};
 
+use crate::common::{assert_problem, Api};
 use crate::common::{options, spawn_app_on, TestDb};
-use crate::helpers::*;
 
 /// The schema document's DDL as EFS has it (the queue table as far as the document
 /// goes), plus EFS core tables with more columns than efs-iam's stand-ins.
@@ -84,29 +84,25 @@ async fn existing_efs_database_is_adopted_without_loss() {
 
     let store = Arc::new(SqlStore::connect(&empty.0, &options()).await.unwrap());
     let app = spawn_app_on(TestDb::from_mysql(empty, store), |_| {}).await;
-    assert_eq!(get(&app, "/health/ready").await.0, 200);
+    assert_eq!(app.get("/health/ready").await.0, 200);
 
     // Settings: the newest duplicate wins; NULL values kept; NULL keys not addressable.
-    let (_, body) = get(&app, "/api/v1/portals/5/settings").await;
+    let (_, body) = app.get("/api/v1/portals/5/settings").await;
     assert_eq!(
         body["settings"],
         json!({"okta_client_id": "new-client", "okta_group_id": null})
     );
     assert_eq!(
-        get(&app, "/api/v1/portals/5/settings/okta_client_id")
-            .await
-            .1["value"],
+        app.get("/api/v1/portals/5/settings/okta_client_id").await.1["value"],
         "new-client"
     );
     assert_eq!(
-        get(&app, "/api/v1/portals/6/settings/okta_client_id")
-            .await
-            .1["value"],
+        app.get("/api/v1/portals/6/settings/okta_client_id").await.1["value"],
         "p6"
     );
 
     // Portal user references, including NULLs and an unknown status code.
-    let (_, r) = get(&app, "/api/v1/portals/5/user-references/10").await;
+    let (_, r) = app.get("/api/v1/portals/5/user-references/10").await;
     assert_eq!(
         (
             r["okta_user_id"].clone(),
@@ -119,7 +115,7 @@ async fn existing_efs_database_is_adopted_without_loss() {
             json!("2024-01-02T03:04:05Z")
         )
     );
-    let (_, r) = get(&app, "/api/v1/portals/5/user-references/11").await;
+    let (_, r) = app.get("/api/v1/portals/5/user-references/11").await;
     assert_eq!(
         (
             r["status"].clone(),
@@ -129,7 +125,7 @@ async fn existing_efs_database_is_adopted_without_loss() {
         (Value::Null, Value::Null, Value::Null)
     );
     assert_eq!(r["updated_at"], "2024-02-02T03:04:05Z");
-    let (_, r) = get(&app, "/api/v1/portals/6/user-references/10").await;
+    let (_, r) = app.get("/api/v1/portals/6/user-references/10").await;
     assert_eq!(
         (
             r["status"].clone(),
@@ -138,37 +134,37 @@ async fn existing_efs_database_is_adopted_without_loss() {
         ),
         (Value::Null, json!(7), json!(true))
     );
-    let (_, page) = get(&app, "/api/v1/portals/5/user-references").await;
+    let (_, page) = app.get("/api/v1/portals/5/user-references").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
 
     // Reverse lookup across both tables, including a reference with a NULL user.
-    let (_, refs) = get(&app, "/api/v1/okta-users/00uSHORT/references").await;
+    let (_, refs) = app.get("/api/v1/okta-users/00uSHORT/references").await;
     assert_eq!(refs["admin_users"].as_array().unwrap().len(), 1);
     assert_eq!(refs["admin_users"][0]["user_id"], 1);
     assert_eq!(refs["portal_users"].as_array().unwrap().len(), 2);
-    let (_, refs) = get(&app, "/api/v1/okta-users/00uNOUSER/references").await;
+    let (_, refs) = app.get("/api/v1/okta-users/00uNOUSER/references").await;
     assert_eq!(refs["admin_users"][0]["user_id"], Value::Null);
     assert_eq!(
-        get(&app, "/api/v1/user-references/1").await.1["okta_user_id"],
+        app.get("/api/v1/user-references/1").await.1["okta_user_id"],
         "00uSHORT"
     );
 
     // Tokens: the later of two rows for one session; NULL and non-JSON served as is.
     assert_eq!(
-        get(&app, "/api/v1/sessions/sess-dup/token").await.1["idp_response"],
+        app.get("/api/v1/sessions/sess-dup/token").await.1["idp_response"],
         json!({"access_token": "newer"})
     );
     assert_eq!(
-        get(&app, "/api/v1/sessions/sess-null/token").await.1["idp_response"],
+        app.get("/api/v1/sessions/sess-null/token").await.1["idp_response"],
         Value::Null
     );
     assert_eq!(
-        get(&app, "/api/v1/sessions/sess-text/token").await.1["idp_response"],
+        app.get("/api/v1/sessions/sess-text/token").await.1["idp_response"],
         "not json"
     );
 
     // Error log and the legacy queue row (no portal: listed nowhere per portal, kept).
-    let (_, log) = get(&app, "/api/v1/errors").await;
+    let (_, log) = app.get("/api/v1/errors").await;
     let ids: Vec<i64> = log["items"]
         .as_array()
         .unwrap()
@@ -177,15 +173,14 @@ async fn existing_efs_database_is_adopted_without_loss() {
         .collect();
     assert_eq!(ids, vec![2, 1]);
     assert_eq!(
-        get(&app, "/api/v1/errors/2").await.1["error_code"],
+        app.get("/api/v1/errors/2").await.1["error_code"],
         "E0000047"
     );
     assert_eq!(snapshot(&raw).await, before, "reading changed data");
 
     // Writes on legacy duplicates: every duplicate follows, nothing is dropped.
     assert_eq!(
-        put(
-            &app,
+        app.put(
             "/api/v1/portals/5/settings/okta_client_id",
             json!({"value": "rotated"})
         )
@@ -199,8 +194,7 @@ async fn existing_efs_database_is_adopted_without_loss() {
         .unwrap();
     assert_eq!(values, vec!["rotated", "rotated"]);
     assert_eq!(
-        put(
-            &app,
+        app.put(
             "/api/v1/sessions/sess-dup/token",
             json!({"access_token": "fresh"})
         )
@@ -225,16 +219,16 @@ async fn existing_efs_database_is_adopted_without_loss() {
     assert_eq!(rows.len(), 1);
     assert!(rows[0].1.starts_with("efs1:") && !rows[0].1.contains("fresh"));
     assert_eq!(
-        get(&app, "/api/v1/sessions/sess-dup/token").await.1["idp_response"],
+        app.get("/api/v1/sessions/sess-dup/token").await.1["idp_response"],
         json!({"access_token": "fresh"})
     );
     // A reference to a panelist EFS does not have is refused by the seed's foreign key.
-    let got = put(
-        &app,
-        "/api/v1/portals/5/user-references/4040",
-        json!({"okta_user_id": "00u4040", "status": "synced"}),
-    )
-    .await;
+    let got = app
+        .put(
+            "/api/v1/portals/5/user-references/4040",
+            json!({"okta_user_id": "00u4040", "status": "synced"}),
+        )
+        .await;
     assert_eq!(
         assert_problem(&got, 422, "unknown-efs-user"),
         vec!["user_id"]

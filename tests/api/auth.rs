@@ -9,8 +9,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::common::{read, Api};
 use crate::common::{spawn_app_on, test_settings, TestApp, TestDb};
-use crate::helpers::*;
 
 pub const SECRET: &str = "an-hs256-secret-of-at-least-32-bytes!";
 pub const ISSUER: &str = "efs-admin";
@@ -289,7 +289,7 @@ async fn scopes_are_enforced() {
 #[tokio::test]
 async fn every_operation_in_the_spec_refuses_anonymous_calls() {
     let app = spawn_secured().await;
-    let (_, spec) = get(&app, "/api-docs/openapi.json").await;
+    let (_, spec) = app.get("/api-docs/openapi.json").await;
     let mut checked = 0;
     for (path, item) in spec["paths"].as_object().unwrap() {
         let is_health = item.get("servers").is_some();
@@ -463,11 +463,7 @@ async fn overload_and_timeouts_answer_503_problems() {
     assert_eq!(res.headers()["retry-after"], "1");
     let (_, body) = read(res).await;
     assert_eq!(body["type"], "urn:efs-iam:problem:overloaded");
-    assert_eq!(
-        get(&app, "/health/live").await.0,
-        200,
-        "probes are not shed"
-    );
+    assert_eq!(app.get("/health/live").await.0, 200, "probes are not shed");
 
     let started = Instant::now();
     let res = slow.await.unwrap();
@@ -476,7 +472,7 @@ async fn overload_and_timeouts_answer_503_problems() {
     let (_, body) = read(res).await;
     assert_eq!(body["type"], "urn:efs-iam:problem:timeout");
     drop(held);
-    assert_eq!(get(&app, "/api/v1/portals/1/settings").await.0, 200);
+    assert_eq!(app.get("/api/v1/portals/1/settings").await.0, 200);
 }
 
 /// Every authorized call leaves an audit line (request id, caller, operation, outcome)

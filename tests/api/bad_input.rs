@@ -3,8 +3,8 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::common::{assert_problem, read, Api};
 use crate::common::{spawn_app, spawn_app_on, TestDb};
-use crate::helpers::*;
 
 struct Case {
     method: Method,
@@ -396,21 +396,21 @@ async fn bad_requests_are_4xx_problems_naming_the_field() {
 
     // Nothing of the refused writes reached the database.
     assert_eq!(
-        get(&app, "/api/v1/portals/1/settings").await.1["settings"],
+        app.get("/api/v1/portals/1/settings").await.1["settings"],
         json!({})
     );
     assert_problem(
-        &get(&app, "/api/v1/user-references/3").await,
+        &app.get("/api/v1/user-references/3").await,
         404,
         "not-found",
     );
     assert_problem(
-        &get(&app, "/api/v1/portals/1/user-references/2").await,
+        &app.get("/api/v1/portals/1/user-references/2").await,
         404,
         "not-found",
     );
     assert_eq!(
-        get(&app, "/api/v1/portals/1/unassignments").await.1["counts"]["pending"],
+        app.get("/api/v1/portals/1/unassignments").await.1["counts"]["pending"],
         0
     );
 }
@@ -419,8 +419,8 @@ async fn bad_requests_are_4xx_problems_naming_the_field() {
 async fn oversized_bodies_get_413() {
     let app = spawn_app_on(TestDb::sqlite().await, |s| s.max_body_bytes = 64 * 1024).await;
     let big = json!({"message": "x".repeat(70 * 1024)});
-    let got = post(&app, "/api/v1/errors", big).await;
+    let got = app.post("/api/v1/errors", big).await;
     assert_problem(&got, 413, "payload-too-large");
-    let (_, page) = get(&app, "/api/v1/errors").await;
+    let (_, page) = app.get("/api/v1/errors").await;
     assert_eq!(page["items"], json!([]));
 }

@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use crate::common::spawn_app;
-use crate::helpers::*;
+use crate::common::{assert_problem, read, Api};
 
 #[tokio::test]
 async fn record_get_query_and_purge() {
@@ -17,48 +17,56 @@ async fn record_get_query_and_purge() {
     let location = res.headers()["location"].to_str().unwrap().to_owned();
     let (_, created) = read(res).await;
     assert_eq!(location, format!("/api/v1/errors/{}", created["id"]));
-    let (status, body) = get(&app, &location).await;
+    let (status, body) = app.get(&location).await;
     assert_eq!(status, 200);
     assert_eq!(body, created);
     assert_eq!(body["error_code"], "E0000001");
 
     for i in 0..6 {
-        let (s, _) = post(&app, "/api/v1/errors", json!({"message": format!("rate limited {i}"), "status_code": 429, "error_code": "E0000047"})).await;
+        let (s, _) = app.post("/api/v1/errors", json!({"message": format!("rate limited {i}"), "status_code": 429, "error_code": "E0000047"})).await;
         assert_eq!(s, 201);
     }
     // Defaults: status 0, empty code.
-    let (_, bare) = post(&app, "/api/v1/errors", json!({})).await;
+    let (_, bare) = app.post("/api/v1/errors", json!({})).await;
     assert_eq!(
         (bare["status_code"].clone(), bare["error_code"].clone()),
         (json!(0), json!(""))
     );
 
-    let (_, page) = get(&app, "/api/v1/errors?status_code=429&limit=4").await;
+    let (_, page) = app.get("/api/v1/errors?status_code=429&limit=4").await;
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 4);
     assert_eq!(items[0]["message"], "rate limited 5", "newest first");
     let cursor = page["next_cursor"].as_str().unwrap();
-    let (_, page2) = get(
-        &app,
-        &format!("/api/v1/errors?status_code=429&limit=4&cursor={cursor}"),
-    )
-    .await;
+    let (_, page2) = app
+        .get(&format!(
+            "/api/v1/errors?status_code=429&limit=4&cursor={cursor}"
+        ))
+        .await;
     assert_eq!(page2["items"].as_array().unwrap().len(), 2);
     assert!(page2.get("next_cursor").is_none());
 
-    let (_, found) = get(&app, "/api/v1/errors?q=validation&error_code=E0000001").await;
+    let (_, found) = app
+        .get("/api/v1/errors?q=validation&error_code=E0000001")
+        .await;
     assert_eq!(found["items"].as_array().unwrap().len(), 1);
-    let (_, none) = get(&app, "/api/v1/errors?since=2999-01-01T00:00:00Z").await;
+    let (_, none) = app.get("/api/v1/errors?since=2999-01-01T00:00:00Z").await;
     assert_eq!(none["items"], json!([]));
-    let (_, all) = get(&app, "/api/v1/errors?until=2999-01-01T00:00:00%2B02:00").await;
+    let (_, all) = app
+        .get("/api/v1/errors?until=2999-01-01T00:00:00%2B02:00")
+        .await;
     assert_eq!(all["items"].as_array().unwrap().len(), 8);
 
-    assert_problem(&get(&app, "/api/v1/errors/999999").await, 404, "not-found");
-    let (status, body) = delete(&app, "/api/v1/errors?before=2000-01-01T00:00:00Z").await;
+    assert_problem(&app.get("/api/v1/errors/999999").await, 404, "not-found");
+    let (status, body) = app
+        .delete("/api/v1/errors?before=2000-01-01T00:00:00Z")
+        .await;
     assert_eq!((status.as_u16(), body), (200, json!({"deleted": 0})));
-    let (_, body) = delete(&app, "/api/v1/errors?before=2999-01-01T00:00:00Z").await;
+    let (_, body) = app
+        .delete("/api/v1/errors?before=2999-01-01T00:00:00Z")
+        .await;
     assert_eq!(body, json!({"deleted": 8}));
-    assert_problem(&get(&app, &location).await, 404, "not-found");
+    assert_problem(&app.get(&location).await, 404, "not-found");
 }
 
 #[tokio::test]
@@ -74,7 +82,7 @@ async fn bad_error_log_input_is_refused_by_field() {
         (json!({"severity": "high"}), "severity"),
     ];
     for (body, field) in cases {
-        let got = post(&app, "/api/v1/errors", body.clone()).await;
+        let got = app.post("/api/v1/errors", body.clone()).await;
         assert_eq!(
             assert_problem(&got, 422, "validation-failed"),
             vec![field],
@@ -91,19 +99,19 @@ async fn bad_error_log_input_is_refused_by_field() {
         ("cursor=garbage", "cursor"),
         ("sort=asc", "sort"),
     ] {
-        let got = get(&app, &format!("/api/v1/errors?{query}")).await;
+        let got = app.get(&format!("/api/v1/errors?{query}")).await;
         assert_eq!(
             assert_problem(&got, 400, "invalid-parameter"),
             vec![field],
             "{query}"
         );
     }
-    let got = delete(&app, "/api/v1/errors").await;
+    let got = app.delete("/api/v1/errors").await;
     assert_eq!(
         assert_problem(&got, 400, "invalid-parameter"),
         vec!["before"]
     );
-    let (_, page) = get(&app, "/api/v1/errors").await;
+    let (_, page) = app.get("/api/v1/errors").await;
     assert_eq!(
         page["items"],
         json!([]),

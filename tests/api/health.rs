@@ -2,18 +2,18 @@ use std::time::{Duration, Instant};
 
 use efs_iam::storage::ConnectOptions;
 
+use crate::common::{assert_problem, Api};
 use crate::common::{spawn_app, spawn_app_on, TestDb};
-use crate::helpers::*;
 
 #[tokio::test]
 async fn live_and_ready() {
     let app = spawn_app().await;
-    let (status, body) = get(&app, "/health/live").await;
+    let (status, body) = app.get("/health/live").await;
     assert_eq!(
         (status.as_u16(), body["status"].as_str()),
         (200, Some("ok"))
     );
-    let (status, body) = get(&app, "/health/ready").await;
+    let (status, body) = app.get("/health/ready").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["components"]["database"]["status"], "up");
 }
@@ -22,7 +22,7 @@ async fn live_and_ready() {
 async fn ready_is_red_on_an_unmigrated_database() {
     let db = TestDb::sqlite_with(crate::common::options(), false).await;
     let app = spawn_app_on(db, |_| {}).await;
-    let (status, body) = get(&app, "/health/ready").await;
+    let (status, body) = app.get("/health/ready").await;
     assert_eq!(status, 503);
     assert_eq!(body["status"], "unavailable");
     assert_eq!(body["components"]["database"]["status"], "down");
@@ -43,11 +43,11 @@ async fn hanging_database_gives_bounded_503s() {
     };
     let store = store.clone();
     let app = spawn_app_on(db, |s| s.ready_timeout = Duration::from_millis(300)).await;
-    assert_eq!(get(&app, "/health/ready").await.0, 200);
+    assert_eq!(app.get("/health/ready").await.0, 200);
 
     let held = store.acquire().await.unwrap();
     let started = Instant::now();
-    let (status, body) = get(&app, "/health/ready").await;
+    let (status, body) = app.get("/health/ready").await;
     let took = started.elapsed();
     assert_eq!(status, 503, "{body}");
     assert!(body["components"]["database"]["detail"]
@@ -55,22 +55,18 @@ async fn hanging_database_gives_bounded_503s() {
         .unwrap()
         .contains("no answer"));
     assert!(took < Duration::from_millis(690), "answered after {took:?}");
-    assert_eq!(
-        get(&app, "/health/live").await.0,
-        200,
-        "liveness does no I/O"
-    );
+    assert_eq!(app.get("/health/live").await.0, 200, "liveness does no I/O");
 
-    let got = get(&app, "/api/v1/portals/1/settings").await;
+    let got = app.get("/api/v1/portals/1/settings").await;
     assert_problem(&got, 503, "database-unavailable");
     drop(held);
-    assert_eq!(get(&app, "/health/ready").await.0, 200, "recovers");
+    assert_eq!(app.get("/health/ready").await.0, 200, "recovers");
 }
 
 #[tokio::test]
 async fn metrics_count_requests_by_route() {
     let app = spawn_app().await;
-    get(&app, "/api/v1/portals/31337/settings").await;
+    app.get("/api/v1/portals/31337/settings").await;
     // Made-up methods share one label, so clients cannot grow the series without bound.
     let odd = reqwest::Method::from_bytes(b"PURGEALL").unwrap();
     let res = app
@@ -165,7 +161,7 @@ async fn mysql_connections_killed_by_the_server_are_replaced() {
     let admin = std::env::var("TEST_MYSQL_URL").unwrap();
     let app = spawn_app_on(db, |_| {}).await;
     for _ in 0..5 {
-        let (status, body) = get(&app, "/api/v1/portals/1/settings").await;
+        let (status, body) = app.get("/api/v1/portals/1/settings").await;
         assert_eq!(status, 200, "{body}");
     }
     let admin_pool = sqlx::MySqlPool::connect(&admin).await.unwrap();
@@ -183,7 +179,7 @@ async fn mysql_connections_killed_by_the_server_are_replaced() {
     }
     let mut statuses = Vec::new();
     for _ in 0..(ids.len() + 5) {
-        statuses.push(get(&app, "/api/v1/portals/1/settings").await.0.as_u16());
+        statuses.push(app.get("/api/v1/portals/1/settings").await.0.as_u16());
     }
     assert!(
         statuses.iter().all(|s| *s == 200 || *s == 503),

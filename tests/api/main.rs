@@ -8,7 +8,6 @@ mod auth;
 mod bad_input;
 mod error_log;
 mod health;
-mod helpers;
 mod openapi;
 mod php_client;
 mod references;

@@ -2,7 +2,7 @@
 //! `UPDATE_OPENAPI=1 cargo test --test api openapi`.
 
 use crate::common::spawn_app;
-use crate::helpers::*;
+use crate::common::Api;
 
 const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
 
@@ -18,7 +18,7 @@ async fn committed_spec_matches_the_served_one() {
         "openapi/openapi.json is out of date: run UPDATE_OPENAPI=1 cargo test --test api openapi"
     );
     let app = spawn_app().await;
-    let (status, served) = get(&app, "/api-docs/openapi.json").await;
+    let (status, served) = app.get("/api-docs/openapi.json").await;
     assert_eq!(status, 200);
     let committed: serde_json::Value = serde_json::from_str(&committed).unwrap();
     assert_eq!(served, committed);

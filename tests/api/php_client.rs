@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::auth::{hs256, spawn_secured, AUDIENCE, ISSUER, SECRET};
-use crate::helpers::read;
+use crate::common::read;
 
 fn php_available() -> bool {
     let found = Command::new("php").arg("--version").output().is_ok();

@@ -11,11 +11,11 @@ use fake_okta::{FakeOkta, FakeOktaConfig};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
+use crate::common::{assert_problem, read, Api};
 use crate::common::{
     memcached_servers, spawn_app_on, spawn_app_with_clock, test_settings, use_keys, use_memcached,
     CuttableProxy, TestApp, TestDb, HASH_KEY, KEY_1, KEY_2,
 };
-use crate::helpers::*;
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -30,8 +30,8 @@ async fn get_reports_when_stored_and_when_it_expires_and_then_404() {
     .await;
     let path = "/api/v1/sessions/clocked/token";
     let body = json!({"access_token": "a", "expires_in": 120});
-    assert_eq!(put(&app, path, body.clone()).await.0, 204);
-    let (status, got) = get(&app, path).await;
+    assert_eq!(app.put(path, body.clone()).await.0, 204);
+    let (status, got) = app.get(path).await;
     assert_eq!(status, 200, "{got}");
     assert_eq!(got["idp_response"], body);
     let stored = chrono::DateTime::parse_from_rfc3339(got["stored_at"].as_str().unwrap()).unwrap();
@@ -40,8 +40,10 @@ async fn get_reports_when_stored_and_when_it_expires_and_then_404() {
     assert_eq!((expires - stored).num_seconds(), 120);
     assert!(got.get("claims").is_none());
     clock.advance(Duration::from_secs(120));
-    assert_problem(&get(&app, path).await, 404, "not-found");
-    let got = put(&app, path, json!({"access_token": "a", "expires_in": -1})).await;
+    assert_problem(&app.get(path).await, 404, "not-found");
+    let got = app
+        .put(path, json!({"access_token": "a", "expires_in": -1}))
+        .await;
     assert_eq!(
         assert_problem(&got, 422, "validation-failed"),
         vec!["expires_in"]
@@ -62,9 +64,7 @@ async fn oidc_app(adjust: impl FnOnce(&mut efs_iam::config::Settings)) -> Oidc {
         adjust(s);
     })
     .await;
-    let (status, body) = put(
-        &app,
-        PORTAL,
+    let (status, body) = app.put(PORTAL,
         json!({"settings": {"okta_issuer": okta.base_url(), "okta_client_id": FakeOkta::DEFAULT_ID_TOKEN_AUDIENCE}}),
     )
     .await;
@@ -77,8 +77,7 @@ async fn put_with_id_token(
     session: &str,
     id_token: &str,
 ) -> (reqwest::StatusCode, Value) {
-    put(
-        app,
+    app.put(
         &format!("/api/v1/sessions/{session}/token?portal_id=9"),
         json!({"access_token": "at", "id_token": id_token, "expires_in": 3600}),
     )
@@ -111,7 +110,7 @@ async fn valid_id_tokens_are_verified_and_their_claims_returned() {
     let Oidc { app, okta } = oidc_app(|_| {}).await;
     let token = okta.mint_id_token(json!({"sub": "00uVALID", "email": "v@example.com"}));
     assert_eq!(put_with_id_token(&app, "valid-1", &token).await.0, 204);
-    let (_, got) = get(&app, "/api/v1/sessions/valid-1/token").await;
+    let (_, got) = app.get("/api/v1/sessions/valid-1/token").await;
     assert_eq!(got["claims"]["sub"], "00uVALID");
     assert_eq!(got["claims"]["email"], "v@example.com");
     assert!(got["claims"]["exp"].as_i64().unwrap() > now());
@@ -120,14 +119,15 @@ async fn valid_id_tokens_are_verified_and_their_claims_returned() {
     let token = okta.mint_id_token_with_second_key(json!({"sub": "00uVALID"}));
     assert_eq!(put_with_id_token(&app, "valid-2", &token).await.0, 204);
     // Without a portal, or for a portal without an issuer, nothing is verified.
-    let (status, _) = put(
-        &app,
-        "/api/v1/sessions/unverified/token?portal_id=10",
-        json!({"id_token": "not even a JWT"}),
-    )
-    .await;
+    let (status, _) = app
+        .put(
+            "/api/v1/sessions/unverified/token?portal_id=10",
+            json!({"id_token": "not even a JWT"}),
+        )
+        .await;
     assert_eq!(status, 204);
-    assert!(get(&app, "/api/v1/sessions/unverified/token")
+    assert!(app
+        .get("/api/v1/sessions/unverified/token")
         .await
         .1
         .get("claims")
@@ -225,17 +225,17 @@ async fn every_invalid_id_token_is_refused_with_its_reason() {
         assert!(detail.contains(reason), "{name}: {detail}");
         assert!(!detail.contains(&token), "{name}: the token is not echoed");
         assert_problem(
-            &get(&app, &format!("/api/v1/sessions/{session}/token")).await,
+            &app.get(&format!("/api/v1/sessions/{session}/token")).await,
             404,
             "not-found",
         );
     }
-    let got = put(
-        &app,
-        "/api/v1/sessions/s/token?portal_id=9",
-        json!({"id_token": 42}),
-    )
-    .await;
+    let got = app
+        .put(
+            "/api/v1/sessions/s/token?portal_id=9",
+            json!({"id_token": 42}),
+        )
+        .await;
     assert_problem(&got, 422, "invalid-id-token");
 }
 
@@ -282,59 +282,59 @@ async fn jwks_is_cached_and_refetched_once_per_cooldown_on_unknown_kids() {
 #[tokio::test]
 async fn unreachable_issuer_and_incomplete_portal_settings() {
     let app = spawn_app_on(TestDb::sqlite().await, |s| use_keys(s, KEY_1)).await;
-    put(
-        &app,
+    app.put(
         "/api/v1/portals/4/settings",
         json!({"settings": {"okta_issuer": "http://127.0.0.1:9", "okta_client_id": "0oa1"}}),
     )
     .await;
-    let got = put(
-        &app,
-        "/api/v1/sessions/s/token?portal_id=4",
-        json!({"id_token": "a.b.c"}),
-    )
-    .await;
+    let got = app
+        .put(
+            "/api/v1/sessions/s/token?portal_id=4",
+            json!({"id_token": "a.b.c"}),
+        )
+        .await;
     // Not even a header: refused before any fetch.
     assert_problem(&got, 422, "invalid-id-token");
     let okta = FakeOkta::start(FakeOktaConfig::default()).await;
     let token = okta.mint_id_token(json!({"sub": "00uX"}));
-    let got = put(
-        &app,
-        "/api/v1/sessions/s/token?portal_id=4",
-        json!({"id_token": token}),
-    )
-    .await;
+    let got = app
+        .put(
+            "/api/v1/sessions/s/token?portal_id=4",
+            json!({"id_token": token}),
+        )
+        .await;
     assert_problem(&got, 503, "idp-unavailable");
-    put(
-        &app,
+    app.put(
         "/api/v1/portals/5/settings",
         json!({"settings": {"okta_issuer": okta.base_url()}}),
     )
     .await;
-    let got = put(
-        &app,
-        "/api/v1/sessions/s/token?portal_id=5",
-        json!({"id_token": token}),
-    )
-    .await;
+    let got = app
+        .put(
+            "/api/v1/sessions/s/token?portal_id=5",
+            json!({"id_token": token}),
+        )
+        .await;
     assert_eq!(
         assert_problem(&got, 422, "validation-failed"),
         vec!["portal_id"]
     );
     for bad in ["0", "-1", "x", "99999999999"] {
-        let got = put(
-            &app,
-            &format!("/api/v1/sessions/s/token?portal_id={bad}"),
-            json!({"a": 1}),
-        )
-        .await;
+        let got = app
+            .put(
+                &format!("/api/v1/sessions/s/token?portal_id={bad}"),
+                json!({"a": 1}),
+            )
+            .await;
         assert_eq!(
             assert_problem(&got, 400, "invalid-parameter"),
             vec!["portal_id"],
             "{bad}"
         );
     }
-    let got = put(&app, "/api/v1/sessions/s/token?portal=4", json!({"a": 1})).await;
+    let got = app
+        .put("/api/v1/sessions/s/token?portal=4", json!({"a": 1}))
+        .await;
     assert_problem(&got, 400, "invalid-parameter");
 }
 
@@ -345,17 +345,19 @@ async fn logout_everywhere_over_http() {
         let token = okta.mint_id_token(json!({"sub": sub}));
         assert_eq!(put_with_id_token(&app, s, &token).await.0, 204);
     }
-    let (status, body) = delete(&app, "/api/v1/okta-users/00uLOGOUT/sessions").await;
+    let (status, body) = app.delete("/api/v1/okta-users/00uLOGOUT/sessions").await;
     assert_eq!((status.as_u16(), body), (200, json!({"deleted": 2})));
     assert_problem(
-        &get(&app, "/api/v1/sessions/l1/token").await,
+        &app.get("/api/v1/sessions/l1/token").await,
         404,
         "not-found",
     );
-    assert_eq!(get(&app, "/api/v1/sessions/l3/token").await.0, 200);
-    let (_, body) = delete(&app, "/api/v1/okta-users/00uLOGOUT/sessions").await;
+    assert_eq!(app.get("/api/v1/sessions/l3/token").await.0, 200);
+    let (_, body) = app.delete("/api/v1/okta-users/00uLOGOUT/sessions").await;
     assert_eq!(body, json!({"deleted": 0}));
-    let got = delete(&app, "/api/v1/okta-users/not-an-okta-id!/sessions").await;
+    let got = app
+        .delete("/api/v1/okta-users/not-an-okta-id!/sessions")
+        .await;
     assert_eq!(
         assert_problem(&got, 400, "invalid-parameter"),
         vec!["okta_user_id"]
@@ -375,8 +377,8 @@ async fn memcached_down_is_503_and_red_readiness_until_it_returns() {
     })
     .await;
     let path = "/api/v1/sessions/mc-outage/token";
-    assert_eq!(put(&app, path, json!({"access_token": "a"})).await.0, 204);
-    let (status, body) = get(&app, "/health/ready").await;
+    assert_eq!(app.put(path, json!({"access_token": "a"})).await.0, 204);
+    let (status, body) = app.get("/health/ready").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["components"]["token_store"]["status"], "up");
 
@@ -387,11 +389,11 @@ async fn memcached_down_is_503_and_red_readiness_until_it_returns() {
     let got = read(res).await;
     assert_problem(&got, 503, "token-store-unavailable");
     assert_problem(
-        &put(&app, path, json!({"access_token": "b"})).await,
+        &app.put(path, json!({"access_token": "b"})).await,
         503,
         "token-store-unavailable",
     );
-    let (status, body) = get(&app, "/health/ready").await;
+    let (status, body) = app.get("/health/ready").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["components"]["token_store"]["status"], "down");
     assert_eq!(body["components"]["database"]["status"], "up");
@@ -401,15 +403,15 @@ async fn memcached_down_is_503_and_red_readiness_until_it_returns() {
         .contains(&proxy.addr));
 
     proxy.restore();
-    let (status, body) = get(&app, "/health/ready").await;
+    let (status, body) = app.get("/health/ready").await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = get(&app, path).await;
+    let (status, body) = app.get(path).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["idp_response"]["access_token"], "a",
         "kept across the outage"
     );
-    assert_eq!(put(&app, path, json!({"access_token": "c"})).await.0, 204);
+    assert_eq!(app.put(path, json!({"access_token": "c"})).await.0, 204);
 }
 
 #[tokio::test]
@@ -424,10 +426,12 @@ async fn over_large_responses_are_413_on_memcached() {
     })
     .await;
     let path = "/api/v1/sessions/huge/token";
-    let got = put(&app, path, json!({"access_token": "x".repeat(100_000)})).await;
+    let got = app
+        .put(path, json!({"access_token": "x".repeat(100_000)}))
+        .await;
     assert_problem(&got, 413, "token-too-large");
     assert!(got.1["detail"].as_str().unwrap().contains("65536"));
-    assert_problem(&get(&app, path).await, 404, "not-found");
+    assert_problem(&app.get(path).await, 404, "not-found");
 }
 
 #[tokio::test]
@@ -501,12 +505,12 @@ async fn the_reencrypt_command_rewrites_under_the_newest_key() {
     }
     let app = spawn_app_on(db, |s| use_keys(s, KEY_1)).await;
     for i in 0..3 {
-        let (s, _) = put(
-            &app,
-            &format!("/api/v1/sessions/sealed-{i}/token"),
-            json!({"access_token": format!("k1-{i}")}),
-        )
-        .await;
+        let (s, _) = app
+            .put(
+                &format!("/api/v1/sessions/sealed-{i}/token"),
+                json!({"access_token": format!("k1-{i}")}),
+            )
+            .await;
         assert_eq!(s, 204);
     }
     let run = |keys: &str| {

@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use crate::common::spawn_app;
-use crate::helpers::*;
+use crate::common::{assert_problem, Api};
 
 fn users(n: usize) -> Vec<serde_json::Value> {
     (1..=n)
@@ -12,29 +12,27 @@ fn users(n: usize) -> Vec<serde_json::Value> {
 #[tokio::test]
 async fn mass_delete_of_ten_thousand_in_one_call() {
     let app = spawn_app().await;
-    let (status, body) = post(
-        &app,
-        "/api/v1/portals/77/unassignments",
-        json!({"users": users(10_000)}),
-    )
-    .await;
+    let (status, body) = app
+        .post(
+            "/api/v1/portals/77/unassignments",
+            json!({"users": users(10_000)}),
+        )
+        .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["enqueued"], 10_000);
     assert_eq!(body["counts"], json!({"pending": 10_000, "dead": 0}));
 
-    let (status, page) = get(
-        &app,
-        "/api/v1/portals/77/unassignments?limit=1000&state=pending",
-    )
-    .await;
+    let (status, page) = app
+        .get("/api/v1/portals/77/unassignments?limit=1000&state=pending")
+        .await;
     assert_eq!(status, 200);
     assert_eq!(page["items"].as_array().unwrap().len(), 1000);
     assert_eq!(page["items"][0]["okta_user_id"], "00u00000000000000001");
     assert_eq!(page["items"][0]["attempts"], 0);
     assert!(page["next_cursor"].is_string());
-    let (_, dead) = get(&app, "/api/v1/portals/77/unassignments?state=dead").await;
+    let (_, dead) = app.get("/api/v1/portals/77/unassignments?state=dead").await;
     assert_eq!(dead["items"], json!([]));
-    let (_, other) = get(&app, "/api/v1/portals/78/unassignments").await;
+    let (_, other) = app.get("/api/v1/portals/78/unassignments").await;
     assert_eq!(other["counts"], json!({"pending": 0, "dead": 0}));
 }
 
@@ -45,12 +43,9 @@ async fn one_bad_user_queues_nobody() {
     list[9_999]["okta_user_id"] = json!("00u-not-valid");
     list[17]["user_id"] = json!(0);
     list[18]["email"] = json!("e".repeat(256));
-    let got = post(
-        &app,
-        "/api/v1/portals/77/unassignments",
-        json!({"users": list}),
-    )
-    .await;
+    let got = app
+        .post("/api/v1/portals/77/unassignments", json!({"users": list}))
+        .await;
     let fields = assert_problem(&got, 422, "validation-failed");
     assert_eq!(
         fields,
@@ -60,35 +55,32 @@ async fn one_bad_user_queues_nobody() {
             "users[9999].okta_user_id"
         ]
     );
-    let (_, page) = get(&app, "/api/v1/portals/77/unassignments").await;
+    let (_, page) = app.get("/api/v1/portals/77/unassignments").await;
     assert_eq!(page["counts"]["pending"], 0);
 
-    let got = post(
-        &app,
-        "/api/v1/portals/77/unassignments",
-        json!({"users": users(10_001)}),
-    )
-    .await;
+    let got = app
+        .post(
+            "/api/v1/portals/77/unassignments",
+            json!({"users": users(10_001)}),
+        )
+        .await;
     assert_eq!(
         assert_problem(&got, 422, "validation-failed"),
         vec!["users"]
     );
-    let got = post(
-        &app,
-        "/api/v1/portals/77/unassignments",
-        json!({"users": []}),
-    )
-    .await;
+    let got = app
+        .post("/api/v1/portals/77/unassignments", json!({"users": []}))
+        .await;
     assert_eq!(
         assert_problem(&got, 422, "validation-failed"),
         vec!["users"]
     );
-    let got = post(
-        &app,
-        "/api/v1/portals/77/unassignments",
-        json!({"users": [{"user_id": 1}]}),
-    )
-    .await;
+    let got = app
+        .post(
+            "/api/v1/portals/77/unassignments",
+            json!({"users": [{"user_id": 1}]}),
+        )
+        .await;
     assert_eq!(
         assert_problem(&got, 422, "validation-failed"),
         vec!["users[0].okta_user_id"]

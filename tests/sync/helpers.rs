@@ -9,62 +9,30 @@ use efs_iam::config::Settings;
 use efs_iam::startup::Application;
 use efs_iam::sync::SyncService;
 use fake_okta::{FakeOkta, FakeOktaConfig, UserStatus};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::Url;
 use serde_json::{json, Value};
 
-use crate::common::{test_settings, TestDb};
+pub use crate::common::Api;
+use crate::common::{test_settings, Running, TestDb};
 
 pub struct SyncApp {
-    pub address: String,
     pub client: reqwest::Client,
     pub sync: Arc<SyncService>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    running: Running,
+}
+
+/// Paths are relative to `/api/v1`.
+impl Api for SyncApp {
+    fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{}", self.running.address, path)
+    }
 }
 
 impl SyncApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}/api/v1{}", self.address, path)
-    }
-
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self.client.request(method, self.url(path));
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let res = req.send().await.expect("request");
-        let status = res.status();
-        let bytes = res.bytes().await.expect("body");
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-        };
-        (status, value)
-    }
-
-    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(Method::GET, path, None).await
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::POST, path, Some(body)).await
-    }
-
-    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::PUT, path, Some(body)).await
-    }
-
-    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        self.call(Method::DELETE, path, None).await
-    }
-
     /// Sets the portal's Okta group.
     pub async fn link_portal(&self, portal: i32, group: &str) {
         let (status, body) = self
@@ -76,22 +44,8 @@ impl SyncApp {
         assert!(status.is_success(), "{status} {body}");
     }
 
-    /// Stops the server gracefully (workers included) and waits for it.
     pub async fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.expect("server task").expect("server result");
-        }
-    }
-}
-
-impl Drop for SyncApp {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.running.stop().await;
     }
 }
 
@@ -127,18 +81,10 @@ pub async fn spawn(
     let app = Application::with_storage(&s, db.store.clone())
         .await
         .expect("build app");
-    let address = format!("http://{}", app.local_addr());
-    let sync = app.sync().clone();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async move {
-        let _ = rx.await;
-    }));
     SyncApp {
-        address,
         client: reqwest::Client::new(),
-        sync,
-        shutdown: Some(tx),
-        server: Some(server),
+        sync: app.sync().clone(),
+        running: Running::start(app),
     }
 }
 

@@ -21,7 +21,8 @@ fn batch(n: std::ops::RangeInclusive<i32>) -> Value {
     json!({ "users": users })
 }
 
-crate::on_both_backends!(a_batch_runs_in_the_background_with_per_user_results);
+crate::backend_matrix!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)] sqlite, mysql;a_batch_runs_in_the_background_with_per_user_results);
 
 async fn a_batch_runs_in_the_background_with_per_user_results(db: TestDb) {
     db.seed_efs_users(&[], &(1..=60).collect::<Vec<_>>()).await;

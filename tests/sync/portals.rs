@@ -9,7 +9,8 @@ use serde_json::json;
 use crate::common::TestDb;
 use crate::helpers::*;
 
-crate::on_both_backends!(portal_user_joins_the_group_and_the_reference_is_synced);
+crate::backend_matrix!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)] sqlite, mysql;portal_user_joins_the_group_and_the_reference_is_synced);
 
 async fn portal_user_joins_the_group_and_the_reference_is_synced(db: TestDb) {
     db.seed_efs_users(&[], &[4711]).await;

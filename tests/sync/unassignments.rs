@@ -53,7 +53,8 @@ async fn exec(db: &TestDb, sql: &str) {
     }
 }
 
-crate::on_both_backends!(
+crate::backend_matrix!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)] sqlite, mysql;
     the_queue_is_drained_on_demand,
     two_workers_share_one_queue_without_duplicate_work,
 );

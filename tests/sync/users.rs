@@ -11,7 +11,8 @@ use serde_json::json;
 use crate::common::TestDb;
 use crate::helpers::*;
 
-crate::on_both_backends!(
+crate::backend_matrix!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)] sqlite, mysql;
     create_then_unchanged_then_updated,
     twenty_concurrent_identical_calls_make_one_okta_user,
     two_instances_racing_make_one_okta_user,

@@ -576,7 +576,7 @@ async fn replace_user(
     write_user(&shared, &id, &headers, &body, true)
 }
 
-/// The first DELETE deactivates, the second deletes (README §1.5).
+/// The first DELETE deactivates, the second deletes (as Okta's `deleteUser` does).
 async fn delete_user(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult {
     let mut store = shared.store.lock().unwrap();
     let seq = store
@@ -615,7 +615,7 @@ fn activation_body(shared: &Shared, send_email: bool) -> Value {
     }
 }
 
-/// Lifecycle operations with the allowed-from statuses of README §1.4.
+/// Lifecycle operations with the statuses Okta allows each from.
 async fn lifecycle(
     State(shared): State<Arc<Shared>>,
     Path((id, action)): Path<(String, String)>,

@@ -7,7 +7,8 @@
 //! that bites in production (429s with `X-Rate-Limit-Reset`, dropped connections, cursor
 //! pagination, the two-step DELETE, case-insensitive logins), and those only show up when
 //! a real HTTP client talks to something stateful. Every behaviour here is built from
-//! `/work/shared/okta/README.md`, Okta's OpenAPI spec and its error catalog; what had to
+//! Okta's documentation, its OpenAPI spec (vendored in `tests/okta-spec/`) and its error
+//! catalog; what had to
 //! be assumed is listed in `ASSUMPTIONS.md` next to this file.
 //!
 //! Tests drive it through [`FakeOkta`]: start it, point the code under test at

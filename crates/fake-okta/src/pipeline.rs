@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use super::errors::OktaError;
 use super::{ids, ConnectionKiller, Fault, FaultKind, RecordedRequest, Shared};
 
-/// Okta's rate-limit buckets for the endpoints the fake serves (README §4.2). Okta
+/// Okta's rate-limit buckets for the endpoints the fake serves. Okta
 /// matches the exact endpoint first, then the longest prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RateLimitBucket {

@@ -145,7 +145,7 @@ pub(crate) struct Store {
     users: BTreeMap<u64, User>,
     user_seq: HashMap<String, u64>,
     /// Folded login → user: a lookup by login is one probe, as in Okta, rather than a
-    /// scan that would make the fake the bottleneck of a 10,000-user benchmark.
+    /// scan that would make the fake the bottleneck with 10,000 users.
     login_seq: HashMap<String, u64>,
     groups: BTreeMap<u64, Group>,
     group_seq: HashMap<String, u64>,
@@ -422,7 +422,7 @@ impl Store {
         })
     }
 
-    /// Lifecycle links follow what the user's status allows (README §1.4); the STAGED
+    /// Lifecycle links follow what the user's status allows (Okta's lifecycle operations); the STAGED
     /// set matches a recorded Okta response.
     fn user_links(&self, u: &User, render: Render) -> Value {
         let me = format!("{}/api/v1/users/{}", self.base_url, u.id);
@@ -762,7 +762,7 @@ const fn rule(
     }
 }
 
-/// The default profile's constraints (README §1.1), in the order Okta reports them.
+/// The default user profile's constraints, in the order Okta reports them.
 const RULES: &[FieldRule] = &[
     rule("login", true, 5, 100, false),
     rule("email", true, 5, 100, true),

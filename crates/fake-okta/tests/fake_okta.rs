@@ -1,5 +1,5 @@
 //! The fake Okta over real HTTP: each test starts its own fake and talks to it with
-//! reqwest, asserting Okta's documented behaviour (the shared Okta facts, shared/okta/README.md).
+//! reqwest, asserting Okta's documented behaviour.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,9 +1,7 @@
-//! The connection pool (`storage::pool`) on both dialects: what it promises instead of
+//! The connection pool (`storage::sql::pool`) on both dialects: what it promises instead of
 //! sqlx's ping on every release — abandoned transactions rolled back at once, a
 //! cancelled statement never bleeding into the next user, and no extra round trip for
 //! a connection given back clean.
-
-mod common;
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -13,8 +11,8 @@ use sqlx::mysql::{MySql, MySqlConnectOptions};
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions};
 use sqlx::{Executor, Row};
 
-async fn mysql_pool(max: u32) -> Option<(ConnPool<MySql>, common::TestDb)> {
-    let db = common::TestDb::mysql().await?;
+async fn mysql_pool(max: u32) -> Option<(ConnPool<MySql>, crate::common::TestDb)> {
+    let db = crate::common::TestDb::mysql().await?;
     let options = MySqlConnectOptions::from_str(&db.url).unwrap();
     let pool = ConnPool::connect(options, max, Duration::from_secs(5))
         .await

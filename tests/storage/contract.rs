@@ -1,41 +1,15 @@
 //! One storage contract, run on SQLite always and on MariaDB when `TEST_MYSQL_URL` is
 //! set (required under `EFS_IAM_REQUIRE_MYSQL=1`). Each test gets a fresh database.
 
-mod common;
-#[path = "storage_contract/sync.rs"]
-mod sync_contract;
-
+use crate::common::TestDb;
+use crate::sync_contract::*;
 use chrono::{Duration as ChronoDuration, SubsecRound, Utc};
-use common::TestDb;
 use efs_iam::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus, SettingKey};
 use efs_iam::storage::prelude::*;
 use efs_iam::storage::*;
-use sync_contract::*;
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::TestDb::sqlite().await).await;
-                }
-            )*
-        }
-        mod mysql {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    if let Some(db) = super::TestDb::mysql().await {
-                        super::$name(db).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-contract!(
+crate::backend_matrix!(
+    #[tokio::test] sqlite, mysql;
     ready_after_migrations,
     settings_round_trip,
     settings_keys_fold_case,

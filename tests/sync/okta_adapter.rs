@@ -1,14 +1,12 @@
-//! The Okta adapter over real HTTP against the fake Okta (src/fake_okta): every test
+//! The Okta adapter over real HTTP against the fake Okta (crates/fake-okta): every test
 //! starts its own fake and its own SQLite error log, drives `OktaClient` and checks
 //! what the fake saw and what landed in `iam_error_log`.
-
-mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::TestDb;
+use crate::common::TestDb;
 use efs_iam::okta::{
     Activation, Bucket, NewUserProfile, OktaAuth, OktaClient, OktaClientConfig, OktaError,
     OktaGroupType, OktaUserStatus, OnMissing, PrivateKeyJwt, ProfileUpdate, Removal,
@@ -1111,7 +1109,7 @@ async fn a_dropped_connection_is_retried() {
 async fn a_failing_error_log_does_not_fail_the_okta_call() {
     let fake = fake().await;
     // A database without the iam_error_log table: every log write fails.
-    let db = TestDb::sqlite_with(common::options(), false).await;
+    let db = TestDb::sqlite_with(crate::common::options(), false).await;
     let okta = OktaClient::new(config(&fake, ssws("test-token")), Some(db.store.clone())).unwrap();
     let id = fake.create_user(
         "log@example.com",

@@ -44,8 +44,11 @@ use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+mod ring;
+
+pub use ring::Ring;
 
 use super::session_tokens::{
     NewTokenRecord, StoredToken, TokenKey, TokenRow, TokenStore, TokenStoreError, TokenStoreResult,
@@ -56,8 +59,6 @@ use super::session_tokens::{
 const ITEM_OVERHEAD: usize = 128;
 /// Relative expiry times above this are read by memcached as absolute Unix times.
 const MAX_RELATIVE_EXPIRY: i64 = 30 * 24 * 3600;
-/// Points per server on the ring.
-const POINTS_PER_SERVER: usize = 160;
 
 #[derive(Debug, Clone)]
 pub struct MemcachedOptions {
@@ -68,43 +69,6 @@ pub struct MemcachedOptions {
     pub key_prefix: String,
     /// How long a subject's session list is kept: the longest a session can live.
     pub max_lifetime: Duration,
-}
-
-/// A consistent-hash ring over server indexes.
-#[derive(Debug, Clone)]
-pub struct Ring {
-    points: Vec<(u32, usize)>,
-}
-
-fn point(bytes: &[u8]) -> u32 {
-    let digest = Sha256::digest(bytes);
-    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
-}
-
-impl Ring {
-    pub fn new(servers: &[String]) -> Self {
-        let mut points = Vec::with_capacity(servers.len() * POINTS_PER_SERVER);
-        for (i, server) in servers.iter().enumerate() {
-            for n in 0..POINTS_PER_SERVER / 8 {
-                let digest = Sha256::digest(format!("{server}-{n}").as_bytes());
-                for chunk in digest.chunks_exact(4) {
-                    points.push((
-                        u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
-                        i,
-                    ));
-                }
-            }
-        }
-        points.sort_unstable();
-        Self { points }
-    }
-
-    /// Index of the server that owns `key`.
-    pub fn server_for(&self, key: &[u8]) -> usize {
-        let h = point(key);
-        let i = self.points.partition_point(|(p, _)| *p < h);
-        self.points[i % self.points.len()].1
-    }
 }
 
 struct Server {
@@ -699,36 +663,6 @@ impl TokenStore for MemcachedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn servers(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("10.0.0.{i}:11211")).collect()
-    }
-
-    #[test]
-    fn ring_spreads_keys_and_moves_few_when_a_server_joins() {
-        let three = Ring::new(&servers(3));
-        let four = Ring::new(&servers(4));
-        let mut counts = [0usize; 3];
-        let mut moved = 0;
-        let n = 30_000;
-        for i in 0..n {
-            let key = format!("efs-iam:t:{i}");
-            let a = three.server_for(key.as_bytes());
-            counts[a] += 1;
-            let b = four.server_for(key.as_bytes());
-            if a != b {
-                assert_eq!(b, 3, "keys only move to the new server");
-                moved += 1;
-            }
-        }
-        for c in counts {
-            assert!(c > n / 3 * 7 / 10 && c < n / 3 * 13 / 10, "{counts:?}");
-        }
-        // About a quarter of the keys move to the fourth server.
-        assert!(moved > n / 4 * 6 / 10 && moved < n / 4 * 14 / 10, "{moved}");
-        let one = Ring::new(&servers(1));
-        assert_eq!(one.server_for(b"anything"), 0);
-    }
 
     #[test]
     fn expiry_is_relative_up_to_thirty_days() {

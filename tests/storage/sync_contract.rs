@@ -1,4 +1,4 @@
-//! The sync engine's storage ([`SyncStore`]): leases, queue claims, dead letters,
+//! The sync engine's storage (leases, the unassignment queue, sync jobs): leases, queue claims, dead letters,
 //! requeues and batch jobs, on both backends.
 
 use std::collections::HashSet;
@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use chrono::{Duration as ChronoDuration, NaiveDateTime};
 use efs_iam::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus};
 use efs_iam::storage::prelude::*;
-
 use efs_iam::storage::*;
 
 use crate::common::TestDb;

@@ -8,14 +8,12 @@
 //!
 //! Needs MariaDB (`TEST_MYSQL_URL`); skipped without it unless `EFS_IAM_REQUIRE_MYSQL=1`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::TestDb;
+use crate::common::TestDb;
 use efs_iam::domain::{EfsUserId, OktaUserId, PortalId, SettingKey};
 use efs_iam::storage::prelude::*;
 use efs_iam::storage::{NewUnassignment, SqlStore, UnassignmentQueueStore};

@@ -3,12 +3,12 @@
 //! (each required under `EFS_IAM_REQUIRE_MYSQL=1` / `EFS_IAM_REQUIRE_MEMCACHED=1`).
 //! Time is a [`ManualClock`]: expiry is tested by moving it, never by sleeping.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{memcached_servers, test_settings, use_keys, use_memcached, TestDb, KEY_1, KEY_2};
+use crate::common::{
+    memcached_servers, test_settings, use_keys, use_memcached, TestDb, KEY_1, KEY_2,
+};
 use efs_iam::config::Settings;
 use efs_iam::domain::{OktaUserId, PortalId, SessionId, SettingKey};
 use efs_iam::startup::build_vault;
@@ -54,30 +54,6 @@ async fn env_on(db: TestDb, memcached: Option<String>) -> Env {
     }
 }
 
-/// The SQL variants of `$name`s, in modules `$sqlite` and `$mysql`.
-macro_rules! on_sql {
-    ($sqlite:ident, $mysql:ident; $($name:ident),* $(,)?) => {
-        mod $sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::env_on(super::TestDb::sqlite().await, None).await).await;
-                }
-            )*
-        }
-        mod $mysql {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    if let Some(db) = super::TestDb::mysql().await {
-                        super::$name(super::env_on(db, None).await).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
 /// The memcached variants of `$name`s (references on SQLite), in module `$module`.
 macro_rules! on_memcached {
     ($module:ident; $($name:ident),* $(,)?) => {
@@ -98,15 +74,10 @@ macro_rules! on_memcached {
 /// The token-store contract: every backend.
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
-        on_sql!(sqlite, mysql; $($name),*);
+        crate::backend_matrix!(
+            #[tokio::test] sqlite, mysql, |db| super::env_on(db, None); $($name),*
+        );
         on_memcached!(memcached; $($name),*);
-    };
-}
-
-/// What only the SQL backend has (legacy rows and their re-encryption, the purge).
-macro_rules! sql_only {
-    ($($name:ident),* $(,)?) => {
-        on_sql!(sql_sqlite, sql_mysql; $($name),*);
     };
 }
 
@@ -122,11 +93,17 @@ contract!(
     logout_everywhere_deletes_every_session_of_the_user,
 );
 
-sql_only!(
-    legacy_plaintext_rows_stay_readable_and_are_sealed_when_rewritten,
-    reencrypt_rewrites_everything_under_the_newest_key,
-    expired_rows_are_purged,
-);
+/// What only the SQL backend has (legacy rows and their re-encryption, the purge).
+mod sql_only {
+    use super::*;
+
+    crate::backend_matrix!(
+        #[tokio::test] sqlite, mysql, |db| super::super::env_on(db, None);
+        legacy_plaintext_rows_stay_readable_and_are_sealed_when_rewritten,
+        reencrypt_rewrites_everything_under_the_newest_key,
+        expired_rows_are_purged,
+    );
+}
 
 // What only memcached has (re-encryption over a key dump).
 on_memcached!(
@@ -147,7 +124,7 @@ fn obj(v: Value) -> Map<String, Value> {
 }
 
 fn hashed(s: &SessionId) -> Vec<u8> {
-    SessionHasher::parse(common::HASH_KEY)
+    SessionHasher::parse(crate::common::HASH_KEY)
         .unwrap()
         .session_key(s)
 }
@@ -400,7 +377,8 @@ async fn dump(env: &Env) -> Vec<String> {
             let mut out = Vec::new();
             for server in servers.split(',') {
                 for (k, v) in
-                    common::memcached_dump(server, &env.settings.tokens.memcached_key_prefix).await
+                    crate::common::memcached_dump(server, &env.settings.tokens.memcached_key_prefix)
+                        .await
                 {
                     out.push(k);
                     out.push(String::from_utf8_lossy(&v).into_owned());
@@ -788,8 +766,8 @@ async fn memcached_keys_spread_over_several_servers() {
         return;
     };
     let real = servers.split(',').next().unwrap().trim().to_owned();
-    let a = common::CuttableProxy::start(&real).await;
-    let b = common::CuttableProxy::start(&real).await;
+    let a = crate::common::CuttableProxy::start(&real).await;
+    let b = crate::common::CuttableProxy::start(&real).await;
     let mut env = env_on(TestDb::sqlite().await, Some(servers)).await;
     use_memcached(&mut env.settings, &format!("{},{}", a.addr, b.addr));
     let vault = env.vault();
