@@ -60,8 +60,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use utoipa::ToSchema;
 
 /// How long before the local deadline one request may check whether the window has
 /// already turned. `Reset` and `Date` have whole seconds, so Okta's window really ends
@@ -72,7 +73,9 @@ const EARLY_PROBE: Duration = Duration::from_secs(1);
 /// is a best guess from Okta's last published table and recorded headers; if Okta
 /// counts an endpoint elsewhere, the reserve rule still holds because `Remaining` comes
 /// from Okta either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Bucket {
     /// `GET`/`POST /api/v1/users` (list, search, create).
@@ -197,9 +200,11 @@ enum Decision {
     WaitForAnswer,
 }
 
-/// Per-bucket state for `/sync/status`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Per-bucket state for `/sync/status` (shown there as `BucketBody`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = BucketBody)]
 pub struct BucketStatus {
+    /// Okta's rate-limit bucket.
     pub bucket: Bucket,
     /// `X-Rate-Limit-Limit` last seen.
     pub limit: Option<u32>,

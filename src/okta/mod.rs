@@ -385,16 +385,20 @@ impl OktaClient {
         Ok(())
     }
 
-    /// `PUT /api/v1/groups/{groupId}/users/{userId}` (idempotent).
-    pub async fn add_group_member(&self, group_id: &str, user_id: &str) -> Result<(), OktaError> {
-        let url = self.url(&[
+    fn group_member_url(&self, group_id: &str, user_id: &str) -> Result<Url, OktaError> {
+        Ok(self.url(&[
             "api",
             "v1",
             "groups",
             segment("group id", group_id)?,
             "users",
             segment("user id", user_id)?,
-        ]);
+        ]))
+    }
+
+    /// `PUT /api/v1/groups/{groupId}/users/{userId}` (idempotent).
+    pub async fn add_group_member(&self, group_id: &str, user_id: &str) -> Result<(), OktaError> {
+        let url = self.group_member_url(group_id, user_id)?;
         self.inner
             .execute(&Call::new(Method::PUT, GROUP_MEMBER, url))
             .await?;
@@ -410,14 +414,7 @@ impl OktaClient {
         user_id: &str,
         on_missing: OnMissing,
     ) -> Result<Removal, OktaError> {
-        let url = self.url(&[
-            "api",
-            "v1",
-            "groups",
-            segment("group id", group_id)?,
-            "users",
-            segment("user id", user_id)?,
-        ]);
+        let url = self.group_member_url(group_id, user_id)?;
         let call = Call::new(Method::DELETE, GROUP_MEMBER, url)
             .not_found_ok(on_missing == OnMissing::TreatAsRemoved);
         let ex = self.inner.execute(&call).await?;

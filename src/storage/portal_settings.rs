@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use sqlx::FromRow;
 
-use super::sql::{on_dialect, retry_conflicts, SqlStore};
+use super::sql::{in_transaction, on_dialect, SqlStore};
 use super::StorageResult;
 use crate::domain::{PortalId, SettingKey};
 
@@ -77,40 +77,35 @@ impl PortalSettingsStore for SqlStore {
         portal: PortalId,
         entries: &[(SettingKey, Option<String>)],
     ) -> StorageResult<Vec<bool>> {
-        retry_conflicts(|| async {
-            on_dialect!(self, pool => {
-                let mut tx = pool.begin_write().await?;
-                let select = format!(
-                    "SELECT id FROM iam_portal_settings WHERE portal_id = ? AND `key` = ?{}",
-                    pool.row_lock()
-                );
-                let mut created = Vec::with_capacity(entries.len());
-                for (key, value) in entries {
-                    let existing: Vec<i32> = sqlx::query_scalar(&select)
-                        .bind(portal.get())
-                        .bind(key.as_str())
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    let write = if existing.is_empty() {
-                        "INSERT INTO iam_portal_settings (value, portal_id, `key`) VALUES (?, ?, ?)"
-                    } else {
-                        // Legacy duplicates all get the value, so whichever row an old
-                        // reader picks, it sees the same thing.
-                        "UPDATE iam_portal_settings SET value = ? WHERE portal_id = ? AND `key` = ?"
-                    };
-                    sqlx::query(write)
-                        .bind(value.as_deref())
-                        .bind(portal.get())
-                        .bind(key.as_str())
-                        .execute(&mut *tx)
-                        .await?;
-                    created.push(existing.is_empty());
-                }
-                tx.commit().await?;
-                Ok(created)
-            })
+        in_transaction!(self, begin_write, pool, tx => {
+            let select = format!(
+                "SELECT id FROM iam_portal_settings WHERE portal_id = ? AND `key` = ?{}",
+                pool.row_lock()
+            );
+            let mut created = Vec::with_capacity(entries.len());
+            for (key, value) in entries {
+                let existing: Vec<i32> = sqlx::query_scalar(&select)
+                    .bind(portal.get())
+                    .bind(key.as_str())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let write = if existing.is_empty() {
+                    "INSERT INTO iam_portal_settings (value, portal_id, `key`) VALUES (?, ?, ?)"
+                } else {
+                    // Legacy duplicates all get the value, so whichever row an old
+                    // reader picks, it sees the same thing.
+                    "UPDATE iam_portal_settings SET value = ? WHERE portal_id = ? AND `key` = ?"
+                };
+                sqlx::query(write)
+                    .bind(value.as_deref())
+                    .bind(portal.get())
+                    .bind(key.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                created.push(existing.is_empty());
+            }
+            created
         })
-        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "warn"))]

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::FromRow;
 
-use super::sql::{on_dialect, retry_conflicts, SqlStore};
+use super::sql::{in_transaction, on_dialect, SqlStore};
 use super::{DatabaseStatus, StorageError};
 
 /// Why a token store call failed.
@@ -162,37 +162,27 @@ impl TokenStore for SqlStore {
     }
 
     #[tracing::instrument(skip_all, err(level = "warn"))]
-    async fn put_token(
-        &self,
-        key: TokenKey<'_>,
-        record: &NewTokenRecord<'_>,
-    ) -> TokenStoreResult<()> {
+    async fn put_token(&self, key: TokenKey<'_>, new: &NewTokenRecord<'_>) -> TokenStoreResult<()> {
         let (hashed, legacy) = either(key);
-        Ok(retry_conflicts(|| async {
-            on_dialect!(self, pool => {
-                let mut tx = pool.begin_write().await?;
-                sqlx::query(DELETE_SESSION)
-                    .bind(hashed)
-                    .bind(legacy)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO iam_token_data \
-                     (session_id, idp_response, stored_at, expires_at, subject_hash) \
-                     VALUES (?, ?, ?, ?, ?)",
-                )
+        Ok(in_transaction!(self, begin_write, pool, tx => {
+            sqlx::query(DELETE_SESSION)
                 .bind(hashed)
-                .bind(record.value)
-                .bind(record.stored_at.naive_utc())
-                .bind(record.expires_at.naive_utc())
-                .bind(record.subject)
+                .bind(legacy)
                 .execute(&mut *tx)
                 .await?;
-                tx.commit().await?;
-                Ok(())
-            })
-        })
-        .await?)
+            sqlx::query(
+                "INSERT INTO iam_token_data \
+                 (session_id, idp_response, stored_at, expires_at, subject_hash) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(hashed)
+            .bind(new.value)
+            .bind(new.stored_at.naive_utc())
+            .bind(new.expires_at.naive_utc())
+            .bind(new.subject)
+            .execute(&mut *tx)
+            .await?;
+        })?)
     }
 
     #[tracing::instrument(skip_all, err(level = "warn"))]

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
-use super::sql::{on_dialect, push_ids, retry_conflicts, SqlStore, CHUNK};
+use super::sql::{
+    in_transaction, on_dialect, push_ids, push_page, release_leases, SqlStore, CHUNK,
+};
 use super::StorageResult;
 use crate::domain::{EfsUserId, PortalId};
 
@@ -169,6 +171,7 @@ pub trait SyncJobStore: Send + Sync + 'static {
     async fn sync_job_stats(&self, now: NaiveDateTime) -> StorageResult<JobStats>;
 }
 
+const ITEMS: &str = "efs_iam_sync_job_item";
 const ITEM_COLS: &str = "seq, user_id, state, outcome, okta_user_id, error_type, error, \
                          error_field, attempts, next_attempt_at, finished_at";
 
@@ -176,39 +179,33 @@ const ITEM_COLS: &str = "seq, user_id, state, outcome, okta_user_id, error_type,
 impl SyncJobStore for SqlStore {
     #[tracing::instrument(skip(self, job), fields(job = %job.id, items = job.items.len()), err(level = "warn"))]
     async fn create_sync_job(&self, job: &NewSyncJob, now: NaiveDateTime) -> StorageResult<()> {
-        retry_conflicts(|| async {
-            on_dialect!(self, pool => {
-                let mut tx = pool.begin_write().await?;
-                sqlx::query(
-                    "INSERT INTO efs_iam_sync_job (id, portal_id, total, created_at) \
-                     VALUES (?, ?, ?, ?)",
-                )
-                .bind(&job.id)
-                .bind(job.portal.get())
-                .bind(job.items.len() as i32)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                for (n, chunk) in job.items.chunks(CHUNK).enumerate() {
-                    let mut q = pool.builder(
-                        "INSERT INTO efs_iam_sync_job_item \
-                         (job_id, seq, user_id, profile, state, attempts) ",
-                    );
-                    q.push_values(chunk.iter().enumerate(), |mut row, (i, item)| {
-                        row.push_bind(job.id.clone())
-                            .push_bind((n * CHUNK + i) as i32)
-                            .push_bind(item.user_id.get())
-                            .push_bind(item.profile.clone())
-                            .push_bind("pending")
-                            .push_bind(0i32);
-                    });
-                    q.build().execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                Ok(())
-            })
+        in_transaction!(self, begin_write, pool, tx => {
+            sqlx::query(
+                "INSERT INTO efs_iam_sync_job (id, portal_id, total, created_at) \
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(&job.id)
+            .bind(job.portal.get())
+            .bind(job.items.len() as i32)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            for (n, chunk) in job.items.chunks(CHUNK).enumerate() {
+                let mut q = pool.builder(
+                    "INSERT INTO efs_iam_sync_job_item \
+                     (job_id, seq, user_id, profile, state, attempts) ",
+                );
+                q.push_values(chunk.iter().enumerate(), |mut row, (i, item)| {
+                    row.push_bind(job.id.clone())
+                        .push_bind((n * CHUNK + i) as i32)
+                        .push_bind(item.user_id.get())
+                        .push_bind(item.profile.clone())
+                        .push_bind("pending")
+                        .push_bind(0i32);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
         })
-        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "warn"))]
@@ -252,10 +249,7 @@ impl SyncJobStore for SqlStore {
             if let Some(state) = query.state {
                 q.push(" AND state = ").push_bind(state.as_str());
             }
-            if let Some(after) = query.after_seq {
-                q.push(" AND seq > ").push_bind(after);
-            }
-            q.push(" ORDER BY seq LIMIT ").push_bind(i64::from(query.limit));
+            push_page(&mut q, "seq", query.after_seq, query.limit);
             q.build_query_as().fetch_all(pool).await?
         }))
     }
@@ -268,45 +262,35 @@ impl SyncJobStore for SqlStore {
         lease_until: NaiveDateTime,
         limit: u32,
     ) -> StorageResult<Vec<ClaimedSyncItem>> {
-        retry_conflicts(|| async {
-            on_dialect!(self, pool => {
-                let mut tx = pool.begin_claim().await?;
-                let ids: Vec<i64> = sqlx::query_scalar(&format!(
-                    "SELECT id FROM efs_iam_sync_job_item WHERE state = 'pending' \
-                     AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
-                     AND (locked_until IS NULL OR locked_until < ?) \
-                     ORDER BY id LIMIT ?{}",
-                    pool.skip_locked()
-                ))
-                .bind(now)
-                .bind(now)
-                .bind(i64::from(limit))
-                .fetch_all(&mut *tx)
-                .await?;
-                if ids.is_empty() {
-                    tx.commit().await?;
-                    return Ok(Vec::new());
-                }
-                let mut q = pool.builder("UPDATE efs_iam_sync_job_item SET locked_by = ");
-                q.push_bind(owner)
-                    .push(", locked_until = ")
-                    .push_bind(lease_until)
-                    .push(" WHERE id");
-                push_ids(&mut q, &ids);
-                q.build().execute(&mut *tx).await?;
-                let mut q = pool.builder(
+        in_transaction!(self, begin_claim, pool, tx => {
+            let ids: Vec<i64> = sqlx::query_scalar(&format!(
+                "SELECT id FROM {ITEMS} WHERE state = 'pending' \
+                 AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
+                 AND (locked_until IS NULL OR locked_until < ?) \
+                 ORDER BY id LIMIT ?{}",
+                pool.skip_locked()
+            ))
+            .bind(now)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+            if ids.is_empty() {
+                Vec::new()
+            } else {
+                pool.lease_statement(ITEMS, owner, lease_until, &ids)
+                    .build()
+                    .execute(&mut *tx)
+                    .await?;
+                let mut q = pool.builder(format!(
                     "SELECT i.id, i.job_id, j.portal_id, i.user_id, i.profile, i.attempts \
-                     FROM efs_iam_sync_job_item i JOIN efs_iam_sync_job j ON j.id = i.job_id \
-                     WHERE i.id",
-                );
+                     FROM {ITEMS} i JOIN efs_iam_sync_job j ON j.id = i.job_id WHERE i.id"
+                ));
                 push_ids(&mut q, &ids);
                 q.push(" ORDER BY i.id");
-                let claimed: Vec<ClaimedSyncItem> = q.build_query_as().fetch_all(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(claimed)
-            })
+                q.build_query_as().fetch_all(&mut *tx).await?
+            }
         })
-        .await
     }
 
     #[tracing::instrument(skip(self, owner, result), level = "debug", err(level = "warn"))]
@@ -394,19 +378,7 @@ impl SyncJobStore for SqlStore {
 
     #[tracing::instrument(skip(self, ids, owner), fields(items = ids.len()), err(level = "warn"))]
     async fn release_sync_items(&self, ids: &[i64], owner: &str) -> StorageResult<u64> {
-        let mut released = 0;
-        for chunk in ids.chunks(CHUNK) {
-            released += on_dialect!(self, pool => {
-                let mut q = pool.builder(
-                    "UPDATE efs_iam_sync_job_item SET locked_by = NULL, locked_until = NULL \
-                     WHERE locked_by = ",
-                );
-                q.push_bind(owner).push(" AND id");
-                push_ids(&mut q, chunk);
-                q.build().execute(pool).await?.rows_affected()
-            });
-        }
-        Ok(released)
+        release_leases(self, ITEMS, ids, owner).await
     }
 
     #[tracing::instrument(skip(self), level = "debug", err(level = "warn"))]

@@ -24,7 +24,9 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
-use super::sql::{on_dialect, push_ids, retry_conflicts, SqlStore, CHUNK};
+use super::sql::{
+    in_transaction, on_dialect, push_ids, push_page, release_leases, SqlStore, CHUNK,
+};
 use super::{now, StorageResult};
 use crate::domain::{EfsUserId, OktaUserId, PortalId};
 
@@ -233,30 +235,25 @@ impl UnassignmentQueueStore for SqlStore {
         portal: PortalId,
         users: &[NewUnassignment],
     ) -> StorageResult<u64> {
-        retry_conflicts(|| async {
-            let now = now();
-            on_dialect!(self, pool => {
-                let mut tx = pool.begin_write().await?;
-                let mut inserted = 0;
-                for chunk in users.chunks(CHUNK) {
-                    let mut q = pool.builder(format!(
-                        "INSERT INTO {QUEUE} (portal_id, user_id, uuid, email, created_at, attempts) "
-                    ));
-                    q.push_values(chunk, |mut row, u| {
-                        row.push_bind(portal.get())
-                            .push_bind(u.user_id.get())
-                            .push_bind(u.okta_user_id.to_stored())
-                            .push_bind(u.email.clone())
-                            .push_bind(now)
-                            .push_bind(0i32);
-                    });
-                    inserted += q.build().execute(&mut *tx).await?.rows_affected();
-                }
-                tx.commit().await?;
-                Ok(inserted)
-            })
+        let now = now();
+        in_transaction!(self, begin_write, pool, tx => {
+            let mut inserted = 0;
+            for chunk in users.chunks(CHUNK) {
+                let mut q = pool.builder(format!(
+                    "INSERT INTO {QUEUE} (portal_id, user_id, uuid, email, created_at, attempts) "
+                ));
+                q.push_values(chunk, |mut row, u| {
+                    row.push_bind(portal.get())
+                        .push_bind(u.user_id.get())
+                        .push_bind(u.okta_user_id.to_stored())
+                        .push_bind(u.email.clone())
+                        .push_bind(now)
+                        .push_bind(0i32);
+                });
+                inserted += q.build().execute(&mut *tx).await?.rows_affected();
+            }
+            inserted
         })
-        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "warn"))]
@@ -277,10 +274,7 @@ impl UnassignmentQueueStore for SqlStore {
                 }
                 None => {}
             }
-            if let Some(after) = query.after_id {
-                q.push(" AND id > ").push_bind(after);
-            }
-            q.push(" ORDER BY id LIMIT ").push_bind(i64::from(query.limit));
+            push_page(&mut q, "id", query.after_id, query.limit);
             q.build_query_as().fetch_all(pool).await?
         });
         Ok(rows(found))
@@ -336,39 +330,30 @@ impl UnassignmentQueueStore for SqlStore {
         lease_until: NaiveDateTime,
         limit: u32,
     ) -> StorageResult<Vec<Unassignment>> {
-        retry_conflicts(|| async {
-            let claimed: Vec<UnassignmentRow> = on_dialect!(self, pool => {
-                let mut tx = pool.begin_claim().await?;
-                let ids: Vec<i32> = sqlx::query_scalar(&format!(
-                    "SELECT id FROM {QUEUE} WHERE {DUE} ORDER BY id LIMIT ?{}",
-                    pool.skip_locked()
-                ))
-                .bind(now)
-                .bind(now)
-                .bind(i64::from(limit))
-                .fetch_all(&mut *tx)
-                .await?;
-                if ids.is_empty() {
-                    tx.commit().await?;
-                    return Ok(Vec::new());
-                }
-                let mut q = pool.builder(format!("UPDATE {QUEUE} SET locked_by = "));
-                q.push_bind(owner)
-                    .push(", locked_until = ")
-                    .push_bind(lease_until)
-                    .push(" WHERE id");
-                push_ids(&mut q, &ids);
-                q.build().execute(&mut *tx).await?;
+        let claimed: Vec<UnassignmentRow> = in_transaction!(self, begin_claim, pool, tx => {
+            let ids: Vec<i32> = sqlx::query_scalar(&format!(
+                "SELECT id FROM {QUEUE} WHERE {DUE} ORDER BY id LIMIT ?{}",
+                pool.skip_locked()
+            ))
+            .bind(now)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+            if ids.is_empty() {
+                Vec::new()
+            } else {
+                pool.lease_statement(QUEUE, owner, lease_until, &ids)
+                    .build()
+                    .execute(&mut *tx)
+                    .await?;
                 let mut q = pool.builder(format!("SELECT {COLS} FROM {QUEUE} WHERE id"));
                 push_ids(&mut q, &ids);
                 q.push(" ORDER BY id");
-                let claimed = q.build_query_as().fetch_all(&mut *tx).await?;
-                tx.commit().await?;
-                claimed
-            });
-            Ok(rows(claimed))
-        })
-        .await
+                q.build_query_as().fetch_all(&mut *tx).await?
+            }
+        })?;
+        Ok(rows(claimed))
     }
 
     #[tracing::instrument(skip(self), level = "debug", err(level = "warn"))]
@@ -411,18 +396,7 @@ impl UnassignmentQueueStore for SqlStore {
 
     #[tracing::instrument(skip(self, ids, owner), fields(rows = ids.len()), err(level = "warn"))]
     async fn release_unassignments(&self, ids: &[i32], owner: &str) -> StorageResult<u64> {
-        let mut released = 0;
-        for chunk in ids.chunks(CHUNK) {
-            released += on_dialect!(self, pool => {
-                let mut q = pool.builder(format!(
-                    "UPDATE {QUEUE} SET locked_by = NULL, locked_until = NULL WHERE locked_by = "
-                ));
-                q.push_bind(owner).push(" AND id");
-                push_ids(&mut q, chunk);
-                q.build().execute(pool).await?.rows_affected()
-            });
-        }
-        Ok(released)
+        release_leases(self, QUEUE, ids, owner).await
     }
 
     #[tracing::instrument(skip(self, ids), err(level = "warn"))]
@@ -433,49 +407,45 @@ impl UnassignmentQueueStore for SqlStore {
     ) -> StorageResult<RequeueOutcome> {
         const RESET: &str = "dead_at = NULL, attempts = 0, next_attempt_at = NULL, \
                              locked_by = NULL, locked_until = NULL";
-        retry_conflicts(|| async {
-            on_dialect!(self, pool => {
-                let mut tx = pool.begin_write().await?;
-                let mut outcome = RequeueOutcome::default();
-                let Some(ids) = ids else {
-                    outcome.requeued = sqlx::query(&format!(
-                        "UPDATE {QUEUE} SET portal_id = ?, {RESET} \
-                         WHERE portal_id = ? AND dead_at IS NOT NULL AND uuid IS NOT NULL"
-                    ))
-                    .bind(portal.get())
-                    .bind(portal.get())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    tx.commit().await?;
-                    return Ok(outcome);
-                };
-                let mut eligible = Vec::new();
-                for chunk in ids.chunks(CHUNK) {
-                    let mut q =
-                        pool.builder(format!("SELECT id, portal_id, uuid, dead_at FROM {QUEUE} WHERE id"));
-                    push_ids(&mut q, chunk);
-                    q.push(pool.row_lock());
-                    let found: Vec<RequeueRow> = q.build_query_as().fetch_all(&mut *tx).await?;
-                    for id in chunk {
-                        match requeue_skip(found.iter().find(|r| r.0 == *id), portal) {
-                            Some(reason) => outcome.skipped.push((*id, reason)),
-                            None if !eligible.contains(id) => eligible.push(*id),
-                            None => {}
-                        }
+        in_transaction!(self, begin_write, pool, tx => {
+            let mut outcome = RequeueOutcome::default();
+            let Some(ids) = ids else {
+                outcome.requeued = sqlx::query(&format!(
+                    "UPDATE {QUEUE} SET portal_id = ?, {RESET} \
+                     WHERE portal_id = ? AND dead_at IS NOT NULL AND uuid IS NOT NULL"
+                ))
+                .bind(portal.get())
+                .bind(portal.get())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                return Ok(outcome);
+            };
+            let mut eligible = Vec::new();
+            for chunk in ids.chunks(CHUNK) {
+                let mut q = pool.builder(format!(
+                    "SELECT id, portal_id, uuid, dead_at FROM {QUEUE} WHERE id"
+                ));
+                push_ids(&mut q, chunk);
+                q.push(pool.row_lock());
+                let found: Vec<RequeueRow> = q.build_query_as().fetch_all(&mut *tx).await?;
+                for id in chunk {
+                    match requeue_skip(found.iter().find(|r| r.0 == *id), portal) {
+                        Some(reason) => outcome.skipped.push((*id, reason)),
+                        None if !eligible.contains(id) => eligible.push(*id),
+                        None => {}
                     }
                 }
-                for chunk in eligible.chunks(CHUNK) {
-                    let mut q = pool.builder(format!("UPDATE {QUEUE} SET portal_id = "));
-                    q.push_bind(portal.get()).push(format!(", {RESET} WHERE id"));
-                    push_ids(&mut q, chunk);
-                    outcome.requeued += q.build().execute(&mut *tx).await?.rows_affected();
-                }
-                tx.commit().await?;
-                Ok(outcome)
-            })
+            }
+            for chunk in eligible.chunks(CHUNK) {
+                let mut q = pool.builder(format!("UPDATE {QUEUE} SET portal_id = "));
+                q.push_bind(portal.get()).push(format!(", {RESET} WHERE id"));
+                push_ids(&mut q, chunk);
+                outcome.requeued += q.build().execute(&mut *tx).await?.rows_affected();
+            }
+            outcome
         })
-        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "warn"))]
@@ -490,10 +460,7 @@ impl UnassignmentQueueStore for SqlStore {
             if without_portal_only {
                 q.push(" AND portal_id IS NULL");
             }
-            if let Some(after) = after_id {
-                q.push(" AND id > ").push_bind(after);
-            }
-            q.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+            push_page(&mut q, "id", after_id, limit);
             q.build_query_as().fetch_all(pool).await?
         });
         Ok(rows(found))

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
-use super::sql::{on_dialect, retry_conflicts, SqlStore};
+use super::sql::{in_transaction, on_dialect, push_page, SqlStore};
 use super::{now, StorageResult};
 use crate::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus};
 
@@ -242,41 +242,36 @@ impl UserReferenceStore for SqlStore {
         user: EfsUserId,
         okta_user_id: &OktaUserId,
     ) -> StorageResult<(AdminUserReference, bool)> {
-        retry_conflicts(|| async {
-            let now = now();
-            on_dialect!(self, pool => {
-                let mut tx = pool.begin_write().await?;
-                let existing: Vec<i32> = sqlx::query_scalar(&format!(
-                    "SELECT id FROM iam_user_reference WHERE user_id = ?{}",
-                    pool.row_lock()
-                ))
+        let now = now();
+        in_transaction!(self, begin_write, pool, tx => {
+            let existing: Vec<i32> = sqlx::query_scalar(&format!(
+                "SELECT id FROM iam_user_reference WHERE user_id = ?{}",
+                pool.row_lock()
+            ))
+            .bind(user.get())
+            .fetch_all(&mut *tx)
+            .await?;
+            // One bind order for both statements; an insert also sets created_at.
+            let write = if existing.is_empty() {
+                "INSERT INTO iam_user_reference (uuid, updated_at, user_id, created_at) \
+                 VALUES (?, ?, ?, ?)"
+            } else {
+                "UPDATE iam_user_reference SET uuid = ?, updated_at = ? WHERE user_id = ?"
+            };
+            let mut q = sqlx::query(write)
+                .bind(okta_user_id.to_stored())
+                .bind(now)
+                .bind(user.get());
+            if existing.is_empty() {
+                q = q.bind(now);
+            }
+            q.execute(&mut *tx).await?;
+            let row: AdminUserReferenceRow = sqlx::query_as(&newest_admin_sql())
                 .bind(user.get())
-                .fetch_all(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
-                // One bind order for both statements; an insert also sets created_at.
-                let write = if existing.is_empty() {
-                    "INSERT INTO iam_user_reference (uuid, updated_at, user_id, created_at) \
-                     VALUES (?, ?, ?, ?)"
-                } else {
-                    "UPDATE iam_user_reference SET uuid = ?, updated_at = ? WHERE user_id = ?"
-                };
-                let mut q = sqlx::query(write)
-                    .bind(okta_user_id.to_stored())
-                    .bind(now)
-                    .bind(user.get());
-                if existing.is_empty() {
-                    q = q.bind(now);
-                }
-                q.execute(&mut *tx).await?;
-                let row: AdminUserReferenceRow = sqlx::query_as(&newest_admin_sql())
-                    .bind(user.get())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok((row.into(), existing.is_empty()))
-            })
+            (row.into(), existing.is_empty())
         })
-        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "warn"))]
@@ -310,10 +305,7 @@ impl UserReferenceStore for SqlStore {
                 }
                 None => {}
             }
-            if let Some(after) = query.after_id {
-                q.push(" AND id > ").push_bind(after);
-            }
-            q.push(" ORDER BY id LIMIT ").push_bind(i64::from(query.limit));
+            push_page(&mut q, "id", query.after_id, query.limit);
             q.build_query_as().fetch_all(pool).await?
         });
         Ok(rows.into_iter().map(Into::into).collect())
@@ -357,46 +349,41 @@ impl UserReferenceStore for SqlStore {
         user: EfsUserId,
         upsert: &PortalUserReferenceUpsert,
     ) -> StorageResult<(PortalUserReference, bool)> {
-        retry_conflicts(|| async {
-            let now = now();
-            on_dialect!(self, pool => {
-                let mut tx = pool.begin_write().await?;
-                let existing: Vec<i32> = sqlx::query_scalar(&lock_portal_ref_sql(pool.row_lock()))
-                    .bind(portal.get())
-                    .bind(user.get())
-                    .fetch_all(&mut *tx)
-                    .await?;
-                // One bind order for both statements; an insert also sets created_at.
-                let write = if existing.is_empty() {
-                    "INSERT INTO iam_portal_user_reference \
-                     (uuid, updated_at, status, has_data_changes, portal_id, user_id, created_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?)"
-                } else {
-                    "UPDATE iam_portal_user_reference \
-                     SET uuid = ?, updated_at = ?, status = ?, has_data_changes = ? \
-                     WHERE portal_id = ? AND user_id = ?"
-                };
-                let mut q = sqlx::query(write)
-                    .bind(upsert.okta_user_id.to_stored())
-                    .bind(now)
-                    .bind(upsert.status.code())
-                    .bind(upsert.has_data_changes as i8)
-                    .bind(portal.get())
-                    .bind(user.get());
-                if existing.is_empty() {
-                    q = q.bind(now);
-                }
-                q.execute(&mut *tx).await?;
-                let row: PortalUserReferenceRow = sqlx::query_as(&newest_portal_sql())
-                    .bind(portal.get())
-                    .bind(user.get())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok((row.into(), existing.is_empty()))
-            })
+        let now = now();
+        in_transaction!(self, begin_write, pool, tx => {
+            let existing: Vec<i32> = sqlx::query_scalar(&lock_portal_ref_sql(pool.row_lock()))
+                .bind(portal.get())
+                .bind(user.get())
+                .fetch_all(&mut *tx)
+                .await?;
+            // One bind order for both statements; an insert also sets created_at.
+            let write = if existing.is_empty() {
+                "INSERT INTO iam_portal_user_reference \
+                 (uuid, updated_at, status, has_data_changes, portal_id, user_id, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)"
+            } else {
+                "UPDATE iam_portal_user_reference \
+                 SET uuid = ?, updated_at = ?, status = ?, has_data_changes = ? \
+                 WHERE portal_id = ? AND user_id = ?"
+            };
+            let mut q = sqlx::query(write)
+                .bind(upsert.okta_user_id.to_stored())
+                .bind(now)
+                .bind(upsert.status.code())
+                .bind(upsert.has_data_changes as i8)
+                .bind(portal.get())
+                .bind(user.get());
+            if existing.is_empty() {
+                q = q.bind(now);
+            }
+            q.execute(&mut *tx).await?;
+            let row: PortalUserReferenceRow = sqlx::query_as(&newest_portal_sql())
+                .bind(portal.get())
+                .bind(user.get())
+                .fetch_one(&mut *tx)
+                .await?;
+            (row.into(), existing.is_empty())
         })
-        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "warn"))]
@@ -406,18 +393,15 @@ impl UserReferenceStore for SqlStore {
         user: EfsUserId,
         patch: &PortalUserReferencePatch,
     ) -> StorageResult<Option<PortalUserReference>> {
-        retry_conflicts(|| async {
-            on_dialect!(self, pool => {
-                let mut tx = pool.begin_write().await?;
-                let existing: Vec<i32> = sqlx::query_scalar(&lock_portal_ref_sql(pool.row_lock()))
-                    .bind(portal.get())
-                    .bind(user.get())
-                    .fetch_all(&mut *tx)
-                    .await?;
-                if existing.is_empty() {
-                    tx.rollback().await?;
-                    return Ok(None);
-                }
+        in_transaction!(self, begin_write, pool, tx => {
+            let existing: Vec<i32> = sqlx::query_scalar(&lock_portal_ref_sql(pool.row_lock()))
+                .bind(portal.get())
+                .bind(user.get())
+                .fetch_all(&mut *tx)
+                .await?;
+            if existing.is_empty() {
+                None
+            } else {
                 let mut q = pool.builder("UPDATE iam_portal_user_reference SET updated_at = ");
                 q.push_bind(now());
                 if let Some(okta) = &patch.okta_user_id {
@@ -439,11 +423,9 @@ impl UserReferenceStore for SqlStore {
                     .bind(user.get())
                     .fetch_optional(&mut *tx)
                     .await?;
-                tx.commit().await?;
-                Ok(row.map(Into::into))
-            })
+                row.map(Into::into)
+            }
         })
-        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "warn"))]
@@ -455,40 +437,34 @@ impl UserReferenceStore for SqlStore {
         status: PortalUserStatus,
     ) -> StorageResult<()> {
         let uuid = okta_user_id.map(|o| o.to_stored());
-        retry_conflicts(|| async {
-            let now = now();
-            on_dialect!(self, pool => {
-                let mut tx = pool.begin_write().await?;
-                let existing: Vec<i32> = sqlx::query_scalar(&lock_portal_ref_sql(pool.row_lock()))
-                    .bind(portal.get())
-                    .bind(user.get())
-                    .fetch_all(&mut *tx)
-                    .await?;
-                // One bind order for both statements; an insert also sets created_at
-                // and flags the data as changed (the user still needs a sync).
-                let write = if existing.is_empty() {
-                    "INSERT INTO iam_portal_user_reference \
-                     (status, updated_at, uuid, portal_id, user_id, created_at, has_data_changes) \
-                     VALUES (?, ?, ?, ?, ?, ?, 1)"
-                } else {
-                    "UPDATE iam_portal_user_reference SET status = ?, updated_at = ?, \
-                     uuid = COALESCE(?, uuid) WHERE portal_id = ? AND user_id = ?"
-                };
-                let mut q = sqlx::query(write)
-                    .bind(status.code())
-                    .bind(now)
-                    .bind(uuid.clone())
-                    .bind(portal.get())
-                    .bind(user.get());
-                if existing.is_empty() {
-                    q = q.bind(now);
-                }
-                q.execute(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(())
-            })
+        let now = now();
+        in_transaction!(self, begin_write, pool, tx => {
+            let existing: Vec<i32> = sqlx::query_scalar(&lock_portal_ref_sql(pool.row_lock()))
+                .bind(portal.get())
+                .bind(user.get())
+                .fetch_all(&mut *tx)
+                .await?;
+            // One bind order for both statements; an insert also sets created_at and
+            // flags the data as changed (the user still needs a sync).
+            let write = if existing.is_empty() {
+                "INSERT INTO iam_portal_user_reference \
+                 (status, updated_at, uuid, portal_id, user_id, created_at, has_data_changes) \
+                 VALUES (?, ?, ?, ?, ?, ?, 1)"
+            } else {
+                "UPDATE iam_portal_user_reference SET status = ?, updated_at = ?, \
+                 uuid = COALESCE(?, uuid) WHERE portal_id = ? AND user_id = ?"
+            };
+            let mut q = sqlx::query(write)
+                .bind(status.code())
+                .bind(now)
+                .bind(uuid.clone())
+                .bind(portal.get())
+                .bind(user.get());
+            if existing.is_empty() {
+                q = q.bind(now);
+            }
+            q.execute(&mut *tx).await?;
         })
-        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "warn"))]

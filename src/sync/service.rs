@@ -14,11 +14,10 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use super::jobs::JobWorker;
-use super::reconcile::ReconcileReport;
 use super::runtime::{run_loop, LoopConfig, WorkerHealth, WorkerHealthSnapshot, Workers};
 use super::unassignments::{UnassignmentStep, UnassignmentWorker};
-use super::{Deprovision, SyncEngine, SyncError, SyncSettings, SyncStorage, UserProfile, UserSync};
-use crate::domain::{EfsUserId, PortalId};
+use super::{SyncEngine, SyncError, SyncSettings, SyncStorage};
+use crate::domain::PortalId;
 use crate::okta::{OktaClient, OktaStatus};
 use crate::storage::{
     now, JobStats, NewSyncJob, NewSyncJobItem, NewUnassignment, QueueStats, RequeueOutcome,
@@ -239,40 +238,6 @@ impl SyncService {
     }
 
     // --- what the HTTP layer calls ---
-
-    pub async fn sync_admin_user(
-        &self,
-        user: EfsUserId,
-        profile: &UserProfile,
-    ) -> Result<UserSync, SyncError> {
-        self.engine()?.sync_admin_user(user, profile).await
-    }
-
-    /// `None` when the user has no reference.
-    pub async fn deprovision_admin_user(
-        &self,
-        user: EfsUserId,
-    ) -> Result<Option<Deprovision>, SyncError> {
-        self.engine()?.deprovision_admin_user(user).await
-    }
-
-    /// The sync and the portal's Okta group.
-    pub async fn sync_portal_user(
-        &self,
-        portal: PortalId,
-        user: EfsUserId,
-        profile: &UserProfile,
-    ) -> Result<(UserSync, String), SyncError> {
-        self.engine()?.sync_portal_user(portal, user, profile).await
-    }
-
-    pub async fn reconcile(
-        &self,
-        portal: PortalId,
-        dry_run: bool,
-    ) -> Result<ReconcileReport, SyncError> {
-        self.engine()?.reconcile(portal, dry_run).await
-    }
 
     /// Stores a batch job (every user would fail the same way on a portal without
     /// group, so that is refused now) and wakes the job worker.

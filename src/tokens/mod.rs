@@ -105,18 +105,18 @@ pub fn build_vault(
         keys = keys.ids().len(),
         "token vault ready"
     );
-    Ok(TokenVault::new(
+    Ok(TokenVault {
         store,
-        portal_settings,
+        settings: portal_settings,
         keys,
         hasher,
         clock,
-        Lifetimes {
+        lifetimes: Lifetimes {
             default: t.token_default_lifetime,
             max: t.token_max_lifetime,
         },
-        OidcVerifier::new(t.jwks_options())?,
-    ))
+        oidc: OidcVerifier::new(t.jwks_options())?,
+    })
 }
 
 /// Purges expired records every `interval` for as long as the vault is in use (SQL

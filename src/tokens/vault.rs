@@ -122,14 +122,16 @@ pub struct ReencryptReport {
     pub failed: u64,
 }
 
+/// Built by [`super::build_vault`].
 pub struct TokenVault {
-    store: Arc<dyn TokenStore>,
-    settings: Arc<dyn PortalSettingsStore>,
-    keys: KeyRing,
-    hasher: SessionHasher,
-    clock: Arc<dyn Clock>,
-    lifetimes: Lifetimes,
-    oidc: OidcVerifier,
+    pub(super) store: Arc<dyn TokenStore>,
+    /// Where a portal's issuer and client id are read.
+    pub(super) settings: Arc<dyn PortalSettingsStore>,
+    pub(super) keys: KeyRing,
+    pub(super) hasher: SessionHasher,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) lifetimes: Lifetimes,
+    pub(super) oidc: OidcVerifier,
 }
 
 fn epoch(t: DateTime<Utc>) -> i64 {
@@ -157,26 +159,6 @@ fn legacy_value(text: Option<String>) -> Value {
 }
 
 impl TokenVault {
-    pub fn new(
-        store: Arc<dyn TokenStore>,
-        settings: Arc<dyn PortalSettingsStore>,
-        keys: KeyRing,
-        hasher: SessionHasher,
-        clock: Arc<dyn Clock>,
-        lifetimes: Lifetimes,
-        oidc: OidcVerifier,
-    ) -> Self {
-        Self {
-            store,
-            settings,
-            keys,
-            hasher,
-            clock,
-            lifetimes,
-            oidc,
-        }
-    }
-
     pub fn backend(&self) -> &'static str {
         self.store.token_backend()
     }

@@ -34,13 +34,13 @@ crate::backend_matrix!(
     sync_jobs_claim_record_and_finish,
 );
 
-fn portal(n: i32) -> PortalId {
+pub fn portal(n: i32) -> PortalId {
     PortalId::new(n).unwrap()
 }
-fn user(n: i32) -> EfsUserId {
+pub fn user(n: i32) -> EfsUserId {
     EfsUserId::new(n).unwrap()
 }
-fn okta(s: &str) -> OktaUserId {
+pub fn okta(s: &str) -> OktaUserId {
     OktaUserId::parse(s).unwrap()
 }
 fn key(s: &str) -> SettingKey {

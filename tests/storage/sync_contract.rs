@@ -4,34 +4,15 @@
 use std::collections::HashSet;
 
 use chrono::{Duration as ChronoDuration, NaiveDateTime};
-use efs_iam::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus};
+use efs_iam::domain::PortalUserStatus;
 use efs_iam::storage::prelude::*;
 use efs_iam::storage::*;
 
 use crate::common::TestDb;
+use crate::contract::{okta, portal, user};
 
-fn portal(n: i32) -> PortalId {
-    PortalId::new(n).unwrap()
-}
-fn user(n: i32) -> EfsUserId {
-    EfsUserId::new(n).unwrap()
-}
-fn okta(s: &str) -> OktaUserId {
-    OktaUserId::parse(s).unwrap()
-}
 fn secs(n: i64) -> ChronoDuration {
     ChronoDuration::seconds(n)
-}
-
-async fn exec(db: &TestDb, sql: &str) {
-    match db.store.db() {
-        efs_iam::storage::sql::Db::Sqlite(s) => {
-            sqlx::query(sql).execute(s).await.unwrap();
-        }
-        efs_iam::storage::sql::Db::MySql(s) => {
-            sqlx::query(sql).execute(s).await.unwrap();
-        }
-    }
 }
 
 fn queued(n: std::ops::RangeInclusive<i32>) -> Vec<NewUnassignment> {
@@ -108,8 +89,7 @@ pub async fn unassignment_claims_lease_and_complete(db: TestDb) {
     s.enqueue_unassignments(portal(1), &queued(1..=5))
         .await
         .unwrap();
-    exec(
-        &db,
+    db.execute(
         "INSERT INTO iam_portal_user_group_unassignment_queue (user_id, uuid, email, created_at) \
          VALUES (99, NULL, 'legacy@example.com', '2020-01-01 00:00:00')",
     )
@@ -208,8 +188,7 @@ pub async fn unassignment_requeue_dead_letters(db: TestDb) {
     s.enqueue_unassignments(portal(2), &queued(5..=5))
         .await
         .unwrap();
-    exec(
-        &db,
+    db.execute(
         "INSERT INTO iam_portal_user_group_unassignment_queue (user_id, uuid, created_at) \
          VALUES (98, NULL, '2020-01-01 00:00:00')",
     )
@@ -228,8 +207,7 @@ pub async fn unassignment_requeue_dead_letters(db: TestDb) {
     s.fail_unassignment(all[4].id, "w", 8, "dead", None, Some(t0))
         .await
         .unwrap();
-    exec(
-        &db,
+    db.execute(
         "INSERT INTO iam_portal_user_group_unassignment_queue (user_id, uuid, created_at) \
          VALUES (97, X'303075713937', '2020-01-01 00:00:00')",
     )

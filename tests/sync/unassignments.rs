@@ -42,17 +42,6 @@ async fn queue_members(
     ids
 }
 
-async fn exec(db: &TestDb, sql: &str) {
-    match db.store.db() {
-        efs_iam::storage::sql::Db::Sqlite(s) => {
-            sqlx::query(sql).execute(s).await.unwrap();
-        }
-        efs_iam::storage::sql::Db::MySql(s) => {
-            sqlx::query(sql).execute(s).await.unwrap();
-        }
-    }
-}
-
 crate::backend_matrix!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)] sqlite, mysql;
     the_queue_is_drained_on_demand,
@@ -188,13 +177,10 @@ async fn legacy_rows_without_portal_are_dead_lettered_and_can_be_requeued_with_o
     app.link_portal(4, &group).await;
     let id = seed_user(&okta, "legacy@example.com", UserStatus::Active);
     okta.add_group_member(&group, &id);
-    exec(
-        &db,
-        &format!(
-            "INSERT INTO iam_portal_user_group_unassignment_queue (user_id, uuid, email, created_at) \
+    db.execute(&format!(
+        "INSERT INTO iam_portal_user_group_unassignment_queue (user_id, uuid, email, created_at) \
              VALUES (5, CAST('{id}' AS BLOB), 'legacy@example.com', '2024-01-01 00:00:00')"
-        ),
-    )
+    ))
     .await;
     let (_, run) = app.post("/sync/unassignments/run", Value::Null).await;
     assert_eq!(run["unroutable"], 1, "{run}");

@@ -53,6 +53,7 @@ async fn reconcile_portal(
 ) -> ApiResult<Json<ReconcileReport>> {
     let report = state
         .sync
+        .engine()?
         .reconcile(portal, query.dry_run.unwrap_or(true))
         .await?;
     Ok(Json(report))

@@ -10,7 +10,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::http::problem::{ApiResult, Problem};
 use crate::http::unassignment_queue::QueueBody;
 use crate::http::AppState;
-use crate::okta::{Bucket, BucketStatus};
+use crate::okta::BucketStatus;
 use crate::sync::{ProbeResult, WorkerHealthSnapshot};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -23,48 +23,6 @@ pub struct JobsBody {
     pub running: i64,
     pub pending_items: i64,
     pub in_progress_items: i64,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct BucketBody {
-    /// Okta's rate-limit bucket: `users_create_list`, `user_get`, `user_write`,
-    /// `groups`, `group_by_id`, `o_auth_token`, `other_api`.
-    pub bucket: String,
-    /// `X-Rate-Limit-Limit` last seen.
-    pub limit: Option<u32>,
-    /// Org-wide requests left in the window.
-    pub remaining: Option<u32>,
-    pub reset_at: Option<DateTime<Utc>>,
-    /// This instance's budget per window (rate share × limit).
-    pub allowance: Option<u32>,
-    pub used_in_window: u32,
-    pub in_flight: u32,
-    /// 429 answers (rate limit) since start.
-    pub rate_limited: u64,
-    /// 429 answers (Okta's concurrency limit) since start.
-    pub concurrency_limited: u64,
-    /// Calls held back to stay within the share.
-    pub paced: u64,
-}
-
-impl From<BucketStatus> for BucketBody {
-    fn from(b: BucketStatus) -> Self {
-        Self {
-            bucket: serde_json::to_value(b.bucket)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_else(|| format!("{:?}", b.bucket as Bucket)),
-            limit: b.limit,
-            remaining: b.remaining,
-            reset_at: b.reset_at,
-            allowance: b.allowance,
-            used_in_window: b.used_in_window,
-            in_flight: b.in_flight,
-            rate_limited: b.rate_limited,
-            concurrency_limited: b.concurrency_limited,
-            paced: b.paced,
-        }
-    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -94,7 +52,7 @@ pub struct OktaBody {
     pub max_concurrency: Option<usize>,
     pub in_flight: Option<usize>,
     /// The governor's state per rate-limit bucket used since start.
-    pub buckets: Vec<BucketBody>,
+    pub buckets: Vec<BucketStatus>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -198,7 +156,7 @@ async fn sync_status(State(state): State<AppState>) -> ApiResult<Json<SyncStatus
             rate_share: Some(s.rate_share),
             max_concurrency: Some(s.max_concurrency),
             in_flight: Some(s.in_flight),
-            buckets: s.buckets.into_iter().map(Into::into).collect(),
+            buckets: s.buckets,
         },
     };
     let j = report.jobs;

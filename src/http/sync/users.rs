@@ -98,7 +98,7 @@ async fn sync_admin_user(
     AppJson(body): AppJson<SyncUserRequest>,
 ) -> ApiResult<Json<SyncUserResponse>> {
     let profile = body.into_profile().map_err(ApiError::Validation)?;
-    let result = state.sync.sync_admin_user(user, &profile).await?;
+    let result = state.sync.engine()?.sync_admin_user(user, &profile).await?;
     tracing::info!(
         user = user.get(),
         outcome = result.outcome.as_str(),
@@ -131,6 +131,7 @@ async fn deprovision_admin_user(
 ) -> ApiResult<Json<DeprovisionResponse>> {
     let done = state
         .sync
+        .engine()?
         .deprovision_admin_user(user)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("user {user} has no Okta reference")))?;
@@ -178,7 +179,11 @@ async fn sync_portal_user(
     AppJson(body): AppJson<SyncUserRequest>,
 ) -> ApiResult<Json<SyncPortalUserResponse>> {
     let profile = body.into_profile().map_err(ApiError::Validation)?;
-    let (result, group_id) = state.sync.sync_portal_user(portal, user, &profile).await?;
+    let (result, group_id) = state
+        .sync
+        .engine()?
+        .sync_portal_user(portal, user, &profile)
+        .await?;
     tracing::info!(
         portal = portal.get(),
         user = user.get(),

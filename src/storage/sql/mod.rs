@@ -42,6 +42,26 @@ macro_rules! on_dialect {
 }
 pub(crate) use on_dialect;
 
+/// Evaluates `$body` in a transaction opened by `$begin` (`begin_write` or
+/// `begin_claim`) on the store's dialect, with `$pool` and `$tx` bound, and commits it;
+/// the whole runs again when the database rolled it back for a lock conflict
+/// ([`retry_conflicts`]). A `return` from `$body` leaves without committing: the
+/// transaction is rolled back.
+macro_rules! in_transaction {
+    ($store:expr, $begin:ident, $pool:ident, $tx:ident => $body:expr) => {
+        $crate::storage::sql::retry_conflicts(|| async {
+            $crate::storage::sql::on_dialect!($store, $pool => {
+                let mut $tx = $pool.$begin().await?;
+                let value = $body;
+                $tx.commit().await?;
+                Ok(value)
+            })
+        })
+        .await
+    };
+}
+pub(crate) use in_transaction;
+
 /// Rows inserted or listed per statement: far below MySQL's 65,535 and SQLite's 32,766
 /// bound parameters.
 pub(crate) const CHUNK: usize = 500;
@@ -131,6 +151,50 @@ where
             other => return other,
         }
     }
+}
+
+/// Gives leases of `table`'s rows back to nobody: the rows among `ids` that `owner`
+/// still holds. Returns how many.
+pub(crate) async fn release_leases<T>(
+    store: &SqlStore,
+    table: &str,
+    ids: &[T],
+    owner: &str,
+) -> StorageResult<u64>
+where
+    T: Copy + Send + Sync + for<'a> sqlx::Encode<'a, MySql> + sqlx::Type<MySql>,
+    T: for<'a> sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite>,
+{
+    let mut released = 0;
+    for chunk in ids.chunks(CHUNK) {
+        released += on_dialect!(store, pool => {
+            let mut q = pool.builder(format!(
+                "UPDATE {table} SET locked_by = NULL, locked_until = NULL WHERE locked_by = "
+            ));
+            q.push_bind(owner).push(" AND id");
+            push_ids(&mut q, chunk);
+            q.build().execute(pool).await?.rows_affected()
+        });
+    }
+    Ok(released)
+}
+
+/// Ends a keyset page: rows after `after` in `key` order, at most `limit`.
+pub(crate) fn push_page<'a, DB>(
+    q: &mut sqlx::QueryBuilder<'a, DB>,
+    key: &str,
+    after: Option<i32>,
+    limit: u32,
+) where
+    DB: sqlx::Database,
+    i32: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    if let Some(after) = after {
+        q.push(format!(" AND {key} > ")).push_bind(after);
+    }
+    q.push(format!(" ORDER BY {key} LIMIT "))
+        .push_bind(i64::from(limit));
 }
 
 /// Appends ` IN (?, ?, …)` binding `ids`.

@@ -253,6 +253,29 @@ impl<DB: Dialect> ConnPool<DB> {
         sqlx::QueryBuilder::new(sql)
     }
 
+    /// `UPDATE table SET locked_by = owner, locked_until = until WHERE id IN (ids)`: the
+    /// lease a claim stamps on the rows it took.
+    pub fn lease_statement<'a, T>(
+        &self,
+        table: &str,
+        owner: &'a str,
+        until: chrono::NaiveDateTime,
+        ids: &'a [T],
+    ) -> sqlx::QueryBuilder<'a, DB>
+    where
+        &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        chrono::NaiveDateTime: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        T: 'a + Copy + Send + sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    {
+        let mut q = self.builder(format!("UPDATE {table} SET locked_by = "));
+        q.push_bind(owner)
+            .push(", locked_until = ")
+            .push_bind(until)
+            .push(" WHERE id");
+        super::push_ids(&mut q, ids);
+        q
+    }
+
     /// Open connections (busy or idle).
     pub fn size(&self) -> u32 {
         self.inner.status().size as u32
