@@ -1,5 +1,5 @@
 //! The Okta adapter's settings (`EFS_IAM_OKTA_*`), flattened into
-//! [`crate::config::Settings`].
+//! the service's settings (`config.rs`).
 //!
 //! Everything is optional so that efs-iam runs (serving its tables to EFS) before an
 //! Okta org is connected; without `EFS_IAM_OKTA_ORG_URL` the adapter is simply absent

@@ -1,5 +1,5 @@
 //! The sync engine's settings (`EFS_IAM_SYNC_*`), flattened into
-//! [`crate::config::Settings`].
+//! the service's settings (`config.rs`).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Settings of the token vault, flattened into [`crate::config::Settings`]. Like the
+//! Settings of the token vault, flattened into the service's settings (`config.rs`). Like the
 //! others, each is an `EFS_IAM_*` variable with a matching flag, and a bad value stops
 //! start-up naming the variable. Secrets (`EFS_IAM_TOKEN_KEYS`,
 //! `EFS_IAM_SESSION_HASH_KEY`) are parsed into types whose `Debug` prints no key

@@ -44,10 +44,12 @@ use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
+mod connections;
 mod ring;
 
+use connections::Server;
 pub use ring::Ring;
 
 use super::session_tokens::{
@@ -69,43 +71,6 @@ pub struct MemcachedOptions {
     pub key_prefix: String,
     /// How long a subject's session list is kept: the longest a session can live.
     pub max_lifetime: Duration,
-}
-
-struct Server {
-    addr: String,
-    idle: Mutex<Vec<Client>>,
-    permits: std::sync::Arc<Semaphore>,
-}
-
-/// A checked-out connection; goes back to the idle list when dropped unless a cut-off
-/// command closed it.
-struct Conn<'a> {
-    server: &'a Server,
-    client: Option<Client>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl std::ops::Deref for Conn<'_> {
-    type Target = Client;
-    fn deref(&self) -> &Client {
-        self.client.as_ref().expect("present until drop")
-    }
-}
-
-impl std::ops::DerefMut for Conn<'_> {
-    fn deref_mut(&mut self) -> &mut Client {
-        self.client.as_mut().expect("present until drop")
-    }
-}
-
-impl Drop for Conn<'_> {
-    fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
-            if !client.is_closed() {
-                self.server.idle.lock().expect("pool lock").push(client);
-            }
-        }
-    }
 }
 
 pub struct MemcachedStore {
@@ -247,77 +212,6 @@ impl MemcachedStore {
         }
     }
 
-    fn server(&self, key: &str) -> &Server {
-        &self.servers[self.ring.server_for(key.as_bytes())]
-    }
-
-    fn unavailable(server: &Server, what: impl std::fmt::Display) -> TokenStoreError {
-        TokenStoreError::Unavailable(format!("memcached {}: {what}", server.addr))
-    }
-
-    async fn checkout<'a>(&self, server: &'a Server) -> TokenStoreResult<Conn<'a>> {
-        let timeout = self.options.timeout;
-        let permit = tokio::time::timeout(timeout, server.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| Self::unavailable(server, "all pooled connections busy"))?
-            .expect("semaphore never closed");
-        let pooled = server.idle.lock().expect("pool lock").pop();
-        let client = match pooled {
-            Some(c) => c,
-            None => tokio::time::timeout(timeout, Client::new(format!("tcp://{}", server.addr)))
-                .await
-                .map_err(|_| {
-                    Self::unavailable(server, format!("no connection within {timeout:?}"))
-                })?
-                .map_err(|e| Self::unavailable(server, e))?,
-        };
-        Ok(Conn {
-            server,
-            client: Some(client),
-            _permit: permit,
-        })
-    }
-
-    /// Runs one command on the key's server within the timeout.
-    async fn on<T>(
-        &self,
-        key: &str,
-        op: impl for<'c> FnOnce(
-            &'c mut Client,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = McResult<T>> + Send + 'c>,
-        >,
-    ) -> TokenStoreResult<McResult<T>> {
-        let server = self.server(key);
-        self.on_server(server, op).await
-    }
-
-    async fn on_server<T>(
-        &self,
-        server: &Server,
-        op: impl for<'c> FnOnce(
-            &'c mut Client,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = McResult<T>> + Send + 'c>,
-        >,
-    ) -> TokenStoreResult<McResult<T>> {
-        let mut conn = self.checkout(server).await?;
-        let timeout = self.options.timeout;
-        let result = tokio::time::timeout(timeout, op(&mut conn))
-            .await
-            .map_err(|_| Self::unavailable(server, format!("no answer within {timeout:?}")))?;
-        match result {
-            // Transport failures: the server is down or the connection broke.
-            Err(
-                e @ (async_memcached::Error::Connect(_)
-                | async_memcached::Error::Io(_)
-                | async_memcached::Error::ConnectionClosed
-                | async_memcached::Error::ParseError(_)),
-            ) => Err(Self::unavailable(server, e)),
-            other => Ok(other),
-        }
-    }
-
     /// memcached's exptime: seconds from now up to 30 days, an absolute Unix time
     /// beyond (which then relies on synchronised clocks).
     fn exptime(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
@@ -327,10 +221,6 @@ impl MemcachedStore {
         } else {
             secs
         }
-    }
-
-    fn protocol_error(key_server: &Server, e: async_memcached::Error) -> TokenStoreError {
-        Self::unavailable(key_server, format!("unexpected answer: {e}"))
     }
 
     async fn delete_key(&self, key: &str) -> TokenStoreResult<bool> {
