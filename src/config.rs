@@ -35,7 +35,7 @@ pub enum Command {
     /// Print a caller token signed with EFS_IAM_AUTH_HS256_SECRET (for operators and
     /// scripts), e.g. `efs-iam token --scope "iam:read iam:sync" --ttl 15m`.
     Token {
-        /// Space-separated scopes: iam:read, iam:write, iam:sync, iam:tokens.
+        /// Space-separated scopes: iam:read, iam:write, iam:sync, iam:tokens, iam:admin.
         #[arg(long)]
         scope: String,
         /// Lifetime of the token.

@@ -1,9 +1,19 @@
-//! A JSON Web Key Set cache, shared by caller authentication (`EFS_IAM_AUTH_JWKS_URL`)
-//! and id_token verification (each portal issuer's `jwks_uri`). Modelled on crates.io's
-//! `OidcKeyStore`: a set is cached per URL for a TTL and refetched once when a token
-//! names an unknown `kid` (identity providers rotate keys), at most once per cool-down,
-//! so that a stream of bogus `kid`s cannot turn efs-iam into a load generator against
-//! the provider. One fetch runs at a time; waiters re-check the cache afterwards.
+//! JSON Web Key Sets and the documents that lead to them, fetched from identity
+//! providers: the cache shared by caller authentication (`EFS_IAM_AUTH_JWKS_URL`) and
+//! id_token verification (each portal issuer's `jwks_uri`). Modelled on crates.io's
+//! `OidcKeyStore`.
+//!
+//! * A set is trusted for `cache_ttl`. After that it is still served (stale) while one
+//!   background fetch renews it, so an identity provider's outage or slowness does not
+//!   stall calls whose keys are known.
+//! * A token naming an unknown `kid` refetches the set at most once per
+//!   `refetch_cooldown` (providers rotate keys), so a stream of bogus `kid`s cannot
+//!   turn efs-iam into a load generator against the provider.
+//! * A failed fetch is remembered for the same cool-down (a negative cache): calls in
+//!   that time fail at once instead of each trying the provider again.
+//! * Fetches are serialised per URL, never across URLs: a slow issuer does not hold up
+//!   another portal's.
+//! * No redirect is followed and an answer is read to at most [`MAX_DOCUMENT_BYTES`].
 //!
 //! Each key is pinned to one algorithm when the set is read: its JWK `alg` when given
 //! (only RS256 and ES256 are taken), otherwise RS256 for an RSA key and ES256 for a
@@ -16,13 +26,17 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
-use tokio::sync::{Mutex, RwLock};
+use tokio::sync::{Mutex, OwnedMutexGuard, RwLock};
+
+/// The largest discovery document or key set read; a real one is a few KiB.
+pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 
 #[derive(Clone, Copy, Debug)]
 pub struct JwksOptions {
     /// How long a fetched set is trusted before it is fetched again.
     pub cache_ttl: Duration,
-    /// The least time between two fetches caused by unknown `kid`s.
+    /// The least time between two fetches caused by unknown `kid`s, and how long a
+    /// failed fetch is remembered.
     pub refetch_cooldown: Duration,
     /// Bound on each HTTP request to the provider.
     pub timeout: Duration,
@@ -51,56 +65,72 @@ struct KeySet {
     fetched_at: Instant,
 }
 
-pub struct JwksCache {
+/// Shared by the cache's clones and its background renewals.
+struct Inner {
     http: reqwest::Client,
     options: JwksOptions,
-    cache: RwLock<HashMap<String, Arc<KeySet>>>,
-    fetching: Mutex<()>,
+    sets: RwLock<HashMap<String, Arc<KeySet>>>,
+    /// URL → when a fetch failed, and why.
+    failures: RwLock<HashMap<String, (Instant, String)>>,
+    /// One fetch at a time per URL.
+    locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+/// Cheap to clone; clones share the cache.
+#[derive(Clone)]
+pub struct JwksCache {
+    inner: Arc<Inner>,
 }
 
 impl JwksCache {
     pub fn new(options: JwksOptions) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(options.timeout)
-            .user_agent(concat!("efs-iam/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         Ok(Self {
-            http,
-            options,
-            cache: RwLock::new(HashMap::new()),
-            fetching: Mutex::new(()),
+            inner: Arc::new(Inner {
+                http: http_client(options.timeout)?,
+                options,
+                sets: RwLock::new(HashMap::new()),
+                failures: RwLock::new(HashMap::new()),
+                locks: std::sync::Mutex::new(HashMap::new()),
+            }),
         })
     }
 
-    /// The HTTP client the cache fetches with, for related documents (OIDC discovery).
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    pub fn options(&self) -> JwksOptions {
+        self.inner.options
     }
 
-    pub fn options(&self) -> JwksOptions {
-        self.options
+    /// The client the cache fetches with, for related documents (OIDC discovery): no
+    /// redirects, the configured time limit.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.inner.http
     }
 
     /// The key named `kid` in the set at `url`, from the cache or, when allowed, a
     /// fresh fetch.
     pub async fn key(&self, url: &str, kid: &str) -> Result<JwkKey, JwksError> {
-        if let Some(k) = self.cached(url, kid).await {
-            return Ok(k);
-        }
-        let _one_fetch = self.fetching.lock().await;
-        let cached = self.cache.read().await.get(url).cloned();
-        if let Some(cached) = &cached {
-            let age = cached.fetched_at.elapsed();
-            if age < self.options.cache_ttl {
-                if let Some(k) = cached.keys.get(kid) {
-                    return Ok(k.clone());
+        let cached = self.inner.sets.read().await.get(url).cloned();
+        if let Some(set) = &cached {
+            if let Some(k) = set.keys.get(kid) {
+                if set.fetched_at.elapsed() >= self.inner.options.cache_ttl {
+                    self.renew_in_background(url);
                 }
-                if age < self.options.refetch_cooldown {
-                    return Err(JwksError::UnknownKid { refetched: false });
-                }
+                return Ok(k.clone());
             }
         }
-        let fresh = self.refresh(url).await?;
+        self.inner.recent_failure(url).await?;
+        let _turn = self.inner.lock(url).lock_owned().await;
+        // Another caller may have fetched while this one waited.
+        let cached = self.inner.sets.read().await.get(url).cloned();
+        if let Some(set) = &cached {
+            if let Some(k) = set.keys.get(kid) {
+                return Ok(k.clone());
+            }
+            if set.fetched_at.elapsed() < self.inner.options.refetch_cooldown {
+                return Err(JwksError::UnknownKid { refetched: false });
+            }
+        }
+        self.inner.recent_failure(url).await?;
+        let fresh = self.inner.refresh(url).await?;
         fresh
             .keys
             .get(kid)
@@ -111,46 +141,76 @@ impl JwksCache {
     /// Fetches the set at `url` now unless a fresh copy is cached; for start-up, so the
     /// first request does not pay for the fetch and a wrong URL shows in the log early.
     pub async fn prefetch(&self, url: &str) -> Result<usize, JwksError> {
-        let _one_fetch = self.fetching.lock().await;
-        if let Some(c) = self.cache.read().await.get(url) {
-            if c.fetched_at.elapsed() < self.options.cache_ttl {
+        let _turn = self.inner.lock(url).lock_owned().await;
+        if let Some(c) = self.inner.sets.read().await.get(url) {
+            if c.fetched_at.elapsed() < self.inner.options.cache_ttl {
                 return Ok(c.keys.len());
             }
         }
-        Ok(self.refresh(url).await?.keys.len())
+        Ok(self.inner.refresh(url).await?.keys.len())
     }
 
-    /// Fetches the set and caches it; the caller holds `fetching`.
-    async fn refresh(&self, url: &str) -> Result<Arc<KeySet>, JwksError> {
-        let fresh = Arc::new(self.fetch(url).await?);
-        self.cache
-            .write()
-            .await
-            .insert(url.to_owned(), fresh.clone());
-        Ok(fresh)
+    /// Renews a stale set unless a fetch of it is already running.
+    fn renew_in_background(&self, url: &str) {
+        let Ok(turn) = self.inner.lock(url).try_lock_owned() else {
+            return;
+        };
+        let inner = self.inner.clone();
+        let url = url.to_owned();
+        tokio::spawn(async move {
+            let _turn: OwnedMutexGuard<()> = turn;
+            if inner.recent_failure(&url).await.is_ok() {
+                if let Err(e) = inner.refresh(&url).await {
+                    tracing::warn!(error = %e, "renewing a JWKS failed; the cached set is kept");
+                }
+            }
+        });
+    }
+}
+
+impl Inner {
+    fn lock(&self, url: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().expect("lock map");
+        locks.entry(url.to_owned()).or_default().clone()
     }
 
-    async fn cached(&self, url: &str, kid: &str) -> Option<JwkKey> {
-        let cache = self.cache.read().await;
-        let set = cache.get(url)?;
-        if set.fetched_at.elapsed() >= self.options.cache_ttl {
-            return None;
+    /// The failure of a fetch of `url` within the cool-down, if there was one.
+    async fn recent_failure(&self, url: &str) -> Result<(), JwksError> {
+        match self.failures.read().await.get(url) {
+            Some((at, why)) if at.elapsed() < self.options.refetch_cooldown => {
+                Err(JwksError::Unavailable(why.clone()))
+            }
+            _ => Ok(()),
         }
-        set.keys.get(kid).cloned()
+    }
+
+    /// Fetches the set and caches it, or remembers why it could not; the caller holds
+    /// the URL's lock.
+    async fn refresh(&self, url: &str) -> Result<Arc<KeySet>, JwksError> {
+        match self.fetch(url).await {
+            Ok(set) => {
+                let set = Arc::new(set);
+                self.failures.write().await.remove(url);
+                self.sets.write().await.insert(url.to_owned(), set.clone());
+                Ok(set)
+            }
+            Err(why) => {
+                self.failures
+                    .write()
+                    .await
+                    .insert(url.to_owned(), (Instant::now(), why.clone()));
+                Err(JwksError::Unavailable(why))
+            }
+        }
     }
 
     #[tracing::instrument(name = "jwks.fetch", skip(self))]
-    async fn fetch(&self, url: &str) -> Result<KeySet, JwksError> {
-        let set: JwkSet = self
-            .http
-            .get(url)
-            .send()
+    async fn fetch(&self, url: &str) -> Result<KeySet, String> {
+        let bytes = fetch_document(&self.http, url)
             .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| JwksError::Unavailable(format!("JWKS {url}: {e}")))?
-            .json()
-            .await
-            .map_err(|e| JwksError::Unavailable(format!("JWKS {url}: {e}")))?;
+            .map_err(|e| format!("JWKS {url}: {e}"))?;
+        let set: JwkSet = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("JWKS {url}: not a key set: {e}"))?;
         let keys: HashMap<String, JwkKey> = set
             .keys
             .iter()
@@ -167,6 +227,49 @@ impl JwksCache {
             fetched_at: Instant::now(),
         })
     }
+}
+
+/// The client for identity providers: no redirects (a redirect could lead anywhere),
+/// a time limit per request.
+pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("efs-iam/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// GETs a JSON document: a 2xx answer of at most [`MAX_DOCUMENT_BYTES`].
+pub async fn fetch_document(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
+    let mut res = http
+        .get(url)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    let status = res.status();
+    if !status.is_success() {
+        return Err(if status.is_redirection() {
+            format!("answered {status}; redirects are not followed")
+        } else {
+            format!("answered {status}")
+        });
+    }
+    let too_large = || format!("answer larger than {MAX_DOCUMENT_BYTES} bytes");
+    if res
+        .content_length()
+        .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(|e| e.without_url().to_string())? {
+        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The one algorithm a key may verify, or `None` for a key that must not be used.
@@ -188,7 +291,6 @@ fn pinned_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
         Some(_) => None,
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,3 +11,4 @@ pub mod storage;
 pub mod sync;
 pub mod telemetry;
 pub mod tokens;
+pub mod trust;

@@ -34,7 +34,7 @@ async fn run(cli: config::Cli) -> anyhow::Result<()> {
             for s in &scopes {
                 if !efs_iam::auth::Scope::ALL.iter().any(|k| k.as_str() == *s) {
                     anyhow::bail!(
-                        "unknown scope {s:?}: use iam:read, iam:write, iam:sync, iam:tokens"
+                        "unknown scope {s:?}: use iam:read, iam:write, iam:sync, iam:tokens, iam:admin"
                     );
                 }
             }
@@ -63,7 +63,7 @@ async fn run(cli: config::Cli) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
         }
         Command::Tokens { command } => {
-            efs_iam::telemetry::init(settings.log_format, &settings.log);
+            efs_iam::telemetry::init_stderr(settings.log_format, &settings.log);
             match command {
                 efs_iam::tokens::TokensCommand::ReEncrypt => {
                     startup::reencrypt_tokens(&settings).await?

@@ -10,11 +10,12 @@ use tokio::net::TcpListener;
 use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::http::metrics::Metrics;
-use crate::http::{self, AppState, HttpConfig};
+use crate::http::{self, AppState, Cors, HttpConfig};
 use crate::okta::{self, OktaClient};
 use crate::storage::{self, ConnectOptions, SqlStore};
 use crate::sync::SyncService;
-use crate::tokens::{self, Clock, SystemClock, TokenVault};
+use crate::tokens::{self, Clock, IssuerPolicy, SystemClock, TokenVault};
+use crate::trust::SettingsGuard;
 
 pub struct Application {
     listener: TcpListener,
@@ -64,15 +65,7 @@ impl Application {
         if let Some(auth) = &auth {
             auth.prefetch_keys().await;
         }
-        let cors_origins = settings
-            .cors_origins
-            .iter()
-            .filter(|o| !o.is_empty())
-            .map(|o| {
-                axum::http::HeaderValue::from_str(o)
-                    .map_err(|_| anyhow::anyhow!("EFS_IAM_CORS_ORIGINS: invalid origin {o:?}"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let cors = cors_policy(&settings.cors_origins)?;
         // Built (and so checked) at start-up: bad Okta settings stop the service rather
         // than surfacing at the first sync.
         let okta = okta::client_from_settings(&settings.okta, Some(store.clone()))
@@ -87,6 +80,11 @@ impl Application {
             okta.clone(),
             settings.sync.clone(),
         ));
+        let settings_guard = Arc::new(SettingsGuard::new(
+            store.clone(),
+            vault.issuer_policy().clone(),
+            okta.clone(),
+        ));
         let state = AppState::new(http::Shared {
             portal_settings: store.clone(),
             references: store.clone(),
@@ -95,6 +93,7 @@ impl Application {
             jobs: store.clone(),
             database: store,
             vault,
+            settings_guard,
             sync: sync.clone(),
             config: Arc::new(HttpConfig {
                 request_timeout: settings.request_timeout,
@@ -102,7 +101,7 @@ impl Application {
                 ready_timeout: settings.ready_timeout,
                 max_concurrent_requests: settings.max_concurrent_requests as usize,
                 metrics_require_auth: settings.auth.metrics_require_auth,
-                cors_origins,
+                cors,
             }),
             metrics: Metrics::install(),
             auth,
@@ -168,6 +167,46 @@ impl Application {
     }
 }
 
+/// `EFS_IAM_CORS_ORIGINS`: nothing (CORS off), named origins, or `*` alone, a
+/// deliberate wildcard (safe for a bearer-token API: browsers send no credentials
+/// with it). `*` among named origins is a mistake and stops start-up.
+fn cors_policy(origins: &[String]) -> anyhow::Result<Cors> {
+    let origins: Vec<&str> = origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.contains(&"*") {
+        anyhow::ensure!(
+            origins.len() == 1,
+            "bad setting EFS_IAM_CORS_ORIGINS: `*` allows every origin and cannot be combined \
+             with named origins"
+        );
+        tracing::warn!("CORS allows every origin (EFS_IAM_CORS_ORIGINS=*)");
+        return Ok(Cors::AnyOrigin);
+    }
+    if origins.is_empty() {
+        return Ok(Cors::Off);
+    }
+    let list = origins
+        .iter()
+        .map(|o| {
+            let valid = reqwest::Url::parse(o).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.origin().ascii_serialization() == *o
+            });
+            anyhow::ensure!(
+                valid,
+                "bad setting EFS_IAM_CORS_ORIGINS: {o:?} is not an origin such as \
+                 https://admin.efs.example (scheme, host and port only)"
+            );
+            Ok(axum::http::HeaderValue::from_str(o)?)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Cors::Origins(list))
+}
+
 pub async fn connect_storage(settings: &Settings, migrate: bool) -> anyhow::Result<Arc<SqlStore>> {
     let options = ConnectOptions {
         max_connections: settings.database_max_connections,
@@ -190,7 +229,29 @@ pub fn build_vault(
         token_store,
         store.clone(),
         clock,
+        issuer_policy(settings),
     )
+}
+
+/// The issuers a portal's `okta_issuer` may name: EFS_IAM_OIDC_ALLOWED_ISSUERS, else the
+/// Okta org's origin, else none (id_token verification then fails closed).
+pub fn issuer_policy(settings: &Settings) -> IssuerPolicy {
+    let explicit = &settings.tokens.oidc_allowed_issuers;
+    let policy = if !explicit.is_empty() {
+        IssuerPolicy::new(explicit.iter().cloned())
+    } else {
+        IssuerPolicy::new(settings.okta.org_url.iter().cloned())
+    };
+    if policy.origins().is_empty() {
+        tracing::warn!(
+            "no OIDC issuer is allowed (neither EFS_IAM_OIDC_ALLOWED_ISSUERS nor \
+             EFS_IAM_OKTA_ORG_URL is set): portals cannot have an okta_issuer, and id_tokens \
+             are not verified"
+        );
+    } else {
+        tracing::info!(origins = %policy.origins().join(","), "allowed OIDC issuer origins");
+    }
+    policy
 }
 
 /// `efs-iam tokens re-encrypt`: every stored token response under the newest key.

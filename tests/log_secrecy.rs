@@ -117,7 +117,14 @@ async fn a_full_cycle_logs_no_token_and_no_session_id() {
         .to_vec();
 
     // SQL (SQLite), including a tampered row (500) on the way.
-    let app = spawn_app_on(TestDb::sqlite().await, |s| use_keys(s, KEY_1)).await;
+    let issuer = reqwest::Url::parse(&okta.base_url()).unwrap();
+    let allow =
+        |s: &mut efs_iam::config::Settings| s.tokens.oidc_allowed_issuers = vec![issuer.clone()];
+    let app = spawn_app_on(TestDb::sqlite().await, |s| {
+        use_keys(s, KEY_1);
+        allow(s);
+    })
+    .await;
     portal(&app, &okta).await;
     secrets.extend(cycle(&app, &okta).await);
     let path = app.url(&format!("/api/v1/sessions/{SESSION}/token"));
@@ -144,6 +151,7 @@ async fn a_full_cycle_logs_no_token_and_no_session_id() {
         let app = spawn_app_on(TestDb::sqlite().await, |s| {
             use_keys(s, KEY_1);
             use_memcached(s, &proxy.addr);
+            allow(s);
         })
         .await;
         portal(&app, &okta).await;

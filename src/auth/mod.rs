@@ -36,10 +36,19 @@ pub enum Scope {
     Sync,
     /// The session-token endpoints, and only those.
     Tokens,
+    /// Writing and deleting the portal settings that steer trust (`okta_issuer`,
+    /// `okta_client_id`, `okta_group_id`), in addition to `iam:write`.
+    Admin,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Read, Scope::Write, Scope::Sync, Scope::Tokens];
+    pub const ALL: [Scope; 5] = [
+        Scope::Read,
+        Scope::Write,
+        Scope::Sync,
+        Scope::Tokens,
+        Scope::Admin,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,6 +56,7 @@ impl Scope {
             Scope::Write => "iam:write",
             Scope::Sync => "iam:sync",
             Scope::Tokens => "iam:tokens",
+            Scope::Admin => "iam:admin",
         }
     }
 }
@@ -68,6 +78,24 @@ pub fn required_scope(method: &axum::http::Method, route: &str) -> Scope {
     } else {
         Scope::Write
     }
+}
+
+/// The route of one portal setting; writing or deleting it may need [`Scope::Admin`]
+/// on top of [`required_scope`] (see [`setting_scope`]).
+pub const SETTING_ROUTE: &str = "/api/v1/portals/{portal_id}/settings/{key}";
+
+/// The operations that write or delete portal settings, where the keys decide whether
+/// [`setting_scope`] applies: the single-key PUT and DELETE, and the bulk PUT.
+pub fn writes_portal_settings(method: &axum::http::Method, route: &str) -> bool {
+    use axum::http::Method;
+    (route == SETTING_ROUTE && (method == Method::PUT || method == Method::DELETE))
+        || (route == "/api/v1/portals/{portal_id}/settings" && method == Method::PUT)
+}
+
+/// The scope writing or deleting the portal setting `key` needs beyond `iam:write`:
+/// `iam:admin` for the trust settings, in whatever case the key is spelled.
+pub fn setting_scope(key: &crate::domain::SettingKey) -> Option<Scope> {
+    key.is_trust_setting().then_some(Scope::Admin)
 }
 
 /// The verified caller, attached to the request for handlers and the audit log.
@@ -321,14 +349,20 @@ impl Authenticator {
             let mut validation = Validation::new(key.algorithm);
             validation.set_issuer(&[&self.issuer]);
             validation.set_audience(&[&self.audience]);
-            validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+            // Every call is audited under its caller's `sub`: a token without one
+            // names nobody and is refused.
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
             validation.validate_nbf = true;
             validation.leeway = self.leeway.as_secs();
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
                 Ok(data) => {
                     let claims = data.claims;
+                    let subject = claims.sub.unwrap_or_default();
+                    if subject.trim().is_empty() {
+                        return Err(AuthError::Invalid("the sub claim is empty".into()));
+                    }
                     let caller = Caller {
-                        subject: claims.sub.unwrap_or_default(),
+                        subject,
                         scopes: claims
                             .scope
                             .unwrap_or_default()

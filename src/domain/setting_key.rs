@@ -3,6 +3,17 @@ use super::Invalid;
 /// Width of `iam_portal_settings.key VARCHAR(50)`.
 pub const MAX_LEN: usize = 50;
 
+/// The portal setting naming the Okta issuer whose id_tokens efs-iam verifies.
+pub const OKTA_ISSUER: &str = "okta_issuer";
+/// The portal setting naming the `aud` those id_tokens must carry.
+pub const OKTA_CLIENT_ID: &str = "okta_client_id";
+/// The portal setting naming the portal's Okta group (memberships, unassignments).
+pub const OKTA_GROUP_ID: &str = "okta_group_id";
+
+/// The settings that steer trust: whose logins are accepted for a portal and which Okta
+/// group its panelists are put in and taken out of. Writing them needs `iam:admin`.
+pub const TRUST_SETTINGS: [&str; 3] = [OKTA_ISSUER, OKTA_CLIENT_ID, OKTA_GROUP_ID];
+
 /// A portal setting name such as `okta_client_id`. Restricted to ASCII letters, digits
 /// and `_ . : -` so that it is safe in a URL path and compares the same on both
 /// backends: the legacy column's `utf8_general_ci` collation makes lookups
@@ -29,6 +40,19 @@ impl SettingKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// This key is one of [`TRUST_SETTINGS`], in any spelling the store treats as the
+    /// same (keys compare case-insensitively).
+    pub fn is_trust_setting(&self) -> bool {
+        TRUST_SETTINGS
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(&self.0))
+    }
+
+    /// This key names `setting`, in any case.
+    pub fn is(&self, setting: &str) -> bool {
+        self.0.eq_ignore_ascii_case(setting)
+    }
 }
 
 #[cfg(test)]
@@ -42,5 +66,11 @@ mod tests {
         assert!(SettingKey::parse(&"k".repeat(51)).is_err());
         assert!(SettingKey::parse("a/b").is_err());
         assert!(SettingKey::parse("").is_err());
+        assert!(SettingKey::parse("OKTA_Group_Id")
+            .unwrap()
+            .is_trust_setting());
+        assert!(!SettingKey::parse("okta_group_id2")
+            .unwrap()
+            .is_trust_setting());
     }
 }

@@ -10,7 +10,11 @@ use axum::response::{IntoResponse, Response};
 
 use super::problem::{ApiError, ProblemType};
 use super::AppState;
-use crate::auth::{required_scope, AuthError, Authenticator, Caller, Scope};
+use crate::auth::{
+    required_scope, setting_scope, writes_portal_settings, AuthError, Authenticator, Caller, Scope,
+    SETTING_ROUTE,
+};
+use crate::domain::SettingKey;
 
 const METRICS_ROUTE: &str = "/metrics";
 
@@ -50,6 +54,13 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
     } else {
         required_scope(req.method(), &route)
     };
+    // A single setting's key is in the path: its own rule applies here too.
+    let also_needed = (route == SETTING_ROUTE && writes_portal_settings(req.method(), &route))
+        .then(|| req.uri().path().rsplit('/').next())
+        .flatten()
+        .and_then(|raw| percent_encoding::percent_decode_str(raw).decode_utf8().ok())
+        .and_then(|key| SettingKey::parse(&key).ok())
+        .and_then(|key| setting_scope(&key));
     let method = req.method().clone();
     let operation = Operation(&method, &route);
     let caller = match &state.auth {
@@ -74,9 +85,11 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
             }
         },
     };
-    if !caller.has(needed) {
-        tracing::info!(target: "audit", sub = %caller.subject, operation = %operation, outcome = "forbidden", needed = needed.as_str());
-        return ApiError::Forbidden(needed).into_response();
+    for needed in std::iter::once(needed).chain(also_needed) {
+        if !caller.has(needed) {
+            tracing::info!(target: "audit", sub = %caller.subject, operation = %operation, outcome = "forbidden", needed = needed.as_str());
+            return ApiError::Forbidden(needed).into_response();
+        }
     }
     req.extensions_mut().insert(caller.clone());
     let res = next.run(req).await;

@@ -40,6 +40,7 @@ use crate::storage::{
 };
 use crate::sync::SyncService;
 use crate::tokens::TokenVault;
+use crate::trust::SettingsGuard;
 use metrics::Metrics;
 
 /// Limits and timeouts the HTTP layer applies.
@@ -50,8 +51,17 @@ pub struct HttpConfig {
     pub ready_timeout: Duration,
     pub max_concurrent_requests: usize,
     pub metrics_require_auth: bool,
-    /// Origins allowed by CORS; empty = no CORS headers (server-to-server only).
-    pub cors_origins: Vec<HeaderValue>,
+    pub cors: Cors,
+}
+
+/// Which browser origins may call the API.
+#[derive(Debug, Clone)]
+pub enum Cors {
+    /// No CORS headers: server-to-server only.
+    Off,
+    /// Every origin (`EFS_IAM_CORS_ORIGINS=*`).
+    AnyOrigin,
+    Origins(Vec<HeaderValue>),
 }
 
 /// What every handler shares. One `Arc` around it all: axum clones the state for each
@@ -82,6 +92,8 @@ pub struct Shared {
     pub jobs: Arc<dyn SyncJobStore>,
     pub database: Arc<dyn DatabaseStatus>,
     pub vault: Arc<TokenVault>,
+    /// Writes portal settings, checking and auditing the trust settings.
+    pub settings_guard: Arc<SettingsGuard>,
     /// The sync engine and its workers (`/sync/*`, the unassignment queue's worker).
     pub sync: Arc<SyncService>,
     pub config: Arc<HttpConfig>,
@@ -139,9 +151,14 @@ pub fn router(state: AppState) -> Router {
     let (api_router, api) = parts(Some(&state));
     let max_body = state.config.max_body_bytes;
     let timeout = state.config.request_timeout;
-    let cors = (!state.config.cors_origins.is_empty()).then(|| {
+    let allow_origin = match &state.config.cors {
+        Cors::Off => None,
+        Cors::AnyOrigin => Some(tower_http::cors::AllowOrigin::any()),
+        Cors::Origins(list) => Some(tower_http::cors::AllowOrigin::list(list.clone())),
+    };
+    let cors = allow_origin.map(|origin| {
         tower_http::cors::CorsLayer::new()
-            .allow_origin(state.config.cors_origins.clone())
+            .allow_origin(origin)
             .allow_methods([
                 Method::GET,
                 Method::PUT,

@@ -6,7 +6,8 @@ use axum::http::Method;
 use utoipa::OpenApi;
 
 use super::problem::{FieldError, Problem, ProblemType};
-use crate::auth::required_scope;
+use crate::auth::{required_scope, writes_portal_settings, Scope};
+use crate::domain::TRUST_SETTINGS;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -114,8 +115,9 @@ fn document_security(api: &mut utoipa::openapi::OpenApi) {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some(
-                        "A JWT with `iss`/`aud` as configured and a `scope` claim: iam:read, \
-                         iam:write, iam:sync, iam:tokens. Mint one with `efs-iam token`.",
+                        "A JWT with `iss`/`aud` as configured, a `sub` and a `scope` claim: \
+                         iam:read, iam:write, iam:sync, iam:tokens, iam:admin. Mint one with \
+                         `efs-iam token`.",
                     ))
                     .build(),
             ),
@@ -147,15 +149,28 @@ fn document_security(api: &mut utoipa::openapi::OpenApi) {
             let Some(operation) = operation else { continue };
             let scope = required_scope(&method, &route);
             operation.security = Some(vec![SecurityRequirement::new("bearer", [scope.as_str()])]);
+            let mut forbidden = format!("The token lacks the scope {}", scope.as_str());
+            if writes_portal_settings(&method, &route) {
+                let trust = TRUST_SETTINGS.map(|k| format!("`{k}`")).join(", ");
+                let admin = Scope::Admin.as_str();
+                forbidden.push_str(&format!(
+                    ", or, for the settings that steer trust ({trust}, in any case), the \
+                     scope {admin} as well"
+                ));
+                let note = format!(
+                    "\n\nWriting or deleting {trust} needs the scope `{admin}` in addition to \
+                     `{}`.",
+                    scope.as_str()
+                );
+                let description = operation.description.get_or_insert_with(String::new);
+                description.push_str(&note);
+            }
             let responses = &mut operation.responses.responses;
             responses.insert(
                 "401".into(),
                 problem("Missing or invalid bearer token").into(),
             );
-            responses.insert(
-                "403".into(),
-                problem(&format!("The token lacks the scope {}", scope.as_str())).into(),
-            );
+            responses.insert("403".into(), problem(&forbidden).into());
         }
     }
 }

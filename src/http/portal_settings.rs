@@ -7,8 +7,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -17,11 +20,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::extract::{AppJson, AppPath, PortalPath, PortalSettingPath};
 use super::problem::{ApiError, ApiResult, FieldError, Problem};
 use super::AppState;
+use crate::auth::{setting_scope, Caller};
 use crate::domain::{check_text, PortalId, SettingKey};
+use crate::trust::{FieldNames, VALUE_LIMIT};
 
 /// Most keys one bulk put may set.
 const MAX_KEYS_PER_PUT: usize = 100;
-const VALUE_LIMIT: usize = 255;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -144,13 +148,15 @@ async fn get_portal_settings(
         (status = 400, description = "Invalid portal id or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A key or value is invalid; nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A key or value is invalid (e.g. an `okta_issuer` outside the allowed issuer origins), or the `okta_group_id` names no group Okta has (`okta-group-not-found`); nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Okta refused efs-iam's credentials while the `okta_group_id` was checked (`okta-auth-failed`); nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable, or Okta unavailable while the `okta_group_id` was checked (`okta-unavailable`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(skip_all)]
 async fn put_portal_settings(
     State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
     AppPath(PortalPath { portal_id: portal }): AppPath<PortalPath>,
     AppJson(body): AppJson<PutPortalSettings>,
 ) -> ApiResult<Json<PortalSettings>> {
@@ -190,9 +196,15 @@ async fn put_portal_settings(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
+    // The body's keys decide whether the trust settings' scope applies.
+    for (key, _) in &entries {
+        if let Some(needed) = setting_scope(key).filter(|s| !caller.has(*s)) {
+            return Err(ApiError::Forbidden(needed));
+        }
+    }
     state
-        .portal_settings
-        .put_portal_settings(portal, &entries)
+        .settings_guard
+        .put(&caller.subject, portal, &entries, FieldNames::Bulk)
         .await?;
     Ok(Json(load_map(&state, portal).await?))
 }
@@ -246,13 +258,15 @@ async fn get_portal_setting(
         (status = 201, description = "Created", body = PortalSettingValue),
         (status = 400, description = "Invalid portal id, key or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid value", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid value (e.g. an `okta_issuer` outside the allowed issuer origins), or the `okta_group_id` names no group Okta has (`okta-group-not-found`); nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Okta refused efs-iam's credentials while the `okta_group_id` was checked (`okta-auth-failed`); nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable, or Okta unavailable while the `okta_group_id` was checked (`okta-unavailable`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(skip_all)]
 async fn put_portal_setting(
     State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
     AppPath(PortalSettingPath {
         portal_id: portal,
         key,
@@ -260,11 +274,16 @@ async fn put_portal_setting(
     AppJson(body): AppJson<PutPortalSetting>,
 ) -> ApiResult<(StatusCode, Json<PortalSettingValue>)> {
     let value = nullable_value("value", &body.value).map_err(|e| ApiError::Validation(vec![e]))?;
-    let created = state
-        .portal_settings
-        .put_portal_settings(portal, &[(key.clone(), value.clone())])
+    let written = state
+        .settings_guard
+        .put(
+            &caller.subject,
+            portal,
+            &[(key.clone(), value.clone())],
+            FieldNames::Single,
+        )
         .await?;
-    let status = if created[0] {
+    let status = if written[0].created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -296,20 +315,21 @@ async fn put_portal_setting(
 #[tracing::instrument(skip_all)]
 async fn delete_portal_setting(
     State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
     AppPath(PortalSettingPath {
         portal_id: portal,
         key,
     }): AppPath<PortalSettingPath>,
 ) -> ApiResult<StatusCode> {
     match state
-        .portal_settings
-        .delete_portal_setting(portal, &key)
+        .settings_guard
+        .delete(&caller.subject, portal, &key)
         .await?
     {
-        0 => Err(ApiError::NotFound(format!(
+        None => Err(ApiError::NotFound(format!(
             "portal {portal} has no setting {}",
             key.as_str()
         ))),
-        _ => Ok(StatusCode::NO_CONTENT),
+        Some(_) => Ok(StatusCode::NO_CONTENT),
     }
 }

@@ -16,6 +16,7 @@ pub use crate::domain::FieldError;
 use crate::storage::{StorageError, TokenStoreError};
 use crate::sync::{SyncError, SyncErrorKind};
 use crate::tokens::VaultError;
+use crate::trust::SettingError;
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -72,6 +73,7 @@ problem_types! {
     OKTA_GROUP_NOT_FOUND = "okta-group-not-found", CONFLICT, "Okta group not found";
     OKTA_USER_DEPROVISIONED = "okta-user-deprovisioned", CONFLICT, "Okta user is deprovisioned";
     OKTA_LOGIN_CONFLICT = "okta-login-conflict", CONFLICT, "Login taken in Okta";
+    ISSUER_NOT_ALLOWED = "issuer-not-allowed", CONFLICT, "Issuer not allowed";
     PAYLOAD_TOO_LARGE = "payload-too-large", PAYLOAD_TOO_LARGE, "Request body too large";
     TOKEN_TOO_LARGE = "token-too-large", PAYLOAD_TOO_LARGE, "Token response too large";
     UNSUPPORTED_MEDIA_TYPE = "unsupported-media-type", UNSUPPORTED_MEDIA_TYPE, "Unsupported media type";
@@ -79,6 +81,7 @@ problem_types! {
     UNKNOWN_EFS_USER = "unknown-efs-user", UNPROCESSABLE_ENTITY, "Unknown EFS user";
     INVALID_ID_TOKEN = "invalid-id-token", UNPROCESSABLE_ENTITY, "Invalid id_token";
     OKTA_VALIDATION_FAILED = "okta-validation-failed", UNPROCESSABLE_ENTITY, "Okta refused the profile";
+    OKTA_GROUP_UNKNOWN = "okta-group-not-found", UNPROCESSABLE_ENTITY, "Okta group not found";
     INTERNAL = "internal", INTERNAL_SERVER_ERROR, "Internal server error";
     TOKEN_UNREADABLE = "token-unreadable", INTERNAL_SERVER_ERROR, "Stored token response unreadable";
     OKTA_AUTH_FAILED = "okta-auth-failed", BAD_GATEWAY, "Okta refused efs-iam's credentials";
@@ -155,6 +158,8 @@ pub enum ApiError {
     #[error(transparent)]
     Sync(#[from] SyncError),
     #[error(transparent)]
+    Setting(#[from] SettingError),
+    #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
@@ -210,6 +215,7 @@ impl ApiError {
             Self::TokenStore(e) => token_store_problem(e),
             Self::Vault(e) => vault_problem(e),
             Self::Sync(e) => sync_problem(e),
+            Self::Setting(e) => setting_problem(e),
             Self::Internal(_) => internal(),
         }
     }
@@ -269,6 +275,14 @@ fn vault_problem(e: &VaultError) -> (ProblemType, String, Vec<FieldError>) {
             format!("id_token: {reason}"),
             vec![FieldError::new("id_token", reason)],
         ),
+        VaultError::IssuerNotAllowed(reason) => (
+            ProblemType::ISSUER_NOT_ALLOWED,
+            format!(
+                "the portal's okta_issuer cannot be used to verify id_tokens ({reason}); \
+                 nothing was stored"
+            ),
+            vec![],
+        ),
         VaultError::IdpUnavailable(_) => (
             ProblemType::IDP_UNAVAILABLE,
             "the portal's Okta issuer did not provide its signing keys; retry later".into(),
@@ -310,6 +324,24 @@ fn sync_problem(e: &SyncError) -> (ProblemType, String, Vec<FieldError>) {
     (problem, e.to_string(), e.fields())
 }
 
+fn setting_problem(e: &SettingError) -> (ProblemType, String, Vec<FieldError>) {
+    match e {
+        SettingError::Invalid { field, message } => {
+            ApiError::invalid_field(field.clone(), message).problem()
+        }
+        SettingError::GroupNotFound { field, group } => (
+            ProblemType::OKTA_GROUP_UNKNOWN,
+            e.to_string(),
+            vec![FieldError::new(
+                field.clone(),
+                format!("Okta has no group {group:?}"),
+            )],
+        ),
+        SettingError::Okta(okta) => sync_problem(&SyncError::from_okta(okta.clone())),
+        SettingError::Storage(e) => storage_problem(e),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (problem, detail, errors) = self.problem();
@@ -340,13 +372,18 @@ impl IntoResponse for ApiError {
 mod tests {
     use super::*;
 
+    /// A slug may answer with two statuses (a group named in the request vs. one
+    /// stored in a setting), but each pair is listed once.
     #[test]
-    fn slugs_are_unique_and_sync_kinds_all_map() {
-        let mut slugs: Vec<&str> = ProblemType::ALL.iter().map(|p| p.slug).collect();
-        slugs.sort();
-        let n = slugs.len();
-        slugs.dedup();
-        assert_eq!(slugs.len(), n, "a slug is listed twice");
+    fn problem_types_are_unique_and_sync_kinds_all_map() {
+        let mut types: Vec<(&str, u16)> = ProblemType::ALL
+            .iter()
+            .map(|p| (p.slug, p.status.as_u16()))
+            .collect();
+        types.sort();
+        let n = types.len();
+        types.dedup();
+        assert_eq!(types.len(), n, "a problem type is listed twice");
         let portal_not_linked = ApiError::Sync(SyncError::PortalNotLinked { portal: 3 });
         let (p, detail, _) = portal_not_linked.problem();
         assert_eq!(

@@ -153,7 +153,9 @@ pub(crate) struct CachedToken {
 impl CachedToken {
     pub(crate) fn new(token: String, expires_in: Option<u64>, received: Instant) -> Self {
         // Okta fixes the lifetime at an hour; python's SDK assumes that when it is missing.
-        let lifetime = Duration::from_secs(expires_in.unwrap_or(3600));
+        // Whatever the answer says, a token is not kept past a day (and a nonsensical
+        // `expires_in` cannot overflow the clock).
+        let lifetime = Duration::from_secs(expires_in.unwrap_or(3600).min(MAX_TOKEN_LIFETIME));
         let early = (lifetime / 4).min(Duration::from_secs(60));
         Self {
             token: SecretString::from(token),
@@ -161,6 +163,9 @@ impl CachedToken {
         }
     }
 }
+
+/// The longest an access token is cached, in seconds.
+const MAX_TOKEN_LIFETIME: u64 = 24 * 3600;
 
 /// The `Authorization` value for one request, and the bearer token it carries (to
 /// drop exactly that token from the cache if Okta answers 401).
@@ -267,5 +272,7 @@ pub(crate) mod tests {
         assert_eq!(short.refresh_at, now + Duration::from_millis(1500));
         let missing = CachedToken::new("t".into(), None, now);
         assert_eq!(missing.refresh_at, now + Duration::from_secs(3540));
+        let absurd = CachedToken::new("t".into(), Some(u64::MAX), now);
+        assert_eq!(absurd.refresh_at, now + Duration::from_secs(24 * 3600 - 60));
     }
 }

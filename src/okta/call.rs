@@ -44,6 +44,10 @@ pub(crate) const GROUP_MEMBERS: Route = Route {
     template: "/api/v1/groups/{groupId}/users",
     bucket: Bucket::Groups,
 };
+pub(crate) const GROUP_GET: Route = Route {
+    template: "/api/v1/groups/{groupId}",
+    bucket: Bucket::GroupById,
+};
 pub(crate) const GROUP_MEMBER: Route = Route {
     template: "/api/v1/groups/{groupId}/users/{userId}",
     bucket: Bucket::Groups,

@@ -18,6 +18,7 @@ use super::auth::AuthFailure;
 use super::call::{Call, Exchange, Inner};
 use super::error::{OktaApiError, OktaError};
 use super::exchange::path_and_query;
+use crate::domain::storable_text;
 use crate::storage::NewErrorLogEntry;
 
 /// Okta's error object, or the token endpoint's OAuth error; read leniently.
@@ -214,11 +215,16 @@ impl Inner {
 
         let message = self.auth.scrub(message);
         let trace = self.auth.scrub(trace);
+        // The legacy `utf8` (utf8mb3) columns cannot hold characters outside the Basic
+        // Multilingual Plane: Okta's texts are stored with them replaced.
+        let storable = |s: &str, max_bytes: usize| {
+            truncate_bytes(&storable_text(s, usize::MAX), max_bytes).to_owned()
+        };
         NewErrorLogEntry {
-            message: Some(truncate_bytes(&message, MESSAGE_MAX_BYTES).to_owned()),
+            message: Some(storable(&message, MESSAGE_MAX_BYTES)),
             status_code: ex.map_or(err.status(), |e| e.status) as i16,
-            trace: Some(truncate_bytes(&trace, TRACE_MAX_BYTES).to_owned()),
-            error_code: truncate_chars(&error_code, ERROR_CODE_MAX_CHARS).to_owned(),
+            trace: Some(storable(&trace, TRACE_MAX_BYTES)),
+            error_code: storable_text(&error_code, ERROR_CODE_MAX_CHARS),
         }
     }
 }

@@ -57,8 +57,8 @@ pub use settings::{client_from_settings, OktaSettings};
 
 use crate::storage::ErrorLogStore;
 use call::{
-    Call, Inner, Tunables, GROUP_MEMBER, GROUP_MEMBERS, USERS, USER_DEACTIVATE, USER_GET,
-    USER_GROUPS, USER_UPDATE,
+    Call, Inner, Tunables, GROUP_GET, GROUP_MEMBER, GROUP_MEMBERS, USERS, USER_DEACTIVATE,
+    USER_GET, USER_GROUPS, USER_UPDATE,
 };
 use governor::Governor;
 use token::AuthState;
@@ -394,6 +394,17 @@ impl OktaClient {
             "users",
             segment("user id", user_id)?,
         ]))
+    }
+
+    /// `GET /api/v1/groups/{groupId}`; `None` when Okta has no such group.
+    pub async fn get_group(&self, group_id: &str) -> Result<Option<OktaGroup>, OktaError> {
+        let url = self.url(&["api", "v1", "groups", segment("group id", group_id)?]);
+        let call = Call::new(Method::GET, GROUP_GET, url).not_found_ok(true);
+        let ex = self.inner.execute(&call).await?;
+        if ex.status == 404 {
+            return Ok(None);
+        }
+        self.inner.decode(&call, &ex).await.map(Some)
     }
 
     /// `PUT /api/v1/groups/{groupId}/users/{userId}` (idempotent).

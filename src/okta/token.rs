@@ -37,8 +37,10 @@ impl AuthState {
         matches!(self.auth, OktaAuth::PrivateKeyJwt(_))
     }
 
-    /// Replaces any known secret in text that is about to be stored or logged.
-    pub(super) fn scrub(&self, mut text: String) -> String {
+    /// Replaces any known secret in text that is about to be stored or logged: the
+    /// credentials in use, and the values of token fields an answer may carry.
+    pub(super) fn scrub(&self, text: String) -> String {
+        let mut text = redact_token_fields(&text);
         let mut secrets: Vec<SecretString> = Vec::new();
         if let OktaAuth::ApiToken(t) = &self.auth {
             secrets.push(t.clone());
@@ -185,5 +187,81 @@ impl Inner {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// Fields of a token endpoint's answer whose values are credentials.
+const TOKEN_FIELDS: [&str; 5] = [
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "device_secret",
+    "client_assertion",
+];
+
+/// `text` with the string value of every [`TOKEN_FIELDS`] member replaced by
+/// `[redacted]`, wherever it stands (JSON `"field": "…"` or a form's `field=…`), so an
+/// answer from Okta's token endpoint, well-formed or not, can be logged.
+pub(super) fn redact_token_fields(text: &str) -> String {
+    let mut out = text.to_owned();
+    for field in TOKEN_FIELDS {
+        let mut from = 0;
+        while let Some(found) = out[from..].find(field) {
+            let start = from + found + field.len();
+            let rest = &out[start..];
+            // JSON: optional closing quote of the name, blanks, a colon, blanks, a quote.
+            let after_name = rest.strip_prefix('"').unwrap_or(rest);
+            let value_start = if let Some(v) = after_name.trim_start().strip_prefix(':') {
+                let v = v.trim_start();
+                v.strip_prefix('"')
+                    .map(|value| (value, true))
+                    .map(|(value, quoted)| (out.len() - value.len(), quoted))
+            } else {
+                rest.strip_prefix('=')
+                    .map(|value| (out.len() - value.len(), false))
+            };
+            let Some((value_start, quoted)) = value_start else {
+                from = start;
+                continue;
+            };
+            let value = &out[value_start..];
+            let len = if quoted {
+                let mut escaped = false;
+                value
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        let end = c == '"' && !escaped;
+                        escaped = c == '\\' && !escaped;
+                        end
+                    })
+                    .map_or(value.len(), |(i, _)| i)
+            } else {
+                value.find(['&', ' ', '\n']).unwrap_or(value.len())
+            };
+            out.replace_range(value_start..value_start + len, "[redacted]");
+            from = value_start + "[redacted]".len();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_values_are_redacted_wherever_they_stand() {
+        let json = r#"{"token_type":"Bearer","access_token" : "eyA.b\"c","id_token":"eyID","expires_in":3600}"#;
+        let out = redact_token_fields(json);
+        assert_eq!(
+            out,
+            r#"{"token_type":"Bearer","access_token" : "[redacted]","id_token":"[redacted]","expires_in":3600}"#
+        );
+        let cut = redact_token_fields(r#"{"refresh_token":"unterminated"#);
+        assert!(!cut.contains("unterminated"), "{cut}");
+        let form = redact_token_fields("grant_type=x&client_assertion=eyJ.secret&scope=a");
+        assert_eq!(form, "grant_type=x&client_assertion=[redacted]&scope=a");
+        assert_eq!(redact_token_fields("no tokens here"), "no tokens here");
+        assert_eq!(redact_token_fields("access_token"), "access_token");
     }
 }

@@ -31,7 +31,7 @@ use chrono::NaiveDateTime;
 
 pub use error_log::{ErrorLogEntry, ErrorLogQuery, ErrorLogStore, NewErrorLogEntry};
 pub use leases::LeaseStore;
-pub use portal_settings::{PortalSetting, PortalSettingsStore};
+pub use portal_settings::{PortalSetting, PortalSettingsStore, SettingWrite};
 pub use session_tokens::{
     NewTokenRecord, StoredToken, TokenKey, TokenRow, TokenStore, TokenStoreError,
 };

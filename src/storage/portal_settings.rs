@@ -19,6 +19,15 @@ pub struct PortalSetting {
     pub value: Option<String>,
 }
 
+/// What writing one key did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingWrite {
+    /// The portal had no row for the key.
+    pub created: bool,
+    /// The value before (of the newest row), for the audit log.
+    pub previous: Option<String>,
+}
+
 #[async_trait]
 pub trait PortalSettingsStore: Send + Sync + 'static {
     /// Every row of the portal, oldest first (callers let newer rows win).
@@ -29,15 +38,19 @@ pub trait PortalSettingsStore: Send + Sync + 'static {
         portal: PortalId,
         key: &SettingKey,
     ) -> StorageResult<Option<PortalSetting>>;
-    /// Sets every given key in one transaction; returns per key whether it was new.
+    /// Sets every given key in one transaction; returns per key what it replaced.
     async fn put_portal_settings(
         &self,
         portal: PortalId,
         entries: &[(SettingKey, Option<String>)],
-    ) -> StorageResult<Vec<bool>>;
-    /// Removes every row of `key`; returns how many there were.
-    async fn delete_portal_setting(&self, portal: PortalId, key: &SettingKey)
-        -> StorageResult<u64>;
+    ) -> StorageResult<Vec<SettingWrite>>;
+    /// Removes every row of `key`; `None` when there was none, else the value removed
+    /// (of the newest row).
+    async fn delete_portal_setting(
+        &self,
+        portal: PortalId,
+        key: &SettingKey,
+    ) -> StorageResult<Option<Option<String>>>;
 }
 
 const COLS: &str = "id, `key`, value";
@@ -76,15 +89,16 @@ impl PortalSettingsStore for SqlStore {
         &self,
         portal: PortalId,
         entries: &[(SettingKey, Option<String>)],
-    ) -> StorageResult<Vec<bool>> {
+    ) -> StorageResult<Vec<SettingWrite>> {
         in_transaction!(self, begin_write, pool, tx => {
             let select = format!(
-                "SELECT id FROM iam_portal_settings WHERE portal_id = ? AND `key` = ?{}",
+                "SELECT id, value FROM iam_portal_settings WHERE portal_id = ? AND `key` = ? \
+                 ORDER BY id DESC{}",
                 pool.row_lock()
             );
-            let mut created = Vec::with_capacity(entries.len());
+            let mut writes = Vec::with_capacity(entries.len());
             for (key, value) in entries {
-                let existing: Vec<i32> = sqlx::query_scalar(&select)
+                let existing: Vec<(i32, Option<String>)> = sqlx::query_as(&select)
                     .bind(portal.get())
                     .bind(key.as_str())
                     .fetch_all(&mut *tx)
@@ -102,9 +116,12 @@ impl PortalSettingsStore for SqlStore {
                     .bind(key.as_str())
                     .execute(&mut *tx)
                     .await?;
-                created.push(existing.is_empty());
+                writes.push(SettingWrite {
+                    created: existing.is_empty(),
+                    previous: existing.into_iter().next().and_then(|(_, v)| v),
+                });
             }
-            created
+            writes
         })
     }
 
@@ -113,15 +130,23 @@ impl PortalSettingsStore for SqlStore {
         &self,
         portal: PortalId,
         key: &SettingKey,
-    ) -> StorageResult<u64> {
-        let sql = "DELETE FROM iam_portal_settings WHERE portal_id = ? AND `key` = ?";
-        Ok(on_dialect!(self, pool => {
-            sqlx::query(sql)
+    ) -> StorageResult<Option<Option<String>>> {
+        in_transaction!(self, begin_write, pool, tx => {
+            let newest: Option<(i32, Option<String>)> = sqlx::query_as(&format!(
+                "SELECT id, value FROM iam_portal_settings WHERE portal_id = ? AND `key` = ? \
+                 ORDER BY id DESC LIMIT 1{}",
+                pool.row_lock()
+            ))
+            .bind(portal.get())
+            .bind(key.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM iam_portal_settings WHERE portal_id = ? AND `key` = ?")
                 .bind(portal.get())
                 .bind(key.as_str())
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }))
+                .execute(&mut *tx)
+                .await?;
+            newest.map(|(_, value)| value)
+        })
     }
 }

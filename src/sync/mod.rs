@@ -35,8 +35,7 @@ use crate::storage::{
     UserReferenceStore,
 };
 
-/// The portal setting that names the portal's Okta group.
-pub const GROUP_SETTING: &str = "okta_group_id";
+pub use crate::domain::OKTA_GROUP_ID as GROUP_SETTING;
 
 /// The storage the sync engine and its workers use; each part takes its own narrow
 /// contract from it.

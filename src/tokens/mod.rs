@@ -40,7 +40,7 @@ use std::sync::{Arc, Weak};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use crypto::{KeyRing, SessionHasher};
-pub use oidc::{OidcVerifier, VerifiedClaims};
+pub use oidc::{IssuerPolicy, OidcVerifier, VerifiedClaims};
 pub use settings::{TokenBackendKind, TokenSettings, TokensCommand};
 pub use vault::{
     Lifetimes, OpenedToken, ReencryptReport, Stored, TokenVault, VaultError, CLIENT_ID_SETTING,
@@ -87,6 +87,7 @@ pub fn build_vault(
     store: Arc<dyn TokenStore>,
     portal_settings: Arc<dyn PortalSettingsStore>,
     clock: Arc<dyn Clock>,
+    issuers: IssuerPolicy,
 ) -> anyhow::Result<TokenVault> {
     t.validate(listen)?;
     let (keys, hasher) = match (&t.token_keys, &t.session_hash_key) {
@@ -115,7 +116,8 @@ pub fn build_vault(
             default: t.token_default_lifetime,
             max: t.token_max_lifetime,
         },
-        oidc: OidcVerifier::new(t.jwks_options())?,
+        oidc: OidcVerifier::new(t.jwks_options(), issuers)?,
+        accept_plaintext: t.token_accept_legacy_plaintext,
     })
 }
 

@@ -116,6 +116,14 @@ pub struct TokenSettings {
           value_parser = parse_duration, global = true)]
     pub token_max_lifetime: Duration,
 
+    /// Serve token responses stored as plaintext by EFS before efs-iam (SQL store only;
+    /// never from memcached). Off by default: a value not in efs-iam's sealed format is
+    /// not served. Switch on while adopting an EFS database, until `efs-iam tokens
+    /// re-encrypt` has sealed every legacy row.
+    #[arg(long, env = "EFS_IAM_TOKEN_ACCEPT_LEGACY_PLAINTEXT", default_value_t = false,
+          action = clap::ArgAction::Set, global = true)]
+    pub token_accept_legacy_plaintext: bool,
+
     /// How often expired rows are deleted from iam_token_data (SQL backend).
     #[arg(long, env = "EFS_IAM_TOKEN_PURGE_INTERVAL", default_value = "5m",
           value_parser = parse_duration, global = true)]
@@ -126,7 +134,8 @@ pub struct TokenSettings {
           value_parser = parse_duration, global = true)]
     pub jwks_cache_ttl: Duration,
 
-    /// Least time between two JWKS fetches caused by unknown `kid`s.
+    /// Least time between two JWKS fetches caused by unknown `kid`s; also how long a
+    /// failed discovery or JWKS fetch is remembered before it is tried again.
     #[arg(long, env = "EFS_IAM_JWKS_REFETCH_COOLDOWN", default_value = "30s",
           value_parser = parse_duration, global = true)]
     pub jwks_refetch_cooldown: Duration,
@@ -135,6 +144,13 @@ pub struct TokenSettings {
     #[arg(long, env = "EFS_IAM_OIDC_TIMEOUT", default_value = "5s",
           value_parser = parse_duration, global = true)]
     pub oidc_timeout: Duration,
+
+    /// Origins whose issuers a portal's `okta_issuer` may name (comma-separated, e.g.
+    /// `https://acme.okta.com`; its `/oauth2/{server}` authorization servers are
+    /// included). Default: the origin of EFS_IAM_OKTA_ORG_URL; with neither, no issuer.
+    #[arg(long, env = "EFS_IAM_OIDC_ALLOWED_ISSUERS", value_delimiter = ',',
+          value_parser = crate::tokens::oidc::parse_origin, global = true)]
+    pub oidc_allowed_issuers: Vec<reqwest::Url>,
 }
 
 fn parse_key_prefix(raw: &str) -> Result<String, String> {

@@ -19,10 +19,7 @@ use crate::storage::{
     TokenStoreError,
 };
 
-/// Portal setting naming the Okta issuer whose id_tokens are verified.
-pub const ISSUER_SETTING: &str = "okta_issuer";
-/// Portal setting naming the `aud` its id_tokens must carry.
-pub const CLIENT_ID_SETTING: &str = "okta_client_id";
+pub use crate::domain::{OKTA_CLIENT_ID as CLIENT_ID_SETTING, OKTA_ISSUER as ISSUER_SETTING};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -35,6 +32,9 @@ pub enum VaultError {
     /// The response's id_token was refused.
     #[error("invalid id_token: {0}")]
     InvalidIdToken(String),
+    /// The portal's issuer is not one efs-iam may fetch keys from.
+    #[error("the portal's okta_issuer is not allowed: {0}")]
+    IssuerNotAllowed(String),
     /// The issuer could not be asked for its keys.
     #[error("identity provider unavailable: {0}")]
     IdpUnavailable(String),
@@ -132,6 +132,8 @@ pub struct TokenVault {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) lifetimes: Lifetimes,
     pub(super) oidc: OidcVerifier,
+    /// Serve values not in the sealed format (legacy plaintext rows of the SQL store).
+    pub(super) accept_plaintext: bool,
 }
 
 fn epoch(t: DateTime<Utc>) -> i64 {
@@ -159,6 +161,11 @@ fn legacy_value(text: Option<String>) -> Value {
 }
 
 impl TokenVault {
+    /// Which issuers a portal's `okta_issuer` may name.
+    pub fn issuer_policy(&self) -> &super::IssuerPolicy {
+        self.oidc.policy()
+    }
+
     pub fn backend(&self) -> &'static str {
         self.store.token_backend()
     }
@@ -249,6 +256,7 @@ impl TokenVault {
             .map_err(|e| match e {
                 IdTokenError::Invalid(r) => VaultError::InvalidIdToken(r),
                 IdTokenError::Unavailable(r) => VaultError::IdpUnavailable(r),
+                IdTokenError::IssuerNotAllowed(r) => VaultError::IssuerNotAllowed(r),
             })
     }
 
@@ -295,8 +303,14 @@ impl TokenVault {
         })
     }
 
-    /// Opens a stored record. `bound_to` is the key it is stored under.
-    fn open(&self, record: StoredToken, bound_to: &[u8]) -> Result<OpenedToken, VaultError> {
+    /// Opens a stored record. `bound_to` is the key it is stored under. A value not in
+    /// the sealed format is `None` unless `plaintext` allows it.
+    fn open(
+        &self,
+        record: StoredToken,
+        bound_to: &[u8],
+        plaintext: bool,
+    ) -> Result<Option<OpenedToken>, VaultError> {
         let column_stored = record.stored_at.map(|t| t.and_utc());
         let column_expires = record.expires_at.map(|t| t.and_utc());
         match record.idp_response {
@@ -307,21 +321,29 @@ impl TokenVault {
                     .map_err(VaultError::Unreadable)?;
                 let sealed: Sealed = serde_json::from_slice(&plaintext)
                     .map_err(|_| VaultError::Unreadable(OpenError::Corrupt))?;
-                Ok(OpenedToken {
+                Ok(Some(OpenedToken {
                     idp_response: sealed.idp_response,
                     stored_at: sealed.stored_at.and_then(from_epoch).or(column_stored),
                     expires_at: sealed.expires_at.and_then(from_epoch).or(column_expires),
                     portal_id: sealed.portal_id,
                     claims: sealed.claims,
-                })
+                }))
             }
-            legacy => Ok(OpenedToken {
+            _ if !plaintext => {
+                tracing::warn!(
+                    backend = self.store.token_backend(),
+                    "a stored token value is not in efs-iam's sealed format and is not served \
+                     (see EFS_IAM_TOKEN_ACCEPT_LEGACY_PLAINTEXT)"
+                );
+                Ok(None)
+            }
+            legacy => Ok(Some(OpenedToken {
                 idp_response: legacy_value(legacy),
                 stored_at: column_stored,
                 expires_at: column_expires,
                 portal_id: None,
                 claims: None,
-            }),
+            })),
         }
     }
 
@@ -336,7 +358,12 @@ impl TokenVault {
         } else {
             &hashed
         };
-        let opened = self.open(record, bound)?;
+        // memcached never held EFS's legacy rows: a plaintext value there was put
+        // there by someone else.
+        let plaintext = self.accept_plaintext && self.store.token_backend().starts_with("sql");
+        let Some(opened) = self.open(record, bound, plaintext)? else {
+            return Ok(None);
+        };
         if opened.expires_at.is_some_and(|e| e <= self.clock.now()) {
             return Ok(None);
         }
@@ -378,6 +405,7 @@ impl TokenVault {
             ..Default::default()
         };
         let current = self.keys.current_id().to_owned();
+        let legacy_store = self.store.token_backend().starts_with("sql");
         let mut after = 0i64;
         loop {
             let Some(rows) = self.store.scan_tokens(after, 500).await? else {
@@ -403,8 +431,15 @@ impl TokenVault {
                     expires_at: row.expires_at,
                     legacy_key: !hashed_id,
                 };
-                let opened = match self.open(record, &row.session_id) {
-                    Ok(o) => o,
+                // Sealing legacy rows is what re-encrypt is for: they are read here
+                // whatever the switch says, on the SQL store, which alone has them.
+                let opened = match self.open(record, &row.session_id, legacy_store) {
+                    Ok(Some(o)) => o,
+                    Ok(None) => {
+                        tracing::warn!(row = row.id, "unsealed token entry left as it is");
+                        report.failed += 1;
+                        continue;
+                    }
                     Err(e) => {
                         tracing::warn!(row = row.id, error = %e, "token row left as it is");
                         report.failed += 1;

@@ -83,7 +83,11 @@ async fn existing_efs_database_is_adopted_without_loss() {
     );
 
     let store = Arc::new(SqlStore::connect(&empty.0, &options()).await.unwrap());
-    let app = spawn_app_on(TestDb::from_mysql(empty, store), |_| {}).await;
+    // Adopting: EFS's plaintext token rows are served until re-encrypt seals them.
+    let app = spawn_app_on(TestDb::from_mysql(empty, store), |s| {
+        s.tokens.token_accept_legacy_plaintext = true
+    })
+    .await;
     assert_eq!(app.get("/health/ready").await.0, 200);
 
     // Settings: the newest duplicate wins; NULL values kept; NULL keys not addressable.

@@ -24,7 +24,7 @@ fn now() -> u64 {
         .as_secs()
 }
 
-fn claims(scope: &str) -> Value {
+pub fn claims(scope: &str) -> Value {
     json!({"sub": "efs-admin-php", "scope": scope, "iss": ISSUER, "aud": AUDIENCE, "exp": now() + 300, "iat": now()})
 }
 
@@ -59,6 +59,12 @@ fn b64(v: &[u8]) -> String {
 }
 
 pub async fn spawn_secured() -> TestApp {
+    spawn_secured_with(|_| {}).await
+}
+
+pub async fn spawn_secured_with(
+    adjust: impl FnOnce(&mut efs_iam::config::Settings) + Send + 'static,
+) -> TestApp {
     spawn_app_on(TestDb::sqlite().await, |s| {
         s.auth.hs256_secret = Some(SECRET.to_owned().into());
         s.auth.public_keys = vec![
@@ -67,11 +73,12 @@ pub async fn spawn_secured() -> TestApp {
         ];
         s.auth.issuer = Some(ISSUER.into());
         s.auth.audience = Some(AUDIENCE.into());
+        adjust(s);
     })
     .await
 }
 
-async fn call_with(
+pub async fn call_with(
     app: &TestApp,
     method: Method,
     path: &str,
@@ -145,6 +152,13 @@ async fn attacks_are_refused() {
     let mut c = claims("iam:read");
     c.as_object_mut().unwrap().remove("exp");
     let no_exp = hs256(&c);
+    // Audit lines name the caller: a token without `sub` names nobody.
+    let mut c = claims("iam:read");
+    c.as_object_mut().unwrap().remove("sub");
+    let no_sub = hs256(&c);
+    let mut c = claims("iam:read");
+    c["sub"] = json!(" ");
+    let blank_sub = hs256(&c);
     let unknown_kid = rs256(&claims("iam:read"), Some("rs-unknown"));
     let huge = format!("Bearer {}", "a".repeat(100 * 1024));
     let _ = h;
@@ -159,6 +173,8 @@ async fn attacks_are_refused() {
         ("wrong audience", Some(format!("Bearer {wrong_aud}"))),
         ("wrong issuer", Some(format!("Bearer {wrong_iss}"))),
         ("no exp", Some(format!("Bearer {no_exp}"))),
+        ("no sub", Some(format!("Bearer {no_sub}"))),
+        ("blank sub", Some(format!("Bearer {blank_sub}"))),
         ("bad signature", Some(format!("Bearer {tampered}"))),
         ("another key", Some(format!("Bearer {other_key}"))),
         ("alg none", Some(format!("Bearer {none}"))),
@@ -428,6 +444,41 @@ async fn cors_is_off_unless_configured() {
     assert!(res.headers().get("access-control-allow-origin").is_none());
 }
 
+/// `*` is a deliberate wildcard on its own, and a start-up error (never a panic) among
+/// named origins or next to something that is no origin.
+#[tokio::test]
+async fn cors_wildcard_is_deliberate_or_refused() {
+    let app = spawn_app_on(TestDb::sqlite().await, |s| {
+        s.cors_origins = vec!["*".into()]
+    })
+    .await;
+    let res = app
+        .client
+        .get(app.url("/health/live"))
+        .header("origin", "https://anywhere.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+    for origins in [
+        vec!["*", "https://admin.efs.example"],
+        vec!["https://admin.efs.example/path"],
+        vec!["not an origin"],
+    ] {
+        let db = TestDb::sqlite().await;
+        let mut settings = test_settings(&db.url);
+        settings.cors_origins = origins.iter().map(|o| o.to_string()).collect();
+        let err = efs_iam::startup::Application::with_storage(&settings, db.store.clone())
+            .await
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains("EFS_IAM_CORS_ORIGINS"),
+            "{origins:?}: {err}"
+        );
+    }
+}
+
 /// Past the concurrency limit requests are shed at once with 503 + Retry-After; a
 /// request slower than the request timeout is answered 503 too, never left hanging.
 #[tokio::test]
@@ -484,7 +535,7 @@ async fn calls_are_audited_without_payloads_or_tokens() {
     let token = hs256(&claims("iam:write iam:read"));
     let res = app
         .client
-        .put(app.url("/api/v1/portals/9/settings/okta_client_id"))
+        .put(app.url("/api/v1/portals/9/settings/theme"))
         .header("authorization", format!("Bearer {token}"))
         .header("x-request-id", "audit-req-1")
         .json(&json!({"value": "secret-looking-payload"}))

@@ -14,4 +14,5 @@ mod references;
 mod sessions;
 mod settings;
 mod tokens;
+mod trust;
 mod unassignments;

@@ -110,14 +110,17 @@ async fn documented_problems_match_the_problem_table() {
                     "{method} {path}: {code} is the status of no problem type"
                 );
                 let description = response["description"].as_str().unwrap_or("");
-                for p in ProblemType::ALL {
-                    if description.contains(&format!("`{}`", p.slug)) {
+                let mut slugs: Vec<&str> = ProblemType::ALL.iter().map(|p| p.slug).collect();
+                slugs.dedup();
+                for slug in slugs {
+                    if description.contains(&format!("`{slug}`")) {
                         named += 1;
-                        assert_eq!(
-                            code,
-                            &p.status.as_u16().to_string(),
-                            "{method} {path}: `{}` is documented under {code}",
-                            p.slug
+                        assert!(
+                            ProblemType::ALL
+                                .iter()
+                                .any(|p| p.slug == slug && p.status.as_u16().to_string() == *code),
+                            "{method} {path}: `{slug}` is documented under {code}, a status it \
+                             never has"
                         );
                     }
                 }

@@ -49,7 +49,7 @@ async fn the_php_client_calls_efs_iam_with_its_own_token() {
     let seen: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
     assert_eq!(
         seen,
-        json!({"read_back": "0oa-from-php", "without_write_scope": 403})
+        json!({"read_back": "0oa-from-php", "without_write_scope": 403, "without_admin_scope": 403})
     );
 
     // The write really landed, as seen by a caller with a token minted in Rust.

@@ -59,8 +59,10 @@ const PORTAL: &str = "/api/v1/portals/9/settings";
 
 async fn oidc_app(adjust: impl FnOnce(&mut efs_iam::config::Settings)) -> Oidc {
     let okta = FakeOkta::start(FakeOktaConfig::default()).await;
+    let issuer = reqwest::Url::parse(&okta.base_url()).unwrap();
     let app = spawn_app_on(TestDb::sqlite().await, |s| {
         use_keys(s, KEY_1);
+        s.tokens.oidc_allowed_issuers = vec![issuer];
         adjust(s);
     })
     .await;
@@ -281,7 +283,15 @@ async fn jwks_is_cached_and_refetched_once_per_cooldown_on_unknown_kids() {
 
 #[tokio::test]
 async fn unreachable_issuer_and_incomplete_portal_settings() {
-    let app = spawn_app_on(TestDb::sqlite().await, |s| use_keys(s, KEY_1)).await;
+    let okta = FakeOkta::start(FakeOktaConfig::default()).await;
+    let app = spawn_app_on(TestDb::sqlite().await, |s| {
+        use_keys(s, KEY_1);
+        s.tokens.oidc_allowed_issuers = ["http://127.0.0.1:9".to_owned(), okta.base_url()]
+            .iter()
+            .map(|u| reqwest::Url::parse(u).unwrap())
+            .collect();
+    })
+    .await;
     app.put(
         "/api/v1/portals/4/settings",
         json!({"settings": {"okta_issuer": "http://127.0.0.1:9", "okta_client_id": "0oa1"}}),
@@ -295,7 +305,6 @@ async fn unreachable_issuer_and_incomplete_portal_settings() {
         .await;
     // Not even a header: refused before any fetch.
     assert_problem(&got, 422, "invalid-id-token");
-    let okta = FakeOkta::start(FakeOktaConfig::default()).await;
     let token = okta.mint_id_token(json!({"sub": "00uX"}));
     let got = app
         .put(

@@ -65,12 +65,22 @@ async fn settings_round_trip(db: TestDb) {
         )
         .await
         .unwrap();
-    assert_eq!(created, vec![true, true]);
-    let created = s
+    let new = SettingWrite {
+        created: true,
+        previous: None,
+    };
+    assert_eq!(created, vec![new.clone(), new]);
+    let replaced = s
         .put_portal_settings(portal(1), &[(key("okta_client_id"), Some("0oa2".into()))])
         .await
         .unwrap();
-    assert_eq!(created, vec![false]);
+    assert_eq!(
+        replaced,
+        vec![SettingWrite {
+            created: false,
+            previous: Some("0oa1".into())
+        }]
+    );
     let one = s
         .portal_setting(portal(1), &key("okta_client_id"))
         .await
@@ -94,13 +104,14 @@ async fn settings_round_trip(db: TestDb) {
         s.delete_portal_setting(portal(1), &key("okta_client_id"))
             .await
             .unwrap(),
-        1
+        Some(Some("0oa2".into())),
+        "the value deleted"
     );
     assert_eq!(
         s.delete_portal_setting(portal(1), &key("okta_client_id"))
             .await
             .unwrap(),
-        0
+        None
     );
     assert_eq!(s.portal_settings(portal(1)).await.unwrap().len(), 1);
 }
@@ -114,7 +125,8 @@ async fn settings_keys_fold_case(db: TestDb) {
         .put_portal_settings(portal(3), &[(key("okta_client_id"), Some("b".into()))])
         .await
         .unwrap();
-    assert_eq!(created, vec![false], "same key in another case updates");
+    assert!(!created[0].created, "same key in another case updates");
+    assert_eq!(created[0].previous.as_deref(), Some("a"));
     let row = s
         .portal_setting(portal(3), &key("OKTA_CLIENT_ID"))
         .await

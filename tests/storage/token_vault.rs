@@ -110,7 +110,25 @@ on_memcached!(
     memcached_only;
     reencrypt_rewrites_every_memcached_entry_keeping_its_ttl,
     reencrypt_keeps_a_memcached_ttl_beyond_thirty_days,
+    a_forged_plaintext_entry_is_never_served,
 );
+
+/// memcached never held EFS's legacy rows: a plaintext value there was written by
+/// someone who is not efs-iam, and is not served, whatever the adoption switch says.
+async fn a_forged_plaintext_entry_is_never_served(mut env: Env) {
+    env.settings.tokens.token_accept_legacy_plaintext = true;
+    let vault = env.vault();
+    let s = session("forged-in-memcached");
+    write_raw(&vault, &s, r#"{"access_token":"forged"}"#, &env).await;
+    assert!(vault.get(&s).await.unwrap().is_none());
+    // A sealed one next to it is served.
+    let real = session("sealed-in-memcached");
+    vault
+        .put(&real, obj(json!({"access_token": "real"})), None)
+        .await
+        .unwrap();
+    assert!(vault.get(&real).await.unwrap().is_some());
+}
 
 fn session(s: &str) -> SessionId {
     SessionId::parse(s).unwrap()
@@ -423,9 +441,9 @@ async fn dump(env: &Env) -> Vec<String> {
     }
 }
 
-async fn a_dump_reveals_no_token_and_no_session_id(env: Env) {
+async fn a_dump_reveals_no_token_and_no_session_id(mut env: Env) {
     let okta = FakeOkta::start(FakeOktaConfig::default()).await;
-    configure_portal(&env, 7, &okta).await;
+    configure_portal(&mut env, 7, &okta).await;
     let vault = env.vault();
     let s = session("dump-session-SECRETID");
     let id_token =
@@ -456,7 +474,9 @@ async fn a_dump_reveals_no_token_and_no_session_id(env: Env) {
     }
 }
 
-async fn configure_portal(env: &Env, portal: i32, okta: &FakeOkta) {
+/// Links `portal` to the fake's issuer, and allows that issuer.
+async fn configure_portal(env: &mut Env, portal: i32, okta: &FakeOkta) {
+    env.settings.tokens.oidc_allowed_issuers = vec![reqwest::Url::parse(&okta.base_url()).unwrap()];
     env.db
         .store
         .put_portal_settings(
@@ -476,9 +496,9 @@ async fn configure_portal(env: &Env, portal: i32, okta: &FakeOkta) {
         .unwrap();
 }
 
-async fn logout_everywhere_deletes_every_session_of_the_user(env: Env) {
+async fn logout_everywhere_deletes_every_session_of_the_user(mut env: Env) {
     let okta = FakeOkta::start(FakeOktaConfig::default()).await;
-    configure_portal(&env, 3, &okta).await;
+    configure_portal(&mut env, 3, &okta).await;
     let vault = env.vault();
     let portal = Some(PortalId::new(3).unwrap());
     let put = |s: &'static str, sub: &'static str| {
@@ -552,10 +572,13 @@ const LEGACY: &str = "INSERT INTO iam_token_data (session_id, idp_response) VALU
     (X'6c65676163792d6e756c6c', NULL), \
     (X'6c65676163792d74657874', 'not json')";
 
-async fn legacy_plaintext_rows_stay_readable_and_are_sealed_when_rewritten(env: Env) {
+async fn legacy_plaintext_rows_stay_readable_and_are_sealed_when_rewritten(mut env: Env) {
     sql_exec(&env, LEGACY).await;
-    let vault = env.vault();
+    // Not in the sealed format: not served unless the adoption switch is on.
     let json_s = session("legacy-json");
+    assert!(env.vault().get(&json_s).await.unwrap().is_none());
+    env.settings.tokens.token_accept_legacy_plaintext = true;
+    let vault = env.vault();
     let got = vault.get(&json_s).await.unwrap().unwrap();
     assert_eq!(got.idp_response, json!({"access_token": "legacy-newer"}));
     assert_eq!((got.stored_at, got.expires_at), (None, None));
@@ -677,7 +700,8 @@ async fn reencrypt_rewrites_everything_under_the_newest_key(mut env: Env) {
     );
 }
 
-async fn expired_rows_are_purged(env: Env) {
+async fn expired_rows_are_purged(mut env: Env) {
+    env.settings.tokens.token_accept_legacy_plaintext = true;
     let vault = env.vault();
     vault
         .put(

@@ -49,6 +49,22 @@ impl SyncApp {
     }
 }
 
+/// Sets the portal's Okta group in the database, past the API's check that Okta has
+/// it: a group deleted in Okta since, or a setting from before efs-iam checked them.
+pub async fn link_portal_unchecked(db: &TestDb, portal: i32, group: &str) {
+    use efs_iam::storage::PortalSettingsStore;
+    db.store
+        .put_portal_settings(
+            efs_iam::domain::PortalId::new(portal).unwrap(),
+            &[(
+                efs_iam::domain::SettingKey::parse("okta_group_id").unwrap(),
+                Some(group.to_owned()),
+            )],
+        )
+        .await
+        .unwrap();
+}
+
 /// A fake Okta with test-sized limits.
 pub async fn fake_okta() -> FakeOkta {
     FakeOkta::start(FakeOktaConfig::default()).await

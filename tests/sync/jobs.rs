@@ -204,7 +204,7 @@ async fn batches_are_validated_as_a_whole() {
     let db = TestDb::sqlite().await;
     let okta = fake_okta().await;
     let app = spawn(&db, Some(&okta), |_| {}).await;
-    app.link_portal(9, "00gANY").await;
+    app.link_portal(9, &okta.create_group("batch checks")).await;
     let mut body = batch(1..=3);
     body["users"][2]["user_id"] = json!(0);
     body["users"][1]["login"] = json!(" ");

@@ -1189,3 +1189,137 @@ async fn status_reports_buckets_and_not_configured_is_an_error() {
     assert!(matches!(err, OktaError::NotConfigured));
     assert!(err.to_string().contains("EFS_IAM_OKTA_ORG_URL"));
 }
+
+// ---- secrets and text in the error log -------------------------------------------
+
+#[tokio::test]
+async fn token_endpoint_answers_reach_the_error_log_and_logs_only_redacted() {
+    let logs = crate::common::LogCapture::start();
+    let fake = FakeOkta::start(FakeOktaConfig {
+        api_token: None,
+        ..FakeOktaConfig::default()
+    })
+    .await;
+    let e = env_with(fake, oauth(), |c| c.max_retries = 0).await;
+    // A DPoP-bound answer (refused), then one efs-iam cannot read: both carry tokens.
+    e.fake.inject(Fault::new(
+        "POST",
+        "/oauth2/v1/token",
+        FaultKind::Response {
+            status: 200,
+            body: json!({"token_type": "DPoP", "access_token": "eyLEAKED.ACCESS.ONE", "id_token": "eyLEAKED.ID.ONE", "expires_in": 3600}),
+        },
+    ));
+    assert!(e.okta.get_user("00uX").await.is_err());
+    e.fake.inject(Fault::new(
+        "POST",
+        "/oauth2/v1/token",
+        FaultKind::Response {
+            status: 200,
+            body: json!({"access_token": "eyLEAKED.ACCESS.TWO", "refresh_token": "LEAKEDREFRESH", "expires_in": "soon"}),
+        },
+    ));
+    assert!(e.okta.get_user("00uY").await.is_err());
+    let rows = e.errors().await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in &rows {
+        let text = format!("{:?} {:?}", row.message, row.trace);
+        assert!(!text.contains("LEAKED"), "{text}");
+        assert!(
+            text.contains("[redacted]"),
+            "the body is kept, redacted: {text}"
+        );
+    }
+    assert!(!logs.text().contains("LEAKED"), "{}", logs.text());
+}
+
+#[tokio::test]
+async fn a_nonsensical_token_lifetime_is_clamped_not_a_panic() {
+    let fake = FakeOkta::start(FakeOktaConfig {
+        api_token: None,
+        ..FakeOktaConfig::default()
+    })
+    .await;
+    let e = env_with(fake, oauth(), |_| {}).await;
+    let id = e.seed_user("clamp@example.com");
+    // A real token, so the fake accepts it, with an absurd lifetime.
+    let real: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/oauth2/v1/token", e.fake.base_url()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "okta.users.manage"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &e.fake.test_client_assertion()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut absurd = real.clone();
+    absurd["expires_in"] = json!(u64::MAX);
+    e.fake.inject(Fault::new(
+        "POST",
+        "/oauth2/v1/token",
+        FaultKind::Response {
+            status: 200,
+            body: absurd,
+        },
+    ));
+    let fetches_before = e.fake.request_count("POST", "/oauth2/v1/token");
+    assert!(e.okta.get_user(&id).await.unwrap().is_some());
+    assert!(e.okta.get_user(&id).await.unwrap().is_some());
+    assert_eq!(
+        e.fake.request_count("POST", "/oauth2/v1/token"),
+        fetches_before + 1,
+        "fetched once, then cached"
+    );
+}
+
+/// MariaDB's legacy `utf8` columns refuse 4-byte characters: Okta's texts are stored
+/// with them replaced, never dropped.
+#[tokio::test]
+async fn okta_texts_outside_the_bmp_are_stored_sanitised() {
+    let Some(db) = TestDb::mysql().await else {
+        return;
+    };
+    let fake = fake().await;
+    let okta = OktaClient::new(config(&fake, ssws("test-token")), Some(db.store.clone()))
+        .expect("client builds");
+    fake.inject(Fault::new(
+        "POST",
+        "/api/v1/users",
+        FaultKind::Response {
+            status: 400,
+            body: json!({"errorCode": "E0000001", "errorSummary": "Api validation failed: 😀 name",
+                         "errorCauses": [{"errorSummary": "nickName: 🦀 is not allowed"}]}),
+        },
+    ));
+    let profile = NewUserProfile {
+        login: "emoji@example.com".into(),
+        email: "emoji@example.com".into(),
+        first_name: "E".into(),
+        last_name: "M".into(),
+        extra: Default::default(),
+    };
+    assert!(okta.create_user(&profile, Activation::Stage).await.is_err());
+    let rows = db
+        .store
+        .query_error_log(&ErrorLogQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "the row was stored");
+    let message = rows[0].message.as_deref().unwrap();
+    assert!(message.contains("\u{FFFD} name"), "{message}");
+    assert!(
+        message.contains("nickName: \u{FFFD} is not allowed"),
+        "{message}"
+    );
+}

@@ -109,7 +109,7 @@ async fn failures_are_recorded_on_the_reference_and_in_the_error_log() {
     let db = TestDb::sqlite().await;
     let okta = fake_okta().await;
     let app = spawn(&db, Some(&okta), |_| {}).await;
-    app.link_portal(6, "00gNOSUCHGROUP000000").await;
+    link_portal_unchecked(&db, 6, "00gNOSUCHGROUP000000").await;
     let got = app
         .post("/sync/portals/6/users/61", profile("lost@example.com"))
         .await;
