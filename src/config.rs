@@ -101,6 +101,24 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=100_000), global = true)]
     pub max_concurrent_requests: u64,
 
+    /// Longest a client may take to send a request's head (request line and headers),
+    /// also between keep-alive requests; then the connection is closed.
+    #[arg(long, env = "EFS_IAM_HEADER_READ_TIMEOUT", default_value = "10s",
+          value_parser = parse_duration, global = true)]
+    pub header_read_timeout: Duration,
+
+    /// Most client connections open at once; at the cap, new connections wait in the
+    /// kernel's backlog. Lowered at start-up to fit the process's open-file limit.
+    #[arg(long, env = "EFS_IAM_MAX_CONNECTIONS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000), global = true)]
+    pub max_connections: u64,
+
+    /// Longest a shutdown waits for requests in flight and busy workers; then what is
+    /// left is dropped (claimed work comes back to other instances when its lease ends).
+    #[arg(long, env = "EFS_IAM_SHUTDOWN_TIMEOUT", default_value = "30s",
+          value_parser = parse_duration, global = true)]
+    pub shutdown_timeout: Duration,
+
     /// Origins allowed to call the API from a browser (comma-separated); empty = CORS off.
     #[arg(
         long,

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::http::metrics::Metrics;
+use crate::http::server::EdgeLimits;
 use crate::http::{self, AppState, Cors, HttpConfig};
 use crate::okta::{self, OktaClient};
 use crate::storage::{self, ConnectOptions, SqlStore};
@@ -25,7 +26,7 @@ pub struct Application {
     purger: Option<tokio::task::JoinHandle<()>>,
     metrics: Metrics,
     sync: Arc<SyncService>,
-    shutdown_grace: std::time::Duration,
+    edge: EdgeLimits,
 }
 
 impl Application {
@@ -91,6 +92,7 @@ impl Application {
             error_log: store.clone(),
             queue: store.clone(),
             jobs: store.clone(),
+            reconcile_runs: store.clone(),
             database: store,
             vault,
             settings_guard,
@@ -104,6 +106,7 @@ impl Application {
                 cors,
             }),
             metrics: Metrics::install(),
+            ready_cache: Default::default(),
             auth,
         });
         let metrics = state.metrics.clone();
@@ -117,7 +120,15 @@ impl Application {
             purger,
             metrics,
             sync,
-            shutdown_grace: settings.request_timeout,
+            edge: EdgeLimits {
+                header_read_timeout: settings.header_read_timeout,
+                max_connections: EdgeLimits::fit_connection_cap(
+                    settings.max_connections,
+                    u64::from(settings.database_max_connections)
+                        + u64::from(settings.okta.max_concurrency),
+                ),
+                shutdown_timeout: settings.shutdown_timeout,
+            },
         })
     }
 
@@ -137,20 +148,29 @@ impl Application {
             .expect("bound listener has an address")
     }
 
-    /// Serves (and runs the sync workers) until `shutdown` resolves, then lets
-    /// in-flight requests finish (each is bounded by the request timeout), stops the
-    /// workers (a step in progress gets the same time) and logs how each ended.
+    /// Serves (and runs the sync workers) until `shutdown` resolves, then shuts down
+    /// within `EFS_IAM_SHUTDOWN_TIMEOUT` in all: the workers stop taking new work at
+    /// once, requests in flight finish, then the workers' steps in progress get what is
+    /// left of the deadline; how each worker ended is logged.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        tracing::info!(addr = %self.local_addr(), "efs-iam listening");
-        let workers = self.sync.spawn_workers();
+        tracing::info!(
+            addr = %self.local_addr(),
+            max_connections = self.edge.max_connections,
+            "efs-iam listening"
+        );
+        self.sync.start_workers();
         let metrics_upkeep = self.metrics.spawn_upkeep();
-        let stop = workers.cancel_token();
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
+        let stop = self.sync.stop_token();
+        let signalled_at = Arc::new(std::sync::OnceLock::new());
+        let on_signal = signalled_at.clone();
+        let deadline = self.edge.shutdown_timeout;
+        let served =
+            crate::http::server::serve(self.listener, self.router, self.edge, async move {
                 shutdown.await;
+                on_signal.get_or_init(std::time::Instant::now);
                 // Workers stop taking new work while requests finish.
                 stop.cancel();
             })
@@ -159,10 +179,14 @@ impl Application {
             purger.abort();
         }
         metrics_upkeep.abort();
-        if !workers.is_empty() {
-            let exits = workers.shutdown(self.shutdown_grace).await;
-            crate::sync::runtime::report_exits(&exits);
-        }
+        let left = signalled_at
+            .get()
+            .map_or(deadline, |at| deadline.saturating_sub(at.elapsed()));
+        let exits = self
+            .sync
+            .shutdown(left.max(std::time::Duration::from_secs(1)))
+            .await;
+        crate::sync::runtime::report_exits(&exits);
         served
     }
 }

@@ -226,6 +226,27 @@ pub struct OktaUserPath {
     pub okta_user_id: OktaUserId,
 }
 
+/// The id of something efs-iam created (a sync job, a reconciliation run): a lower-case
+/// hyphenated UUID, exactly as the API hands them out.
+#[derive(Debug)]
+pub struct ResourceId(pub String);
+
+impl<'de> serde::Deserialize<'de> for ResourceId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        uuid::Uuid::parse_str(&raw)
+            .ok()
+            .map(|u| u.hyphenated().to_string())
+            .filter(|u| *u == raw)
+            .map(ResourceId)
+            .ok_or_else(|| {
+                serde::de::Error::custom(crate::domain::Invalid::new(
+                    "must be an id as returned by the API (a lower-case UUID)",
+                ))
+            })
+    }
+}
+
 /// Opaque keyset cursors: base64url of a small JSON position. Opaque so that callers
 /// cannot build them and so the position format may change.
 pub fn encode_cursor<T: Serialize>(position: &T) -> String {

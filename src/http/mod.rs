@@ -14,6 +14,7 @@ mod middleware;
 mod openapi;
 mod portal_settings;
 pub mod problem;
+pub mod server;
 mod sessions;
 mod sync;
 pub(crate) mod unassignment_queue;
@@ -35,8 +36,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::Authenticator;
 use crate::storage::{
-    DatabaseStatus, ErrorLogStore, PortalSettingsStore, SyncJobStore, UnassignmentQueueStore,
-    UserReferenceStore,
+    DatabaseStatus, ErrorLogStore, PortalSettingsStore, ReconcileRunStore, SyncJobStore,
+    UnassignmentQueueStore, UserReferenceStore,
 };
 use crate::sync::SyncService;
 use crate::tokens::TokenVault;
@@ -90,6 +91,7 @@ pub struct Shared {
     pub error_log: Arc<dyn ErrorLogStore>,
     pub queue: Arc<dyn UnassignmentQueueStore>,
     pub jobs: Arc<dyn SyncJobStore>,
+    pub reconcile_runs: Arc<dyn ReconcileRunStore>,
     pub database: Arc<dyn DatabaseStatus>,
     pub vault: Arc<TokenVault>,
     /// Writes portal settings, checking and auditing the trust settings.
@@ -98,6 +100,8 @@ pub struct Shared {
     pub sync: Arc<SyncService>,
     pub config: Arc<HttpConfig>,
     pub metrics: Metrics,
+    /// The last `/health/ready` answer.
+    pub ready_cache: health::ReadyCache,
     /// `None` only in development on loopback (see `AuthSettings::check_listen`).
     pub auth: Option<Arc<Authenticator>>,
 }
@@ -207,6 +211,19 @@ pub fn router(state: AppState) -> Router {
             MakeRequestUuid,
         ))
         .with_state(state)
+}
+
+/// 202 Accepted for work left to a worker: the body, and its status URL also as the
+/// `Location` header.
+pub(crate) fn accepted<T: serde::Serialize>(status_url: &str, body: T) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(status_url) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, v);
+    }
+    response
 }
 
 pub(crate) fn utc(t: NaiveDateTime) -> DateTime<Utc> {

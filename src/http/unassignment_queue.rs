@@ -23,7 +23,7 @@ use crate::storage::{
     NewUnassignment, QueueStats, RequeueSkip, Unassignment, UnassignmentCounts, UnassignmentQuery,
     UnassignmentState,
 };
-use crate::sync::UnassignmentStep;
+use crate::sync::Triggered;
 
 /// One call may enqueue a whole mass delete.
 pub const MAX_ENQUEUE: usize = 10_000;
@@ -288,37 +288,38 @@ impl From<QueueStats> for QueueBody {
 }
 
 const MAX_REQUEUE_IDS: usize = 10_000;
-/// Longest a run call starts new steps for.
-const RUN_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RunQuery {
-    /// Stop after about this many rows, 1 to 100,000 (default 10,000). The call also
-    /// stops starting new batches after 5 seconds; call again for the rest.
+    /// Ignored since the run became a trigger (the workers take the whole queue);
+    /// still accepted, 1 to 100,000, so that older callers keep working.
     #[param(minimum = 1, maximum = 100000)]
+    #[deprecated = "the run is a trigger; the workers take the whole queue"]
     pub max_rows: Option<u32>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct RunResult {
-    /// Worker steps run by this call.
-    pub steps: u32,
-    #[serde(flatten)]
-    pub totals: UnassignmentStep,
-    /// The queue afterwards.
+#[schema(example = json!({"triggered": "woken", "queue": {"pending": 1200, "due": 1200, "in_progress": 100, "dead": 0, "dead_without_portal": 0, "oldest_due_at": "2026-11-29T10:00:00Z"}}))]
+pub struct RunAccepted {
+    /// `woken`: this instance's worker looks for work now. `started`: no worker loop
+    /// runs in this instance (`EFS_IAM_SYNC_WORKER=false`), so a background drain was
+    /// started here. `already_running`: such a drain is going and takes the new rows too.
+    pub triggered: Triggered,
+    /// The queue when the trigger was given; follow progress in `GET /sync/status`
+    /// or the portal's queue list.
     pub queue: QueueBody,
 }
 
-/// Drains the unassignment queue now (the background worker does the same
-/// continuously): removes each due user from the portal's Okta group, deletes the row
-/// once Okta has confirmed, retries failures with backoff and keeps dead letters.
+/// Has the unassignment worker drain the queue now, and answers at once (202): the
+/// work never runs inside the request, so a caller that gives up early leaves nothing
+/// behind. The worker removes each due user from the portal's Okta group, deletes the
+/// row once Okta has confirmed it, retries failures with backoff and keeps dead letters.
 #[utoipa::path(
     post, path = "/sync/unassignments/run", tag = "unassignment queue",
     params(RunQuery),
     responses(
-        (status = 200, description = "What was done; rows that failed wait for their backoff", body = RunResult),
+        (status = 202, description = "The worker was triggered; the queue at that moment", body = RunAccepted),
         (status = 400, description = "Invalid max_rows", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Okta not configured, or the database unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -327,25 +328,22 @@ pub struct RunResult {
 async fn run_unassignments(
     State(state): State<AppState>,
     AppQuery(query): AppQuery<RunQuery>,
-) -> ApiResult<Json<RunResult>> {
-    let max_rows = match query.max_rows {
-        None => 10_000,
-        Some(n) if (1..=100_000).contains(&n) => n as usize,
-        Some(_) => {
-            return Err(ApiError::invalid_parameter(
-                "max_rows",
-                "must be from 1 to 100000",
-            ))
-        }
-    };
-    // Short enough for an interactive caller; the background worker does the rest.
-    let budget = (state.config.request_timeout * 2 / 3).min(RUN_BUDGET);
-    let (steps, totals, queue) = state.sync.run_unassignments(max_rows, budget).await?;
-    Ok(Json(RunResult {
-        steps,
-        totals,
-        queue: queue.into(),
-    }))
+) -> ApiResult<(StatusCode, Json<RunAccepted>)> {
+    #[allow(deprecated)]
+    if query.max_rows.is_some_and(|n| !(1..=100_000).contains(&n)) {
+        return Err(ApiError::invalid_parameter(
+            "max_rows",
+            "must be from 1 to 100000",
+        ));
+    }
+    let (triggered, queue) = state.sync.run_unassignments().await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RunAccepted {
+            triggered,
+            queue: queue.into(),
+        }),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

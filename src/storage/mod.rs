@@ -11,6 +11,7 @@
 //! | [`UnassignmentQueueStore`] | `iam_portal_user_group_unassignment_queue` |
 //! | [`SyncJobStore`] | `efs_iam_sync_job`, `efs_iam_sync_job_item` |
 //! | [`LeaseStore`] | `efs_iam_sync_lock` |
+//! | [`ReconcileRunStore`] | `efs_iam_reconcile_run` |
 //! | [`TokenStore`] | `iam_token_data`, or memcached ([`memcached`]) |
 //!
 //! [`SqlStore`] implements them all for MySQL/MariaDB and SQLite (see [`sql`]).
@@ -20,6 +21,7 @@ pub mod error_log;
 pub mod leases;
 pub mod memcached;
 pub mod portal_settings;
+pub mod reconcile_runs;
 pub mod session_tokens;
 pub mod sql;
 pub mod sync_jobs;
@@ -32,6 +34,7 @@ use chrono::NaiveDateTime;
 pub use error_log::{ErrorLogEntry, ErrorLogQuery, ErrorLogStore, NewErrorLogEntry};
 pub use leases::LeaseStore;
 pub use portal_settings::{PortalSetting, PortalSettingsStore, SettingWrite};
+pub use reconcile_runs::{NewReconcileRun, ReconcileRun, ReconcileRunStore, RunOutcome};
 pub use session_tokens::{
     NewTokenRecord, StoredToken, TokenKey, TokenRow, TokenStore, TokenStoreError,
 };
@@ -52,8 +55,8 @@ pub use user_references::{
 /// Every contract at once, for code that works on the whole store (tests, tools).
 pub mod prelude {
     pub use super::{
-        DatabaseStatus, ErrorLogStore, LeaseStore, PortalSettingsStore, SyncJobStore, TokenStore,
-        UnassignmentQueueStore, UserReferenceStore,
+        DatabaseStatus, ErrorLogStore, LeaseStore, PortalSettingsStore, ReconcileRunStore,
+        SyncJobStore, TokenStore, UnassignmentQueueStore, UserReferenceStore,
     };
 }
 

@@ -8,7 +8,7 @@ use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
 use super::sql::{
-    in_transaction, on_dialect, push_ids, push_page, release_leases, SqlStore, CHUNK,
+    in_transaction, on_dialect, push_ids, push_page, release_leases, renew_leases, SqlStore, CHUNK,
 };
 use super::StorageResult;
 use crate::domain::{EfsUserId, PortalId};
@@ -164,6 +164,13 @@ pub trait SyncJobStore: Send + Sync + 'static {
         next_attempt_at: NaiveDateTime,
     ) -> StorageResult<bool>;
     async fn release_sync_items(&self, ids: &[i64], owner: &str) -> StorageResult<u64>;
+    /// The heartbeat of a step: extends the leases `owner` still holds among `ids`.
+    async fn renew_sync_item_leases(
+        &self,
+        ids: &[i64],
+        owner: &str,
+        until: NaiveDateTime,
+    ) -> StorageResult<u64>;
     /// Marks jobs without pending items finished; returns their ids.
     async fn finish_sync_jobs(&self, now: NaiveDateTime) -> StorageResult<Vec<String>>;
     /// Deletes jobs (and items) finished before `before`.
@@ -379,6 +386,16 @@ impl SyncJobStore for SqlStore {
     #[tracing::instrument(skip(self, ids, owner), fields(items = ids.len()), err(level = "warn"))]
     async fn release_sync_items(&self, ids: &[i64], owner: &str) -> StorageResult<u64> {
         release_leases(self, ITEMS, ids, owner).await
+    }
+
+    #[tracing::instrument(skip(self, ids, owner), level = "debug", fields(items = ids.len()), err(level = "warn"))]
+    async fn renew_sync_item_leases(
+        &self,
+        ids: &[i64],
+        owner: &str,
+        until: NaiveDateTime,
+    ) -> StorageResult<u64> {
+        renew_leases(self, ITEMS, ids, owner, until).await
     }
 
     #[tracing::instrument(skip(self), level = "debug", err(level = "warn"))]

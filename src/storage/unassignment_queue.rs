@@ -25,7 +25,7 @@ use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
 use super::sql::{
-    in_transaction, on_dialect, push_ids, push_page, release_leases, SqlStore, CHUNK,
+    in_transaction, on_dialect, push_ids, push_page, release_leases, renew_leases, SqlStore, CHUNK,
 };
 use super::{now, StorageResult};
 use crate::domain::{EfsUserId, OktaUserId, PortalId};
@@ -132,8 +132,16 @@ pub trait UnassignmentQueueStore: Send + Sync + 'static {
         lease_until: NaiveDateTime,
         limit: u32,
     ) -> StorageResult<Vec<Unassignment>>;
-    /// Okta confirmed the removal: the row goes. `false` when it was already gone.
-    async fn complete_unassignment(&self, id: i32) -> StorageResult<bool>;
+    /// Okta confirmed the removal: the row goes, if `owner` still holds its lease.
+    /// `false` when it does not (the row is another instance's, or gone).
+    async fn complete_unassignment(&self, id: i32, owner: &str) -> StorageResult<bool>;
+    /// The heartbeat of a step: extends the leases `owner` still holds among `ids`.
+    async fn renew_unassignment_leases(
+        &self,
+        ids: &[i32],
+        owner: &str,
+        until: NaiveDateTime,
+    ) -> StorageResult<u64>;
     /// Records a failed attempt of a row `owner` holds: `attempts`, `last_error`, the
     /// next attempt (or `dead_at` for a dead letter); the lease is given back. `false`
     /// when the lease was lost to another instance (which then owns the outcome).
@@ -356,12 +364,28 @@ impl UnassignmentQueueStore for SqlStore {
         Ok(rows(claimed))
     }
 
-    #[tracing::instrument(skip(self), level = "debug", err(level = "warn"))]
-    async fn complete_unassignment(&self, id: i32) -> StorageResult<bool> {
-        let sql = format!("DELETE FROM {QUEUE} WHERE id = ?");
+    #[tracing::instrument(skip(self, owner), level = "debug", err(level = "warn"))]
+    async fn complete_unassignment(&self, id: i32, owner: &str) -> StorageResult<bool> {
+        let sql = format!("DELETE FROM {QUEUE} WHERE id = ? AND locked_by = ?");
         Ok(on_dialect!(self, pool => {
-            sqlx::query(&sql).bind(id).execute(pool).await?.rows_affected() > 0
+            sqlx::query(&sql)
+                .bind(id)
+                .bind(owner)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                > 0
         }))
+    }
+
+    #[tracing::instrument(skip(self, ids, owner), level = "debug", fields(rows = ids.len()), err(level = "warn"))]
+    async fn renew_unassignment_leases(
+        &self,
+        ids: &[i32],
+        owner: &str,
+        until: NaiveDateTime,
+    ) -> StorageResult<u64> {
+        renew_leases(self, QUEUE, ids, owner, until).await
     }
 
     #[tracing::instrument(skip(self, owner, last_error), err(level = "warn"))]

@@ -342,10 +342,16 @@ impl SyncEngine {
         let id = stored_id(&okta_user.id)?;
         match self.okta.add_group_member(group, &okta_user.id).await {
             Ok(()) => {}
-            Err(OktaError::NotFound(_)) => {
-                return Err(SyncError::GroupNotFound {
-                    portal: portal.get(),
-                    group_id: group.to_owned(),
+            // No such group, or no such user (deleted in Okta a moment ago): Okta's 404
+            // says which only through another question.
+            Err(e @ OktaError::NotFound(_)) => {
+                return Err(match self.okta.get_group(group).await {
+                    Ok(None) => SyncError::GroupNotFound {
+                        portal: portal.get(),
+                        group_id: group.to_owned(),
+                    },
+                    Ok(Some(_)) => SyncError::OktaRefused(e),
+                    Err(check) => SyncError::from_okta(check),
                 })
             }
             Err(e) => return Err(SyncError::from_okta(e)),

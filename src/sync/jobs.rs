@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use super::runtime::Step;
+use super::runtime::{Heartbeat, Step};
 use super::{SyncEngine, SyncError, SyncSettings, UserProfile};
 use crate::domain::{EfsUserId, PortalId};
 use crate::storage::{now, ClaimedSyncItem, ItemResult, StorageError, SyncJobStore};
@@ -100,6 +100,8 @@ impl JobWorker {
             .await?;
         step.claimed = items.len();
         step.batch_full = items.len() as u32 >= self.settings.batch_size;
+        let _heartbeat =
+            (!items.is_empty()).then(|| self.heartbeat(items.iter().map(|i| i.id).collect()));
         let outcomes: Vec<ItemOutcome> = stream::iter(items)
             .map(|item| self.process(item))
             .buffer_unordered(self.settings.concurrency as usize)
@@ -134,6 +136,15 @@ impl JobWorker {
             );
         }
         Ok(step)
+    }
+
+    /// Renews the leases of the step's items while it runs.
+    fn heartbeat(&self, ids: Vec<i64>) -> Heartbeat {
+        let (jobs, owner) = (self.jobs.clone(), self.owner.clone());
+        Heartbeat::start("sync job items", self.settings.lease, move |until| {
+            let (jobs, owner, ids) = (jobs.clone(), owner.clone(), ids.clone());
+            async move { jobs.renew_sync_item_leases(&ids, &owner, until).await }
+        })
     }
 
     async fn purge_old_jobs(&self) {

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+use super::runtime::Heartbeat;
 use super::SyncError;
 use crate::storage::{now, LeaseStore};
 
@@ -43,7 +44,7 @@ pub struct LockGuard {
     owner: String,
     names: Vec<String>,
     _local: Vec<OwnedMutexGuard<()>>,
-    heartbeat: Option<tokio::task::JoinHandle<()>>,
+    heartbeat: Option<Heartbeat>,
     released: bool,
 }
 
@@ -117,24 +118,17 @@ impl UserLocks {
                 pause = (pause * 2).min(Duration::from_millis(250));
             }
         }
-        let store = self.store.clone();
-        let lease = self.lease;
-        let held = guard.names.clone();
-        guard.heartbeat = Some(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(lease / 3).await;
-                let until = now() + chrono::Duration::from_std(lease).unwrap_or_default();
+        let (store, held) = (self.store.clone(), guard.names.clone());
+        guard.heartbeat = Some(Heartbeat::start("sync locks", self.lease, move |until| {
+            let (store, owner, held) = (store.clone(), owner.clone(), held.clone());
+            async move {
                 for name in &held {
-                    match store.renew_lock(name, &owner, until).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::warn!(lock = %name, "sync lock lost to another holder")
-                        }
-                        Err(e) => {
-                            tracing::warn!(lock = %name, error = %e, "could not renew a sync lock")
-                        }
-                    }
+                    anyhow::ensure!(
+                        store.renew_lock(name, &owner, until).await?,
+                        "sync lock {name} lost to another holder"
+                    );
                 }
+                Ok(())
             }
         }));
         Ok(guard)
@@ -148,9 +142,7 @@ impl LockGuard {
     }
 
     async fn release_inner(&mut self) {
-        if let Some(h) = self.heartbeat.take() {
-            h.abort();
-        }
+        self.heartbeat = None;
         for name in std::mem::take(&mut self.names) {
             if let Err(e) = self.store.unlock(&name, &self.owner).await {
                 // The lease runs out by itself; others wait at most that long.
@@ -163,9 +155,7 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if let Some(h) = self.heartbeat.take() {
-            h.abort();
-        }
+        self.heartbeat = None;
         if self.released || self.names.is_empty() {
             return;
         }

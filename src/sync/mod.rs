@@ -7,6 +7,7 @@
 //! - [`reconcile`]: a portal's Okta group against its references;
 //! - [`unassignments`]: the worker draining the unassignment queue;
 //! - [`jobs`]: the worker running batch sync jobs;
+//! - [`reconcile_runs`]: the worker running reconciliations;
 //! - [`runtime`]: the loop, health and shutdown of those workers;
 //! - [`service`]: one instance's sync machinery, and what the HTTP layer calls.
 
@@ -16,6 +17,7 @@ pub mod jobs;
 pub mod lock;
 pub mod profile;
 pub mod reconcile;
+pub mod reconcile_runs;
 pub mod runtime;
 pub mod service;
 pub mod settings;
@@ -25,14 +27,17 @@ pub use engine::{Deprovision, DeprovisionOutcome, Outcome, SyncEngine, UserSync}
 pub use error::{SyncError, SyncErrorKind};
 pub use jobs::{JobStep, JobWorker};
 pub use profile::UserProfile;
+pub use reconcile_runs::{ReconcileStep, ReconcileWorker};
 pub use runtime::{WorkerExit, WorkerHealthSnapshot};
-pub use service::{ProbeResult, SubmittedJob, SyncService, SyncStatusReport};
+pub use service::{
+    ProbeResult, SubmittedJob, SyncService, SyncStatusReport, Triggered, WorkerKind,
+};
 pub use settings::SyncSettings;
-pub use unassignments::{UnassignmentStep, UnassignmentWorker};
+pub use unassignments::{MissingGroup, UnassignmentStep, UnassignmentWorker};
 
 use crate::storage::{
-    ErrorLogStore, LeaseStore, PortalSettingsStore, SyncJobStore, UnassignmentQueueStore,
-    UserReferenceStore,
+    ErrorLogStore, LeaseStore, PortalSettingsStore, ReconcileRunStore, SyncJobStore,
+    UnassignmentQueueStore, UserReferenceStore,
 };
 
 pub use crate::domain::OKTA_GROUP_ID as GROUP_SETTING;
@@ -46,6 +51,7 @@ pub trait SyncStorage:
     + LeaseStore
     + UnassignmentQueueStore
     + SyncJobStore
+    + ReconcileRunStore
 {
 }
 
@@ -56,5 +62,6 @@ impl<S> SyncStorage for S where
         + LeaseStore
         + UnassignmentQueueStore
         + SyncJobStore
+        + ReconcileRunStore
 {
 }

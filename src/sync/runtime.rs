@@ -1,21 +1,21 @@
-//! How the background workers run: the unassignment worker (`unassignments`) and the
-//! batch job worker (`jobs`).
+//! How the background workers run: the unassignment worker, the batch job worker and
+//! the reconciliation worker.
 //!
 //! Each worker has a public step function (`run_once`) that does one bounded round of
-//! work and reports what it did; tests and `POST /sync/unassignments/run` drive it
-//! directly. [`run_loop`] wraps a step in the service's loop: go again at once while
-//! there is more to do, otherwise sleep until the poll interval passes or new work
-//! wakes it, and back off exponentially while steps fail (database down, Okta refusing
-//! efs-iam's credentials). [`Workers`] runs the loops in a `JoinSet` tied to a
+//! work and reports what it did; tests drive it directly. [`run_loop`] wraps a step in
+//! the service's loop: go again at once while there is more to do, otherwise sleep
+//! until the poll interval passes or new work wakes it, back off exponentially while
+//! steps fail (database down, Okta refusing efs-iam's credentials), and start again
+//! after a step that panicked. [`Workers`] runs the loops in a `JoinSet` tied to a
 //! cancellation token that the server's graceful shutdown cancels; a step in progress
 //! is allowed to finish (bounded by a grace period), and work it had claimed but not
-//! started is handed back.
+//! started is handed back. [`Heartbeat`] renews the leases of work in progress.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -47,6 +47,10 @@ pub struct WorkerHealthSnapshot {
     pub last_error: Option<String>,
     /// Steps since start.
     pub steps: u64,
+    /// Steps that panicked; the loop was restarted after each, with backoff.
+    pub restarts: u64,
+    pub last_panic_at: Option<DateTime<Utc>>,
+    pub last_panic: Option<String>,
 }
 
 impl WorkerHealth {
@@ -56,6 +60,16 @@ impl WorkerHealth {
 
     fn set_running(&self, running: bool) {
         self.inner.lock().unwrap().running = running;
+    }
+
+    fn record_panic(&self, message: String) {
+        let mut h = self.inner.lock().unwrap();
+        let now = Utc::now();
+        h.restarts += 1;
+        h.last_panic_at = Some(now);
+        h.last_panic = Some(message.clone());
+        h.last_error_at = Some(now);
+        h.last_error = Some(format!("panicked: {message}"));
     }
 
     pub(crate) fn record(&self, error: Option<String>) {
@@ -79,8 +93,9 @@ pub struct LoopConfig {
 }
 
 /// Runs `step` until `cancel` fires. Returns `Ok` on cancellation; a step never ends
-/// the loop (errors are logged and backed off), so an `Err` cannot happen today but
-/// the signature leaves room for fatal conditions.
+/// the loop: errors are logged and backed off, and a step that panics is caught, counted
+/// (`efs_iam_worker_panics_total`, the health's `restarts`) and the loop starts again
+/// after the same backoff, so one poisoned piece of work cannot stop a worker for good.
 pub async fn run_loop<S, F, Fut, E>(
     name: &'static str,
     mut step: F,
@@ -95,16 +110,31 @@ where
     Fut: Future<Output = Result<S, E>>,
     E: std::fmt::Display,
 {
+    use futures_util::FutureExt;
     health.set_running(true);
-    let _running = scopeguard(|| health.set_running(false));
+    metrics::gauge!("efs_iam_worker_running", "worker" => name).set(1.0);
+    let _running = scopeguard(|| {
+        health.set_running(false);
+        metrics::gauge!("efs_iam_worker_running", "worker" => name).set(0.0);
+    });
     let mut failures = 0u32;
     tracing::info!(worker = name, "worker started");
     loop {
         if cancel.is_cancelled() {
             return Ok(());
         }
-        let pause = match step().await {
-            Ok(report) => {
+        let outcome = std::panic::AssertUnwindSafe(step()).catch_unwind().await;
+        let pause = match outcome {
+            Err(panic) => {
+                failures += 1;
+                let pause = error_backoff(failures, &config);
+                let message = panic_message(panic.as_ref());
+                tracing::error!(worker = name, panic = %message, pause_ms = pause.as_millis() as u64, "worker step panicked; restarting after a pause");
+                metrics::counter!("efs_iam_worker_panics_total", "worker" => name).increment(1);
+                health.record_panic(message);
+                pause
+            }
+            Ok(Ok(report)) => {
                 if let Some(why) = report.blocked() {
                     failures += 1;
                     let pause = error_backoff(failures, &config);
@@ -126,7 +156,7 @@ where
                     config.poll_interval
                 }
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 failures += 1;
                 let pause = error_backoff(failures, &config);
                 tracing::warn!(worker = name, error = %e, pause_ms = pause.as_millis() as u64, "worker step failed; backing off");
@@ -140,6 +170,14 @@ where
             _ = tokio::time::sleep(pause) => {}
         }
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 fn error_backoff(failures: u32, config: &LoopConfig) -> Duration {
@@ -156,6 +194,41 @@ impl<F: FnMut()> Drop for ScopeGuard<F> {
 }
 fn scopeguard<F: FnMut()>(f: F) -> ScopeGuard<F> {
     ScopeGuard(f)
+}
+
+/// Renews the leases of work in progress until dropped, so a lease can be short (a
+/// crashed instance's work waits little) however long the work takes: every third of
+/// `lease`, `renew` is called with the new end of the lease. A renewal that fails is
+/// logged; the lease then runs out and another instance takes the work.
+pub struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Heartbeat {
+    pub fn start<F, Fut, T, E>(what: &'static str, lease: Duration, renew: F) -> Self
+    where
+        F: Fn(NaiveDateTime) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let extend = chrono::Duration::from_std(lease).unwrap_or_default();
+        Self(tokio::spawn(async move {
+            let every = (lease / 3).max(Duration::from_millis(100));
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await; // the first tick is immediate: the lease is fresh
+            loop {
+                tick.tick().await;
+                if let Err(e) = renew(crate::storage::now() + extend).await {
+                    tracing::warn!(work = what, error = %e, "could not renew leases");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// How a worker loop ended.
@@ -193,14 +266,6 @@ impl Workers {
     ) {
         self.names.push(name);
         self.set.spawn(async move { (name, task.await) });
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-
-    pub fn cancel_token(&self) -> CancellationToken {
-        self.cancel.clone()
     }
 
     /// Stops every loop and waits up to `grace` for them; reports how each ended.

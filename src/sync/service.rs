@@ -1,32 +1,46 @@
-//! One instance's sync machinery and what the HTTP layer calls: the engine, the two
-//! workers, their wake-up signals and health, job submission, the queue's on-demand
-//! drain, and a cached Okta reachability probe. Built at start-up whether or not Okta
-//! is configured, so `/sync/status` always answers; without Okta, everything that
+//! One instance's sync machinery and what the HTTP layer calls: the engine, the
+//! workers (their loops, wake-up signals, health and shutdown), job and run
+//! submission, and a cached Okta reachability probe. Built at start-up whether or not
+//! Okta is configured, so `/sync/status` always answers; without Okta, everything that
 //! needs it reports [`SyncError::OktaNotConfigured`].
+//!
+//! HTTP requests never do the workers' work: a trigger wakes this instance's loop of
+//! that worker, or, where the loops are switched off (`EFS_IAM_SYNC_WORKER=false`),
+//! starts one background drain in this instance (one per worker at a time), and
+//! answers at once.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use utoipa::ToSchema;
 
 use super::jobs::JobWorker;
-use super::runtime::{run_loop, LoopConfig, WorkerHealth, WorkerHealthSnapshot, Workers};
-use super::unassignments::{UnassignmentStep, UnassignmentWorker};
+use super::reconcile_runs::ReconcileWorker;
+use super::runtime::{
+    run_loop, LoopConfig, Step, WorkerExit, WorkerHealth, WorkerHealthSnapshot, Workers,
+};
+use super::unassignments::{MissingGroup, UnassignmentWorker};
 use super::{SyncEngine, SyncError, SyncSettings, SyncStorage};
 use crate::domain::PortalId;
 use crate::okta::{OktaClient, OktaStatus};
 use crate::storage::{
-    now, JobStats, NewSyncJob, NewSyncJobItem, NewUnassignment, QueueStats, RequeueOutcome,
-    StorageError, SyncJobStore, UnassignmentCounts, UnassignmentQueueStore,
+    now, JobStats, NewReconcileRun, NewSyncJob, NewSyncJobItem, NewUnassignment, QueueStats,
+    ReconcileRunStore, RequeueOutcome, StorageError, SyncJobStore, UnassignmentCounts,
+    UnassignmentQueueStore,
 };
 
 /// How long a reachability probe's answer is reused (monitoring may poll the status
 /// often; each probe is an Okta call from the org's rate limit).
 const PROBE_TTL: Duration = Duration::from_secs(30);
+
+/// Rows a background drain started by a trigger takes at most when no loop runs here.
+pub const ON_DEMAND_MAX_ROWS: usize = 100_000;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProbeResult {
@@ -36,6 +50,51 @@ pub struct ProbeResult {
     pub latency_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The background workers of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerKind {
+    /// Drains the unassignment queue.
+    Unassignments,
+    /// Runs batch sync jobs.
+    Jobs,
+    /// Runs reconciliations.
+    Reconciliations,
+}
+
+impl WorkerKind {
+    pub const ALL: [WorkerKind; 3] = [Self::Unassignments, Self::Jobs, Self::Reconciliations];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unassignments => "unassignments",
+            Self::Jobs => "sync-jobs",
+            Self::Reconciliations => "reconciliations",
+        }
+    }
+}
+
+/// What a trigger did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Triggered {
+    /// This instance's worker loop was woken.
+    Woken,
+    /// No loop runs here: a background drain was started in this instance.
+    Started,
+    /// No loop runs here and a background drain is already going; it takes the new
+    /// work too.
+    AlreadyRunning,
+}
+
+/// One worker's loop plumbing.
+#[derive(Default)]
+struct Loop {
+    wake: Arc<Notify>,
+    health: Arc<WorkerHealth>,
+    /// A background drain started by a trigger is going.
+    draining: Arc<AtomicBool>,
 }
 
 /// `/sync/status` in one piece.
@@ -48,6 +107,9 @@ pub struct SyncStatusReport {
     pub instance_id: String,
     pub unassignment_worker: WorkerHealthSnapshot,
     pub job_worker: WorkerHealthSnapshot,
+    pub reconcile_worker: WorkerHealthSnapshot,
+    /// Portals whose `okta_group_id` names no group Okta has, as this instance last saw.
+    pub missing_groups: Vec<MissingGroup>,
 }
 
 /// A batch job as submitted.
@@ -61,17 +123,19 @@ pub struct SyncService {
     pub instance_id: String,
     queue: Arc<dyn UnassignmentQueueStore>,
     jobs_store: Arc<dyn SyncJobStore>,
+    runs: Arc<dyn ReconcileRunStore>,
     okta: Option<OktaClient>,
     engine: Option<Arc<SyncEngine>>,
     unassignments: Option<Arc<UnassignmentWorker>>,
     jobs: Option<Arc<JobWorker>>,
-    pub wake_unassignments: Arc<Notify>,
-    pub wake_jobs: Arc<Notify>,
-    pub unassignment_health: Arc<WorkerHealth>,
-    pub job_health: Arc<WorkerHealth>,
+    reconciles: Option<Arc<ReconcileWorker>>,
+    loops: [Loop; 3],
     cancel: CancellationToken,
     probe: tokio::sync::Mutex<Option<(Instant, ProbeResult)>>,
-    workers_spawned: Mutex<bool>,
+    /// The loops, once started.
+    workers: Mutex<Option<Workers>>,
+    /// Background drains started by triggers.
+    drains: TaskTracker,
 }
 
 impl SyncService {
@@ -108,22 +172,31 @@ impl SyncService {
                 cancel.clone(),
             ))
         });
+        let reconciles = engine.clone().map(|engine| {
+            Arc::new(ReconcileWorker::new(
+                &store,
+                engine,
+                settings.clone(),
+                instance_id.clone(),
+                cancel.clone(),
+            ))
+        });
         Self {
             settings,
             instance_id,
             queue: store.clone(),
-            jobs_store: store,
+            jobs_store: store.clone(),
+            runs: store,
             okta,
             engine,
             unassignments,
             jobs,
-            wake_unassignments: Arc::new(Notify::new()),
-            wake_jobs: Arc::new(Notify::new()),
-            unassignment_health: Arc::new(WorkerHealth::default()),
-            job_health: Arc::new(WorkerHealth::default()),
+            reconciles,
+            loops: Default::default(),
             cancel,
             probe: tokio::sync::Mutex::new(None),
-            workers_spawned: Mutex::new(false),
+            workers: Mutex::new(None),
+            drains: TaskTracker::new(),
         }
     }
 
@@ -145,63 +218,158 @@ impl SyncService {
         self.jobs.as_ref().ok_or(SyncError::OktaNotConfigured)
     }
 
+    pub fn reconcile_worker(&self) -> Result<&Arc<ReconcileWorker>, SyncError> {
+        self.reconciles.as_ref().ok_or(SyncError::OktaNotConfigured)
+    }
+
+    fn plumbing(&self, kind: WorkerKind) -> &Loop {
+        &self.loops[kind as usize]
+    }
+
+    /// A worker's recent history.
+    pub fn health(&self, kind: WorkerKind) -> WorkerHealthSnapshot {
+        self.plumbing(kind).health.snapshot()
+    }
+
     /// Whether the background loops run in this instance.
     pub fn workers_enabled(&self) -> bool {
         self.settings.worker && self.okta.is_some()
     }
 
-    /// Starts the background loops (once); an empty set when they are switched off or
-    /// Okta is not configured.
-    pub fn spawn_workers(&self) -> Workers {
-        let mut workers = Workers::new(self.cancel.clone());
-        let mut spawned = self.workers_spawned.lock().unwrap();
-        if *spawned {
-            return workers;
+    /// Starts the background loops (once); nothing when they are switched off or Okta
+    /// is not configured.
+    pub fn start_workers(&self) {
+        let mut slot = self.workers.lock().unwrap();
+        if slot.is_some() {
+            return;
         }
+        let mut workers = Workers::new(self.cancel.clone());
         if !self.settings.worker {
             tracing::info!("sync workers switched off (EFS_IAM_SYNC_WORKER=false)");
-            return workers;
-        }
-        let (Some(unassignments), Some(jobs)) = (self.unassignments.clone(), self.jobs.clone())
-        else {
+        } else if let (Some(u), Some(j), Some(r)) = (
+            self.unassignments.clone(),
+            self.jobs.clone(),
+            self.reconciles.clone(),
+        ) {
+            self.spawn_loop(&mut workers, WorkerKind::Unassignments, move || {
+                let w = u.clone();
+                async move { w.run_once().await }
+            });
+            self.spawn_loop(&mut workers, WorkerKind::Jobs, move || {
+                let w = j.clone();
+                async move { w.run_once().await }
+            });
+            self.spawn_loop(&mut workers, WorkerKind::Reconciliations, move || {
+                let w = r.clone();
+                async move { w.run_once().await }
+            });
+            tracing::info!(instance = %self.instance_id, "sync workers started");
+        } else {
             tracing::info!("sync workers not started: Okta is not configured");
-            return workers;
-        };
-        *spawned = true;
+        }
+        *slot = Some(workers);
+    }
+
+    fn spawn_loop<S, F, Fut>(&self, workers: &mut Workers, kind: WorkerKind, step: F)
+    where
+        S: Step + Send + 'static,
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<S, StorageError>> + Send + 'static,
+    {
         let config = LoopConfig {
             poll_interval: self.settings.poll_interval,
             max_error_backoff: Duration::from_secs(60),
         };
+        let plumbing = self.plumbing(kind);
         workers.spawn(
-            "unassignments",
+            kind.name(),
             run_loop(
-                "unassignments",
-                move || {
-                    let w = unassignments.clone();
-                    async move { w.run_once().await }
-                },
-                config.clone(),
-                self.wake_unassignments.clone(),
-                self.unassignment_health.clone(),
-                self.cancel.clone(),
-            ),
-        );
-        workers.spawn(
-            "sync-jobs",
-            run_loop(
-                "sync-jobs",
-                move || {
-                    let w = jobs.clone();
-                    async move { w.run_once().await }
-                },
+                kind.name(),
+                step,
                 config,
-                self.wake_jobs.clone(),
-                self.job_health.clone(),
+                plumbing.wake.clone(),
+                plumbing.health.clone(),
                 self.cancel.clone(),
             ),
         );
-        tracing::info!(instance = %self.instance_id, "sync workers started");
-        workers
+    }
+
+    /// Stops the loops and background drains: no new work is taken, a step in progress
+    /// gets `grace` to finish (what it had claimed but not started is handed back).
+    /// Reports how each loop ended.
+    pub async fn shutdown(&self, grace: Duration) -> Vec<(&'static str, WorkerExit)> {
+        self.cancel.cancel();
+        self.drains.close();
+        let workers = self.workers.lock().unwrap().take();
+        let deadline = tokio::time::Instant::now() + grace;
+        let exits = match workers {
+            Some(w) => w.shutdown(grace).await,
+            None => Vec::new(),
+        };
+        if tokio::time::timeout_at(deadline, self.drains.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("a background drain was still busy at the end of the grace period; its leases expire and other instances take the work over");
+        }
+        exits
+    }
+
+    /// A cancellation that stops the workers from taking new work (fired first at
+    /// shutdown, while requests finish).
+    pub fn stop_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Has the worker of `kind` look for work now: wakes this instance's loop, or
+    /// where no loop runs here, starts one background drain. Never waits for the work.
+    pub fn trigger(&self, kind: WorkerKind) -> Result<Triggered, SyncError> {
+        let plumbing = self.plumbing(kind);
+        if self.workers_enabled() {
+            plumbing.wake.notify_one();
+            return Ok(Triggered::Woken);
+        }
+        if self.okta.is_none() {
+            return Err(SyncError::OktaNotConfigured);
+        }
+        if self.cancel.is_cancelled()
+            || plumbing
+                .draining
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return Ok(Triggered::AlreadyRunning);
+        }
+        let draining = plumbing.draining.clone();
+        let health = plumbing.health.clone();
+        let cancel = self.cancel.clone();
+        let (u, j, r) = (
+            self.unassignments.clone(),
+            self.jobs.clone(),
+            self.reconciles.clone(),
+        );
+        self.drains.spawn(async move {
+            let _done = ClearOnDrop(draining);
+            let outcome = match kind {
+                WorkerKind::Unassignments => match u {
+                    Some(w) => w.drain(ON_DEMAND_MAX_ROWS).await.map(drop),
+                    None => Ok(()),
+                },
+                WorkerKind::Jobs => match j {
+                    Some(w) => drain_steps(&cancel, || w.run_once()).await,
+                    None => Ok(()),
+                },
+                WorkerKind::Reconciliations => match r {
+                    Some(w) => drain_steps(&cancel, || w.run_once()).await,
+                    None => Ok(()),
+                },
+            };
+            health.record(outcome.as_ref().err().map(|e| e.to_string()));
+            if let Err(e) = outcome {
+                tracing::warn!(worker = kind.name(), error = %e, "background drain failed");
+            }
+        });
+        Ok(Triggered::Started)
     }
 
     /// Whether Okta answers, by a lookup of a user that does not exist (404 is an
@@ -253,12 +421,38 @@ impl SyncService {
             items,
         };
         self.jobs_store.create_sync_job(&job, now()).await?;
-        self.wake_jobs.notify_one();
+        self.wake(WorkerKind::Jobs);
         tracing::info!(job = %job.id, portal = portal.get(), users = job.items.len(), "sync job queued");
         Ok(SubmittedJob {
             total: job.items.len(),
             id: job.id,
         })
+    }
+
+    /// Stores a reconciliation of the portal (refused now when the portal has no
+    /// group) and triggers the reconciliation worker.
+    pub async fn submit_reconcile_run(
+        &self,
+        portal: PortalId,
+        dry_run: bool,
+    ) -> Result<String, SyncError> {
+        self.engine()?.portal_group(portal).await?;
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let run = NewReconcileRun {
+            id: id.clone(),
+            portal,
+            dry_run,
+            kind: "manual",
+        };
+        self.runs.create_reconcile_run(&run, now()).await?;
+        self.trigger(WorkerKind::Reconciliations)?;
+        tracing::info!(run = %id, portal = portal.get(), dry_run, "reconciliation queued");
+        Ok(id)
+    }
+
+    /// Wakes this instance's loop of `kind`, if it runs (new work for it was stored).
+    fn wake(&self, kind: WorkerKind) {
+        self.plumbing(kind).wake.notify_one();
     }
 
     /// Queues portal users for removal from the portal's group (all or nothing) and
@@ -270,7 +464,7 @@ impl SyncService {
     ) -> Result<(u64, UnassignmentCounts), StorageError> {
         let enqueued = self.queue.enqueue_unassignments(portal, users).await?;
         tracing::info!(portal = portal.get(), enqueued, "unassignments queued");
-        self.wake_unassignments.notify_one();
+        self.wake(WorkerKind::Unassignments);
         Ok((enqueued, self.queue.unassignment_counts(portal).await?))
     }
 
@@ -285,7 +479,7 @@ impl SyncService {
             ids => self.queue.requeue_unassignments(portal, ids).await?,
         };
         if outcome.requeued > 0 {
-            self.wake_unassignments.notify_one();
+            self.wake(WorkerKind::Unassignments);
         }
         tracing::info!(
             portal = portal.get(),
@@ -295,19 +489,10 @@ impl SyncService {
         Ok(outcome)
     }
 
-    /// Drains the queue now (see [`UnassignmentWorker::drain`]); the steps run, their
-    /// summed counts, and the queue afterwards.
-    pub async fn run_unassignments(
-        &self,
-        max_rows: usize,
-        budget: Duration,
-    ) -> Result<(u32, UnassignmentStep, QueueStats), SyncError> {
-        let (steps, totals) = self.unassignment_worker()?.drain(max_rows, budget).await?;
-        Ok((
-            steps,
-            totals,
-            self.queue.unassignment_queue_stats(now()).await?,
-        ))
+    /// Triggers the unassignment worker (see [`Self::trigger`]); the queue now.
+    pub async fn run_unassignments(&self) -> Result<(Triggered, QueueStats), SyncError> {
+        let triggered = self.trigger(WorkerKind::Unassignments)?;
+        Ok((triggered, self.queue.unassignment_queue_stats(now()).await?))
     }
 
     pub async fn status(&self) -> Result<SyncStatusReport, StorageError> {
@@ -323,8 +508,37 @@ impl SyncService {
             okta,
             workers_enabled: self.workers_enabled(),
             instance_id: self.instance_id.clone(),
-            unassignment_worker: self.unassignment_health.snapshot(),
-            job_worker: self.job_health.snapshot(),
+            unassignment_worker: self.health(WorkerKind::Unassignments),
+            job_worker: self.health(WorkerKind::Jobs),
+            reconcile_worker: self.health(WorkerKind::Reconciliations),
+            missing_groups: self
+                .unassignments
+                .as_ref()
+                .map(|w| w.missing_groups())
+                .unwrap_or_default(),
         })
+    }
+}
+
+/// Runs a worker's step until it finds nothing more to do (or shutdown).
+async fn drain_steps<S, F, Fut>(cancel: &CancellationToken, mut step: F) -> Result<(), StorageError>
+where
+    S: Step,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<S, StorageError>>,
+{
+    while !cancel.is_cancelled() {
+        let report = step().await?;
+        if !report.more_to_do() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+struct ClearOnDrop(Arc<AtomicBool>);
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }

@@ -49,10 +49,11 @@ pub struct SyncSettings {
           value_parser = parse_duration, global = true)]
     pub backoff_max: Duration,
 
-    /// How long a claim (queue row, job item, per-user lock) stays with an instance
-    /// before others may take it over: how long a crashed instance's work waits. Locks
-    /// held longer are renewed while their holder lives.
-    #[arg(long = "sync-lease", env = "EFS_IAM_SYNC_LEASE", default_value = "5m",
+    /// How long a claim (queue row, job item, reconciliation run, per-user lock) stays
+    /// with an instance without being renewed: how long a crashed instance's work waits
+    /// before another takes it over. A live holder renews its claims every third of
+    /// this while the work runs, however long it takes.
+    #[arg(long = "sync-lease", env = "EFS_IAM_SYNC_LEASE", default_value = "30s",
           value_parser = parse_lease, global = true)]
     pub lease: Duration,
 
@@ -148,7 +149,7 @@ mod tests {
         assert!(s.activate_users);
         assert_eq!(s.batch_size, 100);
         assert_eq!(s.max_attempts, 8);
-        assert_eq!(s.lease, Duration::from_secs(300));
+        assert_eq!(s.lease, Duration::from_secs(30));
         let id = s.resolve_instance_id();
         assert!(id.len() <= 48, "{id}");
         assert_ne!(id, s.resolve_instance_id(), "unique per start");

@@ -1,10 +1,18 @@
 //! Drains `iam_portal_user_group_unassignment_queue`: removes each user from the
-//! portal's Okta group and deletes the row only once Okta has confirmed (204, or 404:
-//! already gone).
+//! portal's Okta group and deletes the row only once Okta has confirmed it for that
+//! group: a 204, or a 404 for a group that exists (the user is gone already).
 //!
-//! - **Claims** are leases (see `storage::unassignment_queue`), so instances share the queue and a
-//!   crashed instance's rows come back when its lease runs out. Removing a member twice
-//!   is harmless (Okta answers 204 for a non-member), so "at least once" is safe.
+//! - **Claims** are short leases (see `storage::unassignment_queue`) that a heartbeat
+//!   renews while the step runs, so instances share the queue and a crashed instance's
+//!   rows come back soon. Only the lease holder completes, fails or releases a row.
+//!   Removing a member twice is harmless (Okta answers 204 for a non-member), so "at
+//!   least once" is safe.
+//! - **A 404** from `DELETE /groups/{gid}/users/{uid}` means no such user *or* no such
+//!   group. Only the first is "already removed": on a 404 the worker asks whether the
+//!   group exists (the answer cached per group for [`GROUP_CHECK_TTL`]). A missing group
+//!   fails the row with `okta-group-not-found` (retried, then dead-lettered, requeueable
+//!   once the portal's `okta_group_id` is corrected), is written to the error log once
+//!   per portal and step, and shows in `/sync/status` and the metrics.
 //! - **Failures** (Okta's 5xx/429/timeouts after the adapter's own retries, a 403 for a
 //!   group efs-iam may not change, a portal without `okta_group_id`) count an attempt,
 //!   keep the error in `last_error` and wait with exponential backoff; after
@@ -16,21 +24,27 @@
 //! - **Legacy rows** without `portal_id` (or without an Okta user id) can never be
 //!   processed; each step dead-letters them with an explanation.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use super::runtime::Step;
+use super::runtime::{Heartbeat, Step};
 use super::{SyncSettings, SyncStorage, GROUP_SETTING};
 use crate::domain::{storable_text, PortalId, SettingKey};
 use crate::okta::{OktaClient, OktaError, OnMissing, Removal};
 use crate::storage::{
-    now, PortalSettingsStore, StorageError, Unassignment, UnassignmentQueueStore,
+    now, ErrorLogStore, NewErrorLogEntry, PortalSettingsStore, StorageError, Unassignment,
+    UnassignmentQueueStore,
 };
+
+/// How long an answer to "does this group exist?" is reused.
+pub const GROUP_CHECK_TTL: Duration = Duration::from_secs(30);
 
 /// What one step did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -39,15 +53,18 @@ pub struct UnassignmentStep {
     pub claimed: usize,
     /// Okta removed the user from the group (204); row deleted.
     pub removed: usize,
-    /// Okta had no such user or group any more (404); row deleted.
+    /// Okta had no such user in an existing group (404); row deleted.
     pub already_gone: usize,
     /// Failed; will be retried after a backoff.
     pub retrying: usize,
     /// Failed for the last allowed time; kept as dead letters.
     pub dead_lettered: usize,
+    /// Of the failed rows, those whose portal's `okta_group_id` names no group Okta has.
+    pub group_missing: usize,
     /// Legacy rows dead-lettered because they can never be processed.
     pub unroutable: usize,
-    /// Handed back unprocessed (shutdown, or Okta refusing efs-iam's credentials).
+    /// Handed back unprocessed (shutdown, or Okta refusing efs-iam's credentials), or
+    /// whose lease another instance holds now.
     pub released: usize,
     /// Why nothing could be done, when the whole step was blocked.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -63,13 +80,39 @@ impl UnassignmentStep {
         match outcome {
             RowOutcome::Removed => self.removed += 1,
             RowOutcome::AlreadyGone => self.already_gone += 1,
-            RowOutcome::Retrying => self.retrying += 1,
-            RowOutcome::Dead => self.dead_lettered += 1,
+            RowOutcome::Failed {
+                dead,
+                group_missing,
+            } => {
+                if dead {
+                    self.dead_lettered += 1;
+                } else {
+                    self.retrying += 1;
+                }
+                if group_missing.is_some() {
+                    self.group_missing += 1;
+                }
+            }
             RowOutcome::Released => self.released += 1,
             RowOutcome::Blocked(why) => {
                 self.released += 1;
                 self.blocked.get_or_insert(why);
             }
+        }
+    }
+
+    /// Adds another step's counts (for a drain of several steps).
+    pub fn absorb(&mut self, step: UnassignmentStep) {
+        self.claimed += step.claimed;
+        self.removed += step.removed;
+        self.already_gone += step.already_gone;
+        self.retrying += step.retrying;
+        self.dead_lettered += step.dead_lettered;
+        self.group_missing += step.group_missing;
+        self.unroutable += step.unroutable;
+        self.released += step.released;
+        if step.blocked.is_some() {
+            self.blocked = step.blocked;
         }
     }
 }
@@ -78,19 +121,35 @@ impl UnassignmentStep {
 enum RowOutcome {
     Removed,
     AlreadyGone,
-    Retrying,
-    Dead,
+    Failed {
+        dead: bool,
+        /// The portal and the group id Okta does not have, when that was the failure.
+        group_missing: Option<(i32, String)>,
+    },
     Released,
     Blocked(String),
+}
+
+/// A portal whose `okta_group_id` names no group Okta has, as last seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct MissingGroup {
+    pub portal_id: i32,
+    pub group_id: String,
+    pub checked_at: DateTime<Utc>,
 }
 
 pub struct UnassignmentWorker {
     queue: Arc<dyn UnassignmentQueueStore>,
     portal_settings: Arc<dyn PortalSettingsStore>,
+    error_log: Arc<dyn ErrorLogStore>,
     okta: OktaClient,
     settings: SyncSettings,
     owner: String,
     cancel: CancellationToken,
+    /// group id → (when asked, whether Okta has it)
+    group_checks: Mutex<HashMap<String, (Instant, bool)>>,
+    /// portal → its missing group, for `/sync/status` (until a check finds it again).
+    missing: Mutex<BTreeMap<i32, MissingGroup>>,
 }
 
 impl Step for UnassignmentStep {
@@ -115,11 +174,19 @@ impl UnassignmentWorker {
         Self {
             queue: store.clone(),
             portal_settings: store.clone(),
+            error_log: store.clone(),
             okta,
             settings,
             owner,
             cancel,
+            group_checks: Mutex::new(HashMap::new()),
+            missing: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Portals whose `okta_group_id` names no group Okta has, as this instance last saw.
+    pub fn missing_groups(&self) -> Vec<MissingGroup> {
+        self.missing.lock().unwrap().values().cloned().collect()
     }
 
     /// One round: dead-letter unroutable rows, lease a batch of due rows, remove each
@@ -135,16 +202,17 @@ impl UnassignmentWorker {
                 "legacy unassignment rows without portal or Okta id dead-lettered"
             );
         }
-        let lease_until = t + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
+        let lease = chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
         let rows = self
             .queue
-            .claim_unassignments(&self.owner, t, lease_until, self.settings.batch_size)
+            .claim_unassignments(&self.owner, t, t + lease, self.settings.batch_size)
             .await?;
         step.claimed = rows.len();
         step.batch_full = rows.len() as u32 >= self.settings.batch_size;
         if rows.is_empty() {
             return Ok(step);
         }
+        let _heartbeat = self.heartbeat(rows.iter().map(|r| r.id).collect());
         let groups = self.groups_of(&rows).await?;
         let outcomes: Vec<RowOutcome> = stream::iter(rows)
             .map(|row| {
@@ -154,15 +222,25 @@ impl UnassignmentWorker {
             .buffer_unordered(self.settings.concurrency as usize)
             .collect()
             .await;
+        let mut missing: BTreeMap<i32, (String, usize)> = BTreeMap::new();
         for o in outcomes {
+            if let RowOutcome::Failed {
+                group_missing: Some((portal, group)),
+                ..
+            } = &o
+            {
+                missing.entry(*portal).or_insert((group.clone(), 0)).1 += 1;
+            }
             step.add(o);
         }
+        self.report_missing_groups(missing).await;
         tracing::info!(
             claimed = step.claimed,
             removed = step.removed,
             already_gone = step.already_gone,
             retrying = step.retrying,
             dead_lettered = step.dead_lettered,
+            group_missing = step.group_missing,
             released = step.released,
             "unassignment step"
         );
@@ -170,39 +248,29 @@ impl UnassignmentWorker {
     }
 
     /// Steps until the queue has nothing due, a step is blocked, `max_rows` were
-    /// claimed or `budget` has passed (no new step starts after it). Returns the steps
-    /// run and their summed counts.
-    pub async fn drain(
-        &self,
-        max_rows: usize,
-        budget: std::time::Duration,
-    ) -> Result<(u32, UnassignmentStep), StorageError> {
-        let started = std::time::Instant::now();
+    /// claimed, or the worker is cancelled. Returns the steps run and their counts.
+    pub async fn drain(&self, max_rows: usize) -> Result<(u32, UnassignmentStep), StorageError> {
         let mut steps = 0;
         let mut totals = UnassignmentStep::default();
         loop {
             let step = self.run_once().await?;
             steps += 1;
-            totals.claimed += step.claimed;
-            totals.removed += step.removed;
-            totals.already_gone += step.already_gone;
-            totals.retrying += step.retrying;
-            totals.dead_lettered += step.dead_lettered;
-            totals.unroutable += step.unroutable;
-            totals.released += step.released;
-            if step.blocked.is_some() {
-                totals.blocked = step.blocked;
-                break;
-            }
-            if step.claimed == 0
-                || step.released > 0
-                || totals.claimed >= max_rows
-                || started.elapsed() >= budget
-            {
+            let done = step.claimed == 0 || step.released > 0 || step.blocked.is_some();
+            totals.absorb(step);
+            if done || totals.claimed >= max_rows || self.cancel.is_cancelled() {
                 break;
             }
         }
         Ok((steps, totals))
+    }
+
+    /// Renews the leases of the step's rows while it runs.
+    fn heartbeat(&self, ids: Vec<i32>) -> Heartbeat {
+        let (queue, owner) = (self.queue.clone(), self.owner.clone());
+        Heartbeat::start("unassignment rows", self.settings.lease, move |until| {
+            let (queue, owner, ids) = (queue.clone(), owner.clone(), ids.clone());
+            async move { queue.renew_unassignment_leases(&ids, &owner, until).await }
+        })
     }
 
     /// Each claimed portal's Okta group, or why there is none.
@@ -236,6 +304,21 @@ impl UnassignmentWorker {
         Ok(groups)
     }
 
+    /// Whether Okta has the group; asked at most once per [`GROUP_CHECK_TTL`].
+    async fn group_exists(&self, group: &str) -> Result<bool, OktaError> {
+        if let Some((at, exists)) = self.group_checks.lock().unwrap().get(group) {
+            if at.elapsed() < GROUP_CHECK_TTL {
+                return Ok(*exists);
+            }
+        }
+        let exists = self.okta.get_group(group).await?.is_some();
+        self.group_checks
+            .lock()
+            .unwrap()
+            .insert(group.to_owned(), (Instant::now(), exists));
+        Ok(exists)
+    }
+
     async fn process(
         &self,
         row: Unassignment,
@@ -245,40 +328,63 @@ impl UnassignmentWorker {
             return self.release(&row).await;
         }
         let okta_id = row.okta_user_id.clone().unwrap_or_default();
-        let group = row
-            .portal_id
-            .and_then(|p| groups.get(&p))
-            .cloned()
-            .unwrap_or_else(|| Err("row without portal".into()));
-        let group = match group {
-            Ok(g) => g,
-            Err(why) => return self.fail(&row, &why).await,
+        let portal = row.portal_id.unwrap_or_default();
+        let group = match groups.get(&portal).cloned() {
+            Some(Ok(g)) => g,
+            Some(Err(why)) => return self.fail(&row, &why, None).await,
+            None => return self.fail(&row, "row without portal", None).await,
         };
-        match self
+        let removal = match self
             .okta
             .remove_group_member(&group, &okta_id, OnMissing::TreatAsRemoved)
             .await
         {
-            Ok(removal) => {
-                if let Err(e) = self.queue.complete_unassignment(row.id).await {
-                    // Okta has done it; the row comes back when the lease runs out and
-                    // the repeat is harmless.
-                    tracing::warn!(row = row.id, error = %e, "removed in Okta, but the row could not be deleted");
-                    return RowOutcome::Released;
-                }
-                match removal {
-                    Removal::Removed => RowOutcome::Removed,
-                    Removal::AlreadyGone => RowOutcome::AlreadyGone,
-                }
-            }
+            Ok(removal) => removal,
             Err(e @ (OktaError::Auth(_) | OktaError::NotConfigured)) => {
                 let why = format!("Okta refuses efs-iam: {e}");
-                match self.release(&row).await {
+                return match self.release(&row).await {
                     RowOutcome::Released => RowOutcome::Blocked(why),
                     other => other,
+                };
+            }
+            Err(e) => return self.fail(&row, &e.to_string(), None).await,
+        };
+        if removal == Removal::AlreadyGone {
+            // No such user, or no such group: only the first is done.
+            match self.group_exists(&group).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let why = format!(
+                        "okta-group-not-found: the okta_group_id of portal {portal} ({group}) \
+                         names no group Okta has; correct the setting, then requeue"
+                    );
+                    return self.fail(&row, &why, Some((portal, group))).await;
+                }
+                Err(e) => {
+                    let why = format!("Okta answered 404; whether the group exists: {e}");
+                    return self.fail(&row, &why, None).await;
                 }
             }
-            Err(e) => self.fail(&row, &e.to_string()).await,
+        }
+        // Okta removed a member from this group, or confirmed the group: it exists.
+        self.missing.lock().unwrap().remove(&portal);
+        match self.queue.complete_unassignment(row.id, &self.owner).await {
+            Ok(true) => match removal {
+                Removal::Removed => RowOutcome::Removed,
+                Removal::AlreadyGone => RowOutcome::AlreadyGone,
+            },
+            Ok(false) => {
+                // The lease ran out and another instance holds the row: its outcome is
+                // that instance's to record (and removing twice is harmless).
+                tracing::warn!(row = row.id, "lease lost before the removal was recorded");
+                RowOutcome::Released
+            }
+            Err(e) => {
+                // Okta has done it; the row comes back when the lease runs out and the
+                // repeat is harmless.
+                tracing::warn!(row = row.id, error = %e, "removed in Okta, but the row could not be deleted");
+                RowOutcome::Released
+            }
         }
     }
 
@@ -293,7 +399,12 @@ impl UnassignmentWorker {
         RowOutcome::Released
     }
 
-    async fn fail(&self, row: &Unassignment, error: &str) -> RowOutcome {
+    async fn fail(
+        &self,
+        row: &Unassignment,
+        error: &str,
+        group_missing: Option<(i32, String)>,
+    ) -> RowOutcome {
         let attempts = row.attempts.saturating_add(1);
         let t = now();
         let dead = attempts as u32 >= self.settings.max_attempts;
@@ -306,6 +417,12 @@ impl UnassignmentWorker {
                 None,
             )
         };
+        let reason = if group_missing.is_some() {
+            "okta-group-not-found"
+        } else {
+            "other"
+        };
+        metrics::counter!("efs_iam_unassignment_failures_total", "reason" => reason).increment(1);
         let text = storable_text(error, 21_845);
         match self
             .queue
@@ -315,6 +432,7 @@ impl UnassignmentWorker {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(row = row.id, "lease lost before the failure was recorded");
+                return RowOutcome::Released;
             }
             Err(e) => {
                 tracing::warn!(row = row.id, error = %e, "could not record a failed attempt");
@@ -322,7 +440,7 @@ impl UnassignmentWorker {
         }
         if dead {
             tracing::warn!(row = row.id, attempts, error, "unassignment dead-lettered");
-            RowOutcome::Dead
+            metrics::counter!("efs_iam_unassignments_dead_lettered_total").increment(1);
         } else {
             tracing::info!(
                 row = row.id,
@@ -330,7 +448,43 @@ impl UnassignmentWorker {
                 error,
                 "unassignment failed; will retry"
             );
-            RowOutcome::Retrying
         }
+        RowOutcome::Failed {
+            dead,
+            group_missing,
+        }
+    }
+
+    /// One error-log row per portal whose group is missing, and the status list.
+    async fn report_missing_groups(&self, missing: BTreeMap<i32, (String, usize)>) {
+        let checked_at = Utc::now();
+        for (portal, (group, rows)) in missing {
+            self.missing.lock().unwrap().insert(
+                portal,
+                MissingGroup {
+                    portal_id: portal,
+                    group_id: group.clone(),
+                    checked_at,
+                },
+            );
+            let entry = NewErrorLogEntry {
+                message: Some(storable_text(
+                    &format!(
+                        "portal {portal}: okta_group_id {group} names no group in Okta; {rows} \
+                         unassignment(s) of this step failed and wait (retried, then kept as \
+                         dead letters); correct the setting, then requeue"
+                    ),
+                    21_845,
+                )),
+                status_code: 404,
+                trace: None,
+                error_code: "efs-iam:okta-group-not-found".into(),
+            };
+            if let Err(e) = self.error_log.record_error(&entry).await {
+                tracing::warn!(error = %e, "could not write the missing group to the error log");
+            }
+        }
+        metrics::gauge!("efs_iam_portals_missing_okta_group")
+            .set(self.missing.lock().unwrap().len() as f64);
     }
 }

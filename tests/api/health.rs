@@ -5,6 +5,9 @@ use efs_iam::storage::ConnectOptions;
 use crate::common::{assert_problem, Api};
 use crate::common::{spawn_app, spawn_app_on, TestDb};
 
+/// A little longer than a readiness answer is reused.
+const READY_TTL: Duration = Duration::from_millis(1100);
+
 #[tokio::test]
 async fn live_and_ready() {
     let app = spawn_app().await;
@@ -46,6 +49,8 @@ async fn hanging_database_gives_bounded_503s() {
     assert_eq!(app.get("/health/ready").await.0, 200);
 
     let held = store.acquire().await.unwrap();
+    // Past the one second a readiness answer is reused.
+    tokio::time::sleep(READY_TTL).await;
     let started = Instant::now();
     let (status, body) = app.get("/health/ready").await;
     let took = started.elapsed();
@@ -60,6 +65,7 @@ async fn hanging_database_gives_bounded_503s() {
     let got = app.get("/api/v1/portals/1/settings").await;
     assert_problem(&got, 503, "database-unavailable");
     drop(held);
+    tokio::time::sleep(READY_TTL).await;
     assert_eq!(app.get("/health/ready").await.0, 200, "recovers");
 }
 
@@ -189,4 +195,71 @@ async fn mysql_connections_killed_by_the_server_are_replaced() {
         statuses[ids.len()..].iter().all(|s| *s == 200),
         "every dead connection was replaced: {statuses:?}"
     );
+}
+
+/// A flood of readiness probes runs at most one check at a time and reuses its answer,
+/// so it cannot take the database pool (here: one connection) from real requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_ready_probes_leaves_the_pool_to_requests() {
+    let options = ConnectOptions {
+        max_connections: 1,
+        acquire_timeout: Duration::from_millis(500),
+    };
+    let db = TestDb::sqlite_with(options, true).await;
+    let app = spawn_app_on(db, |s| s.max_concurrent_requests = 10_000).await;
+    let url = app.url("/health/ready");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut flood = Vec::new();
+    for _ in 0..64 {
+        let (client, url, stop) = (app.client.clone(), url.clone(), stop.clone());
+        flood.push(tokio::spawn(async move {
+            let mut probes = 0u32;
+            while !stop.is_cancelled() {
+                let res = client.get(&url).send().await.unwrap();
+                assert_eq!(res.status(), 200);
+                probes += 1;
+            }
+            probes
+        }));
+    }
+    for _ in 0..40 {
+        let (status, body) = app.get("/api/v1/portals/1/settings").await;
+        assert_eq!(status, 200, "a lookup during the flood: {body}");
+    }
+    stop.cancel();
+    let mut probes = 0;
+    for f in flood {
+        probes += f.await.unwrap();
+    }
+    assert!(probes > 200, "a flood: {probes} probes");
+}
+
+/// A readiness answer is reused for a second: a probe right after one does not touch
+/// the database (here: held by someone else) and answers at once.
+#[tokio::test]
+async fn a_readiness_answer_is_reused_for_a_second() {
+    let options = ConnectOptions {
+        max_connections: 1,
+        acquire_timeout: Duration::from_millis(700),
+    };
+    let db = TestDb::sqlite_with(options, true).await;
+    let efs_iam::storage::sql::Db::Sqlite(store) = db.store.db() else {
+        unreachable!()
+    };
+    let store = store.clone();
+    let app = spawn_app_on(db, |s| s.ready_timeout = Duration::from_millis(300)).await;
+    let (status, fresh) = app.get("/health/ready").await;
+    assert_eq!(status, 200);
+    let held = store.acquire().await.unwrap();
+    let started = Instant::now();
+    let (status, reused) = app.get("/health/ready").await;
+    assert_eq!(status, 200, "{reused}");
+    assert_eq!(reused, fresh);
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "no check was run"
+    );
+    tokio::time::sleep(READY_TTL).await;
+    assert_eq!(app.get("/health/ready").await.0, 503, "checked again");
+    drop(held);
 }

@@ -32,6 +32,8 @@ crate::backend_matrix!(
     portal_sync_failure_is_recorded,
     efs_users_are_checked_where_efs_has_them,
     sync_jobs_claim_record_and_finish,
+    leases_are_renewed_by_their_holder_only,
+    reconcile_runs_claim_finish_and_list,
 );
 
 pub fn portal(n: i32) -> PortalId {

@@ -134,8 +134,12 @@ pub async fn unassignment_claims_lease_and_complete(db: TestDb) {
     assert!(stats.oldest_pending_at.is_some());
 
     // a: one done, one failed with backoff, one dead letter.
-    assert!(s.complete_unassignment(a[0].id).await.unwrap());
-    assert!(!s.complete_unassignment(a[0].id).await.unwrap());
+    assert!(
+        !s.complete_unassignment(a[0].id, "b").await.unwrap(),
+        "only the lease holder completes a row"
+    );
+    assert!(s.complete_unassignment(a[0].id, "a").await.unwrap());
+    assert!(!s.complete_unassignment(a[0].id, "a").await.unwrap());
     assert!(s
         .fail_unassignment(a[1].id, "a", 1, "HTTP 500", Some(t0 + secs(30)), None)
         .await
@@ -565,4 +569,226 @@ pub async fn sync_jobs_claim_record_and_finish(db: TestDb) {
     assert_eq!(s.purge_sync_jobs(later).await.unwrap(), 0, "not older");
     assert_eq!(s.purge_sync_jobs(far).await.unwrap(), 1);
     assert!(s.sync_job(&job.id).await.unwrap().is_none());
+}
+
+/// A live holder's heartbeat keeps its rows and items; nobody else's renewal does.
+pub async fn leases_are_renewed_by_their_holder_only(db: TestDb) {
+    let s = &db.store;
+    s.enqueue_unassignments(portal(1), &queued(1..=3))
+        .await
+        .unwrap();
+    let t0 = now();
+    let rows = s
+        .claim_unassignments("a", t0, t0 + secs(30), 10)
+        .await
+        .unwrap();
+    let ids: Vec<i32> = rows.iter().map(|r| r.id).collect();
+    assert_eq!(
+        s.renew_unassignment_leases(&ids, "x", t0 + secs(300))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.renew_unassignment_leases(&ids, "a", t0 + secs(90))
+            .await
+            .unwrap(),
+        3
+    );
+    let after_first_lease = t0 + secs(60);
+    assert!(
+        s.claim_unassignments("b", after_first_lease, after_first_lease + secs(30), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "renewed: still a's"
+    );
+    let after_renewal = t0 + secs(91);
+    let taken = s
+        .claim_unassignments("b", after_renewal, after_renewal + secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 3, "a stopped renewing: b takes over");
+    assert_eq!(
+        s.renew_unassignment_leases(&ids, "a", after_renewal + secs(30))
+            .await
+            .unwrap(),
+        0,
+        "a lost them"
+    );
+    assert!(!s.complete_unassignment(ids[0], "a").await.unwrap());
+    assert!(s.complete_unassignment(ids[0], "b").await.unwrap());
+
+    let job = NewSyncJob {
+        id: uuid::Uuid::new_v4().to_string(),
+        portal: portal(9),
+        items: (1..=2).map(item).collect(),
+    };
+    s.create_sync_job(&job, t0).await.unwrap();
+    let items = s
+        .claim_sync_items("a", t0, t0 + secs(30), 10)
+        .await
+        .unwrap();
+    let item_ids: Vec<i64> = items.iter().map(|i| i.id).collect();
+    assert_eq!(
+        s.renew_sync_item_leases(&item_ids, "x", t0 + secs(300))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.renew_sync_item_leases(&item_ids, "a", t0 + secs(90))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(s
+        .claim_sync_items("b", after_first_lease, after_first_lease + secs(30), 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+fn run(portal_id: i32) -> NewReconcileRun {
+    NewReconcileRun {
+        id: uuid::Uuid::new_v4().hyphenated().to_string(),
+        portal: portal(portal_id),
+        dry_run: false,
+        kind: "manual",
+    }
+}
+
+/// Reconciliation runs: claimed with a lease, renewed, finished or released by their
+/// holder only, taken over when the lease runs out, listed newest first.
+pub async fn reconcile_runs_claim_finish_and_list(db: TestDb) {
+    let s = &db.store;
+    let t0 = now();
+    let (first, second, other) = (run(1), run(1), run(2));
+    s.create_reconcile_run(&first, t0).await.unwrap();
+    s.create_reconcile_run(&second, t0 + secs(1)).await.unwrap();
+    s.create_reconcile_run(&other, t0 + secs(2)).await.unwrap();
+    let stored = s.reconcile_run(&first.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.state.as_str(), stored.attempts, stored.portal_id),
+        ("pending", 0, 1)
+    );
+    assert!(s.reconcile_run("no-such-run").await.unwrap().is_none());
+
+    let a = s
+        .claim_reconcile_runs("a", t0 + secs(3), t0 + secs(33), 1)
+        .await
+        .unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].id, first.id, "oldest first");
+    assert_eq!((a[0].state.as_str(), a[0].attempts), ("running", 1));
+    assert!(a[0].started_at.is_some());
+    assert!(!s
+        .renew_reconcile_run(&first.id, "x", t0 + secs(300))
+        .await
+        .unwrap());
+    assert!(s
+        .renew_reconcile_run(&first.id, "a", t0 + secs(90))
+        .await
+        .unwrap());
+    let b = s
+        .claim_reconcile_runs("b", t0 + secs(60), t0 + secs(90), 10)
+        .await
+        .unwrap();
+    let b_ids: HashSet<&str> = b.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        b_ids,
+        HashSet::from([second.id.as_str(), other.id.as_str()]),
+        "a's renewed run is not taken"
+    );
+
+    let report = RunOutcome::Succeeded {
+        report: r#"{"portal_id":1}"#.into(),
+    };
+    assert!(!s
+        .finish_reconcile_run(&first.id, "b", &report, t0 + secs(61))
+        .await
+        .unwrap());
+    assert!(s
+        .finish_reconcile_run(&first.id, "a", &report, t0 + secs(61))
+        .await
+        .unwrap());
+    let done = s.reconcile_run(&first.id).await.unwrap().unwrap();
+    assert_eq!(done.state, "succeeded");
+    assert_eq!(done.report.as_deref(), Some(r#"{"portal_id":1}"#));
+    assert!(done.finished_at.is_some());
+
+    let failed = RunOutcome::Failed {
+        error_type: "okta-group-not-found".into(),
+        error: "no such group".into(),
+    };
+    assert!(s
+        .finish_reconcile_run(&other.id, "b", &failed, t0 + secs(62))
+        .await
+        .unwrap());
+    let gone = s.reconcile_run(&other.id).await.unwrap().unwrap();
+    assert_eq!(
+        (gone.state.as_str(), gone.error_type.as_deref()),
+        ("failed", Some("okta-group-not-found"))
+    );
+
+    // Handed back, with a reason, not to be taken before its time.
+    assert!(s
+        .release_reconcile_run(&second.id, "b", Some("portal busy"), t0 + secs(120))
+        .await
+        .unwrap());
+    assert!(s
+        .claim_reconcile_runs("c", t0 + secs(100), t0 + secs(130), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = s
+        .claim_reconcile_runs("c", t0 + secs(121), t0 + secs(150), 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 2);
+    assert_eq!(again[0].error.as_deref(), Some("portal busy"));
+
+    // c dies: its lease runs out and d takes the run over.
+    let taken = s
+        .claim_reconcile_runs("d", t0 + secs(151), t0 + secs(180), 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert!(!s
+        .finish_reconcile_run(&second.id, "c", &report, t0 + secs(152))
+        .await
+        .unwrap());
+
+    let all = s.list_reconcile_runs(None, None, 10).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec![other.id.as_str(), second.id.as_str(), first.id.as_str()]
+    );
+    let page = s
+        .list_reconcile_runs(Some(portal(1)), None, 1)
+        .await
+        .unwrap();
+    assert_eq!(page[0].id, second.id);
+    let next = s
+        .list_reconcile_runs(
+            Some(portal(1)),
+            Some((page[0].created_at, page[0].id.clone())),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].id, first.id);
+    let latest = s.latest_reconcile_runs(&[1, 2, 3]).await.unwrap();
+    let mut latest: Vec<(i32, &str)> = latest
+        .iter()
+        .map(|r| (r.portal_id, r.id.as_str()))
+        .collect();
+    latest.sort();
+    assert_eq!(
+        latest,
+        vec![(1, second.id.as_str()), (2, other.id.as_str())]
+    );
 }

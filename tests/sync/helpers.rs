@@ -151,3 +151,44 @@ pub async fn drain_jobs(app: &SyncApp, max: usize) {
     }
     panic!("jobs not drained after {max} steps");
 }
+
+/// Drives the unassignment worker's step until the queue has nothing due (as the
+/// background loop would); what the steps did, with `steps`.
+pub async fn drain_unassignments(app: &SyncApp) -> Value {
+    let worker = app.sync.unassignment_worker().expect("Okta configured");
+    let (steps, totals) = worker.drain(usize::MAX).await.expect("unassignment steps");
+    let mut report = serde_json::to_value(totals).unwrap();
+    report["steps"] = json!(steps);
+    report
+}
+
+/// Asks for a repairing reconciliation (202 with its status URL) and waits until the
+/// run has ended; the run as `GET` answers it.
+pub async fn reconcile_and_wait(app: &SyncApp, portal: i32) -> Value {
+    let res = app
+        .client
+        .post(app.url(&format!("/sync/portals/{portal}/reconcile?dry_run=false")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let accepted: Value = res.json().await.unwrap();
+    assert_eq!(accepted["status_url"], location.as_str());
+    assert_eq!(accepted["state"], "pending");
+    let path = location.trim_start_matches("/api/v1").to_owned();
+    wait_for_run(app, &path).await
+}
+
+/// Polls a reconciliation run until it succeeded or failed (10 s at most).
+pub async fn wait_for_run(app: &SyncApp, path: &str) -> Value {
+    for _ in 0..200 {
+        let (status, run) = app.get(path).await;
+        assert_eq!(status, 200, "{run}");
+        if run["state"] == "succeeded" || run["state"] == "failed" {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("run {path} did not end within 10 s");
+}

@@ -194,7 +194,7 @@ async fn the_background_worker_runs_jobs_and_stops_with_the_server() {
     assert_eq!(status["workers"]["jobs"]["running"], true);
     app.stop().await;
     assert!(
-        !app.sync.job_health.snapshot().running,
+        !app.sync.health(efs_iam::sync::WorkerKind::Jobs).running,
         "stopped with the server"
     );
 }

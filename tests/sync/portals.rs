@@ -3,7 +3,7 @@
 
 use efs_iam::storage::prelude::*;
 use efs_iam::storage::ErrorLogQuery;
-use fake_okta::UserStatus;
+use fake_okta::{Fault, FaultKind, UserStatus};
 use serde_json::json;
 
 use crate::common::TestDb;
@@ -166,4 +166,37 @@ async fn failures_are_recorded_on_the_reference_and_in_the_error_log() {
     let (_, reference) = app.get("/portals/6/user-references/63").await;
     assert_eq!(reference["status"], "failed");
     assert_eq!(reference["okta_user_id"], serde_json::Value::Null);
+}
+
+/// Okta's 404 to "add this user to the group" is a missing group only if the group is
+/// really missing: a user deleted in Okta a moment ago is another failure.
+#[tokio::test]
+async fn a_404_from_an_existing_group_is_not_a_missing_group() {
+    let db = TestDb::sqlite().await;
+    let okta = fake_okta().await;
+    let group = okta.create_group("Existing");
+    let app = spawn(&db, Some(&okta), |s| s.okta.max_retries = 0).await;
+    app.link_portal(14, &group).await;
+    okta.clear_requests();
+    okta.inject(
+        Fault::new(
+            "PUT",
+            &format!("/api/v1/groups/{group}/users/"),
+            FaultKind::Response {
+                status: 404,
+                body: user_not_found_body("00uVANISHED"),
+            },
+        )
+        .times(1),
+    );
+    let got = app
+        .post("/sync/portals/14/users/1", profile("vanishing@example.com"))
+        .await;
+    assert_ne!(
+        got.1["type"], "urn:efs-iam:problem:okta-group-not-found",
+        "{}",
+        got.1
+    );
+    assert_problem(&got, 502, "okta-refused");
+    assert_eq!(okta.request_count("GET", "/api/v1/groups/{groupId}"), 1);
 }

@@ -121,10 +121,14 @@ async fn dry_run_reports_and_repair_fixes_every_kind_of_drift() {
     let (_, default) = app.post("/sync/portals/12/reconcile", Value::Null).await;
     assert_eq!(default["dry_run"], true, "dry run unless asked otherwise");
 
-    let (status, repair) = app
-        .post("/sync/portals/12/reconcile?dry_run=false", Value::Null)
-        .await;
-    assert_eq!(status, 200, "{repair}");
+    let run = reconcile_and_wait(&app, 12).await;
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(
+        (run["kind"].as_str(), run["attempts"].as_i64()),
+        (Some("manual"), Some(1))
+    );
+    let repair = &run["report"];
+    assert_eq!(repair["dry_run"], false);
     assert_eq!(
         repair["repaired"],
         json!({"added": 1, "removed": 3, "marked_deprovisioned": 2})
@@ -152,7 +156,11 @@ async fn nothing_is_removed_on_a_failed_read() {
     let db = TestDb::sqlite().await;
     let okta = fake_okta().await;
     let group = okta.create_group("Unreadable portal");
-    let app = spawn(&db, Some(&okta), |s| s.okta.max_retries = 1).await;
+    let app = spawn(&db, Some(&okta), |s| {
+        s.okta.max_retries = 1;
+        s.sync.max_attempts = 1;
+    })
+    .await;
     app.link_portal(13, &group).await;
     let extra = seed_user(&okta, "keep@example.com", UserStatus::Active);
     okta.add_group_member(&group, &extra);
@@ -164,10 +172,13 @@ async fn nothing_is_removed_on_a_failed_read() {
         )
         .times(5),
     );
-    let got = app
-        .post("/sync/portals/13/reconcile?dry_run=false", Value::Null)
-        .await;
-    assert_problem(&got, 503, "okta-unavailable");
+    let run = reconcile_and_wait(&app, 13).await;
+    assert_eq!(
+        (run["state"].as_str(), run["error_type"].as_str()),
+        (Some("failed"), Some("okta-unavailable")),
+        "{run}"
+    );
+    assert_eq!(run["report"], Value::Null);
     assert_eq!(okta.group_members(&group), vec![extra]);
     assert_eq!(
         okta.request_count("DELETE", "/api/v1/groups/{groupId}/users/{userId}"),
@@ -190,10 +201,9 @@ async fn nothing_is_removed_on_a_failed_read() {
         )
         .times(5),
     );
-    let (status, report) = app
-        .post("/sync/portals/13/reconcile?dry_run=false", Value::Null)
-        .await;
-    assert_eq!(status, 200, "{report}");
+    let run = reconcile_and_wait(&app, 13).await;
+    let report = &run["report"];
+    assert_eq!(run["state"], "succeeded", "{run}");
     assert_eq!(report["counts"]["errors"], 1);
     assert_eq!(report["errors"][0]["user_id"], 2);
     assert_eq!(report["repaired"]["added"], 0);
@@ -204,4 +214,49 @@ async fn nothing_is_removed_on_a_failed_read() {
         .post("/sync/portals/13/reconcile?dry_run=maybe", Value::Null)
         .await;
     assert_problem(&got, 400, "invalid-parameter");
+}
+
+/// A repair of a portal whose group Okta does not have fails as such, changes nothing,
+/// and stays listed with the reason.
+#[tokio::test]
+async fn a_repair_run_of_a_missing_group_fails_and_is_listed() {
+    let db = TestDb::sqlite().await;
+    let okta = fake_okta().await;
+    let app = spawn(&db, Some(&okta), |_| {}).await;
+    link_portal_unchecked(&db, 15, "00gGONE0000000000000").await;
+    let run = reconcile_and_wait(&app, 15).await;
+    assert_eq!(
+        (run["state"].as_str(), run["error_type"].as_str()),
+        (Some("failed"), Some("okta-group-not-found")),
+        "{run}"
+    );
+    assert!(run["error"]
+        .as_str()
+        .unwrap()
+        .contains("00gGONE0000000000000"));
+
+    let (status, list) = app.get("/sync/reconcile-runs?portal_id=15").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"][0]["run_id"], run["run_id"]);
+    assert_eq!(
+        list["items"][0].get("report"),
+        None,
+        "reports only in the single run"
+    );
+    let (_, other) = app.get("/sync/reconcile-runs?portal_id=16").await;
+    assert_eq!(other["items"], json!([]));
+
+    let got = app.get("/sync/reconcile-runs/not-a-run").await;
+    assert_problem(&got, 400, "invalid-parameter");
+    let got = app
+        .get("/sync/reconcile-runs/00000000-0000-4000-8000-000000000000")
+        .await;
+    assert_problem(&got, 404, "not-found");
+    let got = app.get("/sync/reconcile-runs?limit=0").await;
+    assert_problem(&got, 400, "invalid-parameter");
+    let got = app
+        .post("/sync/portals/16/reconcile?dry_run=false", Value::Null)
+        .await;
+    assert_problem(&got, 409, "portal-not-linked");
 }

@@ -1,5 +1,7 @@
 //! `/sync/status`.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::common::TestDb;
@@ -43,6 +45,10 @@ async fn status_shows_okta_the_governor_the_queue_and_the_workers() {
     assert_eq!(body["jobs"]["running"], 0);
     assert_eq!(body["workers"]["instance_id"], "efs-iam-test-1");
     assert_eq!(body["workers"]["enabled"], false, "switched off in tests");
+    for worker in ["unassignments", "jobs", "reconciliations"] {
+        assert_eq!(body["workers"][worker]["restarts"], 0, "{body}");
+    }
+    assert_eq!(body["missing_okta_groups"], serde_json::json!([]));
 
     // The probe is cached: a second status call does not call Okta again.
     let probes = okta.request_count("GET", "/api/v1/users/{id}");
@@ -50,4 +56,52 @@ async fn status_shows_okta_the_governor_the_queue_and_the_workers() {
     assert_eq!(okta.request_count("GET", "/api/v1/users/{id}"), probes);
 
     okta.shutdown();
+}
+
+/// A worker step that panics does not end its loop: the loop goes on after a pause,
+/// and the restart is counted in the worker's health.
+#[tokio::test]
+async fn a_panicking_step_is_restarted_and_counted() {
+    use efs_iam::sync::runtime::{run_loop, LoopConfig, WorkerHealth};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    let calls = Arc::new(AtomicU32::new(0));
+    let health = Arc::new(WorkerHealth::default());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let counted = calls.clone();
+    let looping = tokio::spawn(run_loop(
+        "test-worker",
+        move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    panic!("a poisoned piece of work");
+                }
+                Ok::<_, std::io::Error>(efs_iam::sync::UnassignmentStep::default())
+            }
+        },
+        LoopConfig {
+            poll_interval: Duration::from_millis(20),
+            max_error_backoff: Duration::from_secs(1),
+        },
+        Arc::new(tokio::sync::Notify::new()),
+        health.clone(),
+        cancel.clone(),
+    ));
+    for _ in 0..100 {
+        if calls.load(Ordering::SeqCst) >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let h = health.snapshot();
+    assert!(calls.load(Ordering::SeqCst) >= 3, "the loop went on");
+    assert_eq!(h.restarts, 1);
+    assert_eq!(h.last_panic.as_deref(), Some("a poisoned piece of work"));
+    assert!(h.running);
+    assert!(h.steps >= 2);
+    cancel.cancel();
+    looping.await.unwrap().unwrap();
+    assert!(!health.snapshot().running);
 }

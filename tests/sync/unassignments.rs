@@ -46,6 +46,7 @@ crate::backend_matrix!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)] sqlite, mysql;
     the_queue_is_drained_on_demand,
     two_workers_share_one_queue_without_duplicate_work,
+    a_missing_group_keeps_the_rows_and_says_so,
 );
 
 async fn the_queue_is_drained_on_demand(db: TestDb) {
@@ -65,13 +66,11 @@ async fn the_queue_is_drained_on_demand(db: TestDb) {
     let stranger = seed_user(&okta, "stays@example.com", UserStatus::Active);
     okta.add_group_member(&group, &stranger);
 
-    let (status, run) = app.post("/sync/unassignments/run", Value::Null).await;
-    assert_eq!(status, 200, "{run}");
+    let run = drain_unassignments(&app).await;
     assert_eq!(run["claimed"], 21);
     assert_eq!(run["removed"], 20);
     assert_eq!(run["already_gone"], 1);
     assert!(run["steps"].as_u64().unwrap() >= 4, "batches of 7: {run}");
-    assert_eq!(run["queue"]["pending"], 0);
     assert_eq!(okta.group_members(&group), vec![stranger]);
     let (_, listed) = app.get("/portals/1/unassignments").await;
     assert_eq!(listed["counts"], json!({"pending": 0, "dead": 0}));
@@ -90,13 +89,9 @@ async fn two_workers_share_one_queue_without_duplicate_work(db: TestDb) {
     let b = spawn(&db, Some(&okta), |s| s.sync.batch_size = 10).await;
     a.link_portal(2, &group).await;
     queue_members(&a, &okta, &group, 2, 150).await;
-    let (ra, rb) = tokio::join!(
-        a.post("/sync/unassignments/run", Value::Null),
-        b.post("/sync/unassignments/run", Value::Null)
-    );
-    assert_eq!((ra.0.as_u16(), rb.0.as_u16()), (200, 200));
-    let removed = ra.1["removed"].as_u64().unwrap() + rb.1["removed"].as_u64().unwrap();
-    assert_eq!(removed, 150, "a: {} b: {}", ra.1, rb.1);
+    let (ra, rb) = tokio::join!(drain_unassignments(&a), drain_unassignments(&b));
+    let removed = ra["removed"].as_u64().unwrap() + rb["removed"].as_u64().unwrap();
+    assert_eq!(removed, 150, "a: {ra} b: {rb}");
     assert!(okta.group_members(&group).is_empty());
     assert_eq!(
         okta.request_count("DELETE", "/api/v1/groups/{groupId}/users/{userId}"),
@@ -121,7 +116,7 @@ async fn failures_back_off_then_become_dead_letters_that_can_be_requeued() {
     let path = format!("/api/v1/groups/{group}/users/{}", ids[0]);
     okta.inject(Fault::new("DELETE", &path, FaultKind::InternalServerError).times(10));
 
-    let (_, run) = app.post("/sync/unassignments/run", Value::Null).await;
+    let run = drain_unassignments(&app).await;
     assert_eq!(
         (run["removed"].as_u64(), run["retrying"].as_u64()),
         (Some(1), Some(1))
@@ -131,11 +126,11 @@ async fn failures_back_off_then_become_dead_letters_that_can_be_requeued() {
     assert_eq!(row["attempts"], 1);
     assert!(row["last_error"].as_str().unwrap().contains("500"), "{row}");
     assert!(row["next_attempt_at"].is_string());
-    let (_, run) = app.post("/sync/unassignments/run", Value::Null).await;
+    let run = drain_unassignments(&app).await;
     assert_eq!(run["claimed"], 0, "backing off");
 
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (_, run) = app.post("/sync/unassignments/run", Value::Null).await;
+    let run = drain_unassignments(&app).await;
     assert_eq!(run["dead_lettered"], 1, "{run}");
     let (_, dead) = app.get("/portals/3/unassignments?state=dead").await;
     assert_eq!(dead["counts"], json!({"pending": 0, "dead": 1}));
@@ -148,7 +143,7 @@ async fn failures_back_off_then_become_dead_letters_that_can_be_requeued() {
 
     // Kept, not retried, until someone requeues it.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (_, run) = app.post("/sync/unassignments/run", Value::Null).await;
+    let run = drain_unassignments(&app).await;
     assert_eq!(run["claimed"], 0);
     okta.clear_faults();
     let (status, requeued) = app
@@ -163,7 +158,7 @@ async fn failures_back_off_then_become_dead_letters_that_can_be_requeued() {
         requeued["skipped"],
         json!([{"id": 123456, "reason": "not_found"}])
     );
-    let (_, run) = app.post("/sync/unassignments/run", Value::Null).await;
+    let run = drain_unassignments(&app).await;
     assert_eq!(run["removed"], 1);
     assert!(okta.group_members(&group).is_empty());
 }
@@ -182,7 +177,7 @@ async fn legacy_rows_without_portal_are_dead_lettered_and_can_be_requeued_with_o
              VALUES (5, CAST('{id}' AS BLOB), 'legacy@example.com', '2024-01-01 00:00:00')"
     ))
     .await;
-    let (_, run) = app.post("/sync/unassignments/run", Value::Null).await;
+    let run = drain_unassignments(&app).await;
     assert_eq!(run["unroutable"], 1, "{run}");
     let (_, dead) = app
         .get("/sync/unassignments/dead?without_portal=true")
@@ -200,7 +195,7 @@ async fn legacy_rows_without_portal_are_dead_lettered_and_can_be_requeued_with_o
         )
         .await;
     assert_eq!(requeued["requeued"], 1, "{requeued}");
-    let (_, run) = app.post("/sync/unassignments/run", Value::Null).await;
+    let run = drain_unassignments(&app).await;
     assert_eq!(run["removed"], 1, "{run}");
     assert!(okta.group_members(&group).is_empty());
 }
@@ -214,7 +209,7 @@ async fn refused_credentials_block_the_worker_without_spending_attempts() {
     app.link_portal(5, &group).await;
     queue_members(&app, &okta, &group, 5, 3).await;
     okta.set_api_token(Some("rotated-token"));
-    let (_, run) = app.post("/sync/unassignments/run", Value::Null).await;
+    let run = drain_unassignments(&app).await;
     assert!(run["blocked"].as_str().unwrap().contains("Okta"), "{run}");
     assert_eq!(run["released"], 3);
     let (_, pending) = app.get("/portals/5/unassignments?state=pending").await;
@@ -224,7 +219,7 @@ async fn refused_credentials_block_the_worker_without_spending_attempts() {
     let (_, status) = app.get("/sync/status").await;
     assert_eq!(status["okta"]["last_auth_failure"]["status"], 401);
     okta.set_api_token(Some("test-token"));
-    let (_, run) = app.post("/sync/unassignments/run", Value::Null).await;
+    let run = drain_unassignments(&app).await;
     assert_eq!(run["removed"], 3);
 }
 
@@ -238,7 +233,7 @@ async fn a_portal_without_group_setting_fails_its_rows_clearly() {
         json!({"users": [{"user_id": 1, "okta_user_id": "00u1"}]}),
     )
     .await;
-    let (_, run) = app.post("/sync/unassignments/run", Value::Null).await;
+    let run = drain_unassignments(&app).await;
     assert_eq!(run["dead_lettered"], 1);
     let (_, dead) = app.get("/portals/6/unassignments?state=dead").await;
     assert!(dead["items"][0]["last_error"]
@@ -290,5 +285,205 @@ async fn concurrent_steps_hand_out_every_row_once() {
     assert_eq!(
         okta.request_count("DELETE", "/api/v1/groups/{groupId}/users/{userId}"),
         60
+    );
+}
+
+/// A mistyped `okta_group_id`: Okta answers 404 to every removal, which must not count
+/// as "already removed". The rows stay (retried, then dead letters), the error log has
+/// one line per portal and step, status and metrics name the portal, and once the
+/// setting is corrected a requeue removes the users from the real group.
+async fn a_missing_group_keeps_the_rows_and_says_so(db: TestDb) {
+    let okta = fake_okta().await;
+    let real = okta.create_group("Real portal group");
+    let app = spawn(&db, Some(&okta), |s| s.sync.max_attempts = 2).await;
+    link_portal_unchecked(&db, 8, "00gMISTYPED000000000").await;
+    let members = queue_members(&app, &okta, &real, 8, 5).await;
+
+    let run = drain_unassignments(&app).await;
+    assert_eq!(
+        (
+            run["removed"].as_u64(),
+            run["already_gone"].as_u64(),
+            run["group_missing"].as_u64(),
+            run["retrying"].as_u64()
+        ),
+        (Some(0), Some(0), Some(5), Some(5)),
+        "{run}"
+    );
+    let (_, pending) = app.get("/portals/8/unassignments?state=pending").await;
+    assert_eq!(pending["counts"], json!({"pending": 5, "dead": 0}));
+    assert!(pending["items"][0]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("okta-group-not-found"));
+    assert_eq!(
+        okta.group_members(&real).len(),
+        5,
+        "still members of the real group"
+    );
+    assert_eq!(
+        okta.request_count("GET", "/api/v1/groups/{groupId}"),
+        1,
+        "one group check for the step, not one per row"
+    );
+    let (_, log) = app
+        .get("/errors?error_code=efs-iam:okta-group-not-found")
+        .await;
+    assert_eq!(log["items"].as_array().unwrap().len(), 1, "{log}");
+    assert!(log["items"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("portal 8"));
+    let (_, status) = app.get("/sync/status").await;
+    assert_eq!(
+        status["missing_okta_groups"][0]["group_id"], "00gMISTYPED000000000",
+        "{status}"
+    );
+    assert_eq!(status["missing_okta_groups"][0]["portal_id"], 8);
+
+    // Second and last attempt after the backoff: dead letters, still kept.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let run = drain_unassignments(&app).await;
+    assert_eq!(run["dead_lettered"], 5, "{run}");
+    let (_, dead) = app.get("/portals/8/unassignments?state=dead").await;
+    assert_eq!(dead["counts"], json!({"pending": 0, "dead": 5}));
+
+    app.link_portal(8, &real).await;
+    let (status, requeued) = app
+        .post("/sync/unassignments/requeue", json!({"portal_id": 8}))
+        .await;
+    assert_eq!(status, 200, "{requeued}");
+    let run = drain_unassignments(&app).await;
+    assert_eq!(run["removed"], 5, "{run}");
+    assert!(okta.group_members(&real).is_empty());
+    let (_, status) = app.get("/sync/status").await;
+    assert_eq!(status["missing_okta_groups"], json!([]));
+    drop(members);
+}
+
+/// `POST /sync/unassignments/run` is a trigger: it answers 202 at once, even when Okta
+/// takes seconds per call and the caller gives up after one; the work goes on in the
+/// background and nothing stays leased to a request.
+#[tokio::test]
+async fn a_run_trigger_answers_at_once_and_the_work_goes_on() {
+    let db = TestDb::sqlite().await;
+    let okta = fake_okta().await;
+    let group = okta.create_group("Slow Okta");
+    let app = spawn(&db, Some(&okta), |s| s.sync.concurrency = 1).await;
+    app.link_portal(9, &group).await;
+    queue_members(&app, &okta, &group, 9, 3).await;
+    okta.set_latency(Duration::from_millis(700));
+
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let res = impatient
+        .post(app.url("/sync/unassignments/run"))
+        .send()
+        .await
+        .expect("answered before the client gave up");
+    assert_eq!(res.status(), 202);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body["triggered"], "started",
+        "no worker loop in this instance"
+    );
+    assert_eq!(body["queue"]["pending"], 3);
+    let (status, again) = app.post("/sync/unassignments/run", Value::Null).await;
+    assert_eq!(status, 202);
+    assert_eq!(again["triggered"], "already_running");
+
+    let mut counts = Value::Null;
+    for _ in 0..100 {
+        counts = app.get("/portals/9/unassignments").await.1["counts"].clone();
+        if counts["pending"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(counts, json!({"pending": 0, "dead": 0}));
+    assert!(okta.group_members(&group).is_empty());
+    let got = app
+        .post("/sync/unassignments/run?max_rows=0", Value::Null)
+        .await;
+    assert_problem(&got, 400, "invalid-parameter");
+}
+
+/// Where the worker loops run, the trigger wakes them.
+#[tokio::test]
+async fn a_run_trigger_wakes_the_running_worker() {
+    let db = TestDb::sqlite().await;
+    let okta = fake_okta().await;
+    let group = okta.create_group("Woken");
+    let app = spawn(&db, Some(&okta), |s| {
+        s.sync.worker = true;
+        s.sync.poll_interval = Duration::from_secs(3600);
+    })
+    .await;
+    app.link_portal(10, &group).await;
+    // Queued behind the worker's back: nothing wakes it but the trigger.
+    let user = seed_user(&okta, "woken@example.com", UserStatus::Active);
+    okta.add_group_member(&group, &user);
+    use efs_iam::storage::UnassignmentQueueStore;
+    db.store
+        .enqueue_unassignments(
+            efs_iam::domain::PortalId::new(10).unwrap(),
+            &[efs_iam::storage::NewUnassignment {
+                user_id: efs_iam::domain::EfsUserId::new(1).unwrap(),
+                okta_user_id: efs_iam::domain::OktaUserId::parse(&user).unwrap(),
+                email: None,
+            }],
+        )
+        .await
+        .unwrap();
+    let (status, body) = app.post("/sync/unassignments/run", Value::Null).await;
+    assert_eq!(
+        (status.as_u16(), body["triggered"].as_str()),
+        (202, Some("woken"))
+    );
+    for _ in 0..100 {
+        if okta.group_members(&group).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(okta.group_members(&group).is_empty());
+}
+
+/// A step that takes longer than the lease keeps its rows: the heartbeat renews them,
+/// so another worker does not take them over and remove the users a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_step_keeps_its_rows_by_heartbeat() {
+    let db = TestDb::sqlite().await;
+    let okta = fake_okta().await;
+    let group = okta.create_group("Slow removals");
+    let app = spawn(&db, Some(&okta), |s| s.sync.lease = Duration::from_secs(1)).await;
+    app.link_portal(11, &group).await;
+    queue_members(&app, &okta, &group, 11, 2).await;
+    okta.set_latency(Duration::from_millis(1500));
+    let worker = |name: &str| {
+        let mut settings = app.sync.settings.clone();
+        settings.concurrency = 1;
+        UnassignmentWorker::new(
+            &db.store,
+            app.sync.okta().unwrap().clone(),
+            settings,
+            name.to_owned(),
+            CancellationToken::new(),
+        )
+    };
+    let (a, b) = (worker("a"), worker("b"));
+    let slow = tokio::spawn(async move { a.run_once().await.unwrap() });
+    // Past a's first lease (1 s), while a is still working on its rows.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let meanwhile = b.run_once().await.unwrap();
+    assert_eq!(meanwhile.claimed, 0, "a's leases were renewed");
+    let done = slow.await.unwrap();
+    assert_eq!(done.removed, 2, "{done:?}");
+    assert_eq!(
+        okta.request_count("DELETE", "/api/v1/groups/{groupId}/users/{userId}"),
+        2,
+        "each user removed once"
     );
 }

@@ -1,7 +1,6 @@
 //! Batch sync jobs: up to 10,000 portal users in one call, run in the background.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -10,12 +9,13 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{attributes_schema, validate_profile};
-use crate::domain::{EfsUserId, Invalid};
+use crate::domain::EfsUserId;
 use crate::http::extract::{
     cursor_position, integral, keyset_page, page_limit, AppJson, AppPath, AppQuery, PortalPath,
+    ResourceId,
 };
 use crate::http::problem::{ApiError, ApiResult, FieldError, Problem};
-use crate::http::{utc, AppState};
+use crate::http::{accepted, utc, AppState};
 use crate::storage::{ItemState, NewSyncJobItem, SyncJobItem, SyncJobItemQuery};
 
 pub const MAX_USERS: usize = 10_000;
@@ -197,26 +197,7 @@ pub struct JobQuery {
 /// `{job_id}`: a lower-case hyphenated UUID, as the API hands them out.
 #[derive(Debug, Deserialize)]
 struct JobPath {
-    job_id: JobId,
-}
-
-#[derive(Debug)]
-struct JobId(String);
-
-impl<'de> Deserialize<'de> for JobId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        uuid::Uuid::parse_str(&raw)
-            .ok()
-            .map(|u| u.hyphenated().to_string())
-            .filter(|u| *u == raw)
-            .map(JobId)
-            .ok_or_else(|| {
-                serde::de::Error::custom(Invalid::new(
-                    "must be a job id as returned by the API (a lower-case UUID)",
-                ))
-            })
-    }
+    job_id: ResourceId,
 }
 
 /// Queues a batch sync of portal users; answers 202 with the job id at once.
@@ -244,7 +225,7 @@ async fn submit_job(
     State(state): State<AppState>,
     AppPath(PortalPath { portal_id: portal }): AppPath<PortalPath>,
     AppJson(body): AppJson<BatchSyncRequest>,
-) -> ApiResult<(StatusCode, HeaderMap, Json<JobAccepted>)> {
+) -> ApiResult<axum::response::Response> {
     if body.users.is_empty() || body.users.len() > MAX_USERS {
         return Err(ApiError::invalid_field(
             "users",
@@ -287,20 +268,16 @@ async fn submit_job(
     }
     let job = state.sync.submit_job(portal, items).await?;
     let status_url = format!("/api/v1/sync/jobs/{}", job.id);
-    let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&status_url) {
-        headers.insert(header::LOCATION, v);
-    }
-    Ok((
-        StatusCode::ACCEPTED,
-        headers,
-        Json(JobAccepted {
+    let location = status_url.clone();
+    Ok(accepted(
+        &location,
+        JobAccepted {
             job_id: job.id,
             portal_id: portal.get(),
             state: JobState::Running,
             total: job.total,
             status_url,
-        }),
+        },
     ))
 }
 
@@ -322,7 +299,9 @@ async fn submit_job(
 #[tracing::instrument(skip_all)]
 async fn get_job(
     State(state): State<AppState>,
-    AppPath(JobPath { job_id: JobId(id) }): AppPath<JobPath>,
+    AppPath(JobPath {
+        job_id: ResourceId(id),
+    }): AppPath<JobPath>,
     AppQuery(query): AppQuery<JobQuery>,
 ) -> ApiResult<Json<JobBody>> {
     let limit = page_limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;

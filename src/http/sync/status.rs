@@ -84,6 +84,7 @@ pub struct WorkersBody {
     pub instance_id: String,
     pub unassignments: WorkerHealthBody,
     pub jobs: WorkerHealthBody,
+    pub reconciliations: WorkerHealthBody,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -93,6 +94,10 @@ pub struct WorkerHealthBody {
     pub last_error_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub steps: u64,
+    /// Steps that panicked since start; the loop was restarted after each.
+    pub restarts: u64,
+    pub last_panic_at: Option<DateTime<Utc>>,
+    pub last_panic: Option<String>,
 }
 
 impl From<WorkerHealthSnapshot> for WorkerHealthBody {
@@ -103,8 +108,20 @@ impl From<WorkerHealthSnapshot> for WorkerHealthBody {
             last_error_at: h.last_error_at,
             last_error: h.last_error,
             steps: h.steps,
+            restarts: h.restarts,
+            last_panic_at: h.last_panic_at,
+            last_panic: h.last_panic,
         }
     }
+}
+
+/// A portal whose `okta_group_id` names no group Okta has.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MissingGroupBody {
+    pub portal_id: i32,
+    pub group_id: String,
+    /// When this instance last found the group missing.
+    pub checked_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -113,11 +130,16 @@ pub struct SyncStatus {
     pub unassignments: QueueBody,
     pub jobs: JobsBody,
     pub workers: WorkersBody,
+    /// Portals whose `okta_group_id` names no group Okta has, as this instance's
+    /// unassignment worker last found (their rows fail and wait until the setting is
+    /// corrected and they are requeued).
+    pub missing_okta_groups: Vec<MissingGroupBody>,
 }
 
 /// The sync engine's state: unassignment queue depth and dead letters, running batch
 /// jobs, the rate-limit governor per bucket, Okta reachability and the last
-/// authentication failure, and this instance's workers.
+/// authentication failure, this instance's workers (restarts after a panic included),
+/// and portals whose Okta group is missing.
 #[utoipa::path(
     get, path = "/sync/status", tag = "sync",
     responses(
@@ -173,6 +195,16 @@ async fn sync_status(State(state): State<AppState>) -> ApiResult<Json<SyncStatus
             instance_id: report.instance_id,
             unassignments: report.unassignment_worker.into(),
             jobs: report.job_worker.into(),
+            reconciliations: report.reconcile_worker.into(),
         },
+        missing_okta_groups: report
+            .missing_groups
+            .into_iter()
+            .map(|m| MissingGroupBody {
+                portal_id: m.portal_id,
+                group_id: m.group_id,
+                checked_at: m.checked_at,
+            })
+            .collect(),
     }))
 }

@@ -324,19 +324,24 @@ impl TokenStore for MemcachedStore {
             }
         });
         let results = futures::future::join_all(checks).await;
-        let down: Vec<String> = results
-            .into_iter()
-            .filter_map(|r| r.err().map(|e| e.to_string()))
-            .collect();
+        // The servers' addresses go to the log only: readiness answers are public.
+        let mut down = Vec::new();
+        for (i, r) in results.into_iter().enumerate() {
+            if let Err(e) = r {
+                tracing::warn!(server = i + 1, error = %e, "memcached server does not answer");
+                down.push((i + 1).to_string());
+            }
+        }
         if down.is_empty() {
             Ok(())
         } else {
-            Err(TokenStoreError::Unavailable(
-                down.iter()
-                    .map(|d| d.trim_start_matches("token store unavailable: ").to_owned())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ))
+            Err(TokenStoreError::Unavailable(format!(
+                "{} of {} memcached servers do not answer (number {} in \
+                 EFS_IAM_MEMCACHED_SERVERS; the log names them)",
+                down.len(),
+                self.servers.len(),
+                down.join(", ")
+            )))
         }
     }
 

@@ -179,6 +179,31 @@ where
     Ok(released)
 }
 
+/// Extends the leases `owner` still holds on `table`'s rows among `ids` to `until` (the
+/// heartbeat of work in progress). Returns how many it still held.
+pub(crate) async fn renew_leases<T>(
+    store: &SqlStore,
+    table: &str,
+    ids: &[T],
+    owner: &str,
+    until: chrono::NaiveDateTime,
+) -> StorageResult<u64>
+where
+    T: Copy + Send + Sync + for<'a> sqlx::Encode<'a, MySql> + sqlx::Type<MySql>,
+    T: for<'a> sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite>,
+{
+    let mut renewed = 0;
+    for chunk in ids.chunks(CHUNK) {
+        renewed += on_dialect!(store, pool => {
+            let mut q = pool.builder(format!("UPDATE {table} SET locked_until = "));
+            q.push_bind(until).push(" WHERE locked_by = ").push_bind(owner).push(" AND id");
+            push_ids(&mut q, chunk);
+            q.build().execute(pool).await?.rows_affected()
+        });
+    }
+    Ok(renewed)
+}
+
 /// Ends a keyset page: rows after `after` in `key` order, at most `limit`.
 pub(crate) fn push_page<'a, DB>(
     q: &mut sqlx::QueryBuilder<'a, DB>,
