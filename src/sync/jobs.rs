@@ -1,7 +1,7 @@
 //! Runs batch sync jobs (`efs_iam_sync_job_item`): leases pending items, syncs each
 //! user through [`SyncEngine::sync_portal_user`] (the same path as a single sync call)
 //! and records the per-user result. Jobs are submitted through
-//! [`super::SyncService::submit_job`].
+//! [`super::SyncService::submit_sync_job`].
 //!
 //! Items are leased like queue rows, so several instances work on one job and a job
 //! survives a restart: an item whose instance died comes back when its lease runs out.

@@ -409,7 +409,7 @@ impl SyncService {
 
     /// Stores a batch job (every user would fail the same way on a portal without
     /// group, so that is refused now) and wakes the job worker.
-    pub async fn submit_job(
+    pub async fn submit_sync_job(
         &self,
         portal: PortalId,
         items: Vec<NewSyncJobItem>,

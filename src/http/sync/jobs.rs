@@ -24,8 +24,8 @@ const MAX_PAGE: u32 = 10_000;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(submit_job))
-        .routes(routes!(get_job))
+        .routes(routes!(submit_sync_job))
+        .routes(routes!(get_sync_job))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -221,7 +221,7 @@ struct JobPath {
     )
 )]
 #[tracing::instrument(skip_all)]
-async fn submit_job(
+async fn submit_sync_job(
     State(state): State<AppState>,
     AppPath(PortalPath { portal_id: portal }): AppPath<PortalPath>,
     AppJson(body): AppJson<BatchSyncRequest>,
@@ -266,7 +266,7 @@ async fn submit_job(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let job = state.sync.submit_job(portal, items).await?;
+    let job = state.sync.submit_sync_job(portal, items).await?;
     let status_url = format!("/api/v1/sync/jobs/{}", job.id);
     let location = status_url.clone();
     Ok(accepted(
@@ -297,7 +297,7 @@ async fn submit_job(
     )
 )]
 #[tracing::instrument(skip_all)]
-async fn get_job(
+async fn get_sync_job(
     State(state): State<AppState>,
     AppPath(JobPath {
         job_id: ResourceId(id),

@@ -26,8 +26,8 @@ const MAX_PAGE: u32 = 500;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(reconcile_portal))
-        .routes(routes!(list_runs))
-        .routes(routes!(get_run))
+        .routes(routes!(list_reconcile_runs))
+        .routes(routes!(get_reconcile_run))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -191,7 +191,7 @@ struct RunPath {
     )
 )]
 #[tracing::instrument(skip_all)]
-async fn get_run(
+async fn get_reconcile_run(
     State(state): State<AppState>,
     AppPath(RunPath {
         run_id: ResourceId(id),
@@ -240,7 +240,7 @@ pub struct RunList {
     )
 )]
 #[tracing::instrument(skip_all)]
-async fn list_runs(
+async fn list_reconcile_runs(
     State(state): State<AppState>,
     AppQuery(query): AppQuery<RunListQuery>,
 ) -> ApiResult<Json<RunList>> {
