@@ -64,3 +64,17 @@ ensure_php() {
     apt_install php-cli
     command -v php >/dev/null 2>&1 || { log "FATAL: php-cli did not install"; return 1; }
 }
+
+ensure_operations_tools() {
+    # promtool (the alert rules' tests) and headless Chromium (Swagger UI), for
+    # tests/operations.
+    local missing=()
+    command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt_install "${missing[@]}"
+    fi
+    command -v promtool >/dev/null 2>&1 || { log "FATAL: promtool did not install (Debian package prometheus)"; return 1; }
+    command -v chromium >/dev/null 2>&1 || { log "FATAL: chromium did not install"; return 1; }
+}

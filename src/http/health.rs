@@ -99,15 +99,21 @@ async fn component<E: std::fmt::Display>(
         (status = 503, description = "Not ready; names the failing component", body = Readiness),
     ))]
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let (code, body) = readiness(&state).await;
+    (code, Json(body))
+}
+
+/// The readiness answer, from the cache while it is fresh (probes and `/metrics`).
+pub(super) async fn readiness(state: &AppState) -> (StatusCode, Readiness) {
     let mut cached = state.ready_cache.0.lock().await;
     if let Some((at, code, body)) = cached.as_ref() {
         if at.elapsed() < READY_TTL {
-            return (*code, Json(body.clone()));
+            return (*code, body.clone());
         }
     }
-    let (code, body) = check_readiness(&state).await;
+    let (code, body) = check_readiness(state).await;
     *cached = Some((Instant::now(), code, body.clone()));
-    (code, Json(body))
+    (code, body)
 }
 
 async fn check_readiness(state: &AppState) -> (StatusCode, Readiness) {

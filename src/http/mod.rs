@@ -153,6 +153,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub fn router(state: AppState) -> Router {
     let (api_router, api) = parts(Some(&state));
+    metrics::export_routes_at_zero(&api);
     let max_body = state.config.max_body_bytes;
     let timeout = state.config.request_timeout;
     let allow_origin = match &state.config.cors {

@@ -101,6 +101,7 @@ impl Inner {
         ex: Option<&Exchange>,
     ) -> OktaError {
         if let OktaError::Auth(api) = &err {
+            metrics::counter!("efs_iam_okta_auth_failures_total").increment(1);
             *self.auth.last_failure.lock().unwrap() = Some(AuthFailure {
                 at: Utc::now(),
                 status: api.status,

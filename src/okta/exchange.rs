@@ -27,6 +27,28 @@ pub(super) fn path_and_query(url: &Url) -> String {
     }
 }
 
+/// An answer's status as the `outcome` label of `efs_iam_okta_requests_total`.
+pub(crate) fn status_class(status: u16) -> &'static str {
+    match status {
+        200..=299 => "2xx",
+        401 | 403 => "auth_refused",
+        429 => "rate_limited",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Every `outcome` of `efs_iam_okta_requests_total`.
+pub const OKTA_OUTCOMES: [&str; 7] = [
+    "2xx",
+    "4xx",
+    "auth_refused",
+    "rate_limited",
+    "5xx",
+    "timeout",
+    "no_answer",
+];
+
 /// A reqwest error as text, without the URL (which may name a user's login).
 fn describe(e: reqwest::Error) -> String {
     let e = e.without_url();
@@ -94,11 +116,23 @@ impl Inner {
         route: Route,
         attempt: u32,
     ) -> Result<Exchange, (bool, String)> {
-        let response = request
-            .send()
-            .await
-            .map_err(|e| (e.is_timeout(), describe(e)))?;
+        let started = std::time::Instant::now();
+        let bucket = route.bucket.as_str();
+        let response = request.send().await.map_err(|e| {
+            let outcome = if e.is_timeout() { "timeout" } else { "no_answer" };
+            metrics::counter!("efs_iam_okta_requests_total", "bucket" => bucket, "outcome" => outcome)
+                .increment(1);
+            (e.is_timeout(), describe(e))
+        })?;
         let status = response.status().as_u16();
+        metrics::counter!(
+            "efs_iam_okta_requests_total",
+            "bucket" => bucket,
+            "outcome" => status_class(status)
+        )
+        .increment(1);
+        metrics::histogram!("efs_iam_okta_request_duration_seconds", "bucket" => bucket)
+            .record(started.elapsed().as_secs_f64());
         let headers = response.headers().clone();
         let rate = RateHeaders::parse(&headers);
         let date = server_date(&headers);

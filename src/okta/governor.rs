@@ -94,6 +94,31 @@ pub enum Bucket {
     OtherApi,
 }
 
+impl Bucket {
+    pub const ALL: [Bucket; 7] = [
+        Self::UsersCreateList,
+        Self::UserGet,
+        Self::UserWrite,
+        Self::Groups,
+        Self::GroupById,
+        Self::OAuthToken,
+        Self::OtherApi,
+    ];
+
+    /// The name in the API and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UsersCreateList => "users_create_list",
+            Self::UserGet => "user_get",
+            Self::UserWrite => "user_write",
+            Self::Groups => "groups",
+            Self::GroupById => "group_by_id",
+            Self::OAuthToken => "o_auth_token",
+            Self::OtherApi => "other_api",
+        }
+    }
+}
+
 /// The rate-limit headers of one answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RateHeaders {

@@ -48,6 +48,7 @@ use serde::Serialize;
 
 pub use auth::{AuthFailure, InvalidPrivateKey, OktaAuth, PrivateKeyJwt};
 pub use error::{OktaApiError, OktaConfigError, OktaError};
+pub use exchange::OKTA_OUTCOMES;
 pub use governor::{Bucket, BucketStatus};
 pub use models::{
     Activation, NewUserProfile, OktaGroup, OktaGroupProfile, OktaGroupType, OktaUser,

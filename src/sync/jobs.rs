@@ -119,6 +119,10 @@ impl JobWorker {
                 }
             }
         }
+        for (result, n) in [("succeeded", step.succeeded), ("failed", step.failed)] {
+            metrics::counter!("efs_iam_sync_job_items_finished_total", "result" => result)
+                .increment(n as u64);
+        }
         let finished = store.finish_sync_jobs(now()).await?;
         for job in &finished {
             tracing::info!(job = %job, "sync job finished");

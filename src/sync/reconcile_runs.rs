@@ -86,6 +86,10 @@ impl ReconcileWorker {
                 None => step.released += 1,
             }
         }
+        for (outcome, n) in [("succeeded", step.succeeded), ("failed", step.failed)] {
+            metrics::counter!("efs_iam_reconcile_runs_finished_total", "outcome" => outcome)
+                .increment(n as u64);
+        }
         Ok(step)
     }
 

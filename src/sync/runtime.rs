@@ -259,6 +259,10 @@ impl Workers {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
     pub fn spawn(
         &mut self,
         name: &'static str,

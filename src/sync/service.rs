@@ -267,6 +267,7 @@ impl SyncService {
         } else {
             tracing::info!("sync workers not started: Okta is not configured");
         }
+        metrics::gauge!("efs_iam_worker_enabled").set(if workers.is_empty() { 0.0 } else { 1.0 });
         *slot = Some(workers);
     }
 

@@ -78,8 +78,16 @@ pub struct UnassignmentStep {
 impl UnassignmentStep {
     fn add(&mut self, outcome: RowOutcome) {
         match outcome {
-            RowOutcome::Removed => self.removed += 1,
-            RowOutcome::AlreadyGone => self.already_gone += 1,
+            RowOutcome::Removed => {
+                metrics::counter!("efs_iam_unassignments_completed_total", "result" => "removed")
+                    .increment(1);
+                self.removed += 1
+            }
+            RowOutcome::AlreadyGone => {
+                metrics::counter!("efs_iam_unassignments_completed_total", "result" => "already_gone")
+                    .increment(1);
+                self.already_gone += 1
+            }
             RowOutcome::Failed {
                 dead,
                 group_missing,
@@ -147,7 +155,7 @@ pub struct UnassignmentWorker {
     owner: String,
     cancel: CancellationToken,
     /// group id → (when asked, whether Okta has it)
-    group_checks: Mutex<HashMap<String, (Instant, bool)>>,
+    group_checks: tokio::sync::Mutex<HashMap<String, (Instant, bool)>>,
     /// portal → its missing group, for `/sync/status` (until a check finds it again).
     missing: Mutex<BTreeMap<i32, MissingGroup>>,
 }
@@ -179,7 +187,7 @@ impl UnassignmentWorker {
             settings,
             owner,
             cancel,
-            group_checks: Mutex::new(HashMap::new()),
+            group_checks: tokio::sync::Mutex::new(HashMap::new()),
             missing: Mutex::new(BTreeMap::new()),
         }
     }
@@ -304,18 +312,18 @@ impl UnassignmentWorker {
         Ok(groups)
     }
 
-    /// Whether Okta has the group; asked at most once per [`GROUP_CHECK_TTL`].
+    /// Whether Okta has the group; asked at most once per [`GROUP_CHECK_TTL`]. The
+    /// lock is held across the question, so the rows of a step that all got a 404 at
+    /// once wait for one answer instead of each asking.
     async fn group_exists(&self, group: &str) -> Result<bool, OktaError> {
-        if let Some((at, exists)) = self.group_checks.lock().unwrap().get(group) {
+        let mut checks = self.group_checks.lock().await;
+        if let Some((at, exists)) = checks.get(group) {
             if at.elapsed() < GROUP_CHECK_TTL {
                 return Ok(*exists);
             }
         }
         let exists = self.okta.get_group(group).await?.is_some();
-        self.group_checks
-            .lock()
-            .unwrap()
-            .insert(group.to_owned(), (Instant::now(), exists));
+        checks.insert(group.to_owned(), (Instant::now(), exists));
         Ok(exists)
     }
 

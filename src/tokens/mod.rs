@@ -44,7 +44,7 @@ pub use oidc::{IssuerPolicy, OidcVerifier, VerifiedClaims};
 pub use settings::{TokenBackendKind, TokenSettings, TokensCommand};
 pub use vault::{
     Lifetimes, OpenedToken, ReencryptReport, Stored, TokenVault, VaultError, CLIENT_ID_SETTING,
-    ISSUER_SETTING,
+    ISSUER_SETTING, TOKEN_OUTCOMES,
 };
 
 use crate::storage::memcached::{MemcachedOptions, MemcachedStore};

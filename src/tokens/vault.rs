@@ -268,6 +268,18 @@ impl TokenVault {
         response: Map<String, Value>,
         portal: Option<PortalId>,
     ) -> Result<Stored, VaultError> {
+        let started = std::time::Instant::now();
+        let stored = self.put_inner(session, response, portal).await;
+        observe("put", started, stored.as_ref().map(|_| true));
+        stored
+    }
+
+    async fn put_inner(
+        &self,
+        session: &SessionId,
+        response: Map<String, Value>,
+        portal: Option<PortalId>,
+    ) -> Result<Stored, VaultError> {
         let now = self.clock.now();
         let expires_at = now + chrono(self.lifetime_of(&response)?);
         let claims = match portal {
@@ -349,6 +361,13 @@ impl TokenVault {
 
     /// The session's response, unless nothing is stored or it has expired.
     pub async fn get(&self, session: &SessionId) -> Result<Option<OpenedToken>, VaultError> {
+        let started = std::time::Instant::now();
+        let got = self.get_inner(session).await;
+        observe("get", started, got.as_ref().map(Option::is_some));
+        got
+    }
+
+    async fn get_inner(&self, session: &SessionId) -> Result<Option<OpenedToken>, VaultError> {
         let hashed = self.hasher.session_key(session);
         let Some(record) = self.store.get_token(Self::key(&hashed, session)).await? else {
             return Ok(None);
@@ -372,8 +391,15 @@ impl TokenVault {
 
     /// Forgets the session (both keys). `true` when something was stored.
     pub async fn delete(&self, session: &SessionId) -> Result<bool, VaultError> {
+        let started = std::time::Instant::now();
         let hashed = self.hasher.session_key(session);
-        Ok(self.store.delete_token(Self::key(&hashed, session)).await?)
+        let deleted = self
+            .store
+            .delete_token(Self::key(&hashed, session))
+            .await
+            .map_err(VaultError::from);
+        observe("delete", started, deleted.as_ref().copied());
+        deleted
     }
 
     /// Forgets every session whose verified id_token named this Okta user.
@@ -476,4 +502,28 @@ impl TokenVault {
         }
         Ok(report)
     }
+}
+
+/// Every `outcome` of `efs_iam_token_store_operations_total`.
+pub const TOKEN_OUTCOMES: [&str; 4] = ["ok", "not_found", "refused", "error"];
+
+/// Counts a vault operation and its time: `found` is whether there was something to
+/// get or delete; refusals of the caller's input are told apart from failures of the
+/// store or the identity provider.
+fn observe(op: &'static str, started: std::time::Instant, found: Result<bool, &VaultError>) {
+    let outcome = match found {
+        Ok(true) => "ok",
+        Ok(false) => "not_found",
+        Err(
+            VaultError::Invalid { .. }
+            | VaultError::InvalidIdToken(_)
+            | VaultError::IssuerNotAllowed(_)
+            | VaultError::Store(TokenStoreError::TooLarge { .. }),
+        ) => "refused",
+        Err(_) => "error",
+    };
+    metrics::counter!("efs_iam_token_store_operations_total", "op" => op, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("efs_iam_token_store_duration_seconds", "op" => op)
+        .record(started.elapsed().as_secs_f64());
 }
