@@ -58,11 +58,27 @@ ensure_memcached() {
 }
 
 ensure_php() {
-    # The README's PHP client is run by the tests (tests/api/php_client.rs).
-    command -v php >/dev/null 2>&1 && return 0
-    log "installing php-cli"
-    apt_install php-cli
-    command -v php >/dev/null 2>&1 || { log "FATAL: php-cli did not install"; return 1; }
+    # php-cli runs the README's PHP client (tests/api/php_client.rs); the PHP client
+    # library in clients/php needs Guzzle 7 (with curl) and its PHPUnit suite phpunit
+    # (tests/clients), all from Debian's packages.
+    local wanted=(php-cli php-curl php-mbstring php-xml phpunit php-guzzlehttp-guzzle) missing=() p
+    for p in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt_install "${missing[@]}" || { log "FATAL: could not install ${missing[*]}"; return 1; }
+    fi
+    for p in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+            || { log "FATAL: $p did not install"; return 1; }
+    done
+    command -v php >/dev/null 2>&1 || { log "FATAL: php-cli is installed but php is not on PATH"; return 1; }
+    command -v phpunit >/dev/null 2>&1 || { log "FATAL: phpunit is installed but not on PATH"; return 1; }
+    [ -f /usr/share/php/GuzzleHttp/autoload.php ] \
+        || { log "FATAL: php-guzzlehttp-guzzle is installed but /usr/share/php/GuzzleHttp/autoload.php is missing"; return 1; }
+    php -r 'exit(extension_loaded("curl") && extension_loaded("mbstring") ? 0 : 1);' \
+        || { log "FATAL: php's curl or mbstring extension is not loaded"; return 1; }
 }
 
 ensure_operations_tools() {

@@ -1,0 +1,47 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Efs\Iam\Tests;
+
+use Efs\Iam\Client;
+use Efs\Iam\Exception\ProblemException;
+use PHPUnit\Framework\TestCase;
+
+/** The README says what the code does: the quick start verbatim, every operation, every problem class. */
+final class DocumentationTest extends TestCase
+{
+    private static function readme(): string
+    {
+        return (string) file_get_contents(__DIR__ . '/../README.md');
+    }
+
+    public function testTheQuickStartIsTheScriptVerbatim(): void
+    {
+        $script = rtrim((string) file_get_contents(__DIR__ . '/../examples/quickstart.php'));
+        $this->assertStringContainsString("```php\n$script\n```", self::readme());
+    }
+
+    public function testEveryOperationAndRetryDecisionIsListed(): void
+    {
+        $readme = self::readme();
+        foreach (Client::OPERATIONS as $name => [$method, $path]) {
+            $this->assertMatchesRegularExpression(
+                '/^\| `' . preg_quote($name, '/') . '\(.*\| `' . preg_quote("$method $path", '/') . '` \|/m',
+                $readme,
+                "$name in the operation table",
+            );
+        }
+        foreach ([...array_keys(Client::RETRY_SAFE), ...array_keys(Client::NOT_RETRIED)] as $name) {
+            $this->assertStringContainsString("`$name`", $readme);
+        }
+    }
+
+    public function testEveryProblemClassIsListed(): void
+    {
+        foreach (ProblemException::CLASSES as $slug => $class) {
+            $short = substr($class, strrpos($class, '\\') + 1);
+            $this->assertMatchesRegularExpression("/^\\| `$slug` \\| [0-9 or]+ \\| `$short` \\|$/m", self::readme());
+        }
+    }
+}

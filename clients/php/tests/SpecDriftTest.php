@@ -1,0 +1,122 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Efs\Iam\Tests;
+
+use Efs\Iam\Client;
+use Efs\Iam\Tests\Support\SpecDrift;
+use PHPUnit\Framework\TestCase;
+
+/**
+ * The client against efs-iam's OpenAPI document (openapi/openapi.json, the one the
+ * server serves): a new, renamed or removed operation, a changed scope or parameter, or
+ * a new problem type fails here until the client follows.
+ */
+final class SpecDriftTest extends TestCase
+{
+    /** @return array<string, mixed> */
+    private static function spec(): array
+    {
+        $file = getenv('EFS_IAM_TEST_OPENAPI') ?: __DIR__ . '/../../../openapi/openapi.json';
+        return SpecDrift::load($file);
+    }
+
+    public function testTheClientHasExactlyTheSpecsOperations(): void
+    {
+        $spec = self::spec();
+        $this->assertSame([], SpecDrift::problems($spec));
+        $operations = SpecDrift::operations($spec);
+        $this->assertCount(36, $operations, 'the API as of this client: 36 operations besides health');
+        $this->assertEqualsCanonicalizing(array_keys($operations), array_keys(Client::OPERATIONS));
+        // Left to other callers: only what is served outside /api/v1 (the probes, hooks).
+        foreach (SpecDrift::otherCallersOperations($spec) as $operation) {
+            $this->assertDoesNotMatchRegularExpression('#^\S+ /api/v1#', $operation);
+            $this->assertArrayHasKey('servers', $spec['paths'][explode(' ', $operation)[1]]);
+        }
+        $this->assertContains('GET /health/ready', SpecDrift::otherCallersOperations($spec));
+        $this->assertSame('getPortalSettings', SpecDrift::camel('get_portal_settings'));
+        $this->assertSame('syncPortalUser', SpecDrift::camel('sync_portal_user'));
+    }
+
+    public function testEveryProblemTypeOfTheSpecHasItsClass(): void
+    {
+        $table = SpecDrift::problemTable(self::spec());
+        $this->assertCount(33, $table, '33 rows: okta-group-not-found is listed with 409 and with 422');
+        $this->assertCount(32, SpecDrift::problemSlugs(self::spec()));
+        $this->assertContains(['okta-group-not-found', 409], $table);
+        $this->assertContains(['okta-group-not-found', 422], $table);
+    }
+
+    public function testANewOperationIsNoticed(): void
+    {
+        $spec = self::spec();
+        $spec['paths']['/portals/{portal_id}/archive']['post'] = [
+            'tags' => ['portal settings'],
+            'operationId' => 'archive_portal',
+            'security' => [['bearer' => ['iam:write']]],
+            'parameters' => [['name' => 'portal_id', 'in' => 'path']],
+        ];
+        $this->assertSame(
+            ['operation archive_portal (POST /portals/{portal_id}/archive) has no client method archivePortal()'],
+            SpecDrift::problems($spec),
+        );
+    }
+
+    public function testOnlyOperationsOutsideTheApiAreLeftToOtherCallers(): void
+    {
+        $spec = self::spec();
+        $spec['paths']['/hooks/example']['servers'] = [['url' => '/']];
+        $spec['paths']['/hooks/example']['post'] = ['tags' => ['hooks'], 'operationId' => 'receive_example'];
+        $spec['paths']['/portals/{portal_id}/example']['post'] = ['tags' => ['hooks'], 'operationId' => 'inside_the_api'];
+        $this->assertSame(
+            ['operation inside_the_api (POST /portals/{portal_id}/example) has no client method insideTheApi()'],
+            SpecDrift::problems($spec),
+        );
+    }
+
+    public function testARemovedOrRenamedOperationIsNoticed(): void
+    {
+        $spec = self::spec();
+        $spec['paths']['/portals/{portal_id}/settings']['get']['operationId'] = 'read_portal_settings';
+        $problems = SpecDrift::problems($spec);
+        $this->assertContains(
+            'operation read_portal_settings (GET /portals/{portal_id}/settings) has no client method readPortalSettings()',
+            $problems,
+        );
+        $this->assertContains('Client::getPortalSettings() names no operation of the spec (removed or renamed?)', $problems);
+    }
+
+    public function testAChangedScopeParameterOrProblemTypeIsNoticed(): void
+    {
+        $spec = self::spec();
+        $spec['paths']['/sync/status']['get']['security'] = [['bearer' => ['iam:read']]];
+        $spec['paths']['/errors']['get']['parameters'][] = ['name' => 'request_id', 'in' => 'query'];
+        $spec['components']['schemas']['Problem']['properties']['type']['description'] .=
+            "| `brand-new` | 409 | Something new |\n";
+        $this->assertSame([
+            'operation query_error_log (GET /errors): parameter request_id has no argument $requestId in queryErrorLog()',
+            'operation sync_status (GET /sync/status): Client::OPERATIONS[\'syncStatus\'] says GET /sync/status iam:sync, '
+                . 'the spec says GET /sync/status iam:read',
+            'problem type brand-new has no exception class in ProblemException::CLASSES',
+        ], SpecDrift::problems($spec));
+    }
+
+    public function testEveryPostNeedsARetryDecision(): void
+    {
+        $spec = self::spec();
+        $spec['paths']['/portals/{portal_id}/settings']['post'] = $spec['paths']['/portals/{portal_id}/settings']['put'];
+        $spec['paths']['/portals/{portal_id}/settings']['post']['operationId'] = 'put_portal_settings';
+        $problems = SpecDrift::problems($spec);
+        $this->assertContains(
+            'operation put_portal_settings (POST /portals/{portal_id}/settings): Client::OPERATIONS[\'putPortalSettings\'] '
+                . 'says PUT /portals/{portal_id}/settings iam:write, the spec says POST /portals/{portal_id}/settings iam:write',
+            $problems,
+        );
+        $this->assertContains(
+            'operation put_portal_settings (POST /portals/{portal_id}/settings): POST putPortalSettings() is in neither '
+                . 'Client::RETRY_SAFE nor Client::NOT_RETRIED; decide whether repeating it is safe',
+            $problems,
+        );
+    }
+}
