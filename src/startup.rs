@@ -104,6 +104,7 @@ impl Application {
                 max_concurrent_requests: settings.max_concurrent_requests as usize,
                 metrics_require_auth: settings.auth.metrics_require_auth,
                 cors,
+                okta_event_hook: event_hook_auth(settings)?,
             }),
             metrics: Metrics::install(),
             ready_cache: Default::default(),
@@ -187,8 +188,28 @@ impl Application {
             .shutdown(left.max(std::time::Duration::from_secs(1)))
             .await;
         crate::sync::runtime::report_exits(&exits);
+        // Counts of coalesced Okta errors still in memory go to the error log.
+        if let Some(okta) = &self.okta {
+            okta.flush_error_log().await;
+        }
         served
     }
+}
+
+/// `EFS_IAM_OKTA_EVENT_HOOK_SECRET`/`_HEADER`: Okta Event Hooks on, or off.
+fn event_hook_auth(settings: &Settings) -> anyhow::Result<Option<http::EventHookAuth>> {
+    use secrecy::ExposeSecret;
+    let Some(secret) = &settings.okta.event_hook_secret else {
+        return Ok(None);
+    };
+    tracing::info!(
+        header = %settings.okta.event_hook_header,
+        "Okta event hooks accepted at /hooks/okta/events"
+    );
+    Ok(Some(http::EventHookAuth::new(
+        &settings.okta.event_hook_header,
+        secret.expose_secret(),
+    )?))
 }
 
 /// `EFS_IAM_CORS_ORIGINS`: nothing (CORS off), named origins, or `*` alone, a

@@ -11,6 +11,8 @@
 //! * `okta_group_id` must be an Okta group id and, when Okta is configured, name a
 //!   group Okta has (`GET /api/v1/groups/{id}`), so sync and the unassignment queue
 //!   cannot be pointed at a group by mistake;
+//! * `reconcile_mode` is `report` or `repair`: whether the scheduled reconciliation
+//!   may add and remove the group's members by itself;
 //! * every change of one leaves an `audit` line with the caller's `sub`, the portal,
 //!   the key, and the old and new value (these values are not secret).
 //!
@@ -19,7 +21,9 @@
 
 use std::sync::Arc;
 
-use crate::domain::{check_text, PortalId, SettingKey, OKTA_CLIENT_ID, OKTA_GROUP_ID, OKTA_ISSUER};
+use crate::domain::{
+    check_text, PortalId, SettingKey, OKTA_CLIENT_ID, OKTA_GROUP_ID, OKTA_ISSUER, RECONCILE_MODE,
+};
 use crate::okta::{OktaClient, OktaError};
 use crate::storage::{PortalSettingsStore, SettingWrite, StorageError};
 use crate::tokens::IssuerPolicy;
@@ -146,6 +150,13 @@ impl SettingsGuard {
             if !value.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(invalid(format!(
                     "{OKTA_CLIENT_ID} must be an Okta client id (visible ASCII, no spaces)"
+                )));
+            }
+        } else if key.is(RECONCILE_MODE) {
+            if !matches!(value, "report" | "repair") {
+                return Err(invalid(format!(
+                    "{RECONCILE_MODE} must be report (the scheduled reconciliation only \
+                     reports drift) or repair"
                 )));
             }
         } else if key.is(OKTA_GROUP_ID) {

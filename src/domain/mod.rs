@@ -17,7 +17,9 @@ pub use ids::{parse_row_id, EfsUserId, PortalId};
 pub use okta_user_id::OktaUserId;
 pub use portal_user_status::PortalUserStatus;
 pub use session_id::SessionId;
-pub use setting_key::{SettingKey, OKTA_CLIENT_ID, OKTA_GROUP_ID, OKTA_ISSUER, TRUST_SETTINGS};
+pub use setting_key::{
+    SettingKey, OKTA_CLIENT_ID, OKTA_GROUP_ID, OKTA_ISSUER, RECONCILE_MODE, TRUST_SETTINGS,
+};
 pub use text::{check_text, storable_text};
 
 /// Why a value was refused; the HTTP layer attaches the field name.

@@ -10,9 +10,14 @@ pub const OKTA_CLIENT_ID: &str = "okta_client_id";
 /// The portal setting naming the portal's Okta group (memberships, unassignments).
 pub const OKTA_GROUP_ID: &str = "okta_group_id";
 
-/// The settings that steer trust: whose logins are accepted for a portal and which Okta
-/// group its panelists are put in and taken out of. Writing them needs `iam:admin`.
-pub const TRUST_SETTINGS: [&str; 3] = [OKTA_ISSUER, OKTA_CLIENT_ID, OKTA_GROUP_ID];
+/// The portal setting that lets the scheduled reconciliation repair (`repair`) rather
+/// than only report drift (`report`, the default).
+pub const RECONCILE_MODE: &str = "reconcile_mode";
+
+/// The settings that steer trust: whose logins are accepted for a portal, which Okta
+/// group its panelists are put in and taken out of, and whether efs-iam may change that
+/// group's members on its own schedule. Writing them needs `iam:admin`.
+pub const TRUST_SETTINGS: [&str; 4] = [OKTA_ISSUER, OKTA_CLIENT_ID, OKTA_GROUP_ID, RECONCILE_MODE];
 
 /// A portal setting name such as `okta_client_id`. Restricted to ASCII letters, digits
 /// and `_ . : -` so that it is safe in a URL path and compares the same on both

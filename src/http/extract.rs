@@ -312,7 +312,7 @@ mod tests {
 
     fn field_of(json: &str) -> String {
         match parse_json::<Body>(json.as_bytes()) {
-            Err(ApiError::Validation(e)) => e[0].field.clone(),
+            Err(ApiError::Validation(e)) => e[0].field.clone().expect("a field"),
             other => panic!("expected a validation error, got {other:?}"),
         }
     }

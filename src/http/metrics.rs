@@ -152,6 +152,16 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("efs_iam_sync_job_items", "Batch job users not finished (all instances), by state: pending, in_progress"),
     ("efs_iam_sync_job_items_finished_total", "Batch job users finished by this instance, by result (succeeded, failed)"),
     ("efs_iam_reconcile_runs_finished_total", "Reconciliation runs finished by this instance, by outcome"),
+    ("efs_iam_reconcile_drift_total", "Differences found by reconciliations of this instance, by kind (missing_member, extra_member, stale_reference)"),
+    ("efs_iam_reconcile_portals_with_drift", "Linked portals whose latest reconciliation found drift (all instances)"),
+    ("efs_iam_reconcile_portals_failing", "Linked portals whose latest reconciliation failed (all instances)"),
+    ("efs_iam_okta_event_deliveries_total", "Okta Event Hook deliveries stored by this instance"),
+    ("efs_iam_okta_event_deliveries_refused_total", "Okta Event Hook requests refused for a missing or wrong secret"),
+    ("efs_iam_okta_events_received_total", "Okta events received, by new (true, or false for a redelivery)"),
+    ("efs_iam_okta_events_total", "Okta events applied by this instance, by outcome (processed, superseded, ignored, failed, retrying, released)"),
+    ("efs_iam_okta_events_pending", "Okta events stored and not applied yet (all instances)"),
+    ("efs_iam_okta_events_failed", "Okta events that could not be applied (all instances)"),
+    ("efs_iam_okta_events_oldest_pending_age_seconds", "Age of the oldest pending Okta event by its published time (0 when none)"),
     ("efs_iam_worker_enabled", "1 when the worker loops run in this instance"),
     ("efs_iam_worker_running", "1 while a worker loop runs, by worker"),
     ("efs_iam_worker_panics_total", "Worker steps that panicked (the loop was restarted), by worker"),
@@ -247,6 +257,33 @@ fn export_at_zero() {
         metrics::counter!("efs_iam_sync_job_items_finished_total", "result" => result).absolute(0);
         metrics::counter!("efs_iam_reconcile_runs_finished_total", "outcome" => result).absolute(0);
     }
+    metrics::counter!("efs_iam_okta_event_deliveries_total").absolute(0);
+    metrics::counter!("efs_iam_okta_event_deliveries_refused_total").absolute(0);
+    for new in ["true", "false"] {
+        metrics::counter!("efs_iam_okta_events_received_total", "new" => new).absolute(0);
+    }
+    for outcome in [
+        "processed",
+        "superseded",
+        "ignored",
+        "failed",
+        "retrying",
+        "released",
+    ] {
+        metrics::counter!("efs_iam_okta_events_total", "outcome" => outcome).absolute(0);
+    }
+    for gauge in [
+        "efs_iam_okta_events_pending",
+        "efs_iam_okta_events_failed",
+        "efs_iam_okta_events_oldest_pending_age_seconds",
+    ] {
+        metrics::gauge!(gauge).set(0.0);
+    }
+    for kind in ["missing_member", "extra_member", "stale_reference"] {
+        metrics::counter!("efs_iam_reconcile_drift_total", "kind" => kind).absolute(0);
+    }
+    metrics::gauge!("efs_iam_reconcile_portals_with_drift").set(0.0);
+    metrics::gauge!("efs_iam_reconcile_portals_failing").set(0.0);
     metrics::gauge!("efs_iam_worker_enabled").set(0.0);
     for kind in WorkerKind::ALL {
         metrics::gauge!("efs_iam_worker_running", "worker" => kind.name()).set(0.0);
@@ -305,6 +342,18 @@ async fn read_state(state: &AppState) {
             .unwrap_or(0);
         metrics::gauge!("efs_iam_unassignment_queue_oldest_pending_age_seconds").set(age as f64);
         metrics::gauge!("efs_iam_sync_jobs_running").set(report.jobs.unfinished_jobs as f64);
+        metrics::gauge!("efs_iam_reconcile_portals_with_drift")
+            .set(report.reconciliation.portals_with_drift as f64);
+        metrics::gauge!("efs_iam_reconcile_portals_failing")
+            .set(report.reconciliation.failed.len() as f64);
+        let events = &report.okta_events;
+        metrics::gauge!("efs_iam_okta_events_pending").set(events.pending as f64);
+        metrics::gauge!("efs_iam_okta_events_failed").set(events.failed as f64);
+        let age = events
+            .oldest_pending_published
+            .map(|t| (chrono::Utc::now().naive_utc() - t).num_seconds().max(0))
+            .unwrap_or(0);
+        metrics::gauge!("efs_iam_okta_events_oldest_pending_age_seconds").set(age as f64);
         metrics::gauge!("efs_iam_sync_job_items", "state" => "pending")
             .set(report.jobs.pending_items as f64);
         metrics::gauge!("efs_iam_sync_job_items", "state" => "in_progress")

@@ -11,6 +11,7 @@ pub mod extract;
 mod health;
 pub mod metrics;
 mod middleware;
+mod okta_hooks;
 mod openapi;
 mod portal_settings;
 pub mod problem;
@@ -53,7 +54,11 @@ pub struct HttpConfig {
     pub max_concurrent_requests: usize,
     pub metrics_require_auth: bool,
     pub cors: Cors,
+    /// Okta Event Hooks (`/hooks/okta/events`), when a secret is configured.
+    pub okta_event_hook: Option<okta_hooks::EventHookAuth>,
 }
+
+pub use okta_hooks::EventHookAuth;
 
 /// Which browser origins may call the API.
 #[derive(Debug, Clone)]
@@ -141,6 +146,7 @@ fn parts(state: Option<&AppState>) -> (Router<AppState>, utoipa::openapi::OpenAp
     let (router, mut api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/api/v1", api_routes)
         .merge(health::router())
+        .merge(okta_hooks::router(state))
         .split_for_parts();
     openapi::complete(&mut api);
     (router, api)

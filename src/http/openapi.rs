@@ -28,6 +28,7 @@ use crate::domain::TRUST_SETTINGS;
         (name = "unassignment queue", description = "Portal users to remove from their portal's Okta group: enqueueing, the queue, the worker on demand, dead letters and requeueing"),
         (name = "sync", description = "Okta sync: users, portal memberships, batch jobs, reconciliation, status"),
         (name = "health", description = "Load-balancer probes (outside /api/v1)"),
+        (name = "okta event hooks", description = "Okta tells efs-iam about changes made in Okta (outside /api/v1; authenticated by the hook's own secret)"),
     )
 )]
 pub(super) struct ApiDoc;
@@ -121,6 +122,19 @@ fn document_security(api: &mut utoipa::openapi::OpenApi) {
                     ))
                     .build(),
             ),
+        );
+    api.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            "okta_event_hook",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "Authorization",
+                    "The secret configured on the Okta event hook \
+                     (EFS_IAM_OKTA_EVENT_HOOK_SECRET), in the header configured with it \
+                     (EFS_IAM_OKTA_EVENT_HOOK_HEADER, default Authorization).",
+                ),
+            )),
         );
     let problem = |description: &str| {
         ResponseBuilder::new()

@@ -34,7 +34,8 @@ pub struct Problem {
     pub title: String,
     pub status: u16,
     pub detail: String,
-    /// The fields at fault, when the problem is about the request's content.
+    /// What is wrong with the request's content, each naming its field when one can be
+    /// named.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
 }
@@ -136,7 +137,7 @@ pub enum ApiError {
     #[error("request body too large")]
     PayloadTooLarge,
     /// A path or query parameter is not acceptable.
-    #[error("invalid parameter {}", .0.field)]
+    #[error("invalid parameter {}", .0.field.as_deref().unwrap_or_default())]
     InvalidParameter(FieldError),
     /// Well-formed JSON whose content breaks a rule.
     #[error("validation failed")]
@@ -189,16 +190,12 @@ impl ApiError {
                 "the request body exceeds the configured limit".into(),
                 vec![],
             ),
-            Self::InvalidParameter(f) => (
-                P::INVALID_PARAMETER,
-                format!("{}: {}", f.field, f.message),
-                vec![f.clone()],
-            ),
+            Self::InvalidParameter(f) => (P::INVALID_PARAMETER, f.to_string(), vec![f.clone()]),
             Self::Validation(errors) => (
                 P::VALIDATION_FAILED,
                 errors
                     .iter()
-                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join("; "),
                 errors.clone(),
@@ -321,7 +318,7 @@ fn sync_problem(e: &SyncError) -> (ProblemType, String, Vec<FieldError>) {
         }
     };
     debug_assert_eq!(problem.slug, e.slug());
-    (problem, e.to_string(), e.fields())
+    (problem, e.to_string(), e.errors())
 }
 
 fn setting_problem(e: &SettingError) -> (ProblemType, String, Vec<FieldError>) {

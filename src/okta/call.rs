@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Url};
 
+use super::error_log::ErrorLog;
 use super::governor::{Bucket, Governor, RateHeaders};
 use super::token::AuthState;
-use crate::storage::ErrorLogStore;
 
 /// A route template and the bucket Okta counts it in.
 #[derive(Debug, Clone, Copy)]
@@ -119,7 +119,7 @@ pub(crate) struct Inner {
     pub org: Url,
     pub governor: Arc<Governor>,
     pub auth: AuthState,
-    pub error_log: Option<Arc<dyn ErrorLogStore>>,
+    pub error_log: Option<Arc<ErrorLog>>,
     pub tunables: Tunables,
     pub page_size: u32,
     pub last_success: Mutex<Option<DateTime<Utc>>>,

@@ -63,15 +63,11 @@ impl OktaApiError {
         fields
     }
 
-    /// The profile field a validation failure is about: the first cause's field, else
-    /// the one in `Api validation failed: <field>`.
+    /// The profile field a validation failure is about: the first cause's field. Never
+    /// the word in `Api validation failed: <word>`, which is as often Okta's object
+    /// (`newUser`, `user`) as a property.
     pub fn field(&self) -> Option<&str> {
-        if let Some(f) = self.fields().first() {
-            return Some(f);
-        }
-        let (_, field) = self.summary.rsplit_once("validation failed:")?;
-        let field = field.trim();
-        is_field_name(field).then_some(field)
+        self.fields().first().copied()
     }
 }
 
@@ -313,9 +309,15 @@ mod tests {
     }
 
     #[test]
-    fn field_falls_back_to_the_summary() {
+    fn only_causes_name_a_field_never_the_summary() {
         let e = api("E0000001", "Api validation failed: firstName", &[]);
-        assert_eq!(e.field(), Some("firstName"));
+        assert_eq!(e.field(), None);
+        let e = api(
+            "E0000001",
+            "Api validation failed: newUser",
+            &["Property name 'notValid' is not defined in profile"],
+        );
+        assert_eq!(e.field(), None);
         let e = api("E0000003", "The request body was not well-formed.", &[]);
         assert_eq!(e.field(), None);
     }

@@ -1,17 +1,35 @@
 //! What a failed Okta call leaves behind: Okta's error body read leniently into an
-//! [`OktaApiError`], and a row in `iam_error_log`.
+//! [`OktaApiError`], and rows in `iam_error_log`.
 //!
-//! **Error log.** Every call that finally fails, and every 429 even when a retry then
-//! succeeds, becomes an `iam_error_log` row: status (0 without an answer), Okta's
-//! `errorCode`, `errorSummary` plus causes, and a trace with method, path, route,
-//! `X-Okta-Request-Id`, attempt, rate-limit figures and the first 4 KB of the body.
-//! Never request headers, and any known secret that somehow shows up is replaced
-//! before the row is written. A failing log write is logged as a warning and never
-//! fails the Okta call.
+//! **Error log.** The table is "every error received from Okta", so every error answer
+//! becomes a row, also when a retry then succeeds: any non-2xx answer except a 404 the
+//! call takes as its answer (`Call::not_found_ok`), timeouts and dropped connections
+//! (status 0), and answers efs-iam cannot use. A row holds the status, Okta's
+//! `errorCode`, `errorSummary` plus every cause verbatim, whether the call went on
+//! (`[retried (attempt 1 of 4)]`) or ended with it (`[final]`), and a trace with
+//! method, path, route, `X-Okta-Request-Id`, attempt, rate-limit figures and the first
+//! 4 KB of the body. Never request headers, and any known secret that somehow shows up
+//! is replaced before the row is written. A failing log write is logged as a warning
+//! and never fails the Okta call.
+//!
+//! **Coalescing.** An Okta incident answers hundreds of requests alike; a row each
+//! would bury everything else and load the database while it is needed. Identical
+//! answers (method, route template, status, error code, retried or final, and text)
+//! within a window (60 s) make one series: its first answer is written at once, the
+//! others are counted, and when the window closes one more row reports the count
+//! (`[retried; ×24 within 60 s from 10:00:00 UTC, first logged as row 812]`). So a
+//! series costs at most two writes per window. The count is a row of its own, not an
+//! update of the first one, because the error log's storage contract only appends.
+//! Pending counts are written when the window ends, when the next identical answer
+//! comes after it, and by
+//! [`OktaClient::flush_error_log`](super::OktaClient::flush_error_log) (shutdown).
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::auth::AuthFailure;
@@ -19,7 +37,7 @@ use super::call::{Call, Exchange, Inner};
 use super::error::{OktaApiError, OktaError};
 use super::exchange::path_and_query;
 use crate::domain::storable_text;
-use crate::storage::NewErrorLogEntry;
+use crate::storage::{ErrorLogStore, NewErrorLogEntry};
 
 /// Okta's error object, or the token endpoint's OAuth error; read leniently.
 #[derive(Debug, Default, Deserialize)]
@@ -110,45 +128,33 @@ impl Inner {
             });
         }
         tracing::warn!(error = %err, "Okta call failed");
-        let note = if err.attempts() > 1 {
-            format!("gave up after {} attempts", err.attempts())
-        } else {
-            String::new()
-        };
-        self.write_row(call, &err, ex, &note).await;
+        self.record(call, &err, ex, Disposition::Final).await;
         err
     }
 
-    /// Writes one `iam_error_log` row (a no-op without a store).
-    pub(super) async fn write_row(
+    /// Records one error answer (or missing answer) in `iam_error_log`, coalesced with
+    /// identical ones (a no-op without a store).
+    pub(super) async fn record(
         &self,
         call: &Call,
         err: &OktaError,
         ex: Option<&Exchange>,
-        note: &str,
+        disposition: Disposition,
     ) {
-        let Some(store) = &self.error_log else {
-            return;
-        };
-        let entry = self.error_row(call, err, ex, note);
-        match tokio::time::timeout(LOG_WRITE_TIMEOUT, store.record_error(&entry)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "could not write the Okta failure to iam_error_log")
-            }
-            Err(_) => tracing::warn!("writing the Okta failure to iam_error_log timed out"),
+        if let Some(log) = &self.error_log {
+            log.record(self.occurrence(call, err, ex, disposition))
+                .await;
         }
     }
 
-    pub(super) fn error_row(
+    fn occurrence(
         &self,
         call: &Call,
         err: &OktaError,
         ex: Option<&Exchange>,
-        note: &str,
-    ) -> NewErrorLogEntry {
-        let api = err.api_error();
-        let (error_code, mut message) = match (err, api) {
+        disposition: Disposition,
+    ) -> Occurrence {
+        let (error_code, base) = match (err, err.api_error()) {
             (_, Some(api)) => {
                 let mut m = api.summary.clone();
                 if !api.causes.is_empty() {
@@ -156,16 +162,41 @@ impl Inner {
                 }
                 (api.error_code.clone(), m)
             }
-            (OktaError::Timeout { .. }, _) => ("timeout".to_owned(), err.to_string()),
-            (OktaError::Connection { .. }, _) => ("connection".to_owned(), err.to_string()),
+            // Without the attempt count of the error's Display: it is not part of what
+            // makes two missing answers alike.
+            (OktaError::Timeout { method, route, .. }, _) => (
+                "timeout".to_owned(),
+                format!("Okta did not answer {method} {route} in time"),
+            ),
+            (
+                OktaError::Connection {
+                    method,
+                    route,
+                    reason,
+                    ..
+                },
+                _,
+            ) => (
+                "connection".to_owned(),
+                format!("could not reach Okta for {method} {route}: {reason}"),
+            ),
             (OktaError::InvalidResponse { .. }, _) => {
                 ("invalid_response".to_owned(), err.to_string())
             }
             _ => (String::new(), err.to_string()),
         };
-        if !note.is_empty() {
-            message.push_str(&format!(" [{note}]"));
-        }
+        let (label, detail) = match disposition {
+            Disposition::Retried { label, detail } => (label, Some(detail)),
+            Disposition::Final => (
+                "final".to_owned(),
+                (err.attempts() > 1).then(|| format!("gave up after {} attempts", err.attempts())),
+            ),
+        };
+        let base = self.auth.scrub(base);
+        let message = match &detail {
+            Some(detail) => format!("{base} [{label} ({detail})]"),
+            None => format!("{base} [{label}]"),
+        };
 
         let mut trace = String::new();
         let (method, path, route) = match ex {
@@ -216,18 +247,270 @@ impl Inner {
 
         let message = self.auth.scrub(message);
         let trace = self.auth.scrub(trace);
-        // The legacy `utf8` (utf8mb3) columns cannot hold characters outside the Basic
-        // Multilingual Plane: Okta's texts are stored with them replaced.
-        let storable = |s: &str, max_bytes: usize| {
-            truncate_bytes(&storable_text(s, usize::MAX), max_bytes).to_owned()
-        };
-        NewErrorLogEntry {
-            message: Some(storable(&message, MESSAGE_MAX_BYTES)),
-            status_code: ex.map_or(err.status(), |e| e.status) as i16,
-            trace: Some(storable(&trace, TRACE_MAX_BYTES)),
-            error_code: storable_text(&error_code, ERROR_CODE_MAX_CHARS),
+        let status_code = ex.map_or(err.status(), |e| e.status) as i16;
+        let error_code = storable_text(&error_code, ERROR_CODE_MAX_CHARS);
+        Occurrence {
+            key: SeriesKey {
+                method,
+                route,
+                status_code,
+                error_code: error_code.clone(),
+                label,
+                base,
+            },
+            entry: NewErrorLogEntry {
+                message: Some(storable(&message, MESSAGE_MAX_BYTES)),
+                status_code,
+                trace: Some(storable(&trace, TRACE_MAX_BYTES)),
+                error_code,
+            },
         }
     }
+}
+
+/// Whether the call went on after an error answer; every row says which.
+pub(super) enum Disposition {
+    /// Another attempt follows. `label` is what the row says (`retried`, `rate limit;
+    /// retried`…) and identical answers share it; `detail` is this attempt's own
+    /// (`attempt 1 of 4`), left out of a series' count row.
+    Retried { label: String, detail: String },
+    /// The call ended with this answer.
+    Final,
+}
+
+/// One error answer, ready to be written or counted.
+pub(super) struct Occurrence {
+    key: SeriesKey,
+    entry: NewErrorLogEntry,
+}
+
+/// What makes two error answers the same error. `base` is the message without this
+/// attempt's details: for validation errors it carries the causes, so two users
+/// refused for different reasons stay two rows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    method: String,
+    route: &'static str,
+    status_code: i16,
+    error_code: String,
+    label: String,
+    base: String,
+}
+
+/// Identical answers within one window.
+struct Series {
+    generation: u64,
+    closes: Instant,
+    first_at: DateTime<Utc>,
+    last_at: DateTime<Utc>,
+    /// The row of the first answer, once written.
+    first_row: Option<i32>,
+    /// Answers in the window, the first included.
+    count: u32,
+    last_trace: Option<String>,
+    /// Whether a task will close the window when it ends.
+    timer: bool,
+}
+
+/// The `iam_error_log` writer of one client, coalescing identical answers.
+pub(crate) struct ErrorLog {
+    store: Arc<dyn ErrorLogStore>,
+    window: Duration,
+    series: Mutex<HashMap<SeriesKey, Series>>,
+    generations: AtomicU64,
+}
+
+impl ErrorLog {
+    pub(crate) fn new(store: Arc<dyn ErrorLogStore>, window: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            window,
+            series: Mutex::new(HashMap::new()),
+            generations: AtomicU64::new(0),
+        })
+    }
+
+    async fn record(self: &Arc<Self>, occurrence: Occurrence) {
+        let Occurrence { key, entry } = occurrence;
+        let now = Instant::now();
+        let (ended, generation) = {
+            let mut series = self.series.lock().unwrap();
+            if let Some(open) = series.get_mut(&key).filter(|s| now < s.closes) {
+                open.count += 1;
+                open.last_at = Utc::now();
+                open.last_trace = entry.trace;
+                if !std::mem::replace(&mut open.timer, true) {
+                    self.close_when_due(key, open.generation, open.closes);
+                }
+                return;
+            }
+            // Every ended window goes now, so the map holds only the last window's
+            // errors however many kinds Okta answers with.
+            let ended_keys: Vec<SeriesKey> = series
+                .iter()
+                .filter(|(_, s)| now >= s.closes)
+                .map(|(k, _)| k.clone())
+                .collect();
+            let ended: Vec<(Option<i32>, NewErrorLogEntry)> = ended_keys
+                .into_iter()
+                .filter_map(|k| {
+                    let s = series.remove(&k)?;
+                    self.count_row(&k, &s)
+                })
+                .collect();
+            let generation = self.generations.fetch_add(1, Ordering::Relaxed);
+            let at = Utc::now();
+            series.insert(
+                key.clone(),
+                Series {
+                    generation,
+                    closes: now + self.window,
+                    first_at: at,
+                    last_at: at,
+                    first_row: None,
+                    count: 1,
+                    last_trace: None,
+                    timer: false,
+                },
+            );
+            (ended, generation)
+        };
+        for row in &ended {
+            self.write_count(row).await;
+        }
+        if let Some(id) = self.write(&entry).await {
+            if let Some(s) = self.series.lock().unwrap().get_mut(&key) {
+                if s.generation == generation {
+                    s.first_row = Some(id);
+                }
+            }
+        }
+    }
+
+    /// Writes a series' count when its window ends, unless something closed it first.
+    fn close_when_due(self: &Arc<Self>, key: SeriesKey, generation: u64, due: Instant) {
+        let log = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(due.into()).await;
+            let row = {
+                let mut series = log.series.lock().unwrap();
+                match series.get(&key) {
+                    Some(s) if s.generation == generation => {
+                        let s = series.remove(&key).expect("just seen");
+                        log.count_row(&key, &s)
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(row) = row {
+                log.write_count(&row).await;
+            }
+        });
+    }
+
+    /// Closes every window now, writing the counts not written yet.
+    pub(crate) async fn flush(&self) {
+        let rows: Vec<(Option<i32>, NewErrorLogEntry)> = {
+            let mut series = self.series.lock().unwrap();
+            series
+                .drain()
+                .filter_map(|(k, s)| self.count_row(&k, &s))
+                .collect()
+        };
+        for row in &rows {
+            self.write_count(row).await;
+        }
+    }
+
+    /// The row reporting a series' count; none for a lone answer, whose own row says
+    /// everything.
+    fn count_row(
+        &self,
+        key: &SeriesKey,
+        series: &Series,
+    ) -> Option<(Option<i32>, NewErrorLogEntry)> {
+        if series.count < 2 {
+            return None;
+        }
+        let window = if self.window.subsec_millis() == 0 {
+            format!("{} s", self.window.as_secs())
+        } else {
+            format!("{} ms", self.window.as_millis())
+        };
+        let message = format!(
+            "{} [{}; ×{} within {window} from {} UTC]",
+            key.base,
+            key.label,
+            series.count,
+            series.first_at.format("%H:%M:%S"),
+        );
+        let trace = format!(
+            "{} identical answers from {} to {} UTC; the last one:\n{}",
+            series.count,
+            series.first_at.format("%Y-%m-%d %H:%M:%S"),
+            series.last_at.format("%Y-%m-%d %H:%M:%S"),
+            series.last_trace.as_deref().unwrap_or_default(),
+        );
+        Some((
+            series.first_row,
+            NewErrorLogEntry {
+                message: Some(storable(&message, MESSAGE_MAX_BYTES)),
+                status_code: key.status_code,
+                trace: Some(storable(&trace, TRACE_MAX_BYTES)),
+                error_code: key.error_code.clone(),
+            },
+        ))
+    }
+
+    /// A series' count goes onto its first row (one row per series); a new row only
+    /// when the first could not be written or is gone.
+    async fn write_count(&self, (first_row, entry): &(Option<i32>, NewErrorLogEntry)) {
+        if let Some(id) = first_row {
+            let amended = tokio::time::timeout(
+                LOG_WRITE_TIMEOUT,
+                self.store.amend_error_log_entry(
+                    *id,
+                    entry.message.as_deref().unwrap_or_default(),
+                    entry.trace.as_deref(),
+                ),
+            )
+            .await;
+            match amended {
+                Ok(Ok(true)) => return,
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not add the count to an iam_error_log row");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!("adding the count to an iam_error_log row timed out");
+                    return;
+                }
+            }
+        }
+        self.write(entry).await;
+    }
+
+    /// Writes one row; its id, or `None` when the write failed (logged).
+    async fn write(&self, entry: &NewErrorLogEntry) -> Option<i32> {
+        match tokio::time::timeout(LOG_WRITE_TIMEOUT, self.store.record_error(entry)).await {
+            Ok(Ok(row)) => Some(row.id),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not write the Okta failure to iam_error_log");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("writing the Okta failure to iam_error_log timed out");
+                None
+            }
+        }
+    }
+}
+
+/// The legacy `utf8` (utf8mb3) columns cannot hold characters outside the Basic
+/// Multilingual Plane: Okta's texts are stored with them replaced, and cut to fit.
+fn storable(s: &str, max_bytes: usize) -> String {
+    truncate_bytes(&storable_text(s, usize::MAX), max_bytes).to_owned()
 }
 
 const LOG_WRITE_TIMEOUT: Duration = Duration::from_secs(5);

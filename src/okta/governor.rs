@@ -50,6 +50,11 @@
 //! share by what they send in that round trip. Okta's own per-token cap (a share of the org's limit per API token)
 //! and the 429 handling in `retry` are the backstop.
 //!
+//! *Background* work (reconciliations, run with [`in_background`]) gets a lower share:
+//! half of this instance's allowance per bucket and half of its concurrency slots, so a
+//! reconciliation of a large portal can never hold up the syncs and logins EFS-Admin
+//! is waiting for.
+//!
 //! The concurrency cap is a semaphore. A call takes a slot first and only then asks its
 //! bucket, so it is counted in the window it is really sent in; while the bucket makes
 //! it wait, it gives the slot back, so calls to other buckets are not held up.
@@ -250,10 +255,25 @@ pub struct BucketStatus {
     pub paced: u64,
 }
 
+tokio::task_local! {
+    static BACKGROUND: ();
+}
+
+/// Runs `work` with background priority for its Okta calls (module docs).
+pub async fn in_background<F: std::future::Future>(work: F) -> F::Output {
+    BACKGROUND.scope((), work).await
+}
+
+fn is_background() -> bool {
+    BACKGROUND.try_with(|_| ()).is_ok()
+}
+
 pub(crate) struct Governor {
     share: f64,
     max_concurrency: usize,
     slots: Arc<Semaphore>,
+    /// The part of the slots background work may take.
+    background_slots: Arc<Semaphore>,
     buckets: Mutex<HashMap<Bucket, BucketState>>,
     changed: Notify,
 }
@@ -264,6 +284,7 @@ pub(crate) struct Admission {
     governor: Arc<Governor>,
     bucket: Bucket,
     _slot: OwnedSemaphorePermit,
+    _background_slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Admission {
@@ -282,6 +303,7 @@ impl Governor {
             share: share.clamp(f64::MIN_POSITIVE, 1.0),
             max_concurrency,
             slots: Arc::new(Semaphore::new(max_concurrency)),
+            background_slots: Arc::new(Semaphore::new((max_concurrency / 2).max(1))),
             buckets: Mutex::new(HashMap::new()),
             changed: Notify::new(),
         }
@@ -291,13 +313,25 @@ impl Governor {
         ((f64::from(limit) * self.share).floor() as u32).clamp(1, limit.max(1))
     }
 
-    fn decide(&self, st: &mut BucketState, now: Instant) -> Decision {
+    fn decide(&self, st: &mut BucketState, now: Instant, background: bool) -> Decision {
         st.roll_over_if_due(now);
         if let Some(until) = st.blocked_until {
             return Decision::WaitUntil(until);
         }
         if !st.answered && st.in_flight > 0 {
             return Decision::WaitForAnswer;
+        }
+        if let (true, Some(limit)) = (background, st.limit.filter(|l| *l > 0)) {
+            // Half the allowance, counted the same way: what is left of it stays for
+            // the foreground, and no early probe.
+            let share = (self.allowance(limit) / 2).max(1);
+            let left_for_foreground = limit - share;
+            if st.used >= share || st.remaining.is_some_and(|left| left <= left_for_foreground) {
+                return match st.reset {
+                    Some((_, deadline)) => Decision::WaitUntil(deadline),
+                    None => Decision::WaitForAnswer,
+                };
+            }
         }
         if let Some(limit) = st.limit.filter(|l| *l > 0) {
             let allowance = self.allowance(limit);
@@ -339,7 +373,18 @@ impl Governor {
     /// efs-iam request.
     pub(crate) async fn admit(self: &Arc<Self>, bucket: Bucket) -> Admission {
         let mut counted_as_paced = false;
+        let background = is_background();
         loop {
+            let background_slot = match background {
+                true => Some(
+                    self.background_slots
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("the governor never closes its semaphore"),
+                ),
+                false => None,
+            };
             let slot = self
                 .slots
                 .clone()
@@ -349,7 +394,7 @@ impl Governor {
             let decision = {
                 let mut buckets = self.buckets.lock().unwrap();
                 let st = buckets.entry(bucket).or_default();
-                let decision = self.decide(st, Instant::now());
+                let decision = self.decide(st, Instant::now(), background);
                 if !matches!(decision, Decision::Admit) && !counted_as_paced {
                     st.paced += 1;
                     counted_as_paced = true;
@@ -362,10 +407,12 @@ impl Governor {
                         governor: self.clone(),
                         bucket,
                         _slot: slot,
+                        _background_slot: background_slot,
                     }
                 }
                 Decision::WaitUntil(deadline) => {
                     drop(slot);
+                    drop(background_slot);
                     tracing::debug!(
                         ?bucket,
                         wait_ms = deadline
@@ -377,6 +424,7 @@ impl Governor {
                 }
                 Decision::WaitForAnswer => {
                     drop(slot);
+                    drop(background_slot);
                     let _ =
                         tokio::time::timeout(Duration::from_millis(50), self.changed.notified())
                             .await;
@@ -545,9 +593,9 @@ mod tests {
         );
         let mut buckets = g.buckets.lock().unwrap();
         let st = buckets.get_mut(&Bucket::UserGet).unwrap();
-        assert!(matches!(g.decide(st, now), Decision::Admit));
-        assert!(matches!(g.decide(st, now), Decision::Admit));
-        match g.decide(st, now) {
+        assert!(matches!(g.decide(st, now, false), Decision::Admit));
+        assert!(matches!(g.decide(st, now, false), Decision::Admit));
+        match g.decide(st, now, false) {
             Decision::WaitUntil(t) => assert!(t >= now + Duration::from_secs(9) - EARLY_PROBE),
             _ => panic!("third request must wait for the reset"),
         }
@@ -555,9 +603,12 @@ mod tests {
         // window opens, with one probe first.
         st.in_flight = 0;
         let later = now + Duration::from_secs(11);
-        assert!(matches!(g.decide(st, later), Decision::Admit));
+        assert!(matches!(g.decide(st, later, false), Decision::Admit));
         assert_eq!(st.used, 1);
-        assert!(matches!(g.decide(st, later), Decision::WaitForAnswer));
+        assert!(matches!(
+            g.decide(st, later, false),
+            Decision::WaitForAnswer
+        ));
     }
 
     #[test]
@@ -573,8 +624,8 @@ mod tests {
         );
         let mut buckets = g.buckets.lock().unwrap();
         let st = buckets.get_mut(&Bucket::Groups).unwrap();
-        assert!(matches!(g.decide(st, now), Decision::Admit));
-        assert!(matches!(g.decide(st, now), Decision::WaitUntil(_)));
+        assert!(matches!(g.decide(st, now, false), Decision::Admit));
+        assert!(matches!(g.decide(st, now, false), Decision::WaitUntil(_)));
     }
 
     #[test]
@@ -590,7 +641,7 @@ mod tests {
             let st = buckets.get_mut(&Bucket::UserGet).unwrap();
             // Deadline is "now" (reset == date): the window ends at once.
             assert!(matches!(
-                g.decide(st, Instant::now() + Duration::from_millis(1)),
+                g.decide(st, Instant::now() + Duration::from_millis(1), false),
                 Decision::Admit
             ));
         }
@@ -610,14 +661,14 @@ mod tests {
         let now = Instant::now();
         let mut buckets = g.buckets.lock().unwrap();
         let st = buckets.entry(Bucket::Groups).or_default();
-        assert!(matches!(g.decide(st, now), Decision::Admit));
-        assert!(matches!(g.decide(st, now), Decision::WaitForAnswer));
+        assert!(matches!(g.decide(st, now, false), Decision::Admit));
+        assert!(matches!(g.decide(st, now, false), Decision::WaitForAnswer));
         drop(buckets);
         // An answer without rate-limit headers still ends the probing.
         g.observe(Bucket::Groups, None, None);
         let mut buckets = g.buckets.lock().unwrap();
         let st = buckets.get_mut(&Bucket::Groups).unwrap();
-        assert!(matches!(g.decide(st, now), Decision::Admit));
+        assert!(matches!(g.decide(st, now, false), Decision::Admit));
     }
 
     #[test]
@@ -627,7 +678,7 @@ mod tests {
         {
             let mut buckets = g.buckets.lock().unwrap();
             let st = buckets.entry(Bucket::UserWrite).or_default();
-            assert!(matches!(g.decide(st, now), Decision::Admit));
+            assert!(matches!(g.decide(st, now, false), Decision::Admit));
         }
         g.record_429(Bucket::UserWrite, false, Duration::from_secs(5));
         let snap = g.snapshot();
@@ -636,7 +687,7 @@ mod tests {
         let mut buckets = g.buckets.lock().unwrap();
         let st = buckets.get_mut(&Bucket::UserWrite).unwrap();
         assert!(matches!(
-            g.decide(st, Instant::now()),
+            g.decide(st, Instant::now(), false),
             Decision::WaitUntil(_)
         ));
     }
@@ -654,14 +705,14 @@ mod tests {
         {
             let mut buckets = g.buckets.lock().unwrap();
             let st = buckets.get_mut(&Bucket::UserGet).unwrap();
-            assert!(matches!(g.decide(st, now), Decision::Admit));
-            assert!(matches!(g.decide(st, now), Decision::Admit));
+            assert!(matches!(g.decide(st, now, false), Decision::Admit));
+            assert!(matches!(g.decide(st, now, false), Decision::Admit));
             st.in_flight = 0;
             let near = now + Duration::from_millis(9_200);
-            assert!(matches!(g.decide(st, now), Decision::WaitUntil(t) if t <= near));
+            assert!(matches!(g.decide(st, now, false), Decision::WaitUntil(t) if t <= near));
             // Within a second of the deadline: exactly one probe goes.
-            assert!(matches!(g.decide(st, near), Decision::Admit));
-            assert!(matches!(g.decide(st, near), Decision::WaitForAnswer));
+            assert!(matches!(g.decide(st, near, false), Decision::Admit));
+            assert!(matches!(g.decide(st, near, false), Decision::WaitForAnswer));
         }
         // Its answer shows a new window: it opens now, counting only unanswered calls.
         g.observe(
@@ -677,7 +728,7 @@ mod tests {
         );
         st.in_flight = 0;
         assert!(matches!(
-            g.decide(st, now + Duration::from_millis(9_300)),
+            g.decide(st, now + Duration::from_millis(9_300), false),
             Decision::Admit
         ));
     }
@@ -694,13 +745,61 @@ mod tests {
             );
             let mut buckets = g.buckets.lock().unwrap();
             let st = buckets.get_mut(&Bucket::UserGet).unwrap();
-            while matches!(g.decide(st, now), Decision::Admit) {}
+            while matches!(g.decide(st, now, false), Decision::Admit) {}
             st.in_flight = 0;
             let near = now + Duration::from_millis(9_500);
             assert!(
-                matches!(g.decide(st, near), Decision::WaitUntil(t) if t >= now + Duration::from_secs(10)),
+                matches!(g.decide(st, near, false), Decision::WaitUntil(t) if t >= now + Duration::from_secs(10)),
                 "share {share}, remaining {remaining}: wait for the deadline itself"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod background_tests {
+    use super::*;
+
+    fn rate(limit: u32, remaining: u32, reset: u64) -> RateHeaders {
+        RateHeaders {
+            limit,
+            remaining,
+            reset,
+        }
+    }
+
+    /// Background work stops at half the allowance; the foreground still has the rest.
+    #[test]
+    fn background_work_leaves_half_the_allowance_to_the_foreground() {
+        let g = Governor::new(0.5, 4);
+        let now = Instant::now();
+        // Limit 20, share 0.5: allowance 10, of which background may use 5.
+        g.observe(
+            Bucket::Groups,
+            Some(&rate(20, 20, 2_000_000_060)),
+            Some(2_000_000_000),
+        );
+        let mut buckets = g.buckets.lock().unwrap();
+        let st = buckets.get_mut(&Bucket::Groups).unwrap();
+        let mut background = 0;
+        while matches!(g.decide(st, now, true), Decision::Admit) {
+            background += 1;
+            assert!(background <= 10);
+        }
+        assert_eq!(background, 5);
+        assert!(matches!(g.decide(st, now, true), Decision::WaitUntil(_)));
+        let mut foreground = 0;
+        while matches!(g.decide(st, now, false), Decision::Admit) {
+            foreground += 1;
+            assert!(foreground <= 10);
+        }
+        assert_eq!(foreground, 5, "the rest of the allowance");
+    }
+
+    #[tokio::test]
+    async fn in_background_marks_the_calls_of_its_task_only() {
+        assert!(!is_background());
+        assert!(in_background(async { is_background() }).await);
+        assert!(!is_background());
     }
 }

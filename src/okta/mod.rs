@@ -49,7 +49,7 @@ use serde::Serialize;
 pub use auth::{AuthFailure, InvalidPrivateKey, OktaAuth, PrivateKeyJwt};
 pub use error::{OktaApiError, OktaConfigError, OktaError};
 pub use exchange::OKTA_OUTCOMES;
-pub use governor::{Bucket, BucketStatus};
+pub use governor::{in_background, Bucket, BucketStatus};
 pub use models::{
     Activation, NewUserProfile, OktaGroup, OktaGroupProfile, OktaGroupType, OktaUser,
     OktaUserProfile, OktaUserStatus, OnMissing, ProfileUpdate, Removal,
@@ -90,6 +90,9 @@ pub struct OktaClientConfig {
     pub max_rate_limit_wait: Duration,
     /// `limit` for group member listings (Okta recommends 200).
     pub page_size: u32,
+    /// Identical error answers within this window share their `iam_error_log` rows:
+    /// the first answer's row and one row with the count.
+    pub error_log_window: Duration,
 }
 
 impl OktaClientConfig {
@@ -106,6 +109,7 @@ impl OktaClientConfig {
             rate_limit_jitter: Duration::from_secs(1),
             max_rate_limit_wait: Duration::from_secs(120),
             page_size: 200,
+            error_log_window: Duration::from_secs(60),
         }
     }
 }
@@ -189,7 +193,8 @@ fn segment<'a>(what: &str, value: &'a str) -> Result<&'a str, OktaError> {
 }
 
 impl OktaClient {
-    /// Builds a client. `error_log` receives a row for every failed call and every 429;
+    /// Builds a client. `error_log` receives a row for every error answer from Okta,
+    /// identical ones within `error_log_window` coalesced (see [`Self::flush_error_log`]);
     /// `None` keeps failures in the tracing log only.
     pub fn new(
         config: OktaClientConfig,
@@ -209,6 +214,11 @@ impl OktaClient {
         if config.timeout.is_zero() {
             return Err(OktaConfigError::Invalid(
                 "timeout must be more than 0".into(),
+            ));
+        }
+        if config.error_log_window.is_zero() {
+            return Err(OktaConfigError::Invalid(
+                "the error log window must be more than 0".into(),
             ));
         }
         if !(1..=1000).contains(&config.page_size) {
@@ -259,7 +269,8 @@ impl OktaClient {
                 org,
                 governor: Arc::new(Governor::new(config.rate_share, config.max_concurrency)),
                 auth: AuthState::new(config.auth),
-                error_log,
+                error_log: error_log
+                    .map(|store| error_log::ErrorLog::new(store, config.error_log_window)),
                 tunables: Tunables {
                     max_retries: config.max_retries,
                     backoff,
@@ -488,6 +499,15 @@ impl OktaClient {
             buckets: inner.governor.snapshot(),
             last_success_at: *inner.last_success.lock().unwrap(),
             last_auth_failure: inner.auth.last_failure.lock().unwrap().clone(),
+        }
+    }
+
+    /// Writes the counts of coalesced error answers that are still pending in memory
+    /// (`iam_error_log`), closing every window. Call it at shutdown, after the last Okta
+    /// call: what is pending then is lost otherwise.
+    pub async fn flush_error_log(&self) {
+        if let Some(log) = &self.inner.error_log {
+            log.flush().await;
         }
     }
 

@@ -36,7 +36,7 @@ use tracing::Instrument;
 
 use super::call::{Call, Exchange, Inner};
 use super::error::{OktaApiError, OktaError};
-use super::error_log::error_body;
+use super::error_log::{error_body, Disposition};
 use super::exchange::Attempt;
 
 fn jitter(max: Duration) -> Duration {
@@ -104,6 +104,14 @@ impl Inner {
                     }
                     if ex.status == 401 && self.auth.is_oauth() && !renewed_token {
                         renewed_token = true;
+                        // Before the token is dropped: the row is scrubbed of the
+                        // token in use.
+                        let refused = OktaError::Auth(self.api_error(call, &ex));
+                        let retried = Disposition::Retried {
+                            label: "retried with a new access token".into(),
+                            detail: format!("attempt {attempt}"),
+                        };
+                        self.record(call, &refused, Some(&ex), retried).await;
                         if let Some(b) = bearer {
                             self.invalidate_token(&b).await;
                         }
@@ -131,9 +139,15 @@ impl Inner {
                                 limit = kind,
                                 "Okta answered 429; retrying after the reset"
                             );
-                            let note =
-                                format!("{kind} limit; retrying in {:.1} s", wait.as_secs_f64());
-                            self.write_row(call, &OktaError::RateLimited(api), Some(&ex), &note)
+                            let retried = Disposition::Retried {
+                                label: format!("{kind} limit; retried"),
+                                detail: format!(
+                                    "{}, retrying in {:.1} s",
+                                    self.attempt_of(attempt, renewed_token),
+                                    wait.as_secs_f64()
+                                ),
+                            };
+                            self.record(call, &OktaError::RateLimited(api), Some(&ex), retried)
                                 .await;
                             retries += 1;
                             retry_for = ex.request_id.clone();
@@ -151,6 +165,9 @@ impl Inner {
                             delay_ms = delay.as_millis() as u64,
                             "Okta server error; retrying"
                         );
+                        let err = OktaError::Server(self.api_error(call, &ex));
+                        let retried = self.retried(attempt, renewed_token);
+                        self.record(call, &err, Some(&ex), retried).await;
                         retries += 1;
                         retry_for = ex.request_id.clone();
                         tokio::time::sleep(delay).await;
@@ -160,6 +177,8 @@ impl Inner {
                     return Err(self.fail(call, err, Some(&ex)).await);
                 }
                 Attempt::NoAnswer { timeout, reason } => {
+                    let method = call.method.to_string();
+                    let route = call.route.template;
                     if can_retry {
                         let delay = backoff_delay();
                         tracing::warn!(
@@ -168,12 +187,26 @@ impl Inner {
                             delay_ms = delay.as_millis() as u64,
                             "no answer from Okta; retrying"
                         );
+                        let err = if timeout {
+                            OktaError::Timeout {
+                                method,
+                                route,
+                                attempts: attempt,
+                            }
+                        } else {
+                            OktaError::Connection {
+                                method,
+                                route,
+                                attempts: attempt,
+                                reason,
+                            }
+                        };
+                        let retried = self.retried(attempt, renewed_token);
+                        self.record(call, &err, None, retried).await;
                         retries += 1;
                         tokio::time::sleep(delay).await;
                         continue;
                     }
-                    let method = call.method.to_string();
-                    let route = call.route.template;
                     let err = if timeout {
                         OktaError::Timeout {
                             method,
@@ -194,6 +227,8 @@ impl Inner {
                     if err.is_transient() && can_retry {
                         let delay = backoff_delay();
                         tracing::warn!(error = %err, "could not get an Okta access token; retrying");
+                        let retried = self.retried(attempt, renewed_token);
+                        self.record(call, &err, ex.as_ref(), retried).await;
                         retries += 1;
                         tokio::time::sleep(delay).await;
                         continue;
@@ -202,6 +237,21 @@ impl Inner {
                     return Err(self.fail(call, err, ex.as_ref()).await);
                 }
             }
+        }
+    }
+}
+
+impl Inner {
+    /// `attempt 2 of 4`: which attempt got the answer, of how many the call may make.
+    fn attempt_of(&self, attempt: u32, renewed_token: bool) -> String {
+        let most = self.tunables.max_retries + 1 + u32::from(renewed_token);
+        format!("attempt {attempt} of {most}")
+    }
+
+    fn retried(&self, attempt: u32, renewed_token: bool) -> Disposition {
+        Disposition::Retried {
+            label: "retried".into(),
+            detail: self.attempt_of(attempt, renewed_token),
         }
     }
 }

@@ -84,6 +84,32 @@ pub struct OktaSettings {
     #[arg(long = "okta-max-retries", env = "EFS_IAM_OKTA_MAX_RETRIES", default_value_t = 3,
           value_parser = clap::value_parser!(u32).range(0..=10), global = true)]
     pub max_retries: u32,
+
+    /// The secret Okta's event hook sends (its "Authentication secret"), at least 16
+    /// characters. Unset: `/hooks/okta/events` answers 404.
+    #[arg(long = "okta-event-hook-secret", env = "EFS_IAM_OKTA_EVENT_HOOK_SECRET",
+          value_parser = parse_hook_secret, hide_env_values = true, global = true)]
+    pub event_hook_secret: Option<SecretString>,
+
+    /// The header the event hook's secret comes in (its "Authentication field").
+    #[arg(long = "okta-event-hook-header", env = "EFS_IAM_OKTA_EVENT_HOOK_HEADER",
+          default_value = "Authorization", value_parser = parse_header_name, global = true)]
+    pub event_hook_header: String,
+}
+
+/// Never echoes the value.
+fn parse_hook_secret(raw: &str) -> Result<SecretString, String> {
+    if raw.trim().chars().count() < 16 {
+        return Err("must be at least 16 characters (Okta sends it verbatim in a header)".into());
+    }
+    Ok(SecretString::from(raw.to_owned()))
+}
+
+fn parse_header_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    axum::http::HeaderName::from_bytes(name.as_bytes())
+        .map(|_| name.to_ascii_lowercase())
+        .map_err(|_| "not an HTTP header name".into())
 }
 
 fn parse_org_url(raw: &str) -> Result<Url, String> {

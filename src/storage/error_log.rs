@@ -44,6 +44,14 @@ pub struct ErrorLogQuery {
 #[async_trait]
 pub trait ErrorLogStore: Send + Sync + 'static {
     async fn record_error(&self, entry: &NewErrorLogEntry) -> StorageResult<ErrorLogEntry>;
+    /// Rewrites a row's message and trace (a coalesced series of identical Okta errors
+    /// gets its count on its first row). `false` when the row is gone (purged).
+    async fn amend_error_log_entry(
+        &self,
+        id: i32,
+        message: &str,
+        trace: Option<&str>,
+    ) -> StorageResult<bool>;
     async fn error_log_entry(&self, id: i32) -> StorageResult<Option<ErrorLogEntry>>;
     /// Newest first.
     async fn query_error_log(&self, query: &ErrorLogQuery) -> StorageResult<Vec<ErrorLogEntry>>;
@@ -73,6 +81,26 @@ impl ErrorLogStore for SqlStore {
                 .bind(pool.last_insert_id(&res))
                 .fetch_one(pool)
                 .await?
+        }))
+    }
+
+    #[tracing::instrument(skip(self, message, trace), err(level = "warn"))]
+    async fn amend_error_log_entry(
+        &self,
+        id: i32,
+        message: &str,
+        trace: Option<&str>,
+    ) -> StorageResult<bool> {
+        let sql = "UPDATE iam_error_log SET message = ?, trace = ? WHERE id = ?";
+        Ok(on_dialect!(self, pool => {
+            sqlx::query(sql)
+                .bind(message)
+                .bind(trace)
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                > 0
         }))
     }
 

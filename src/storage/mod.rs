@@ -12,6 +12,7 @@
 //! | [`SyncJobStore`] | `efs_iam_sync_job`, `efs_iam_sync_job_item` |
 //! | [`LeaseStore`] | `efs_iam_sync_lock` |
 //! | [`ReconcileRunStore`] | `efs_iam_reconcile_run` |
+//! | [`OktaEventStore`] | `efs_iam_okta_event`, `efs_iam_okta_event_watermark` |
 //! | [`TokenStore`] | `iam_token_data`, or memcached ([`memcached`]) |
 //!
 //! [`SqlStore`] implements them all for MySQL/MariaDB and SQLite (see [`sql`]).
@@ -20,6 +21,7 @@
 pub mod error_log;
 pub mod leases;
 pub mod memcached;
+pub mod okta_events;
 pub mod portal_settings;
 pub mod reconcile_runs;
 pub mod session_tokens;
@@ -33,6 +35,9 @@ use chrono::NaiveDateTime;
 
 pub use error_log::{ErrorLogEntry, ErrorLogQuery, ErrorLogStore, NewErrorLogEntry};
 pub use leases::LeaseStore;
+pub use okta_events::{
+    Applied, NewOktaEvent, OktaEvent, OktaEventStats, OktaEventStore, ReferenceChange,
+};
 pub use portal_settings::{PortalSetting, PortalSettingsStore, SettingWrite};
 pub use reconcile_runs::{NewReconcileRun, ReconcileRun, ReconcileRunStore, RunOutcome};
 pub use session_tokens::{
@@ -55,8 +60,8 @@ pub use user_references::{
 /// Every contract at once, for code that works on the whole store (tests, tools).
 pub mod prelude {
     pub use super::{
-        DatabaseStatus, ErrorLogStore, LeaseStore, PortalSettingsStore, ReconcileRunStore,
-        SyncJobStore, TokenStore, UnassignmentQueueStore, UserReferenceStore,
+        DatabaseStatus, ErrorLogStore, LeaseStore, OktaEventStore, PortalSettingsStore,
+        ReconcileRunStore, SyncJobStore, TokenStore, UnassignmentQueueStore, UserReferenceStore,
     };
 }
 

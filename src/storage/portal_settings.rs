@@ -44,6 +44,12 @@ pub trait PortalSettingsStore: Send + Sync + 'static {
         portal: PortalId,
         entries: &[(SettingKey, Option<String>)],
     ) -> StorageResult<Vec<SettingWrite>>;
+    /// `key`'s value in every portal that has it (the newest row of each), by portal
+    /// id: which portal an Okta group belongs to, which portals are linked.
+    async fn settings_with_key(
+        &self,
+        key: &SettingKey,
+    ) -> StorageResult<Vec<(i32, Option<String>)>>;
     /// Removes every row of `key`; `None` when there was none, else the value removed
     /// (of the newest row).
     async fn delete_portal_setting(
@@ -82,6 +88,27 @@ impl PortalSettingsStore for SqlStore {
                 .fetch_optional(pool)
                 .await?
         }))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "warn"))]
+    async fn settings_with_key(
+        &self,
+        key: &SettingKey,
+    ) -> StorageResult<Vec<(i32, Option<String>)>> {
+        let sql = "SELECT portal_id, value FROM iam_portal_settings WHERE `key` = ? \
+                   ORDER BY portal_id, id";
+        let rows: Vec<(i32, Option<String>)> = on_dialect!(self, pool => {
+            sqlx::query_as(sql).bind(key.as_str()).fetch_all(pool).await?
+        });
+        // Legacy duplicates: the newest row of a portal wins.
+        let mut newest: Vec<(i32, Option<String>)> = Vec::new();
+        for (portal, value) in rows {
+            match newest.last_mut() {
+                Some(last) if last.0 == portal => last.1 = value,
+                _ => newest.push((portal, value)),
+            }
+        }
+        Ok(newest)
     }
 
     #[tracing::instrument(skip(self, entries), fields(keys = entries.len()), err(level = "warn"))]

@@ -472,7 +472,7 @@ impl SyncEngine {
                         Outcome::Linked,
                     )
                 }
-                Err(e) => return Err(SyncError::from_okta(e)),
+                Err(e) => return Err(SyncError::from_profile_write(e, profile)),
             },
         };
         if user.status == OktaUserStatus::Deprovisioned {
@@ -502,7 +502,7 @@ impl SyncEngine {
             Err(OktaError::ForbiddenState(_)) => Err(SyncError::Deprovisioned {
                 okta_user_id: user.id,
             }),
-            Err(e) => Err(SyncError::from_okta(e)),
+            Err(e) => Err(SyncError::from_profile_write(e, profile)),
         }
     }
 

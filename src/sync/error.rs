@@ -3,6 +3,7 @@
 //! ([`SyncErrorKind::slug`]) is also what batch job results and the error log record,
 //! so a user failed in a job reads the same as one failed by a single call.
 
+use super::profile::UserProfile;
 use crate::domain::FieldError;
 use crate::okta::OktaError;
 use crate::storage::StorageError;
@@ -19,10 +20,13 @@ pub enum SyncError {
     Deprovisioned { okta_user_id: String },
     #[error("Okta reports the login {login:?} as taken, but {reason}")]
     LoginConflict { login: String, reason: String },
+    /// `detail` is Okta's causes (or, without causes, its summary) as Okta wrote them;
+    /// `errors` has one entry per cause, naming a request field only where the cause
+    /// names one the request sent.
     #[error("Okta refused the profile: {detail}")]
     OktaValidation {
         detail: String,
-        fields: Vec<FieldError>,
+        errors: Vec<FieldError>,
     },
     #[error("Okta is unavailable: {0}")]
     OktaUnavailable(OktaError),
@@ -86,34 +90,85 @@ pub fn request_field(okta_field: &str) -> String {
     }
 }
 
+/// The request field an Okta cause is about, if the cause names one the request sent:
+/// a `<property>: <problem>` prefix naming a sent property, or a quoted attribute name
+/// (`Property name 'notValid' is not defined in profile`). Anything else names no
+/// field: the word after `Api validation failed:` is often Okta's object (`newUser`,
+/// `user`), not a property, so guessing from it points EFS-Admin at the wrong field.
+fn cause_field(cause: &str, sent: &UserProfile) -> Option<String> {
+    let sends = |okta_name: &str| {
+        matches!(okta_name, "login" | "email" | "firstName" | "lastName")
+            || sent.attributes.contains_key(okta_name)
+    };
+    if let Some((prefix, _)) = cause.split_once(':') {
+        let name = prefix.trim();
+        if sends(name) {
+            return Some(request_field(name));
+        }
+    }
+    quoted(cause)
+        .into_iter()
+        .find(|name| sent.attributes.contains_key(*name))
+        .map(request_field)
+}
+
+/// The texts between matching single or double quotes, in order. A quote right after a
+/// letter or digit is an apostrophe (`user's`), not an opening quote.
+fn quoted(text: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut pos = 0;
+    let mut prev: Option<char> = None;
+    while let Some(c) = text[pos..].chars().next() {
+        let opens = matches!(c, '\'' | '"') && !prev.is_some_and(char::is_alphanumeric);
+        pos += c.len_utf8();
+        prev = Some(c);
+        if opens {
+            let Some(len) = text[pos..].find(c) else {
+                break;
+            };
+            if len > 0 {
+                found.push(&text[pos..pos + len]);
+            }
+            pos += len + c.len_utf8();
+        }
+    }
+    found
+}
+
 impl SyncError {
-    /// Maps an adapter error. `NotFound` is left to the caller, which knows what was
-    /// looked for.
+    /// Maps an adapter error of a call that sent no profile. `NotFound` is left to the
+    /// caller, which knows what was looked for.
     pub fn from_okta(e: OktaError) -> Self {
+        Self::from_okta_answer(e, None)
+    }
+
+    /// Maps an adapter error of a call that sent `profile` (create, profile update), so
+    /// that Okta's causes can name the request's fields.
+    pub fn from_profile_write(e: OktaError, profile: &UserProfile) -> Self {
+        Self::from_okta_answer(e, Some(profile))
+    }
+
+    fn from_okta_answer(e: OktaError, sent: Option<&UserProfile>) -> Self {
         match e {
             OktaError::NotConfigured => Self::OktaNotConfigured,
             OktaError::Validation(ref api) => {
-                let mut fields: Vec<FieldError> = api
+                let mut errors: Vec<FieldError> = api
                     .causes
                     .iter()
-                    .filter_map(|c| c.split_once(':'))
-                    .filter(|(f, _)| api.fields().contains(&f.trim()))
-                    .map(|(f, m)| FieldError::new(request_field(f.trim()), m.trim()))
+                    .map(|cause| FieldError {
+                        field: sent.and_then(|p| cause_field(cause, p)),
+                        message: cause.clone(),
+                    })
                     .collect();
-                if fields.is_empty() {
-                    if let Some(f) = api.field() {
-                        fields.push(FieldError::new(request_field(f), api.summary.clone()));
-                    }
+                if errors.is_empty() {
+                    errors.push(FieldError::without_field(&api.summary));
                 }
-                if fields.is_empty() {
-                    fields.push(FieldError::new("profile", api.summary.clone()));
-                }
-                let detail = fields
+                let detail = errors
                     .iter()
-                    .map(|f| format!("{}: {}", f.field, f.message))
+                    .map(|e| e.message.as_str())
                     .collect::<Vec<_>>()
                     .join("; ");
-                Self::OktaValidation { detail, fields }
+                Self::OktaValidation { detail, errors }
             }
             e if e.is_transient() => Self::OktaUnavailable(e),
             OktaError::Auth(_) => Self::OktaAuth(e),
@@ -154,10 +209,11 @@ impl SyncError {
         }
     }
 
-    /// The request fields at fault, when the problem is about the profile.
-    pub fn fields(&self) -> Vec<FieldError> {
+    /// What is wrong with the request's profile, each naming its field where one is
+    /// known, when the problem is about the profile.
+    pub fn errors(&self) -> Vec<FieldError> {
         match self {
-            Self::OktaValidation { fields, .. } => fields.clone(),
+            Self::OktaValidation { errors, .. } => errors.clone(),
             Self::LoginConflict { .. } => {
                 vec![FieldError::new("login", "taken by another Okta user")]
             }
@@ -165,10 +221,11 @@ impl SyncError {
         }
     }
 
-    /// The profile field at fault, for job item results.
+    /// The first request field at fault, for job item results (whose `detail` carries
+    /// every cause); `None` when no cause names a field the request sent.
     pub fn field(&self) -> Option<&str> {
         match self {
-            Self::OktaValidation { fields, .. } => fields.first().map(|f| f.field.as_str()),
+            Self::OktaValidation { errors, .. } => errors.iter().find_map(|e| e.field.as_deref()),
             Self::LoginConflict { .. } => Some("login"),
             _ => None,
         }
@@ -187,6 +244,7 @@ impl SyncError {
 mod tests {
     use super::*;
     use crate::okta::OktaApiError;
+    use serde_json::json;
 
     fn validation(summary: &str, causes: &[&str]) -> OktaError {
         OktaError::Validation(Box::new(OktaApiError {
@@ -202,29 +260,107 @@ mod tests {
         }))
     }
 
-    #[test]
-    fn okta_fields_become_request_fields() {
-        let e = SyncError::from_okta(validation(
-            "Api validation failed: email",
-            &[
-                "email: Does not match required pattern",
-                "firstName: The field cannot be left blank",
-                "countryCode: The field is too long",
-            ],
-        ));
-        assert_eq!(e.slug(), "okta-validation-failed");
-        let fields = e.fields();
-        let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
-        assert_eq!(names, ["email", "first_name", "attributes.countryCode"]);
-        assert_eq!(fields[0].message, "Does not match required pattern");
-        assert!(e
-            .to_string()
-            .contains("email: Does not match required pattern"));
+    fn sent(attributes: serde_json::Value) -> UserProfile {
+        UserProfile {
+            login: "a@example.com".into(),
+            email: "a@example.com".into(),
+            first_name: "Ada".into(),
+            last_name: "Lovelace".into(),
+            attributes: attributes.as_object().unwrap().clone(),
+        }
+    }
+
+    fn entries(e: &SyncError) -> Vec<(Option<&str>, &str)> {
+        match e {
+            SyncError::OktaValidation { errors, .. } => errors
+                .iter()
+                .map(|e| (e.field.as_deref(), e.message.as_str()))
+                .collect(),
+            other => panic!("not a validation error: {other:?}"),
+        }
     }
 
     #[test]
-    fn a_summary_without_causes_still_names_the_field() {
-        let e = SyncError::from_okta(validation("Api validation failed: lastName", &[]));
-        assert_eq!(e.fields()[0].field, "last_name");
+    fn prefixed_causes_name_the_request_fields_they_were_sent_as() {
+        let e = SyncError::from_profile_write(
+            validation(
+                "Api validation failed: email",
+                &[
+                    "email: Does not match required pattern",
+                    "firstName: The field cannot be left blank",
+                    "countryCode: The field is too long",
+                    "city: The field is too long",
+                ],
+            ),
+            &sent(json!({"countryCode": "DEU"})),
+        );
+        assert_eq!(e.slug(), "okta-validation-failed");
+        assert_eq!(
+            entries(&e),
+            [
+                (Some("email"), "email: Does not match required pattern"),
+                (
+                    Some("first_name"),
+                    "firstName: The field cannot be left blank"
+                ),
+                (
+                    Some("attributes.countryCode"),
+                    "countryCode: The field is too long"
+                ),
+                (None, "city: The field is too long"),
+            ],
+            "causes verbatim; city was not sent"
+        );
+        assert_eq!(e.field(), Some("email"));
+        assert!(e
+            .to_string()
+            .starts_with("Okta refused the profile: email: Does not match required pattern; "));
+    }
+
+    #[test]
+    fn a_quoted_property_names_a_field_only_when_the_request_sent_it() {
+        let cause = "Property name 'notValid' is not defined in profile";
+        let okta = || validation("Api validation failed: newUser", &[cause]);
+        let e = SyncError::from_profile_write(okta(), &sent(json!({"notValid": "x"})));
+        assert_eq!(entries(&e), [(Some("attributes.notValid"), cause)]);
+        assert_eq!(e.to_string(), format!("Okta refused the profile: {cause}"));
+        let e = SyncError::from_profile_write(okta(), &sent(json!({"department": "x"})));
+        assert_eq!(entries(&e), [(None, cause)]);
+        assert_eq!(e.field(), None);
+        let double = "Property name \"notValid\" is not defined in profile";
+        let e = SyncError::from_profile_write(
+            validation("Api validation failed: user", &[double]),
+            &sent(json!({"notValid": 1})),
+        );
+        assert_eq!(entries(&e), [(Some("attributes.notValid"), double)]);
+    }
+
+    #[test]
+    fn the_summary_is_never_taken_for_a_field() {
+        let e = SyncError::from_profile_write(
+            validation("Api validation failed: lastName", &[]),
+            &sent(json!({})),
+        );
+        assert_eq!(entries(&e), [(None, "Api validation failed: lastName")]);
+        let e = SyncError::from_okta(validation(
+            "Api validation failed: login",
+            &["login: Username must be in the form of an email address"],
+        ));
+        assert_eq!(
+            entries(&e),
+            [(
+                None,
+                "login: Username must be in the form of an email address"
+            )],
+            "a call that sent no profile has no request field to name"
+        );
+    }
+
+    #[test]
+    fn quoted_texts_are_found_in_order() {
+        let found = quoted(r#"a 'b' "c" 'd"e' '' 'f"#);
+        assert_eq!(found, ["b", "c", "d\"e"]);
+        let found = quoted("the user's 'notValid' property");
+        assert_eq!(found, ["notValid"]);
     }
 }

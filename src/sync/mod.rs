@@ -8,6 +8,7 @@
 //! - [`unassignments`]: the worker draining the unassignment queue;
 //! - [`jobs`]: the worker running batch sync jobs;
 //! - [`reconcile_runs`]: the worker running reconciliations;
+//! - [`okta_events`]: the worker applying Okta Event Hook deliveries;
 //! - [`runtime`]: the loop, health and shutdown of those workers;
 //! - [`service`]: one instance's sync machinery, and what the HTTP layer calls.
 
@@ -15,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod jobs;
 pub mod lock;
+pub mod okta_events;
 pub mod profile;
 pub mod reconcile;
 pub mod reconcile_runs;
@@ -26,6 +28,7 @@ pub mod unassignments;
 pub use engine::{Deprovision, DeprovisionOutcome, Outcome, SyncEngine, UserSync};
 pub use error::{SyncError, SyncErrorKind};
 pub use jobs::{JobStep, JobWorker};
+pub use okta_events::{EventStep, OktaEventWorker};
 pub use profile::UserProfile;
 pub use reconcile_runs::{ReconcileStep, ReconcileWorker};
 pub use runtime::{WorkerExit, WorkerHealthSnapshot};
@@ -36,8 +39,8 @@ pub use settings::SyncSettings;
 pub use unassignments::{MissingGroup, UnassignmentStep, UnassignmentWorker};
 
 use crate::storage::{
-    ErrorLogStore, LeaseStore, PortalSettingsStore, ReconcileRunStore, SyncJobStore,
-    UnassignmentQueueStore, UserReferenceStore,
+    ErrorLogStore, LeaseStore, OktaEventStore, PortalSettingsStore, ReconcileRunStore,
+    SyncJobStore, UnassignmentQueueStore, UserReferenceStore,
 };
 
 pub use crate::domain::OKTA_GROUP_ID as GROUP_SETTING;
@@ -52,6 +55,7 @@ pub trait SyncStorage:
     + UnassignmentQueueStore
     + SyncJobStore
     + ReconcileRunStore
+    + OktaEventStore
 {
 }
 
@@ -63,5 +67,6 @@ impl<S> SyncStorage for S where
         + UnassignmentQueueStore
         + SyncJobStore
         + ReconcileRunStore
+        + OktaEventStore
 {
 }

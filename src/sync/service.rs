@@ -21,16 +21,19 @@ use tokio_util::task::TaskTracker;
 use utoipa::ToSchema;
 
 use super::jobs::JobWorker;
+use super::okta_events::OktaEventWorker;
+use super::reconcile::ReconcileReport;
 use super::reconcile_runs::ReconcileWorker;
 use super::runtime::{
     run_loop, LoopConfig, Step, WorkerExit, WorkerHealth, WorkerHealthSnapshot, Workers,
 };
 use super::unassignments::{MissingGroup, UnassignmentWorker};
 use super::{SyncEngine, SyncError, SyncSettings, SyncStorage};
-use crate::domain::PortalId;
+use crate::domain::{PortalId, SettingKey};
 use crate::okta::{OktaClient, OktaStatus};
 use crate::storage::{
-    now, JobStats, NewReconcileRun, NewSyncJob, NewSyncJobItem, NewUnassignment, QueueStats,
+    now, JobStats, NewOktaEvent, NewReconcileRun, NewSyncJob, NewSyncJobItem, NewUnassignment,
+    OktaEventStats, OktaEventStore, PortalSettingsStore, QueueStats, ReconcileRun,
     ReconcileRunStore, RequeueOutcome, StorageError, SyncJobStore, UnassignmentCounts,
     UnassignmentQueueStore,
 };
@@ -61,16 +64,25 @@ pub enum WorkerKind {
     Jobs,
     /// Runs reconciliations.
     Reconciliations,
+    /// Applies Okta Event Hook deliveries (needs no Okta credentials: it only reads
+    /// what Okta sent and changes references).
+    OktaEvents,
 }
 
 impl WorkerKind {
-    pub const ALL: [WorkerKind; 3] = [Self::Unassignments, Self::Jobs, Self::Reconciliations];
+    pub const ALL: [WorkerKind; 4] = [
+        Self::Unassignments,
+        Self::Jobs,
+        Self::Reconciliations,
+        Self::OktaEvents,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Unassignments => "unassignments",
             Self::Jobs => "sync-jobs",
             Self::Reconciliations => "reconciliations",
+            Self::OktaEvents => "okta-events",
         }
     }
 }
@@ -95,6 +107,9 @@ struct Loop {
     health: Arc<WorkerHealth>,
     /// A background drain started by a trigger is going.
     draining: Arc<AtomicBool>,
+    /// A trigger came while a drain was going: it passes once more before it ends, so
+    /// work stored just after its last claim is not left waiting.
+    again: Arc<AtomicBool>,
 }
 
 /// `/sync/status` in one piece.
@@ -108,8 +123,25 @@ pub struct SyncStatusReport {
     pub unassignment_worker: WorkerHealthSnapshot,
     pub job_worker: WorkerHealthSnapshot,
     pub reconcile_worker: WorkerHealthSnapshot,
+    pub okta_event_worker: WorkerHealthSnapshot,
+    pub okta_events: OktaEventStats,
+    pub reconciliation: ReconciliationStatus,
     /// Portals whose `okta_group_id` names no group Okta has, as this instance last saw.
     pub missing_groups: Vec<MissingGroup>,
+}
+
+/// The schedule, and what the latest run of each linked portal found.
+#[derive(Debug, Clone, Default)]
+pub struct ReconciliationStatus {
+    /// `EFS_IAM_RECONCILE_INTERVAL`; zero when the schedule is off.
+    pub interval: Duration,
+    pub linked_portals: usize,
+    /// Latest runs (of linked portals) that found drift, at most 100.
+    pub drift: Vec<(ReconcileRun, ReconcileReport)>,
+    /// Latest runs that failed, at most 100.
+    pub failed: Vec<ReconcileRun>,
+    /// How many latest runs found drift (the list above may be cut).
+    pub portals_with_drift: usize,
 }
 
 /// A batch job as submitted.
@@ -124,12 +156,15 @@ pub struct SyncService {
     queue: Arc<dyn UnassignmentQueueStore>,
     jobs_store: Arc<dyn SyncJobStore>,
     runs: Arc<dyn ReconcileRunStore>,
+    events_store: Arc<dyn OktaEventStore>,
+    portal_settings: Arc<dyn PortalSettingsStore>,
     okta: Option<OktaClient>,
     engine: Option<Arc<SyncEngine>>,
     unassignments: Option<Arc<UnassignmentWorker>>,
     jobs: Option<Arc<JobWorker>>,
     reconciles: Option<Arc<ReconcileWorker>>,
-    loops: [Loop; 3],
+    okta_events: Arc<OktaEventWorker>,
+    loops: [Loop; 4],
     cancel: CancellationToken,
     probe: tokio::sync::Mutex<Option<(Instant, ProbeResult)>>,
     /// The loops, once started.
@@ -181,12 +216,21 @@ impl SyncService {
                 cancel.clone(),
             ))
         });
+        let okta_events = Arc::new(OktaEventWorker::new(
+            &store,
+            settings.clone(),
+            instance_id.clone(),
+            cancel.clone(),
+        ));
         Self {
             settings,
             instance_id,
+            okta_events,
             queue: store.clone(),
             jobs_store: store.clone(),
-            runs: store,
+            runs: store.clone(),
+            portal_settings: store.clone(),
+            events_store: store,
             okta,
             engine,
             unassignments,
@@ -222,6 +266,10 @@ impl SyncService {
         self.reconciles.as_ref().ok_or(SyncError::OktaNotConfigured)
     }
 
+    pub fn okta_event_worker(&self) -> &Arc<OktaEventWorker> {
+        &self.okta_events
+    }
+
     fn plumbing(&self, kind: WorkerKind) -> &Loop {
         &self.loops[kind as usize]
     }
@@ -244,6 +292,13 @@ impl SyncService {
             return;
         }
         let mut workers = Workers::new(self.cancel.clone());
+        if self.settings.worker {
+            let e = self.okta_events.clone();
+            self.spawn_loop(&mut workers, WorkerKind::OktaEvents, move || {
+                let w = e.clone();
+                async move { w.run_once().await }
+            });
+        }
         if !self.settings.worker {
             tracing::info!("sync workers switched off (EFS_IAM_SYNC_WORKER=false)");
         } else if let (Some(u), Some(j), Some(r)) = (
@@ -326,48 +381,69 @@ impl SyncService {
     /// where no loop runs here, starts one background drain. Never waits for the work.
     pub fn trigger(&self, kind: WorkerKind) -> Result<Triggered, SyncError> {
         let plumbing = self.plumbing(kind);
-        if self.workers_enabled() {
+        let needs_okta = kind != WorkerKind::OktaEvents;
+        if self.settings.worker && (self.okta.is_some() || !needs_okta) {
             plumbing.wake.notify_one();
             return Ok(Triggered::Woken);
         }
-        if self.okta.is_none() {
+        if needs_okta && self.okta.is_none() {
             return Err(SyncError::OktaNotConfigured);
         }
-        if self.cancel.is_cancelled()
-            || plumbing
-                .draining
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
+        if self.cancel.is_cancelled() {
+            return Ok(Triggered::AlreadyRunning);
+        }
+        // Set before looking at `draining`: a drain that is ending either sees it and
+        // passes again, or has cleared `draining` already and this starts a new one.
+        plumbing.again.store(true, Ordering::SeqCst);
+        if plumbing
+            .draining
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
         {
             return Ok(Triggered::AlreadyRunning);
         }
+        let again = plumbing.again.clone();
         let draining = plumbing.draining.clone();
         let health = plumbing.health.clone();
         let cancel = self.cancel.clone();
-        let (u, j, r) = (
+        let (u, j, r, e) = (
             self.unassignments.clone(),
             self.jobs.clone(),
             self.reconciles.clone(),
+            self.okta_events.clone(),
         );
         self.drains.spawn(async move {
-            let _done = ClearOnDrop(draining);
-            let outcome = match kind {
-                WorkerKind::Unassignments => match u {
-                    Some(w) => w.drain(ON_DEMAND_MAX_ROWS).await.map(drop),
-                    None => Ok(()),
-                },
-                WorkerKind::Jobs => match j {
-                    Some(w) => drain_steps(&cancel, || w.run_once()).await,
-                    None => Ok(()),
-                },
-                WorkerKind::Reconciliations => match r {
-                    Some(w) => drain_steps(&cancel, || w.run_once()).await,
-                    None => Ok(()),
-                },
-            };
-            health.record(outcome.as_ref().err().map(|e| e.to_string()));
-            if let Err(e) = outcome {
-                tracing::warn!(worker = kind.name(), error = %e, "background drain failed");
+            let _done = ClearOnDrop(draining.clone());
+            loop {
+                again.store(false, Ordering::SeqCst);
+                let outcome = match kind {
+                    WorkerKind::Unassignments => match &u {
+                        Some(w) => w.drain(ON_DEMAND_MAX_ROWS).await.map(drop),
+                        None => Ok(()),
+                    },
+                    WorkerKind::Jobs => match &j {
+                        Some(w) => drain_steps(&cancel, || w.run_once()).await,
+                        None => Ok(()),
+                    },
+                    WorkerKind::Reconciliations => match &r {
+                        Some(w) => drain_steps(&cancel, || w.run_once()).await,
+                        None => Ok(()),
+                    },
+                    WorkerKind::OktaEvents => drain_steps(&cancel, || e.run_once()).await,
+                };
+                health.record(outcome.as_ref().err().map(|e| e.to_string()));
+                if let Err(e) = outcome {
+                    tracing::warn!(worker = kind.name(), error = %e, "background drain failed");
+                }
+                draining.store(false, Ordering::SeqCst);
+                let rerun = again.load(Ordering::SeqCst)
+                    && !cancel.is_cancelled()
+                    && draining
+                        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok();
+                if !rerun {
+                    break;
+                }
             }
         });
         Ok(Triggered::Started)
@@ -451,6 +527,20 @@ impl SyncService {
         Ok(id)
     }
 
+    /// Stores an Okta Event Hook delivery's events (an event stored before is skipped)
+    /// and triggers their worker; how many were new.
+    pub async fn accept_okta_events(&self, events: &[NewOktaEvent]) -> Result<u64, StorageError> {
+        let stored = self.events_store.store_okta_events(events, now()).await?;
+        metrics::counter!("efs_iam_okta_event_deliveries_total").increment(1);
+        metrics::counter!("efs_iam_okta_events_received_total", "new" => "true").increment(stored);
+        metrics::counter!("efs_iam_okta_events_received_total", "new" => "false")
+            .increment(events.len() as u64 - stored);
+        if let Err(e) = self.trigger(WorkerKind::OktaEvents) {
+            tracing::warn!(error = %e, "stored Okta events, but no worker could be triggered");
+        }
+        Ok(stored)
+    }
+
     /// Wakes this instance's loop of `kind`, if it runs (new work for it was stored).
     fn wake(&self, kind: WorkerKind) {
         self.plumbing(kind).wake.notify_one();
@@ -512,12 +602,57 @@ impl SyncService {
             unassignment_worker: self.health(WorkerKind::Unassignments),
             job_worker: self.health(WorkerKind::Jobs),
             reconcile_worker: self.health(WorkerKind::Reconciliations),
+            okta_event_worker: self.health(WorkerKind::OktaEvents),
+            okta_events: self.events_store.okta_event_stats().await?,
+            reconciliation: self.reconciliation_status().await?,
             missing_groups: self
                 .unassignments
                 .as_ref()
                 .map(|w| w.missing_groups())
                 .unwrap_or_default(),
         })
+    }
+}
+
+impl SyncService {
+    async fn reconciliation_status(&self) -> Result<ReconciliationStatus, StorageError> {
+        let key = SettingKey::parse(super::GROUP_SETTING).expect("a valid key");
+        let linked: Vec<i32> = self
+            .portal_settings
+            .settings_with_key(&key)
+            .await?
+            .into_iter()
+            .filter(|(_, v)| v.as_deref().is_some_and(|v| !v.trim().is_empty()))
+            .map(|(p, _)| p)
+            .collect();
+        let mut status = ReconciliationStatus {
+            interval: self.settings.reconcile_interval,
+            linked_portals: linked.len(),
+            ..Default::default()
+        };
+        for run in self.runs.latest_reconcile_runs(&linked).await? {
+            match run.state.as_str() {
+                "failed" if status.failed.len() < 100 => status.failed.push(run),
+                "succeeded" => {
+                    let Some(report) = run
+                        .report
+                        .as_deref()
+                        .and_then(|r| serde_json::from_str::<ReconcileReport>(r).ok())
+                    else {
+                        continue;
+                    };
+                    let c = &report.counts;
+                    if c.missing_members + c.extra_members + c.stale_references > 0 {
+                        status.portals_with_drift += 1;
+                        if status.drift.len() < 100 {
+                            status.drift.push((run, report));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(status)
     }
 }
 

@@ -63,6 +63,13 @@ pub struct SyncSettings {
           value_parser = parse_instance_id, global = true)]
     pub instance_id: Option<String>,
 
+    /// How often every linked portal (one with `okta_group_id`) is reconciled with its
+    /// Okta group, by one instance at a time; `0` switches the schedule off. A run
+    /// reports drift, or repairs it where the portal's `reconcile_mode` is `repair`.
+    #[arg(long = "reconcile-interval", env = "EFS_IAM_RECONCILE_INTERVAL", default_value = "6h",
+          value_parser = parse_interval, global = true)]
+    pub reconcile_interval: Duration,
+
     /// Activate users efs-iam creates in Okta (`activate=true`: Okta emails an
     /// activation link, as Okta's own API default does); `false` creates them STAGED,
     /// without email.
@@ -75,6 +82,18 @@ fn parse_lease(raw: &str) -> Result<Duration, String> {
     let d = parse_duration(raw)?;
     if d < Duration::from_secs(1) {
         return Err("must be at least 1s (leases are stored in whole seconds)".into());
+    }
+    Ok(d)
+}
+
+/// A duration of at least 1 s, or `0` for off.
+fn parse_interval(raw: &str) -> Result<Duration, String> {
+    if raw.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let d = parse_duration(raw)?;
+    if d < Duration::from_secs(1) {
+        return Err("must be 0 (off) or at least 1s".into());
     }
     Ok(d)
 }

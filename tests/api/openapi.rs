@@ -129,3 +129,32 @@ async fn documented_problems_match_the_problem_table() {
     }
     assert!(named >= 10, "only {named} problem types named in responses");
 }
+
+/// Two answers that share a schema name would silently share a schema in the
+/// document: each 202 of a trigger names its own body.
+#[test]
+fn each_accepted_answer_documents_its_own_body() {
+    let spec: serde_json::Value = serde_json::to_value(efs_iam::http::openapi()).unwrap();
+    let body_of = |path: &str| {
+        let reference = spec["paths"][path]["post"]["responses"]["202"]["content"]
+            ["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        spec["components"]["schemas"][&reference]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let reconcile = body_of("/sync/portals/{portal_id}/reconcile");
+    assert!(reconcile.contains(&"run_id".to_owned()), "{reconcile:?}");
+    let run = body_of("/sync/unassignments/run");
+    assert!(run.contains(&"triggered".to_owned()), "{run:?}");
+    let job = body_of("/sync/portals/{portal_id}/users");
+    assert!(job.contains(&"job_id".to_owned()), "{job:?}");
+}

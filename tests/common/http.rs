@@ -55,8 +55,8 @@ pub async fn read(res: Response) -> (StatusCode, Value) {
     (status, value)
 }
 
-/// Asserts a problem document of the given status and type slug; returns the fields
-/// it names.
+/// Asserts a problem document of the given status and type slug; returns the field of
+/// each entry of `errors`, `""` for an entry that names none.
 #[track_caller]
 pub fn assert_problem(
     got: &(reqwest::StatusCode, serde_json::Value),
@@ -79,7 +79,7 @@ pub fn assert_problem(
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|e| e["field"].as_str().unwrap().to_owned())
+                .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
                 .collect()
         })
         .unwrap_or_default()

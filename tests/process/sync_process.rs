@@ -252,7 +252,12 @@ async fn kill_9_of_one_of_two_instances_its_rows_are_finished_by_the_other() {
     stopped.sort();
     assert_eq!(
         stopped,
-        ["reconciliations", "sync-jobs", "unassignments"],
+        [
+            "okta-events",
+            "reconciliations",
+            "sync-jobs",
+            "unassignments"
+        ],
         "each worker's exit is reported"
     );
 }

@@ -33,6 +33,11 @@ impl Api for SyncApp {
 }
 
 impl SyncApp {
+    /// The absolute URL of a path outside `/api/v1` (`/hooks/…`, `/health/…`).
+    pub fn root_url(&self, path: &str) -> String {
+        format!("{}{path}", self.running.address)
+    }
+
     /// Sets the portal's Okta group.
     pub async fn link_portal(&self, portal: i32, group: &str) {
         let (status, body) = self
@@ -81,7 +86,9 @@ pub fn settings(db: &TestDb, okta: Option<&FakeOkta>) -> Settings {
     }
     s.sync.worker = false;
     s.sync.poll_interval = Duration::from_millis(100);
-    s.sync.lease = Duration::from_secs(2);
+    // Long enough that a loaded CI machine does not lose a lease mid-step; tests of
+    // expiry set their own.
+    s.sync.lease = Duration::from_secs(10);
     s.sync.backoff_base = Duration::from_secs(1);
     s.sync.backoff_max = Duration::from_secs(2);
     s

@@ -124,6 +124,61 @@ async fn transient_failures_are_retried_with_backoff() {
     assert_eq!(done["items"][0]["attempts"], 2);
 }
 
+/// A batch item refused by Okta reads like the single sync: its detail has Okta's cause
+/// verbatim, and its `field` is there only when the cause names a field the item sent.
+#[tokio::test]
+async fn okta_s_causes_reach_job_items_naming_only_fields_the_item_sent() {
+    let db = TestDb::sqlite().await;
+    let okta = fake_okta().await;
+    let group = okta.create_group("Schema portal");
+    let app = spawn(&db, Some(&okta), |_| {}).await;
+    app.link_portal(5, &group).await;
+    let cause = "Property name 'notValid' is not defined in profile";
+    let item_error = |attributes: Value| {
+        let app = &app;
+        async move {
+            let mut body = batch(1..=1);
+            body["users"][0]["attributes"] = attributes;
+            let (status, accepted) = app.post("/sync/portals/5/users", body).await;
+            assert_eq!(status, 202, "{accepted}");
+            drain_jobs(app, 5).await;
+            let job = accepted["job_id"].as_str().unwrap();
+            let (_, done) = app.get(&format!("/sync/jobs/{job}")).await;
+            assert_eq!(done["items"][0]["state"], "failed", "{done}");
+            done["items"][0]["error"].clone()
+        }
+    };
+
+    let sent = item_error(json!({"notValid": "x"})).await;
+    assert_eq!(
+        sent,
+        json!({
+            "type": "okta-validation-failed",
+            "detail": format!("Okta refused the profile: {cause}"),
+            "field": "attributes.notValid",
+        })
+    );
+
+    // Okta's recorded answer to an item that sent no such attribute: no field.
+    okta.inject(Fault::new(
+        "POST",
+        "/api/v1/users",
+        FaultKind::Response {
+            status: 400,
+            body: json!({"errorCode": "E0000001", "errorSummary": "Api validation failed: newUser",
+                         "errorCauses": [{"errorSummary": cause}]}),
+        },
+    ));
+    let not_sent = item_error(json!({"department": "R&D"})).await;
+    assert_eq!(
+        not_sent,
+        json!({
+            "type": "okta-validation-failed",
+            "detail": format!("Okta refused the profile: {cause}"),
+        })
+    );
+}
+
 /// An instance claims part of a job and dies; after a restart (another instance on the
 /// same database) the job resumes and completes, each user synced once.
 #[tokio::test]

@@ -8,6 +8,7 @@ mod common;
 mod helpers;
 mod jobs;
 mod okta_adapter;
+mod okta_events;
 mod portals;
 mod reconcile;
 mod status;

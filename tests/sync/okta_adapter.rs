@@ -257,6 +257,7 @@ async fn a_duplicate_login_is_recognised_and_logged() {
         "{message}"
     );
     assert!(message.contains("already exists"), "{message}");
+    assert!(message.ends_with(" [final]"), "{message}");
     let trace = row.trace.as_deref().unwrap();
     assert!(
         trace.starts_with("POST /api/v1/users?activate=false"),
@@ -286,6 +287,60 @@ async fn a_bad_profile_is_a_validation_error_naming_the_field() {
     assert!(err
         .to_string()
         .contains("email: Does not match required pattern"));
+}
+
+/// Okta's answer to a property its profile schema lacks (recorded from real Okta):
+/// the summary names the object (`newUser`), only the cause names the property. The
+/// adapter keeps the cause verbatim and does not take the summary's word for a field.
+#[tokio::test]
+async fn an_undefined_profile_property_is_refused_with_okta_s_cause() {
+    let e = env().await;
+    let mut bad = profile("schema@example.com");
+    bad.extra.insert("notValid".into(), json!("x"));
+    let err = e
+        .okta
+        .create_user(&bad, Activation::Stage)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OktaError::Validation(_)), "{err:?}");
+    let api = err.api_error().unwrap();
+    assert_eq!(
+        (api.status, api.error_code.as_str(), api.summary.as_str()),
+        (400, "E0000001", "Api validation failed: newUser")
+    );
+    assert_eq!(
+        api.causes,
+        ["Property name 'notValid' is not defined in profile"]
+    );
+    assert_eq!(err.validation_field(), None, "newUser is no field");
+
+    // The same on update, where Okta calls the object `user`.
+    let id = e.seed_user("schema@example.com");
+    let mut update = ProfileUpdate::default();
+    update.extra.insert("notValid".into(), json!("x"));
+    let err = e.okta.update_user_profile(&id, &update).await.unwrap_err();
+    let api = err.api_error().unwrap();
+    assert_eq!(api.summary, "Api validation failed: user");
+    assert_eq!(
+        api.causes,
+        ["Property name 'notValid' is not defined in profile"]
+    );
+
+    // Once the org's schema has it, Okta takes it.
+    e.fake.define_profile_attribute("notValid");
+    let updated = e.okta.update_user_profile(&id, &update).await.unwrap();
+    assert_eq!(updated.profile.extra["notValid"], "x");
+
+    let rows = e.errors().await;
+    let messages: Vec<&str> = rows.iter().map(|r| r.message.as_deref().unwrap()).collect();
+    assert_eq!(
+        messages,
+        [
+            "Api validation failed: user (Property name 'notValid' is not defined in profile) [final]",
+            "Api validation failed: newUser (Property name 'notValid' is not defined in profile) [final]",
+        ],
+        "every cause verbatim, marked final"
+    );
 }
 
 #[tokio::test]
@@ -494,6 +549,20 @@ async fn a_wrong_api_token_is_an_auth_error_that_shows_no_secret() {
     let stored = format!("{:?}", rows[0]);
     assert!(!stored.contains(SECRET), "{stored}");
     assert!(e.okta.status().last_auth_failure.is_some());
+    // Repeated, the refusals are counted on that row, which holds no secret either.
+    for _ in 0..2 {
+        assert!(e.okta.get_user(&id).await.is_err());
+    }
+    e.okta.flush_error_log().await;
+    let rows = e.errors().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0]
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("[final; ×3 within 60 s"));
+    let stored = format!("{rows:?}");
+    assert!(!stored.contains(SECRET), "{stored}");
 }
 
 #[tokio::test]
@@ -580,7 +649,16 @@ async fn a_revoked_token_is_renewed_once_on_401() {
         e.okta.last_auth_failure().is_none(),
         "recovered, not a failure"
     );
-    assert!(e.errors().await.is_empty());
+    let rows = e.errors().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].status_code, rows[0].error_code.as_str()),
+        (401, "E0000011")
+    );
+    assert_eq!(
+        rows[0].message.as_deref(),
+        Some("Invalid token provided [retried with a new access token (attempt 1)]")
+    );
 }
 
 #[tokio::test]
@@ -632,10 +710,30 @@ async fn a_second_401_after_renewal_is_an_auth_error() {
     let failure = e.okta.last_auth_failure().expect("remembered");
     assert_eq!(failure.error_code, "E0000011");
     let rows = e.errors().await;
-    assert_eq!(rows.len(), 1);
+    let logged: Vec<(i16, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.status_code,
+                r.error_code.as_str(),
+                r.message.as_deref().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(
-        (rows[0].status_code, rows[0].error_code.as_str()),
-        (401, "E0000011")
+        logged,
+        [
+            (
+                401,
+                "E0000011",
+                "Invalid token provided [final (gave up after 2 attempts)]"
+            ),
+            (
+                401,
+                "E0000011",
+                "Invalid token provided [retried with a new access token (attempt 1)]"
+            ),
+        ]
     );
 }
 
@@ -752,24 +850,38 @@ async fn a_429_storm_is_waited_out_using_the_reset_header() {
         );
     }
 
+    // Five identical 429s in one window: one row, written at once, which gets the
+    // count when the window closes (here: flushed).
     let rows = e.errors().await;
-    let rate_rows: Vec<&ErrorLogEntry> = rows.iter().filter(|r| r.status_code == 429).collect();
-    assert_eq!(
-        rate_rows.len(),
-        refused.len(),
-        "one row per 429 although all recovered"
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let first_message = rows[0].message.clone().unwrap();
+    assert!(
+        first_message.starts_with(
+            "API call exceeded rate limit due to too many requests. [rate limit; retried (attempt 1 of 4, retrying in "
+        ),
+        "{first_message}"
     );
-    assert_eq!(rows.len(), rate_rows.len());
-    for row in &rate_rows {
-        assert_eq!(row.error_code, "E0000047");
-        assert!(row.message.as_deref().unwrap().contains("retrying in"));
-        let trace = row.trace.as_deref().unwrap();
-        assert!(trace.contains("rate limit: limit=6 remaining=0"), "{trace}");
-        assert!(
-            refused.iter().any(|r| trace.contains(&r.request_id)),
-            "{trace}"
-        );
-    }
+    e.okta.flush_error_log().await;
+    let rows = e.errors().await;
+    assert_eq!(rows.len(), 1, "still one row: {rows:?}");
+    let row = &rows[0];
+    assert_eq!(
+        (row.status_code, row.error_code.as_str()),
+        (429, "E0000047")
+    );
+    let trace = row.trace.as_deref().unwrap();
+    assert!(trace.contains("rate limit: limit=6 remaining=0"), "{trace}");
+    assert!(
+        refused.iter().any(|r| trace.contains(&r.request_id)),
+        "{trace}"
+    );
+    let count_message = row.message.as_deref().unwrap();
+    assert!(
+        count_message.starts_with(
+            "API call exceeded rate limit due to too many requests. [rate limit; retried; ×5 within 60 s from "
+        ),
+        "{count_message}"
+    );
     let status = e.okta.status();
     let bucket = status
         .buckets
@@ -987,7 +1099,25 @@ async fn a_500_is_retried_with_okta_retry_headers() {
         requests[1].header("x-okta-retry-for"),
         Some(requests[0].request_id.as_str())
     );
-    assert!(e.errors().await.is_empty(), "recovered 5xx are not logged");
+    let rows = e.errors().await;
+    assert_eq!(
+        rows.len(),
+        1,
+        "a 500 is an error received from Okta, even when overcome"
+    );
+    assert_eq!(
+        (rows[0].status_code, rows[0].error_code.as_str()),
+        (500, "E0000009")
+    );
+    assert_eq!(
+        rows[0].message.as_deref(),
+        Some("Internal Server Error [retried (attempt 1 of 4)]")
+    );
+    assert!(rows[0]
+        .trace
+        .as_deref()
+        .unwrap()
+        .contains(&format!("X-Okta-Request-Id: {}", requests[0].request_id)));
 }
 
 #[tokio::test]
@@ -1006,18 +1136,23 @@ async fn a_persistent_500_gives_up_after_the_retries_and_is_logged() {
             .request_count("PUT", "/api/v1/groups/{groupId}/users/{userId}"),
         3
     );
+    e.okta.flush_error_log().await;
     let rows = e.errors().await;
-    assert_eq!(rows.len(), 1);
+    let messages: Vec<&str> = rows.iter().map(|r| r.message.as_deref().unwrap()).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(
+        messages[1].starts_with("Internal Server Error [retried; ×2 within 60 s from "),
+        "the retried answers' row, with their count (flushed): {messages:?}"
+    );
+    assert_eq!(
+        messages[0],
+        "Internal Server Error [final (gave up after 3 attempts)]"
+    );
     let row = &rows[0];
     assert_eq!(
         (row.status_code, row.error_code.as_str()),
         (500, "E0000009")
     );
-    assert!(row
-        .message
-        .as_deref()
-        .unwrap()
-        .contains("gave up after 3 attempts"));
     let trace = row.trace.as_deref().unwrap();
     let last = e.fake.requests().last().unwrap().request_id.clone();
     assert!(
@@ -1076,10 +1211,30 @@ async fn persistent_timeouts_end_in_a_timeout_error_logged_with_status_0() {
         "{err:?}"
     );
     let rows = e.errors().await;
-    assert_eq!(rows.len(), 1);
+    let logged: Vec<(i16, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.status_code,
+                r.error_code.as_str(),
+                r.message.as_deref().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(
-        (rows[0].status_code, rows[0].error_code.as_str()),
-        (0, "timeout")
+        logged,
+        [
+            (
+                0,
+                "timeout",
+                "Okta did not answer GET /api/v1/users/{id} in time [final (gave up after 2 attempts)]"
+            ),
+            (
+                0,
+                "timeout",
+                "Okta did not answer GET /api/v1/users/{id} in time [retried (attempt 1 of 2)]"
+            ),
+        ]
     );
     assert!(rows[0]
         .trace
@@ -1100,7 +1255,107 @@ async fn a_dropped_connection_is_retried() {
     e.okta.get_user(&id).await.unwrap().unwrap();
     assert_eq!(e.fake.request_count("GET", "/api/v1/users/{id}"), 2);
     assert_eq!(e.fake.pending_faults(), 0);
-    assert!(e.errors().await.is_empty());
+    let rows = e.errors().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].status_code, rows[0].error_code.as_str()),
+        (0, "connection")
+    );
+    let message = rows[0].message.as_deref().unwrap();
+    assert!(
+        message.starts_with("could not reach Okta for GET /api/v1/users/{id}: "),
+        "{message}"
+    );
+    assert!(message.ends_with("[retried (attempt 1 of 4)]"), "{message}");
+}
+
+/// An Okta incident answers many requests alike: one row for the first answer, which
+/// gets the count when the window ends, not a row per answer; answers that differ
+/// (another status, another text, final rather than retried) are series of their own.
+#[tokio::test]
+async fn identical_error_answers_within_a_window_share_one_row() {
+    let window = Duration::from_secs(3);
+    let e = env_with(fake().await, ssws("test-token"), |c| {
+        c.error_log_window = window;
+    })
+    .await;
+    let id = e.seed_user("incident@example.com");
+    let started = Instant::now();
+    for _ in 0..3 {
+        e.fake
+            .inject(Fault::new("GET", "/api/v1/users/", FaultKind::InternalServerError).times(2));
+        e.okta
+            .get_user(&id)
+            .await
+            .unwrap()
+            .expect("the third attempt answers");
+    }
+    e.fake.inject(Fault::new(
+        "GET",
+        "/api/v1/users/",
+        FaultKind::ServiceUnavailable,
+    ));
+    e.okta.get_user(&id).await.unwrap().unwrap();
+    let rows = e.errors().await;
+    let messages: Vec<&str> = rows.iter().map(|r| r.message.as_deref().unwrap()).collect();
+    assert_eq!(
+        messages,
+        [
+            "Service is in read only mode [retried (attempt 1 of 4)]",
+            "Internal Server Error [retried (attempt 1 of 4)]",
+        ],
+        "six 500s in one row so far, the 503 in its own"
+    );
+
+    assert!(
+        started.elapsed() < window,
+        "the test ran too slowly to tell"
+    );
+    // The window ends: the count is written without anyone asking.
+    tokio::time::sleep((started + window + Duration::from_millis(500)) - Instant::now()).await;
+    let rows = e.errors().await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let count = rows
+        .iter()
+        .find(|r| r.message.as_deref().unwrap().contains('×'))
+        .expect("the count on the first row");
+    let message = count.message.as_deref().unwrap();
+    assert!(
+        message.starts_with("Internal Server Error [retried; ×6 within 3 s from "),
+        "{message}"
+    );
+    assert_eq!(
+        (count.status_code, count.error_code.as_str()),
+        (500, "E0000009")
+    );
+    let last_500 = e
+        .fake
+        .requests()
+        .into_iter()
+        .rfind(|r| r.status == Some(500))
+        .unwrap();
+    let trace = count.trace.as_deref().unwrap();
+    assert!(trace.starts_with("6 identical answers from "), "{trace}");
+    assert!(
+        trace.contains(&format!("X-Okta-Request-Id: {}", last_500.request_id)),
+        "the last answer's trace: {trace}"
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r.message.as_deref().unwrap().contains("×1")),
+        "a lone answer gets no count row"
+    );
+
+    // A later answer opens a new window with a row of its own.
+    e.fake.inject(Fault::new(
+        "GET",
+        "/api/v1/users/",
+        FaultKind::InternalServerError,
+    ));
+    e.okta.get_user(&id).await.unwrap().unwrap();
+    e.okta.flush_error_log().await;
+    assert_eq!(e.errors().await.len(), 3);
 }
 
 // ---- error log robustness and configuration -----------------------------------------

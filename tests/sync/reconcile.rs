@@ -1,5 +1,7 @@
 //! Reconciliation: a dry run reports, a repair run fixes, a failed read changes nothing.
 
+use std::time::Duration;
+
 use fake_okta::{Fault, FaultKind, UserStatus};
 use serde_json::{json, Value};
 
@@ -259,4 +261,179 @@ async fn a_repair_run_of_a_missing_group_fails_and_is_listed() {
         .post("/sync/portals/16/reconcile?dry_run=false", Value::Null)
         .await;
     assert_problem(&got, 409, "portal-not-linked");
+}
+
+/// Sets a portal setting (the test service runs without caller auth).
+async fn set(app: &SyncApp, portal: i32, key: &str, value: &str) {
+    let (status, body) = app
+        .put(
+            &format!("/portals/{portal}/settings/{key}"),
+            json!({"value": value}),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+}
+
+/// Waits until the portal has a scheduled run that ended; that run.
+async fn scheduled_run(app: &SyncApp, portal: i32, after: Option<&str>) -> Value {
+    for _ in 0..200 {
+        let (_, list) = app
+            .get(&format!("/sync/reconcile-runs?portal_id={portal}"))
+            .await;
+        let ended = list["items"].as_array().unwrap().iter().find(|r| {
+            r["kind"] == "scheduled"
+                && (r["state"] == "succeeded" || r["state"] == "failed")
+                && after.is_none_or(|a| r["run_id"] != a)
+        });
+        if let Some(run) = ended {
+            let id = run["run_id"].as_str().unwrap();
+            return app.get(&format!("/sync/reconcile-runs/{id}")).await.1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no scheduled run of portal {portal} ended");
+}
+
+crate::backend_matrix!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)] sqlite, mysql;
+    the_schedule_reports_drift_and_repairs_where_asked,
+);
+
+/// Every linked portal is reconciled on the schedule: drift is reported (status, error
+/// log) unless the portal's `reconcile_mode` is `repair`, which repairs it.
+async fn the_schedule_reports_drift_and_repairs_where_asked(db: TestDb) {
+    let okta = fake_okta().await;
+    let (g1, g2) = (okta.create_group("Reported"), okta.create_group("Repaired"));
+    let stray1 = seed_user(&okta, "stray1@example.com", UserStatus::Active);
+    let stray2 = seed_user(&okta, "stray2@example.com", UserStatus::Active);
+    okta.add_group_member(&g1, &stray1);
+    okta.add_group_member(&g2, &stray2);
+    let app = spawn(&db, Some(&okta), |s| {
+        s.sync.worker = true;
+        s.sync.reconcile_interval = Duration::from_secs(1);
+    })
+    .await;
+    // The mode before the group: the schedule may look at portal 32 the moment it is
+    // linked.
+    set(&app, 32, "reconcile_mode", "repair").await;
+    app.link_portal(31, &g1).await;
+    app.link_portal(32, &g2).await;
+    let got = app
+        .put(
+            "/portals/32/settings/reconcile_mode",
+            json!({"value": "sometimes"}),
+        )
+        .await;
+    assert_problem(&got, 422, "validation-failed");
+
+    let reported = scheduled_run(&app, 31, None).await;
+    assert_eq!(reported["state"], "succeeded", "{reported}");
+    assert_eq!(reported["dry_run"], true);
+    assert_eq!(reported["report"]["counts"]["extra_members"], 1);
+    assert_eq!(
+        okta.group_members(&g1),
+        vec![stray1.clone()],
+        "only reported"
+    );
+    let repaired = scheduled_run(&app, 32, None).await;
+    assert_eq!(repaired["dry_run"], false, "{repaired}");
+    assert_eq!(repaired["report"]["repaired"]["removed"], 1);
+    assert!(okta.group_members(&g2).is_empty());
+
+    let (_, log) = app.get("/errors?error_code=efs-iam:reconcile-drift").await;
+    let messages: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("portal 31") && m.contains("1 extra member")),
+        "{messages:?}"
+    );
+    // The repaired portal's next run finds nothing; the reported one still drifts.
+    let next = scheduled_run(&app, 32, repaired["run_id"].as_str()).await;
+    assert_eq!(next["report"]["counts"]["extra_members"], 0, "{next}");
+    let (_, status) = app.get("/sync/status").await;
+    let r = &status["reconciliation"];
+    assert_eq!(r["interval_seconds"], 1);
+    assert_eq!(r["linked_portals"], 2);
+    let drifting: Vec<i64> = r["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["portal_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(drifting, vec![31], "{status}");
+}
+
+/// Two instances given a run each for the same portal at the same moment do not
+/// reconcile it at once: the second waits for the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_never_reconcile_one_portal_at_once() {
+    let Some(db) = TestDb::mysql().await else {
+        return;
+    };
+    let okta = fake_okta().await;
+    let group = okta.create_group("Contended");
+    let workers = |s: &mut efs_iam::config::Settings| {
+        s.sync.worker = true;
+        s.sync.reconcile_interval = Duration::ZERO;
+        // The waiting run is held back for one lease.
+        s.sync.lease = Duration::from_secs(2);
+    };
+    let a = spawn(&db, Some(&okta), workers).await;
+    let b = spawn(&db, Some(&okta), workers).await;
+    a.link_portal(33, &group).await;
+    // Each listing of the group takes 1.5 s.
+    okta.inject(
+        Fault::new(
+            "GET",
+            &format!("/api/v1/groups/{group}/users"),
+            FaultKind::Hang(Duration::from_millis(1500)),
+        )
+        .times(2),
+    );
+    let started = std::time::Instant::now();
+    let (ra, rb) = tokio::join!(
+        a.post("/sync/portals/33/reconcile?dry_run=false", Value::Null),
+        b.post("/sync/portals/33/reconcile?dry_run=false", Value::Null)
+    );
+    assert_eq!((ra.0.as_u16(), rb.0.as_u16()), (202, 202));
+    let first = wait_for_run(
+        &a,
+        ra.1["status_url"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("/api/v1"),
+    )
+    .await;
+    let second = wait_for_run(
+        &b,
+        rb.1["status_url"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("/api/v1"),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(
+        (first["state"].as_str(), second["state"].as_str()),
+        (Some("succeeded"), Some("succeeded"))
+    );
+    assert!(
+        took >= Duration::from_millis(2900),
+        "one after the other, not together: {took:?}"
+    );
+    let waited: Vec<&Value> = [&first, &second]
+        .into_iter()
+        .filter(|r| r["attempts"].as_i64() > Some(1))
+        .collect();
+    assert_eq!(
+        waited.len(),
+        1,
+        "one run was handed back while the other held the portal: {first} {second}"
+    );
 }

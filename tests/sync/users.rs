@@ -16,6 +16,8 @@ crate::backend_matrix!(
     create_then_unchanged_then_updated,
     twenty_concurrent_identical_calls_make_one_okta_user,
     two_instances_racing_make_one_okta_user,
+    okta_s_causes_reach_efs_admin_verbatim,
+    an_okta_incident_leaves_a_few_counted_rows_in_the_error_log,
 );
 
 async fn create_then_unchanged_then_updated(db: TestDb) {
@@ -128,6 +130,222 @@ async fn two_instances_racing_make_one_okta_user(db: TestDb) {
     assert_eq!(okta.request_count("POST", "/api/v1/users"), 1);
 }
 
+/// Real Okta's answer to a create with a property its profile schema lacks, as
+/// recorded (issue #14).
+fn recorded_undefined_property_answer() -> FaultKind {
+    FaultKind::Response {
+        status: 400,
+        body: json!({
+            "errorCode": "E0000001",
+            "errorSummary": "Api validation failed: newUser",
+            "errorLink": "E0000001",
+            "errorId": "oaeRECORDEDanswer0001",
+            "errorCauses": [{"errorSummary": "Property name 'notValid' is not defined in profile"}]
+        }),
+    }
+}
+
+/// Every Okta cause reaches EFS-Admin as Okta wrote it; a request field is named only
+/// when the cause names one the request sent, never guessed from the summary.
+async fn okta_s_causes_reach_efs_admin_verbatim(db: TestDb) {
+    db.seed_efs_users(&[51, 52, 53, 54, 55], &[]).await;
+    let okta = fake_okta().await;
+    let app = spawn(&db, Some(&okta), |_| {}).await;
+    let cause = "Property name 'notValid' is not defined in profile";
+
+    // The request sent `notValid` as an attribute: the quoted name is its field.
+    let mut unknown = profile("schema@example.com");
+    unknown["attributes"] = json!({"notValid": "x", "department": "R&D"});
+    let got = app.post("/sync/users/51", unknown).await;
+    assert_problem(&got, 422, "okta-validation-failed");
+    assert_eq!(
+        got.1["errors"],
+        json!([{"field": "attributes.notValid", "message": cause}])
+    );
+    assert_eq!(
+        got.1["detail"],
+        format!("Okta refused the profile: {cause}")
+    );
+    assert!(okta.user_ids().is_empty(), "nothing created");
+
+    // The same through a profile update (Okta's summary says `user` there).
+    let (status, body) = app.post("/sync/users/52", profile("upd@example.com")).await;
+    assert_eq!(status, 200, "{body}");
+    let mut update = profile("upd@example.com");
+    update["attributes"] = json!({"notValid": "x"});
+    let got = app.post("/sync/users/52", update).await;
+    assert_problem(&got, 422, "okta-validation-failed");
+    assert_eq!(
+        got.1["errors"],
+        json!([{"field": "attributes.notValid", "message": cause}])
+    );
+
+    // The recorded answer to a request that sent no such attribute: no field at all.
+    okta.inject(Fault::new(
+        "POST",
+        "/api/v1/users",
+        recorded_undefined_property_answer(),
+    ));
+    let mut other = profile("other@example.com");
+    other["attributes"] = json!({"department": "R&D"});
+    let got = app.post("/sync/users/53", other).await;
+    assert_eq!(
+        assert_problem(&got, 422, "okta-validation-failed"),
+        [""],
+        "{}",
+        got.1
+    );
+    assert_eq!(got.1["errors"], json!([{"message": cause}]));
+    assert_eq!(
+        got.1["detail"],
+        format!("Okta refused the profile: {cause}")
+    );
+
+    // `login: …` and `email: …` name the request's fields.
+    let got = app.post("/sync/users/54", profile("not-a-login@x")).await;
+    assert_problem(&got, 422, "okta-validation-failed");
+    assert_eq!(
+        got.1["errors"],
+        json!([
+            {"field": "login", "message": "login: Username must be in the form of an email address"},
+            {"field": "email", "message": "email: Does not match required pattern"},
+        ])
+    );
+
+    // A cause about a property the request did not send names no field.
+    okta.inject(Fault::new(
+        "POST",
+        "/api/v1/users",
+        FaultKind::Response {
+            status: 400,
+            body: json!({
+                "errorCode": "E0000001",
+                "errorSummary": "Api validation failed: city",
+                "errorCauses": [{"errorSummary": "city: The field is too long"}]
+            }),
+        },
+    ));
+    let got = app
+        .post("/sync/users/55", profile("city@example.com"))
+        .await;
+    assert_eq!(
+        got.1["errors"],
+        json!([{"message": "city: The field is too long"}])
+    );
+
+    // The error log has every cause verbatim, each row marked final.
+    let (status, log) = app.get("/errors?error_code=E0000001&q=notValid").await;
+    assert_eq!(status, 200, "{log}");
+    let messages: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages.contains(&format!("Api validation failed: newUser ({cause}) [final]").as_str()),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&format!("Api validation failed: user ({cause}) [final]").as_str()),
+        "{messages:?}"
+    );
+}
+
+/// Okta failing 24 requests during work, every one overcome by a retry: the error log
+/// shows it (it is "every error received from Okta") in a few rows that carry the
+/// count, not in 24 rows and not in none; a call that fails for good is marked final.
+/// The API's filters find those rows.
+async fn an_okta_incident_leaves_a_few_counted_rows_in_the_error_log(db: TestDb) {
+    let users: Vec<i32> = (101..=125).collect();
+    db.seed_efs_users(&users, &[]).await;
+    let okta = fake_okta().await;
+    let app = std::sync::Arc::new(spawn(&db, Some(&okta), |_| {}).await);
+    let started = chrono::Utc::now() - chrono::Duration::seconds(2);
+    okta.inject(Fault::new("POST", "/api/v1/users", FaultKind::InternalServerError).times(24));
+    // Concurrent, so that no one call meets more of the 24 than it may retry.
+    let calls: Vec<_> = users[..24]
+        .iter()
+        .map(|&u| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                app.post(
+                    &format!("/sync/users/{u}"),
+                    profile(&format!("u{u}@example.com")),
+                )
+                .await
+            })
+        })
+        .collect();
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(okta.pending_faults(), 0, "all 24 were answered");
+
+    let rows = |query: String| {
+        let app = app.clone();
+        async move {
+            let (status, page) = app.get(&format!("/errors?{query}")).await;
+            assert_eq!(status, 200, "{page}");
+            page["items"].as_array().unwrap().clone()
+        }
+    };
+    let logged = rows("status_code=500".into()).await;
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(
+        logged[0]["message"],
+        "Internal Server Error [retried (attempt 1 of 4)]"
+    );
+    // The count goes onto that row when the window closes; at shutdown, by the flush.
+    app.sync.okta().unwrap().flush_error_log().await;
+    let logged = rows("status_code=500".into()).await;
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    let count = logged[0]["message"].as_str().unwrap();
+    assert!(
+        count.starts_with("Internal Server Error [retried; ×24 within 60 s from "),
+        "{count}"
+    );
+
+    // The filters work on these rows.
+    let since = started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(rows("error_code=E0000009".into()).await.len(), 1);
+    assert_eq!(rows("q=%C3%9724".into()).await.len(), 1, "q=×24");
+    assert_eq!(rows("q=retried&status_code=500".into()).await.len(), 1);
+    assert_eq!(
+        rows(format!("since={since}&error_code=E0000009"))
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        rows(format!("until={since}&error_code=E0000009"))
+            .await
+            .len(),
+        0
+    );
+    assert_eq!(
+        rows("status_code=500&error_code=E0000047".into())
+            .await
+            .len(),
+        0
+    );
+
+    // A call that fails for good: its last answer is marked final.
+    okta.inject(Fault::new("POST", "/api/v1/users", FaultKind::InternalServerError).times(4));
+    let got = app
+        .post("/sync/users/125", profile("u125@example.com"))
+        .await;
+    assert_problem(&got, 503, "okta-unavailable");
+    let finals = rows("status_code=500&q=%5Bfinal".into()).await;
+    assert_eq!(finals.len(), 1, "{finals:?}");
+    assert_eq!(
+        finals[0]["message"],
+        "Internal Server Error [final (gave up after 4 attempts)]"
+    );
+    assert_eq!(finals[0]["error_code"], "E0000009");
+}
+
 #[tokio::test]
 async fn an_existing_okta_user_is_linked_by_login() {
     let db = TestDb::sqlite().await;
@@ -213,6 +431,9 @@ async fn rate_limit_storms_are_waited_out() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "created");
+    // Three identical 429s: the first one's row, and (at the latest when flushed) one
+    // with the count.
+    app.sync.okta().unwrap().flush_error_log().await;
     let errors = db
         .store
         .query_error_log(&ErrorLogQuery {
@@ -222,7 +443,15 @@ async fn rate_limit_storms_are_waited_out() {
         })
         .await
         .unwrap();
-    assert_eq!(errors.len(), 3, "every 429 is in the error log");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("[rate limit; retried; ×3 within 60 s"),
+        "every 429 is in the error log: {errors:?}"
+    );
 
     // A storm longer than the retries (an instance configured not to retry, to keep
     // the test short): 503 okta-unavailable, nothing created.

@@ -13,7 +13,9 @@ use serde_json::{json, Map, Value};
 
 use super::errors::{json_body, summary, OktaError, DUPLICATE_CAUSE};
 use super::query::{self, Op};
-use super::store::{validate_profile, GroupType, NewUser, Render, UserStatus};
+use super::store::{
+    check_profile_properties, validate_profile, GroupType, NewUser, Render, UserStatus,
+};
 use super::{ids, oauth, pipeline, Shared};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -354,6 +356,7 @@ async fn create_user(
         Some(_) => return Err(OktaError::bad_json()),
     };
     let settings = shared.settings();
+    check_profile_properties(&profile, &settings.custom_profile_attributes, "newUser")?;
     validate_profile(&profile, settings.require_email_login)?;
 
     let credentials = body.get("credentials").cloned().unwrap_or(Value::Null);
@@ -525,6 +528,9 @@ fn write_user(
         None | Some(Value::Null) => None,
         Some(_) => return Err(OktaError::bad_json()),
     };
+    if let Some(given) = &given {
+        check_profile_properties(given, &settings.custom_profile_attributes, "user")?;
+    }
     let profile = match (replace, given) {
         (true, given) => given.unwrap_or_default(),
         (false, Some(given)) => {

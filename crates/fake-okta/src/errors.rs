@@ -84,6 +84,20 @@ impl OktaError {
         )
     }
 
+    /// 400 E0000001 for a profile property the org's schema does not have. Okta names
+    /// the object in the summary (`newUser` on create, `user` on update), not the
+    /// property, which only the cause names.
+    pub(crate) fn undefined_property(object: &str, property: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "E0000001",
+            summary::E0000001.replace("{0}", object),
+        )
+        .with_causes(vec![format!(
+            "Property name '{property}' is not defined in profile"
+        )])
+    }
+
     pub(crate) fn bad_json() -> Self {
         Self::new(StatusCode::BAD_REQUEST, "E0000003", summary::E0000003)
     }

@@ -41,13 +41,14 @@
 
 mod api;
 mod errors;
+pub mod events;
 mod ids;
 mod oauth;
 mod pipeline;
 mod query;
 mod store;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::AtomicUsize;
@@ -62,6 +63,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tower::ServiceExt;
 
+pub use events::{Delivery, EventHook};
 pub use pipeline::RateLimitBucket;
 pub use store::{GroupType, UserStatus};
 
@@ -102,6 +104,10 @@ pub struct FakeOktaConfig {
     pub passwordless_activation_status: UserStatus,
     /// Okta's default user schema requires logins to look like email addresses.
     pub require_email_login: bool,
+    /// Custom user profile properties the org's schema has, beyond Okta's default
+    /// profile; a property in neither is refused as Okta does ("Property name '…' is not
+    /// defined in profile"). See also [`FakeOkta::define_profile_attribute`].
+    pub custom_profile_attributes: Vec<String>,
     /// Whether the org has Okta's built-in `Everyone` group, which every user belongs to
     /// and which shows up in a user's group list.
     pub everyone_group: bool,
@@ -140,6 +146,7 @@ impl Default for FakeOktaConfig {
             deactivate_returns_204: false,
             passwordless_activation_status: UserStatus::Provisioned,
             require_email_login: true,
+            custom_profile_attributes: Vec::new(),
             everyone_group: true,
             faults: Vec::new(),
             max_recorded_requests: 1_000,
@@ -253,6 +260,7 @@ pub(crate) struct Settings {
     pub deactivate_returns_204: bool,
     pub passwordless_activation_status: UserStatus,
     pub require_email_login: bool,
+    pub custom_profile_attributes: BTreeSet<String>,
     pub api_token: Option<String>,
 }
 
@@ -270,6 +278,7 @@ pub(crate) struct Shared {
     /// Salt that makes pagination cursors opaque and tamper-evident.
     pub cursor_salt: String,
     pub shutdown: watch::Sender<bool>,
+    pub events: Mutex<events::Events>,
 }
 
 impl Shared {
@@ -414,6 +423,17 @@ impl FakeOkta {
         self.shared.settings.lock().unwrap().api_token = token.map(str::to_owned);
     }
 
+    /// Adds a custom property to the org's user profile schema, as an admin does in the
+    /// Profile Editor: users may have it from now on.
+    pub fn define_profile_attribute(&self, name: &str) {
+        self.shared
+            .settings
+            .lock()
+            .unwrap()
+            .custom_profile_attributes
+            .insert(name.to_owned());
+    }
+
     // ---- OAuth / OIDC --------------------------------------------------------------
 
     /// Invalidates every access token issued so far, as a revocation would.
@@ -547,10 +567,195 @@ impl FakeOkta {
             .unwrap_or_else(|e| panic!("fake Okta create_user({login}): {e:?}"))
     }
 
-    /// Forces a user's status (e.g. `LOCKED_OUT`, which no API call here produces).
-    /// Returns false if there is no such user.
+    /// Forces a user's status (e.g. `LOCKED_OUT`, which no API call here produces), as
+    /// an admin does in the Admin Console: with an event hook registered, the matching
+    /// lifecycle event is delivered (deactivate, suspend, unsuspend, reactivate,
+    /// activate). Returns false if there is no such user.
     pub fn set_user_status(&self, id: &str, status: UserStatus) -> bool {
-        self.shared.store.lock().unwrap().force_status(id, status)
+        let mut store = self.shared.store.lock().unwrap();
+        let Some(before) = store.find_user(id).map(|u| u.status) else {
+            return false;
+        };
+        store.force_status(id, status);
+        let target = store.find_user(id).map(|u| self.user_target(u));
+        drop(store);
+        let event_type = match (before, status) {
+            (a, b) if a == b => None,
+            (_, UserStatus::Deprovisioned) => Some("user.lifecycle.deactivate"),
+            (_, UserStatus::Suspended) => Some("user.lifecycle.suspend"),
+            (UserStatus::Suspended, UserStatus::Active) => Some("user.lifecycle.unsuspend"),
+            (UserStatus::Deprovisioned, _) => Some("user.lifecycle.reactivate"),
+            (_, UserStatus::Active) => Some("user.lifecycle.activate"),
+            _ => None,
+        };
+        if let (Some(event_type), Some(target)) = (event_type, target) {
+            self.emit(vec![events::event(event_type, vec![target])]);
+        }
+        true
+    }
+
+    /// Deletes a deactivated user for good, as the Admin Console does (event
+    /// `user.lifecycle.delete.initiated`). Returns false if there is no such user.
+    pub fn delete_user(&self, id: &str) -> bool {
+        let mut store = self.shared.store.lock().unwrap();
+        let Some(seq) = store.find_user_seq(id) else {
+            return false;
+        };
+        let target = store.user(seq).map(|u| self.user_target(u));
+        store.delete_user(seq);
+        drop(store);
+        if let Some(target) = target {
+            self.emit(vec![events::event(
+                "user.lifecycle.delete.initiated",
+                vec![target],
+            )]);
+        }
+        true
+    }
+
+    /// Removes a member as the Admin Console does (event `group.user_membership.remove`).
+    /// Returns false if either id is unknown.
+    pub fn remove_group_member(&self, group_id: &str, user_id: &str) -> bool {
+        let mut store = self.shared.store.lock().unwrap();
+        let (Some(group), Some(user)) = (
+            store.group(group_id).map(|g| self.group_target(g)),
+            store.user_by_id(user_id).map(|u| self.user_target(u)),
+        ) else {
+            return false;
+        };
+        store.remove_member(group_id, user_id);
+        drop(store);
+        self.emit(vec![events::event(
+            "group.user_membership.remove",
+            vec![user, group],
+        )]);
+        true
+    }
+
+    /// Changes one profile attribute as the Admin Console does (event
+    /// `user.account.update_profile`). Returns false if there is no such user.
+    pub fn update_user_profile(&self, id: &str, attribute: &str, value: Value) -> bool {
+        let mut store = self.shared.store.lock().unwrap();
+        let Some(seq) = store.find_user_seq(id) else {
+            return false;
+        };
+        let mut profile = store
+            .user(seq)
+            .map(|u| u.profile.clone())
+            .unwrap_or_default();
+        profile.insert(attribute.to_owned(), value);
+        store.update_profile(seq, profile);
+        let target = store.user(seq).map(|u| self.user_target(u));
+        drop(store);
+        if let Some(target) = target {
+            self.emit(vec![events::event(
+                "user.account.update_profile",
+                vec![target],
+            )]);
+        }
+        true
+    }
+
+    // ---- event hooks -----------------------------------------------------------------
+
+    /// Registers an event hook; Admin Console changes are delivered to it from now on.
+    pub fn set_event_hook(&self, hook: EventHook) {
+        self.shared
+            .events
+            .lock()
+            .unwrap()
+            .register(hook, &self.shared.base_url);
+    }
+
+    /// Okta's one-time verification: a `GET` with `X-Okta-Verification-Challenge`; the
+    /// endpoint must echo the challenge as `{"verification": …}`. `Err` says why not.
+    pub async fn verify_event_hook(&self) -> Result<(), String> {
+        let hook = self
+            .shared
+            .events
+            .lock()
+            .unwrap()
+            .hook()
+            .cloned()
+            .ok_or("no event hook registered")?;
+        let challenge = ids::random_alnum(40);
+        let res = reqwest::Client::new()
+            .get(&hook.url)
+            .header(hook.auth_header.as_str(), hook.secret.as_str())
+            .header("X-Okta-Verification-Challenge", challenge.as_str())
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .map_err(|e| format!("no answer: {e}"))?;
+        let status = res.status().as_u16();
+        let body: Value = res
+            .json()
+            .await
+            .map_err(|e| format!("{status}, not JSON: {e}"))?;
+        if status == 200 && body["verification"] == challenge.as_str() {
+            Ok(())
+        } else {
+            Err(format!("answered {status} {body}"))
+        }
+    }
+
+    /// Delivers these events (e.g. built with [`events::event`]) in one request, as
+    /// they are: to test duplicates and reordering.
+    pub fn deliver_events(&self, events: Vec<Value>) {
+        self.shared.events.lock().unwrap().deliver(events);
+    }
+
+    /// The deliveries made so far, in order.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.shared
+            .events
+            .lock()
+            .unwrap()
+            .deliveries
+            .lock()
+            .unwrap()
+            .clone()
+    }
+
+    /// Waits until every queued delivery has been made (or `timeout` passes).
+    pub async fn wait_for_deliveries(&self, timeout: Duration) -> bool {
+        let pending = self.shared.events.lock().unwrap().pending.clone();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while pending.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    fn emit(&self, events: Vec<Value>) {
+        self.shared.events.lock().unwrap().deliver(events);
+    }
+
+    fn user_target(&self, u: &store::User) -> Value {
+        let name = format!(
+            "{} {}",
+            u.profile
+                .get("firstName")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            u.profile
+                .get("lastName")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        );
+        events::user_target(&u.id, u.login(), name.trim())
+    }
+
+    fn group_target(&self, g: &store::Group) -> Value {
+        let name = g
+            .profile
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        events::group_target(&g.id, name)
     }
 
     /// The user (by id or login) as `GET /api/v1/users/{id}` would render it.
@@ -572,13 +777,23 @@ impl FakeOkta {
         self.shared.store.lock().unwrap().member_ids(group_id)
     }
 
-    /// Adds a member directly (any group type). Returns false if either id is unknown.
+    /// Adds a member directly (any group type), as the Admin Console does (event
+    /// `group.user_membership.add`). Returns false if either id is unknown.
     pub fn add_group_member(&self, group_id: &str, user_id: &str) -> bool {
-        self.shared
-            .store
-            .lock()
-            .unwrap()
-            .force_add_member(group_id, user_id)
+        let mut store = self.shared.store.lock().unwrap();
+        if !store.force_add_member(group_id, user_id) {
+            return false;
+        }
+        let group = store.group(group_id).map(|g| self.group_target(g));
+        let user = store.user_by_id(user_id).map(|u| self.user_target(u));
+        drop(store);
+        if let (Some(user), Some(group)) = (user, group) {
+            self.emit(vec![events::event(
+                "group.user_membership.add",
+                vec![user, group],
+            )]);
+        }
+        true
     }
 
     /// Ids of all users, in creation order, including `DEPROVISIONED` ones.
@@ -610,6 +825,7 @@ fn build_shared(listener: &TcpListener, config: FakeOktaConfig) -> Arc<Shared> {
         deactivate_returns_204: config.deactivate_returns_204,
         passwordless_activation_status: config.passwordless_activation_status,
         require_email_login: config.require_email_login,
+        custom_profile_attributes: config.custom_profile_attributes.iter().cloned().collect(),
         api_token: config.api_token.clone(),
     };
     let (shutdown, _) = watch::channel(false);
@@ -625,6 +841,7 @@ fn build_shared(listener: &TcpListener, config: FakeOktaConfig) -> Arc<Shared> {
         base_url,
         addr,
         shutdown,
+        events: Mutex::new(events::Events::default()),
     })
 }
 

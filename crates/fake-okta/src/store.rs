@@ -1,6 +1,6 @@
 //! The fake org's state: users, groups, memberships, and their Okta JSON renderings.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 
 use chrono::{DateTime, Utc};
@@ -779,6 +779,59 @@ const RULES: &[FieldRule] = &[
     rule("postalAddress", false, 0, 4096, false),
 ];
 
+/// The properties of Okta's default user profile (the spec's `UserProfile`).
+const DEFAULT_PROFILE_PROPERTIES: &[&str] = &[
+    "city",
+    "costCenter",
+    "countryCode",
+    "department",
+    "displayName",
+    "division",
+    "email",
+    "employeeNumber",
+    "firstName",
+    "honorificPrefix",
+    "honorificSuffix",
+    "lastName",
+    "locale",
+    "login",
+    "manager",
+    "managerId",
+    "middleName",
+    "mobilePhone",
+    "nickName",
+    "organization",
+    "postalAddress",
+    "preferredLanguage",
+    "primaryPhone",
+    "profileUrl",
+    "secondEmail",
+    "state",
+    "streetAddress",
+    "timezone",
+    "title",
+    "userType",
+    "zipCode",
+];
+
+/// Refuses a profile that sets a property the org's schema lacks (neither Okta's
+/// default profile nor a declared custom one), as Okta does before it looks at any
+/// value: one cause, for the first such property. `object` is Okta's name for what is
+/// being written (`newUser`, `user`).
+pub(crate) fn check_profile_properties(
+    given: &Map<String, Value>,
+    custom: &BTreeSet<String>,
+    object: &str,
+) -> Result<(), OktaError> {
+    match given
+        .keys()
+        .find(|k| !DEFAULT_PROFILE_PROPERTIES.contains(&k.as_str()) && !custom.contains(*k))
+    {
+        Some(undefined) => Err(OktaError::undefined_property(object, undefined)),
+        None => Ok(()),
+    }
+}
+
 /// Checks a complete profile; the error names the first failing field and lists every
 /// problem as a cause, as Okta does.
 pub(crate) fn validate_profile(
@@ -868,6 +921,22 @@ mod tests {
                 "lastName: The field cannot be left blank",
             ]
         );
+    }
+
+    #[test]
+    fn properties_outside_the_schema_are_refused_naming_the_object() {
+        let mut p = Map::new();
+        p.insert("department".into(), json!("R&D"));
+        p.insert("notValid".into(), json!("x"));
+        let mut custom = BTreeSet::new();
+        let err = check_profile_properties(&p, &custom, "newUser").unwrap_err();
+        assert_eq!(err.summary, "Api validation failed: newUser");
+        assert_eq!(
+            err.causes,
+            vec!["Property name 'notValid' is not defined in profile"]
+        );
+        custom.insert("notValid".to_owned());
+        assert!(check_profile_properties(&p, &custom, "user").is_ok());
     }
 
     #[test]

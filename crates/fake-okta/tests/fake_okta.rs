@@ -241,6 +241,55 @@ async fn missing_or_invalid_profile_fields_are_400_naming_the_field() {
     assert_okta_error(&json_of(r).await, "E0000003");
 }
 
+/// Real Okta's answer to a create with a property the org's schema lacks (recorded):
+/// the summary names the object, only the cause names the property.
+#[tokio::test]
+async fn properties_outside_the_profile_schema_are_refused_until_defined() {
+    let fake = fake().await;
+    let mut body = profile("p@example.com");
+    body["notValid"] = json!("x");
+    body["department"] = json!("R&D"); // in Okta's default profile
+    let (status, err) = create(&fake, "", json!({ "profile": body })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_okta_error(&err, "E0000001");
+    assert_eq!(err["errorSummary"], "Api validation failed: newUser");
+    assert_eq!(
+        err["errorCauses"],
+        json!([{"errorSummary": "Property name 'notValid' is not defined in profile"}])
+    );
+    assert!(fake.user_ids().is_empty(), "nothing was created");
+
+    let (status, user) = create(&fake, "", json!({ "profile": profile("p@example.com") })).await;
+    assert_eq!(status, StatusCode::OK);
+    let path = format!("/api/v1/users/{}", user["id"].as_str().unwrap());
+    let r = call(
+        &fake,
+        Method::POST,
+        &path,
+        Some(json!({"profile": {"costCenter": "7", "notValid": "x"}})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let err = json_of(r).await;
+    assert_okta_error(&err, "E0000001");
+    assert_eq!(err["errorSummary"], "Api validation failed: user");
+    assert_eq!(
+        err["errorCauses"][0]["errorSummary"],
+        "Property name 'notValid' is not defined in profile"
+    );
+
+    fake.define_profile_attribute("notValid");
+    let r = call(
+        &fake,
+        Method::POST,
+        &path,
+        Some(json!({"profile": {"notValid": "x"}})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(json_of(r).await["profile"]["notValid"], "x");
+}
+
 #[tokio::test]
 async fn unknown_ids_are_404_e0000007_with_okta_headers() {
     let fake = fake().await;

@@ -220,7 +220,7 @@ mod tests {
     fn check(body: Value) -> Result<UserProfile, Vec<String>> {
         let req: SyncUserRequest = serde_json::from_value(body).unwrap();
         req.into_profile()
-            .map_err(|e| e.into_iter().map(|f| f.field).collect())
+            .map_err(|e| e.into_iter().filter_map(|f| f.field).collect())
     }
 
     #[test]

@@ -62,7 +62,7 @@ impl RunState {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"run_id": "0b8e0f63-3f5e-4d47-9c0a-5c8d8f1a2b3c", "portal_id": 12, "state": "pending", "status_url": "/api/v1/sync/reconcile-runs/0b8e0f63-3f5e-4d47-9c0a-5c8d8f1a2b3c"}))]
-pub struct RunAccepted {
+pub struct ReconcileRunAccepted {
     pub run_id: String,
     pub portal_id: i32,
     pub state: RunState,
@@ -138,7 +138,7 @@ impl ReconcileRunBody {
     ),
     responses(
         (status = 200, description = "Dry run: the differences found", body = ReconcileReport),
-        (status = 202, description = "Repair queued", body = RunAccepted,
+        (status = 202, description = "Repair queued", body = ReconcileRunAccepted,
          headers(("Location" = String, description = "The run's status URL"))),
         (status = 400, description = "Invalid portal id or dry_run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The portal has no `okta_group_id` setting, or (dry run) it names no Okta group", body = Problem, content_type = "application/problem+json"),
@@ -161,7 +161,7 @@ async fn reconcile_portal(
     let location = status_url.clone();
     Ok(accepted(
         &location,
-        RunAccepted {
+        ReconcileRunAccepted {
             run_id,
             portal_id: portal.get(),
             state: RunState::Pending,

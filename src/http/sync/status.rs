@@ -85,6 +85,18 @@ pub struct WorkersBody {
     pub unassignments: WorkerHealthBody,
     pub jobs: WorkerHealthBody,
     pub reconciliations: WorkerHealthBody,
+    pub okta_events: WorkerHealthBody,
+}
+
+/// Okta Event Hook deliveries waiting or failed (all instances).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OktaEventsBody {
+    /// Stored, not applied yet.
+    pub pending: i64,
+    /// Could not be applied; listed in the error log (`efs-iam:okta-event-failed`).
+    pub failed: i64,
+    /// `published` of the oldest pending event.
+    pub oldest_pending_published: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -134,6 +146,46 @@ pub struct SyncStatus {
     /// unassignment worker last found (their rows fail and wait until the setting is
     /// corrected and they are requeued).
     pub missing_okta_groups: Vec<MissingGroupBody>,
+    pub okta_events: OktaEventsBody,
+    pub reconciliation: ReconciliationBody,
+}
+
+/// The scheduled reconciliation and what the latest run of each linked portal found.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReconciliationBody {
+    /// `EFS_IAM_RECONCILE_INTERVAL` in seconds; 0 when the schedule is off.
+    pub interval_seconds: u64,
+    /// Portals with an `okta_group_id`.
+    pub linked_portals: usize,
+    /// Linked portals whose latest run found drift.
+    pub portals_with_drift: usize,
+    /// Those latest runs (at most 100).
+    pub drift: Vec<DriftBody>,
+    /// Linked portals whose latest run failed (at most 100).
+    pub failed: Vec<FailedRunBody>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DriftBody {
+    pub portal_id: i32,
+    pub run_id: String,
+    /// `manual` or `scheduled`.
+    pub kind: String,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `true`: only reported (`reconcile_mode` is not `repair`).
+    pub dry_run: bool,
+    pub missing_members: usize,
+    pub extra_members: usize,
+    pub stale_references: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FailedRunBody {
+    pub portal_id: i32,
+    pub run_id: String,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error_type: Option<String>,
+    pub error: Option<String>,
 }
 
 /// The sync engine's state: unassignment queue depth and dead letters, running batch
@@ -196,6 +248,47 @@ async fn sync_status(State(state): State<AppState>) -> ApiResult<Json<SyncStatus
             unassignments: report.unassignment_worker.into(),
             jobs: report.job_worker.into(),
             reconciliations: report.reconcile_worker.into(),
+            okta_events: report.okta_event_worker.into(),
+        },
+        reconciliation: ReconciliationBody {
+            interval_seconds: report.reconciliation.interval.as_secs(),
+            linked_portals: report.reconciliation.linked_portals,
+            portals_with_drift: report.reconciliation.portals_with_drift,
+            drift: report
+                .reconciliation
+                .drift
+                .into_iter()
+                .map(|(run, r)| DriftBody {
+                    portal_id: run.portal_id,
+                    run_id: run.id,
+                    kind: run.kind,
+                    finished_at: run.finished_at.map(|t| t.and_utc()),
+                    dry_run: r.dry_run,
+                    missing_members: r.counts.missing_members,
+                    extra_members: r.counts.extra_members,
+                    stale_references: r.counts.stale_references,
+                })
+                .collect(),
+            failed: report
+                .reconciliation
+                .failed
+                .into_iter()
+                .map(|run| FailedRunBody {
+                    portal_id: run.portal_id,
+                    run_id: run.id,
+                    finished_at: run.finished_at.map(|t| t.and_utc()),
+                    error_type: run.error_type,
+                    error: run.error,
+                })
+                .collect(),
+        },
+        okta_events: OktaEventsBody {
+            pending: report.okta_events.pending,
+            failed: report.okta_events.failed,
+            oldest_pending_published: report
+                .okta_events
+                .oldest_pending_published
+                .map(|t| t.and_utc()),
         },
         missing_okta_groups: report
             .missing_groups

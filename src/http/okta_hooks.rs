@@ -1,0 +1,259 @@
+//! `/hooks/okta/events`: Okta Event Hooks. Outside `/api/v1` and its caller tokens:
+//! Okta authenticates with the one header configured on the hook
+//! (`EFS_IAM_OKTA_EVENT_HOOK_HEADER`, default `Authorization`) carrying the shared
+//! secret (`EFS_IAM_OKTA_EVENT_HOOK_SECRET`), compared in constant time before the body
+//! is read. Without a secret the endpoint answers 404: it is off.
+//!
+//! Okta gives an answer 3 s and retries once; a delivery is therefore only stored
+//! (events already stored are skipped) and answered, and a worker applies it
+//! (`sync::okta_events`).
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::extract::AppJson;
+use super::problem::{ApiError, ApiResult, FieldError, Problem, ProblemType};
+use super::AppState;
+use crate::storage::NewOktaEvent;
+
+/// Events one delivery may carry; Okta sends far fewer (it batches up to 50).
+const MAX_EVENTS: usize = 1000;
+/// `efs_iam_okta_event.uuid` / `.event_type` widths.
+const UUID_MAX: usize = 64;
+const TYPE_MAX: usize = 128;
+/// A stored event (`MEDIUMTEXT`) is far below this; one this large is not Okta's.
+const EVENT_MAX_BYTES: usize = 1024 * 1024;
+
+/// How the hook's requests are authenticated.
+#[derive(Clone)]
+pub struct EventHookAuth {
+    header: HeaderName,
+    /// SHA-256 of the secret: compared by digest, so neither the secret's length nor
+    /// its bytes leak through timing.
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for EventHookAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventHookAuth")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventHookAuth {
+    pub fn new(header: &str, secret: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            header: HeaderName::from_bytes(header.as_bytes())?,
+            digest: Sha256::digest(secret.as_bytes()).into(),
+        })
+    }
+
+    fn accepts(&self, headers: &HeaderMap) -> bool {
+        let Some(given) = headers.get(&self.header) else {
+            return false;
+        };
+        let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+        given.ct_eq(&self.digest).into()
+    }
+}
+
+/// The routes; with a state (a running service rather than the document alone), behind
+/// the hook's authentication.
+pub fn router(state: Option<&AppState>) -> OpenApiRouter<AppState> {
+    let router = OpenApiRouter::new().routes(routes!(verify_event_hook, receive_events));
+    match state {
+        Some(state) => router.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        )),
+        None => router,
+    }
+}
+
+/// Off (404) without a secret; 401 without the right one. Before the body is read.
+async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(auth) = &state.config.okta_event_hook else {
+        return ApiError::NotFound(
+            "Okta event hooks are off (EFS_IAM_OKTA_EVENT_HOOK_SECRET is not set)".into(),
+        )
+        .into_response();
+    };
+    if !auth.accepts(request.headers()) {
+        metrics::counter!("efs_iam_okta_event_deliveries_refused_total").increment(1);
+        tracing::warn!(header = %auth.header, "an Okta event hook request without the right secret was refused");
+        return ProblemType::UNAUTHORIZED.response(
+            format!(
+                "the {} header does not carry the event hook's secret",
+                auth.header
+            ),
+            vec![],
+        );
+    }
+    next.run(request).await
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Verification {
+    /// The value of the request's `X-Okta-Verification-Challenge` header.
+    pub verification: String,
+}
+
+/// Okta's one-time verification of the hook: echoes the challenge.
+#[utoipa::path(
+    get, path = "/hooks/okta/events", tag = "okta event hooks",
+    params(("X-Okta-Verification-Challenge" = String, Header, description = "Okta's challenge")),
+    security(("okta_event_hook" = [])),
+    responses(
+        (status = 200, description = "The challenge, echoed", body = Verification),
+        (status = 400, description = "No challenge header", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not the hook's secret", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Event hooks are off in this instance", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not answered within the request timeout", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn verify_event_hook(headers: HeaderMap) -> ApiResult<Json<Verification>> {
+    let challenge = headers
+        .get("x-okta-verification-challenge")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid_parameter(
+                "X-Okta-Verification-Challenge",
+                "the verification request needs this header",
+            )
+        })?;
+    tracing::info!("Okta event hook verified");
+    Ok(Json(Verification {
+        verification: challenge.to_owned(),
+    }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"received": 2, "new": 1}))]
+pub struct Received {
+    /// Events in the delivery.
+    pub received: usize,
+    /// Of them, events not stored before (a redelivery carries none).
+    pub new: u64,
+}
+
+/// An event delivery: Okta's envelope (`eventType: com.okta.event_hook`) with
+/// `data.events[]`. The events are stored (each once, by `uuid`) and answered at once;
+/// the `okta-events` worker applies them to the portal user references.
+#[utoipa::path(
+    post, path = "/hooks/okta/events", tag = "okta event hooks",
+    request_body(content = Object, description = "Okta's event hook envelope"),
+    security(("okta_event_hook" = [])),
+    responses(
+        (status = 200, description = "Stored", body = Received),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not the hook's secret", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Event hooks are off in this instance", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not an event hook envelope, or an event without uuid, eventType or published; nothing was stored", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable; Okta retries", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all, fields(events))]
+async fn receive_events(
+    State(state): State<AppState>,
+    AppJson(envelope): AppJson<Value>,
+) -> ApiResult<Json<Received>> {
+    let events = parse_envelope(&envelope)?;
+    tracing::Span::current().record("events", events.len());
+    let new = state.sync.accept_okta_events(&events).await?;
+    Ok(Json(Received {
+        received: events.len(),
+        new,
+    }))
+}
+
+/// The events of an envelope, or the fields at fault (nothing is stored then).
+fn parse_envelope(envelope: &Value) -> ApiResult<Vec<NewOktaEvent>> {
+    let Some(list) = envelope.pointer("/data/events").and_then(Value::as_array) else {
+        return Err(ApiError::invalid_field(
+            "data.events",
+            "must be the array of events of an Okta event hook delivery",
+        ));
+    };
+    if list.len() > MAX_EVENTS {
+        return Err(ApiError::invalid_field(
+            "data.events",
+            format!("at most {MAX_EVENTS} events per delivery"),
+        ));
+    }
+    let mut errors = Vec::new();
+    let mut events = Vec::with_capacity(list.len());
+    for (i, event) in list.iter().enumerate() {
+        let field = |name: &str| format!("data.events[{i}].{name}");
+        let text = |name: &str, max: usize, errors: &mut Vec<FieldError>| match event[name]
+            .as_str()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            Some(s) if s.chars().count() <= max => Some(s.to_owned()),
+            Some(_) => {
+                errors.push(FieldError::new(
+                    field(name),
+                    format!("at most {max} characters"),
+                ));
+                None
+            }
+            None => {
+                errors.push(FieldError::new(field(name), "required, a non-empty string"));
+                None
+            }
+        };
+        let uuid = text("uuid", UUID_MAX, &mut errors);
+        let event_type = text("eventType", TYPE_MAX, &mut errors);
+        let published = match event["published"]
+            .as_str()
+            .map(DateTime::parse_from_rfc3339)
+        {
+            Some(Ok(t)) => Some(t.with_timezone(&Utc).naive_utc()),
+            _ => {
+                errors.push(FieldError::new(
+                    field("published"),
+                    "required, an RFC 3339 time such as 2026-11-29T10:00:00.000Z",
+                ));
+                None
+            }
+        };
+        let payload = event.to_string();
+        if payload.len() > EVENT_MAX_BYTES {
+            errors.push(FieldError::new(
+                field("uuid"),
+                "the event is larger than 1 MiB",
+            ));
+        }
+        if let (Some(uuid), Some(event_type), Some(published)) = (uuid, event_type, published) {
+            events.push(NewOktaEvent {
+                uuid,
+                event_type,
+                published,
+                payload,
+            });
+        }
+        if errors.len() >= 100 {
+            break;
+        }
+    }
+    if errors.is_empty() {
+        Ok(events)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
