@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
-use super::sql::{in_transaction, on_dialect, push_ids, SqlStore};
+use super::sql::{in_transaction, on_dialect, push_ids, SqlStore, CHUNK};
 use super::StorageResult;
 use crate::domain::PortalId;
 
@@ -104,8 +104,13 @@ pub trait ReconcileRunStore: Send + Sync + 'static {
         error: Option<&str>,
         not_before: NaiveDateTime,
     ) -> StorageResult<bool>;
-    /// The newest run of each of `portals` (any state), for the schedule.
-    async fn latest_reconcile_runs(&self, portals: &[i32]) -> StorageResult<Vec<ReconcileRun>>;
+    /// The newest run of each of `portals`: of any state (`finished_only = false`, for
+    /// the schedule), or the newest that ended (for what the latest run found).
+    async fn latest_reconcile_runs(
+        &self,
+        portals: &[i32],
+        finished_only: bool,
+    ) -> StorageResult<Vec<ReconcileRun>>;
 }
 
 const RUNS: &str = "efs_iam_reconcile_run";
@@ -308,20 +313,54 @@ impl ReconcileRunStore for SqlStore {
     }
 
     #[tracing::instrument(skip(self, portals), fields(portals = portals.len()), err(level = "warn"))]
-    async fn latest_reconcile_runs(&self, portals: &[i32]) -> StorageResult<Vec<ReconcileRun>> {
-        if portals.is_empty() {
-            return Ok(Vec::new());
+    async fn latest_reconcile_runs(
+        &self,
+        portals: &[i32],
+        finished_only: bool,
+    ) -> StorageResult<Vec<ReconcileRun>> {
+        let mut latest: Vec<ReconcileRun> = Vec::new();
+        let finished = if finished_only {
+            " AND state IN ('succeeded', 'failed')"
+        } else {
+            ""
+        };
+        for chunk in portals.chunks(CHUNK) {
+            let rows: Vec<ReconcileRun> = on_dialect!(self, pool => {
+                let mut q = pool.builder(format!("SELECT {COLS} FROM {RUNS} r WHERE portal_id"));
+                push_ids(&mut q, chunk);
+                q.push(format!(
+                    "{finished} AND created_at = (SELECT MAX(created_at) FROM {RUNS} x \
+                     WHERE x.portal_id = r.portal_id{finished})"
+                ));
+                q.build_query_as().fetch_all(pool).await?
+            });
+            latest.extend(rows);
         }
-        Ok(on_dialect!(self, pool => {
-            let mut q = pool.builder(format!(
-                "SELECT {COLS} FROM {RUNS} r WHERE portal_id"
-            ));
-            push_ids(&mut q, portals);
-            q.push(format!(
-                " AND created_at = (SELECT MAX(created_at) FROM {RUNS} x \
-                 WHERE x.portal_id = r.portal_id)"
-            ));
-            q.build_query_as().fetch_all(pool).await?
-        }))
+        // Timestamps have whole seconds on MariaDB: of runs created in the same second,
+        // the one started (then finished) last is the newest.
+        latest.sort_by(|a, b| {
+            (
+                a.portal_id,
+                a.created_at,
+                a.started_at,
+                a.finished_at,
+                &a.id,
+            )
+                .cmp(&(
+                    b.portal_id,
+                    b.created_at,
+                    b.started_at,
+                    b.finished_at,
+                    &b.id,
+                ))
+        });
+        let mut newest: Vec<ReconcileRun> = Vec::new();
+        for run in latest {
+            match newest.last_mut() {
+                Some(last) if last.portal_id == run.portal_id => *last = run,
+                _ => newest.push(run),
+            }
+        }
+        Ok(newest)
     }
 }

@@ -10,7 +10,8 @@
 //! - [`reconcile_runs`]: the worker running reconciliations;
 //! - [`okta_events`]: the worker applying Okta Event Hook deliveries;
 //! - [`runtime`]: the loop, health and shutdown of those workers;
-//! - [`service`]: one instance's sync machinery, and what the HTTP layer calls.
+//! - [`service`]: one instance's sync machinery, and what the HTTP layer calls; its
+//!   [`workers`] (loops and triggers) and its [`status`].
 
 pub mod engine;
 pub mod error;
@@ -23,7 +24,9 @@ pub mod reconcile_runs;
 pub mod runtime;
 pub mod service;
 pub mod settings;
+pub mod status;
 pub mod unassignments;
+pub mod workers;
 
 pub use engine::{Deprovision, DeprovisionOutcome, Outcome, SyncEngine, UserSync};
 pub use error::{SyncError, SyncErrorKind};
@@ -32,11 +35,11 @@ pub use okta_events::{EventStep, OktaEventWorker};
 pub use profile::UserProfile;
 pub use reconcile_runs::{ReconcileStep, ReconcileWorker};
 pub use runtime::{WorkerExit, WorkerHealthSnapshot};
-pub use service::{
-    ProbeResult, SubmittedJob, SyncService, SyncStatusReport, Triggered, WorkerKind,
-};
+pub use service::{SubmittedJob, SyncService};
 pub use settings::SyncSettings;
+pub use status::{ProbeResult, ReconciliationStatus, SyncStatusReport};
 pub use unassignments::{MissingGroup, UnassignmentStep, UnassignmentWorker};
+pub use workers::{Triggered, WorkerKind};
 
 use crate::storage::{
     ErrorLogStore, LeaseStore, OktaEventStore, PortalSettingsStore, ReconcileRunStore,

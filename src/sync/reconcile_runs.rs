@@ -272,7 +272,7 @@ impl ReconcileWorker {
             .collect();
         let latest: HashMap<i32, ReconcileRun> = self
             .runs
-            .latest_reconcile_runs(&linked)
+            .latest_reconcile_runs(&linked, false)
             .await?
             .into_iter()
             .map(|r| (r.portal_id, r))

@@ -781,7 +781,7 @@ pub async fn reconcile_runs_claim_finish_and_list(db: TestDb) {
         .unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].id, first.id);
-    let latest = s.latest_reconcile_runs(&[1, 2, 3]).await.unwrap();
+    let latest = s.latest_reconcile_runs(&[1, 2, 3], false).await.unwrap();
     let mut latest: Vec<(i32, &str)> = latest
         .iter()
         .map(|r| (r.portal_id, r.id.as_str()))
@@ -790,5 +790,16 @@ pub async fn reconcile_runs_claim_finish_and_list(db: TestDb) {
     assert_eq!(
         latest,
         vec![(1, second.id.as_str()), (2, other.id.as_str())]
+    );
+    // What the latest run found: portal 1's newest run is still running, so its latest
+    // finished one is the first.
+    let finished = s.latest_reconcile_runs(&[1, 2, 3], true).await.unwrap();
+    let finished: Vec<(i32, &str)> = finished
+        .iter()
+        .map(|r| (r.portal_id, r.id.as_str()))
+        .collect();
+    assert_eq!(
+        finished,
+        vec![(1, first.id.as_str()), (2, other.id.as_str())]
     );
 }
