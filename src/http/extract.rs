@@ -117,10 +117,20 @@ where
 
 /// A JSON number as an integer, where `7.0` counts as one.
 pub fn integral_number<E: serde::de::Error>(n: serde_json::Number) -> Result<i64, E> {
+    // A number written as an integer must fit i64 as written; only one written with a
+    // fraction or exponent (`7.0`, `7e0`) goes through f64, strictly inside i64's range
+    // (2^63 and -2^63 are where f64 rounding makes out-of-range values land). A number
+    // beyond i64 is refused, never clamped.
+    let written_as_integer = !n.to_string().contains(['.', 'e', 'E']);
     match n.as_i64() {
         Some(v) => Ok(v),
         None => match n.as_f64() {
-            Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f <= i64::MAX as f64 => {
+            Some(f)
+                if !written_as_integer
+                    && f.fract() == 0.0
+                    && f > -(2f64.powi(63))
+                    && f < 2f64.powi(63) =>
+            {
                 Ok(f as i64)
             }
             _ => Err(E::custom(format!(

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderName};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -223,11 +223,15 @@ fn parse_envelope(envelope: &Value) -> ApiResult<Vec<NewOktaEvent>> {
             .as_str()
             .map(DateTime::parse_from_rfc3339)
         {
-            Some(Ok(t)) => Some(t.with_timezone(&Utc).naive_utc()),
+            // MariaDB's DATETIME holds years 1000 to 9999; Okta's events are recent.
+            Some(Ok(t)) if (1970..=9999).contains(&t.with_timezone(&Utc).year()) => {
+                Some(t.with_timezone(&Utc).naive_utc())
+            }
             _ => {
                 errors.push(FieldError::new(
                     field("published"),
-                    "required, an RFC 3339 time such as 2026-11-29T10:00:00.000Z",
+                    "required, an RFC 3339 time between 1970 and 9999 such as \
+                     2026-11-29T10:00:00.000Z",
                 ));
                 None
             }

@@ -42,6 +42,24 @@ async fn bad_requests_are_4xx_problems_naming_the_field() {
     let setting = "/api/v1/portals/1/settings/okta_client_id";
     let reference = "/api/v1/portals/1/user-references/2";
     let mut cases = vec![
+        // Beyond i64: refused, not clamped to i64::MAX or i64::MIN.
+        case(
+            M::POST,
+            "/api/v1/sync/unassignments/requeue",
+            Some(json!({"portal_id": 12, "ids": [9_223_372_036_854_775_808u64]})),
+            422,
+            "validation-failed",
+            Some("ids"),
+        ),
+        Case {
+            method: M::POST,
+            path: "/api/v1/sync/unassignments/requeue".into(),
+            body: Some(r#"{"portal_id": 12, "ids": [-9223372036854775809]}"#.into()),
+            content_type: "application/json",
+            status: 422,
+            slug: "validation-failed",
+            field: Some("ids"),
+        },
         case(
             M::GET,
             "/api/v1/portals/abc/settings",

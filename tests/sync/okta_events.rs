@@ -377,4 +377,16 @@ async fn an_event_that_cannot_be_applied_stays_visible() {
     assert_eq!(res.status(), 422);
     let problem: Value = res.json().await.unwrap();
     assert_eq!(problem["errors"][0]["field"], "data.events[0].published");
+    // A time MariaDB's DATETIME cannot hold is refused, not a 500.
+    let mut ancient = events::event("user.lifecycle.deactivate", vec![]);
+    ancient["published"] = json!("0001-01-01T00:00:00Z");
+    let res = app
+        .client
+        .post(app.root_url("/hooks/okta/events"))
+        .header("Authorization", SECRET)
+        .json(&json!({"data": {"events": [ancient]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
 }
