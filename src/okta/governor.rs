@@ -754,19 +754,6 @@ mod tests {
             );
         }
     }
-}
-
-#[cfg(test)]
-mod background_tests {
-    use super::*;
-
-    fn rate(limit: u32, remaining: u32, reset: u64) -> RateHeaders {
-        RateHeaders {
-            limit,
-            remaining,
-            reset,
-        }
-    }
 
     /// Background work stops at half the allowance; the foreground still has the rest.
     #[test]
