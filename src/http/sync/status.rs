@@ -82,10 +82,10 @@ pub struct WorkersBody {
     pub enabled: bool,
     /// This instance's name in leases.
     pub instance_id: String,
-    pub unassignments: WorkerHealthBody,
-    pub jobs: WorkerHealthBody,
-    pub reconciliations: WorkerHealthBody,
-    pub okta_events: WorkerHealthBody,
+    pub unassignments: WorkerHealthSnapshot,
+    pub jobs: WorkerHealthSnapshot,
+    pub reconciliations: WorkerHealthSnapshot,
+    pub okta_events: WorkerHealthSnapshot,
 }
 
 /// Okta Event Hook deliveries waiting or failed (all instances).
@@ -97,34 +97,6 @@ pub struct OktaEventsBody {
     pub failed: i64,
     /// `published` of the oldest pending event.
     pub oldest_pending_published: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct WorkerHealthBody {
-    pub running: bool,
-    pub last_step_at: Option<DateTime<Utc>>,
-    pub last_error_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    pub steps: u64,
-    /// Steps that panicked since start; the loop was restarted after each.
-    pub restarts: u64,
-    pub last_panic_at: Option<DateTime<Utc>>,
-    pub last_panic: Option<String>,
-}
-
-impl From<WorkerHealthSnapshot> for WorkerHealthBody {
-    fn from(h: WorkerHealthSnapshot) -> Self {
-        Self {
-            running: h.running,
-            last_step_at: h.last_step_at,
-            last_error_at: h.last_error_at,
-            last_error: h.last_error,
-            steps: h.steps,
-            restarts: h.restarts,
-            last_panic_at: h.last_panic_at,
-            last_panic: h.last_panic,
-        }
-    }
 }
 
 /// A portal whose `okta_group_id` names no group Okta has.
@@ -245,10 +217,10 @@ async fn sync_status(State(state): State<AppState>) -> ApiResult<Json<SyncStatus
         workers: WorkersBody {
             enabled: report.workers_enabled,
             instance_id: report.instance_id,
-            unassignments: report.unassignment_worker.into(),
-            jobs: report.job_worker.into(),
-            reconciliations: report.reconcile_worker.into(),
-            okta_events: report.okta_event_worker.into(),
+            unassignments: report.unassignment_worker,
+            jobs: report.job_worker,
+            reconciliations: report.reconcile_worker,
+            okta_events: report.okta_event_worker,
         },
         reconciliation: ReconciliationBody {
             interval_seconds: report.reconciliation.interval.as_secs(),
