@@ -19,6 +19,13 @@
 //! the share of calls answered 429 (as efs-iam counted them), efs-iam's peak RSS
 //! (`VmHWM`), and the speed-up over the sequential baseline.
 //!
+//! With `--instances N`, N efs-iam processes share the database (MariaDB) and the
+//! fake's buckets, and every one runs the workers: the budget is then shared through
+//! Okta's `X-Rate-Limit-Remaining` alone. Requests from this driver go to the first
+//! instance. Also reported then: each instance's peak RSS, the 429s the fake answered,
+//! and the drain's `DELETE`s answered 2xx against the rows enqueued (a row removed
+//! twice would show as a surplus).
+//!
 //! Run it through `scripts/bench-sync` (release build, defaults from the brief: 50 ms
 //! latency, 600 requests per 6 s window, 10,000 users, 100,000 removals).
 
@@ -67,6 +74,10 @@ struct Args {
     /// The efs-iam binary to measure.
     #[arg(long, default_value = "target/release/efs-iam")]
     bin: PathBuf,
+    /// efs-iam instances sharing the database and Okta's budget (more than one needs
+    /// MariaDB).
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
     /// Write the figures as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -153,6 +164,7 @@ fn calls(okta: &FakeOkta) -> Vec<usize> {
 #[derive(Debug, serde::Serialize)]
 struct Phase {
     name: &'static str,
+    instances: usize,
     items: usize,
     seconds: f64,
     per_second: f64,
@@ -163,9 +175,30 @@ struct Phase {
     busiest_bucket_calls_per_second: f64,
     budget_calls_per_second: f64,
     budget_used: f64,
+    /// The largest of the instances' peak RSS.
     peak_rss_mib: f64,
+    peak_rss_mib_per_instance: Vec<f64>,
     sequential_per_second: f64,
     speed_up: f64,
+    /// What the fake answered in the phase: 429s, and (drain) DELETEs answered 2xx.
+    okta_429: usize,
+    okta_deletes_2xx: usize,
+}
+
+/// The fake's record of the phase (it keeps every request of one phase):
+/// (429 answers, DELETEs of a group member answered 2xx).
+fn okta_answers(okta: &FakeOkta) -> (usize, usize) {
+    let records = okta.requests();
+    let answered_429 = records.iter().filter(|r| r.status == Some(429)).count();
+    let deletes = records
+        .iter()
+        .filter(|r| {
+            r.method == "DELETE"
+                && r.route == "/api/v1/groups/{groupId}/users/{userId}"
+                && r.status.is_some_and(|s| (200..300).contains(&s))
+        })
+        .count();
+    (answered_429, deletes)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -177,8 +210,9 @@ fn phase(
     after: &[usize],
     answered_429: u64,
     budget: f64,
-    rss_kib: u64,
+    rss_kib: &[u64],
     sequential: f64,
+    okta: (usize, usize),
 ) -> Phase {
     let seconds = elapsed.as_secs_f64();
     let delta: Vec<usize> = after.iter().zip(before).map(|(a, b)| a - b).collect();
@@ -196,8 +230,10 @@ fn phase(
         .unwrap_or(("-", 0));
     let busiest_rate = busiest as f64 / seconds;
     let per_second = items as f64 / seconds;
+    let rss: Vec<f64> = rss_kib.iter().map(|k| *k as f64 / 1024.0).collect();
     Phase {
         name,
+        instances: rss.len(),
         items,
         seconds,
         per_second,
@@ -208,9 +244,12 @@ fn phase(
         busiest_bucket_calls_per_second: busiest_rate,
         budget_calls_per_second: budget,
         budget_used: busiest_rate / budget,
-        peak_rss_mib: rss_kib as f64 / 1024.0,
+        peak_rss_mib: rss.iter().copied().fold(0.0, f64::max),
+        peak_rss_mib_per_instance: rss,
         sequential_per_second: sequential,
         speed_up: per_second / sequential,
+        okta_429: okta.0,
+        okta_deletes_2xx: okta.1,
     }
 }
 
@@ -289,6 +328,60 @@ async fn database(args: &Args, dir: &std::path::Path) -> (String, Option<sqlx::M
     (url, Some(db))
 }
 
+/// 429s all instances have seen.
+async fn seen_429_all(svcs: &[Service]) -> u64 {
+    let mut n = 0;
+    for svc in svcs {
+        n += svc.seen_429().await;
+    }
+    n
+}
+
+/// Starts efs-iam instance `n` against the database and the fake Okta.
+fn start_instance(
+    args: &Args,
+    db_url: &str,
+    okta: &FakeOkta,
+    dir: &std::path::Path,
+    n: usize,
+) -> Service {
+    let port = free_port();
+    let log = std::fs::File::create(dir.join(format!("efs-iam-{n}.log"))).unwrap();
+    let child = Command::new(&args.bin)
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("EFS_IAM_LISTEN", format!("127.0.0.1:{port}"))
+        .env("EFS_IAM_DATABASE_URL", db_url)
+        .env("EFS_IAM_DATABASE_MAX_CONNECTIONS", "20")
+        .env("EFS_IAM_OKTA_ORG_URL", okta.base_url())
+        .env("EFS_IAM_OKTA_API_TOKEN", TOKEN)
+        .env("EFS_IAM_OKTA_RATE_SHARE", &args.rate_share)
+        .env(
+            "EFS_IAM_OKTA_MAX_CONCURRENCY",
+            args.okta_concurrency.to_string(),
+        )
+        .env("EFS_IAM_SYNC_BATCH_SIZE", args.batch_size.to_string())
+        .env("EFS_IAM_SYNC_CONCURRENCY", args.concurrency.to_string())
+        .env("EFS_IAM_SYNC_POLL_INTERVAL", "200ms")
+        .env("EFS_IAM_SYNC_ACTIVATE_USERS", "true")
+        .env("EFS_IAM_SYNC_INSTANCE_ID", format!("bench-{n}"))
+        .env("EFS_IAM_LOG", "warn")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start efs-iam (build it with cargo build --release first)");
+    Service {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap(),
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -306,7 +399,8 @@ async fn main() {
         rate_limit: args.rate_limit,
         window,
         latency: Duration::from_millis(args.latency_ms),
-        max_recorded_requests: 100,
+        // Every request of a phase, to count 429s and the drain's DELETEs.
+        max_recorded_requests: (args.unassignments + args.users * 3) * 11 / 10 + 10_000,
         everyone_group: false,
         ..FakeOktaConfig::default()
     })
@@ -333,52 +427,30 @@ async fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let (db_url, mysql) = database(&args, dir.path()).await;
-    let port = free_port();
-    let log = std::fs::File::create(dir.path().join("efs-iam.log")).unwrap();
-    let child = Command::new(&args.bin)
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("EFS_IAM_LISTEN", format!("127.0.0.1:{port}"))
-        .env("EFS_IAM_DATABASE_URL", &db_url)
-        .env("EFS_IAM_DATABASE_MAX_CONNECTIONS", "20")
-        .env("EFS_IAM_OKTA_ORG_URL", okta.base_url())
-        .env("EFS_IAM_OKTA_API_TOKEN", TOKEN)
-        .env("EFS_IAM_OKTA_RATE_SHARE", &args.rate_share)
-        .env(
-            "EFS_IAM_OKTA_MAX_CONCURRENCY",
-            args.okta_concurrency.to_string(),
-        )
-        .env("EFS_IAM_SYNC_BATCH_SIZE", args.batch_size.to_string())
-        .env("EFS_IAM_SYNC_CONCURRENCY", args.concurrency.to_string())
-        .env("EFS_IAM_SYNC_POLL_INTERVAL", "200ms")
-        .env("EFS_IAM_SYNC_ACTIVATE_USERS", "true")
-        .env("EFS_IAM_LOG", "warn")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start efs-iam (build it with cargo build --release first)");
-    let svc = Service {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .build()
-            .unwrap(),
-    };
-    for _ in 0..300 {
-        if svc
-            .http
-            .get(format!("{}/health/ready", svc.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
+    assert!(
+        args.instances == 1 || mysql.is_some(),
+        "--instances above 1 needs MariaDB (TEST_MYSQL_URL or --mysql-admin-url)"
+    );
+    // The first instance migrates the database; the others start once it is ready.
+    let mut svcs: Vec<Service> = Vec::new();
+    for n in 0..args.instances.max(1) {
+        let svc = start_instance(&args, &db_url, &okta, dir.path(), n);
+        for _ in 0..300 {
+            if svc
+                .http
+                .get(format!("{}/health/ready", svc.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        svcs.push(svc);
     }
+    let svc = &svcs[0];
+    let peak_rss = |svcs: &[Service]| svcs.iter().map(Service::peak_rss_kib).collect::<Vec<_>>();
     if let Some(db) = &mysql {
         // The EFS core rows the portal references point at.
         for chunk in (1..=args.users as i64).collect::<Vec<_>>().chunks(1000) {
@@ -410,8 +482,9 @@ async fn main() {
                    "first_name": "Bench", "last_name": format!("User {i}")})
         })
         .collect();
+    okta.clear_requests();
     let before = calls(&okta);
-    let before_429 = svc.seen_429().await;
+    let before_429 = seen_429_all(&svcs).await;
     let started = Instant::now();
     let job = svc
         .call(
@@ -443,24 +516,27 @@ async fn main() {
             last_report = Instant::now();
         }
     }
+    let elapsed = started.elapsed();
     let sync = phase(
         "sync portal users",
         args.users,
-        started.elapsed(),
+        elapsed,
         &before,
         &calls(&okta),
-        svc.seen_429().await - before_429,
+        seen_429_all(&svcs).await - before_429,
         budget,
-        svc.peak_rss_kib(),
+        &peak_rss(&svcs),
         seq_users,
+        okta_answers(&okta),
     );
     eprintln!("{sync:#?}");
     let okta_ids = okta.group_members(&group);
     assert_eq!(okta_ids.len(), args.users);
 
     // --- unassignment drain ---
+    okta.clear_requests();
     let before = calls(&okta);
-    let before_429 = svc.seen_429().await;
+    let before_429 = seen_429_all(&svcs).await;
     let started = Instant::now();
     for (chunk_no, chunk) in (0..args.unassignments)
         .collect::<Vec<_>>()
@@ -493,16 +569,18 @@ async fn main() {
             last_report = Instant::now();
         }
     }
+    let elapsed = started.elapsed();
     let drain = phase(
         "drain unassignments",
         args.unassignments,
-        started.elapsed(),
+        elapsed,
         &before,
         &calls(&okta),
-        svc.seen_429().await - before_429,
+        seen_429_all(&svcs).await - before_429,
         budget,
-        svc.peak_rss_kib(),
+        &peak_rss(&svcs),
         seq_removals,
+        okta_answers(&okta),
     );
     eprintln!("{drain:#?}");
     // The drain names the synced users in turn: with fewer removals than users, the
@@ -531,6 +609,31 @@ async fn main() {
             p.peak_rss_mib,
             p.sequential_per_second,
             p.speed_up
+        );
+    }
+    println!();
+    println!("| phase | instances | peak RSS MiB per instance | 429s answered by Okta | DELETEs answered 2xx | rows | surplus |");
+    println!("|---|---|---|---|---|---|---|");
+    for p in [&sync, &drain] {
+        let rows = if p.name == "drain unassignments" {
+            p.items
+        } else {
+            0
+        };
+        println!(
+            "| {} | {} | {} | {} of {} calls | {} | {} | {} |",
+            p.name,
+            p.instances,
+            p.peak_rss_mib_per_instance
+                .iter()
+                .map(|m| format!("{m:.1}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            p.okta_429,
+            p.okta_calls,
+            p.okta_deletes_2xx,
+            rows,
+            p.okta_deletes_2xx as i64 - rows as i64
         );
     }
     if let Some(path) = &args.json {

@@ -99,7 +99,8 @@ pub struct ErrorLogListQuery {
     pub status_code: Option<i64>,
     #[param(max_length = 36, pattern = "^[\\u0000-\\uFFFF]*$")]
     pub error_code: Option<String>,
-    /// Text contained in the message.
+    /// Text contained in the message. No index answers "contains": every entry in the
+    /// range is read, so on a large log combine it with `since`/`until`.
     #[param(max_length = 200, pattern = "^[\\u0000-\\uFFFF]*$")]
     pub q: Option<String>,
     /// Page size, 1 to 500 (default 50).

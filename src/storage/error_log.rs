@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
-use super::sql::{on_dialect, SqlStore};
-use super::{now, StorageResult};
+use super::sql::{on_dialect, PurgeRange, SqlStore};
+use super::{force_index, now, StorageResult};
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct ErrorLogEntry {
@@ -114,8 +114,19 @@ impl ErrorLogStore for SqlStore {
 
     #[tracing::instrument(skip(self), err(level = "warn"))]
     async fn query_error_log(&self, query: &ErrorLogQuery) -> StorageResult<Vec<ErrorLogEntry>> {
+        // Newest first along the index of the filter's column (migration 0007), else
+        // along (created_at, id).
+        let indexes = match (query.status_code.is_some(), query.error_code.is_some()) {
+            (false, false) => "created_at_id",
+            (true, false) => "status_code_created_at_id",
+            (false, true) => "error_code_created_at_id",
+            (true, true) => "status_code_created_at_id, error_code_created_at_id",
+        };
         Ok(on_dialect!(self, pool => {
-            let mut q = pool.builder(format!("SELECT {COLS} FROM iam_error_log WHERE 1 = 1"));
+            let mut q = pool.builder(format!(
+                "SELECT {COLS} FROM iam_error_log{} WHERE 1 = 1",
+                force_index(pool, indexes)
+            ));
             if let Some(since) = query.since {
                 q.push(" AND created_at >= ").push_bind(since);
             }
@@ -151,11 +162,15 @@ impl ErrorLogStore for SqlStore {
         }))
     }
 
+    /// In batches, oldest first ([`SqlStore::purge_in_batches`]).
     #[tracing::instrument(skip(self), err(level = "warn"))]
     async fn purge_error_log(&self, before: NaiveDateTime) -> StorageResult<u64> {
-        let sql = "DELETE FROM iam_error_log WHERE created_at < ?";
-        Ok(on_dialect!(self, pool => {
-            sqlx::query(sql).bind(before).execute(pool).await?.rows_affected()
-        }))
+        let range = PurgeRange {
+            table: "iam_error_log",
+            column: "created_at",
+            op: "<",
+            index: "created_at_id",
+        };
+        Ok(self.purge_in_batches(&range, before).await?)
     }
 }

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::FromRow;
 
-use super::sql::{in_transaction, on_dialect, SqlStore};
-use super::{DatabaseStatus, StorageError};
+use super::sql::{in_transaction, on_dialect, push_ids, PurgeRange, SqlStore};
+use super::{force_index, DatabaseStatus, StorageError, PURGE_BATCH};
 
 /// Why a token store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -238,25 +238,51 @@ impl TokenStore for SqlStore {
         }))
     }
 
+    /// In batches of [`PURGE_BATCH`] rows, each read from an index after the previous
+    /// batch's last row and written by a statement of its own, so that at a million
+    /// sessions no statement holds its locks for long ([`SqlStore::purge_in_batches`]).
     #[tracing::instrument(skip_all, err(level = "warn"))]
     async fn purge_expired_tokens(
         &self,
         now: DateTime<Utc>,
         legacy_expiry: DateTime<Utc>,
     ) -> TokenStoreResult<u64> {
-        let adopt = "UPDATE iam_token_data SET expires_at = ? WHERE expires_at IS NULL";
-        let purge = "DELETE FROM iam_token_data WHERE expires_at <= ?";
-        Ok(on_dialect!(self, pool => {
-            sqlx::query(adopt)
-                .bind(legacy_expiry.naive_utc())
-                .execute(pool)
-                .await?;
-            sqlx::query(purge)
-                .bind(now.naive_utc())
-                .execute(pool)
+        let (now, legacy_expiry) = (now.naive_utc(), legacy_expiry.naive_utc());
+        // Legacy rows without an expiry get one, in id order.
+        let mut after = 0i64;
+        loop {
+            let ids: Vec<i64> = on_dialect!(self, pool => {
+                sqlx::query_scalar(&format!(
+                    "SELECT id FROM iam_token_data{} WHERE expires_at IS NULL AND id > ? \
+                     ORDER BY id LIMIT ?",
+                    force_index(pool, "expires_at")
+                ))
+                .bind(after)
+                .bind(PURGE_BATCH as i64)
+                .fetch_all(pool)
                 .await?
-                .rows_affected()
-        }))
+            });
+            let Some(&last) = ids.last() else { break };
+            after = last;
+            on_dialect!(self, pool => {
+                let mut q = pool.builder("UPDATE iam_token_data SET expires_at = ");
+                q.push_bind(legacy_expiry)
+                    .push(" WHERE expires_at IS NULL AND id");
+                push_ids(&mut q, &ids);
+                q.build().execute(pool).await?;
+            });
+            if ids.len() < PURGE_BATCH {
+                break;
+            }
+        }
+        // Expired rows go, oldest expiry first.
+        let range = PurgeRange {
+            table: "iam_token_data",
+            column: "expires_at",
+            op: "<=",
+            index: "expires_at",
+        };
+        Ok(self.purge_in_batches(&range, now).await?)
     }
 
     #[tracing::instrument(skip_all, err(level = "warn"))]

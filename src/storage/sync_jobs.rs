@@ -10,7 +10,7 @@ use sqlx::FromRow;
 use super::sql::{
     in_transaction, on_dialect, push_ids, push_page, release_leases, renew_leases, SqlStore, CHUNK,
 };
-use super::StorageResult;
+use super::{force_index, StorageResult};
 use crate::domain::{EfsUserId, PortalId};
 
 /// A new batch job and its users.
@@ -219,24 +219,34 @@ impl SyncJobStore for SqlStore {
     async fn sync_job(&self, id: &str) -> StorageResult<Option<(SyncJob, SyncJobCounts)>> {
         let job_sql = "SELECT id, portal_id, total, created_at, finished_at \
                        FROM efs_iam_sync_job WHERE id = ?";
-        let counts_sql = "SELECT COUNT(CASE WHEN state = 'pending' THEN 1 END), \
-                          COUNT(CASE WHEN state = 'succeeded' THEN 1 END), \
-                          COUNT(CASE WHEN state = 'failed' THEN 1 END), \
-                          COUNT(CASE WHEN state = 'pending' AND attempts > 0 THEN 1 END) \
-                          FROM efs_iam_sync_job_item WHERE job_id = ?";
+        // Only the pending and failed items are counted, from the (job_id, state, seq,
+        // attempts) index alone (migration 0007); the rest of the job's `total` items
+        // (every item is pending, succeeded or failed) succeeded. A finished job of
+        // 10,000 users reads its few failed entries, not all 10,000.
+        let counts_sql = |hint: String| {
+            format!(
+                "SELECT COUNT(CASE WHEN state = 'pending' THEN 1 END), \
+                 COUNT(CASE WHEN state = 'failed' THEN 1 END), \
+                 COUNT(CASE WHEN state = 'pending' AND attempts > 0 THEN 1 END) \
+                 FROM efs_iam_sync_job_item{hint} \
+                 WHERE job_id = ? AND state IN ('pending', 'failed')"
+            )
+        };
         on_dialect!(self, pool => {
+            let counts_sql = counts_sql(force_index(pool, "job_state_seq"));
             let job: Option<SyncJob> =
                 sqlx::query_as(job_sql).bind(id).fetch_optional(pool).await?;
             let Some(job) = job else { return Ok(None) };
-            let c: (i64, i64, i64, i64) =
-                sqlx::query_as(counts_sql).bind(id).fetch_one(pool).await?;
+            let (pending, failed, retrying): (i64, i64, i64) =
+                sqlx::query_as(&counts_sql).bind(id).fetch_one(pool).await?;
+            let succeeded = (i64::from(job.total) - pending - failed).max(0);
             Ok(Some((
                 job,
                 SyncJobCounts {
-                    pending: c.0,
-                    succeeded: c.1,
-                    failed: c.2,
-                    retrying: c.3,
+                    pending,
+                    succeeded,
+                    failed,
+                    retrying,
                 },
             )))
         })
@@ -248,9 +258,16 @@ impl SyncJobStore for SqlStore {
         id: &str,
         query: &SyncJobItemQuery,
     ) -> StorageResult<Vec<SyncJobItem>> {
+        // (job_id, seq), or (job_id, state, seq, …) for one state (migration 0007).
+        let index = if query.state.is_some() {
+            "job_state_seq"
+        } else {
+            "job_seq"
+        };
         Ok(on_dialect!(self, pool => {
             let mut q = pool.builder(format!(
-                "SELECT {ITEM_COLS} FROM efs_iam_sync_job_item WHERE job_id = "
+                "SELECT {ITEM_COLS} FROM efs_iam_sync_job_item{} WHERE job_id = ",
+                force_index(pool, index)
             ));
             q.push_bind(id.to_owned());
             if let Some(state) = query.state {

@@ -27,7 +27,7 @@ use sqlx::FromRow;
 use super::sql::{
     in_transaction, on_dialect, push_ids, push_page, release_leases, renew_leases, SqlStore, CHUNK,
 };
-use super::{now, StorageResult};
+use super::{force_index, now, StorageResult};
 use crate::domain::{EfsUserId, OktaUserId, PortalId};
 
 #[derive(Debug, Clone)]
@@ -270,8 +270,19 @@ impl UnassignmentQueueStore for SqlStore {
         portal: PortalId,
         query: &UnassignmentQuery,
     ) -> StorageResult<Vec<Unassignment>> {
+        // (portal_id, id) orders a portal's rows; (portal_id, dead_at) its pending ones
+        // (dead_at IS NULL is an equality); dead letters are read from either,
+        // whichever holds fewer rows to look at (migration 0007).
+        let indexes = match query.state {
+            None => "portal_id_id",
+            Some(UnassignmentState::Pending) => "portal_id_dead_at",
+            Some(UnassignmentState::Dead) => "portal_id_id, portal_id_dead_at",
+        };
         let found: Vec<UnassignmentRow> = on_dialect!(self, pool => {
-            let mut q = pool.builder(format!("SELECT {COLS} FROM {QUEUE} WHERE portal_id = "));
+            let mut q = pool.builder(format!(
+                "SELECT {COLS} FROM {QUEUE}{} WHERE portal_id = ",
+                force_index(pool, indexes)
+            ));
             q.push_bind(portal.get());
             match query.state {
                 Some(UnassignmentState::Pending) => {
@@ -290,13 +301,23 @@ impl UnassignmentQueueStore for SqlStore {
 
     #[tracing::instrument(skip(self), err(level = "warn"))]
     async fn unassignment_counts(&self, portal: PortalId) -> StorageResult<UnassignmentCounts> {
-        let sql = format!(
-            "SELECT COUNT(CASE WHEN dead_at IS NULL THEN 1 END), \
-                    COUNT(CASE WHEN dead_at IS NOT NULL THEN 1 END) \
-             FROM {QUEUE} WHERE portal_id = ?"
-        );
+        // Two counts of ranges of the (portal_id, dead_at) index, read from the index
+        // alone: one COUNT with a CASE per column made MariaDB read each row (at 20,000
+        // queued rows of a portal, the listing's counts took longer than its page).
+        let count = |hint: String, dead: &str| {
+            format!("SELECT COUNT(*) FROM {QUEUE}{hint} WHERE portal_id = ? AND dead_at IS {dead}")
+        };
         let (pending, dead): (i64, i64) = on_dialect!(self, pool => {
-            sqlx::query_as(&sql).bind(portal.get()).fetch_one(pool).await?
+            let hint = force_index(pool, "portal_id_dead_at");
+            let pending = sqlx::query_scalar(&count(hint.clone(), "NULL"))
+                .bind(portal.get())
+                .fetch_one(pool)
+                .await?;
+            let dead = sqlx::query_scalar(&count(hint, "NOT NULL"))
+                .bind(portal.get())
+                .fetch_one(pool)
+                .await?;
+            (pending, dead)
         });
         Ok(UnassignmentCounts { pending, dead })
     }
@@ -480,7 +501,16 @@ impl UnassignmentQueueStore for SqlStore {
         limit: u32,
     ) -> StorageResult<Vec<Unassignment>> {
         let found: Vec<UnassignmentRow> = on_dialect!(self, pool => {
-            let mut q = pool.builder(format!("SELECT {COLS} FROM {QUEUE} WHERE dead_at IS NOT NULL"));
+            // Dead letters without a portal are a (portal_id IS NULL) range of
+            // (portal_id, id); all dead letters are read in id order.
+            let hint = if without_portal_only {
+                force_index(pool, "portal_id_id")
+            } else {
+                String::new()
+            };
+            let mut q = pool.builder(format!(
+                "SELECT {COLS} FROM {QUEUE}{hint} WHERE dead_at IS NOT NULL"
+            ));
             if without_portal_only {
                 q.push(" AND portal_id IS NULL");
             }

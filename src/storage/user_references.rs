@@ -11,7 +11,7 @@ use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
 use super::sql::{in_transaction, on_dialect, push_page, SqlStore};
-use super::{now, StorageResult};
+use super::{force_index, now, StorageResult};
 use crate::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,24 +288,50 @@ impl UserReferenceStore for SqlStore {
         portal: PortalId,
         query: &PortalUserReferenceQuery,
     ) -> StorageResult<Vec<PortalUserReference>> {
+        // Each filter reads one index in keyset order (migration 0007): an equality on
+        // `has_data_changes` keeps the pages in `id` order, a range would not. So a
+        // filter on it is a union of equalities and (for legacy values other than 0
+        // and 1, normally none) small ranges, each part a page of its own; the union's
+        // first `limit` rows by id are the page.
+        let changes: &[&str] = match query.has_data_changes {
+            None => &[""],
+            Some(true) => &[
+                " AND has_data_changes = 1",
+                " AND has_data_changes > 1",
+                " AND has_data_changes < 0",
+            ],
+            Some(false) => &[" AND has_data_changes = 0", " AND has_data_changes IS NULL"],
+        };
+        let indexes = match (query.status.is_some(), query.has_data_changes.is_some()) {
+            (false, false) => "portal_id",
+            (true, false) => "portal_status_id",
+            (false, true) => "portal_changes_id",
+            (true, true) => "portal_status_id, portal_changes_id",
+        };
+        let union = changes.len() > 1;
         let rows: Vec<PortalUserReferenceRow> = on_dialect!(self, pool => {
-            let mut q = pool.builder(format!(
-                "SELECT {PORTAL_COLS} FROM iam_portal_user_reference WHERE portal_id = "
-            ));
-            q.push_bind(portal.get());
-            if let Some(status) = query.status {
-                q.push(" AND status = ").push_bind(status.code());
-            }
-            match query.has_data_changes {
-                Some(true) => {
-                    q.push(" AND has_data_changes <> 0");
+            let hint = force_index(pool, indexes);
+            let mut q = pool.builder("");
+            for (n, changed) in changes.iter().enumerate() {
+                if union {
+                    q.push(if n == 0 { "SELECT * FROM (" } else { " UNION ALL SELECT * FROM (" });
                 }
-                Some(false) => {
-                    q.push(" AND (has_data_changes = 0 OR has_data_changes IS NULL)");
+                q.push(format!(
+                    "SELECT {PORTAL_COLS} FROM iam_portal_user_reference{hint} WHERE portal_id = "
+                ));
+                q.push_bind(portal.get());
+                if let Some(status) = query.status {
+                    q.push(" AND status = ").push_bind(status.code());
                 }
-                None => {}
+                q.push(*changed);
+                push_page(&mut q, "id", query.after_id, query.limit);
+                if union {
+                    q.push(format!(") part{n}"));
+                }
             }
-            push_page(&mut q, "id", query.after_id, query.limit);
+            if union {
+                q.push(" ORDER BY id LIMIT ").push_bind(i64::from(query.limit));
+            }
             q.build_query_as().fetch_all(pool).await?
         });
         Ok(rows.into_iter().map(Into::into).collect())

@@ -8,5 +8,6 @@ mod common;
 
 mod connection_pool;
 mod contract;
+mod scale_contract;
 mod sync_contract;
 mod token_vault;

@@ -223,6 +223,77 @@ pub(crate) fn push_page<'a, DB>(
 }
 
 /// Appends ` IN (?, ?, …)` binding `ids`.
+/// Which rows a batched purge deletes: those of `table` whose `column` compares to the
+/// bound with `op` (`<` or `<=`), read along the `index` on (`column`, `id`).
+pub(crate) struct PurgeRange {
+    pub table: &'static str,
+    pub column: &'static str,
+    pub op: &'static str,
+    /// The MariaDB index on (`column`, `id`); SQLite's planner finds its own.
+    pub index: &'static str,
+}
+
+impl SqlStore {
+    /// Deletes the rows of `range` up to `bound` in batches of
+    /// [`PURGE_BATCH`](super::PURGE_BATCH), oldest first: each batch's ids are read from
+    /// the index after the previous batch's last row, and deleted by a statement of their
+    /// own. A purge of a million rows is then a thousand short transactions: no lock is
+    /// held for the whole purge, and the index entries InnoDB has not cleaned up yet are
+    /// not read again by the next batch. Returns how many rows went.
+    pub(crate) async fn purge_in_batches(
+        &self,
+        range: &PurgeRange,
+        bound: chrono::NaiveDateTime,
+    ) -> Result<u64, sqlx::Error> {
+        let PurgeRange {
+            table,
+            column,
+            op,
+            index,
+        } = range;
+        let limit = super::PURGE_BATCH;
+        let mut deleted = 0;
+        let mut after: Option<(chrono::NaiveDateTime, i64)> = None;
+        loop {
+            let batch: Vec<(i64, chrono::NaiveDateTime)> = on_dialect!(self, pool => {
+                let mut q = pool.builder(format!(
+                    "SELECT id, {column} FROM {table}{} WHERE {column} {op} ",
+                    super::force_index(pool, index)
+                ));
+                q.push_bind(bound);
+                if let Some((at, id)) = after {
+                    q.push(format!(" AND ({column} > "))
+                        .push_bind(at)
+                        .push(format!(" OR ({column} = "))
+                        .push_bind(at)
+                        .push(" AND id > ")
+                        .push_bind(id)
+                        .push("))");
+                }
+                q.push(format!(" ORDER BY {column}, id LIMIT "))
+                    .push_bind(limit as i64);
+                q.build_query_as().fetch_all(pool).await?
+            });
+            let Some(&(last_id, last_at)) = batch.last() else {
+                break;
+            };
+            after = Some((last_at, last_id));
+            let ids: Vec<i64> = batch.iter().map(|(id, _)| *id).collect();
+            // The bound again: a row changed since it was read is left alone.
+            deleted += on_dialect!(self, pool => {
+                let mut q = pool.builder(format!("DELETE FROM {table} WHERE {column} {op} "));
+                q.push_bind(bound).push(" AND id");
+                push_ids(&mut q, &ids);
+                q.build().execute(pool).await?.rows_affected()
+            });
+            if batch.len() < limit {
+                break;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
 pub(crate) fn push_ids<'a, DB, T>(q: &mut sqlx::QueryBuilder<'a, DB>, ids: &'a [T])
 where
     DB: sqlx::Database,
