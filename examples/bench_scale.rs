@@ -734,11 +734,33 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A stored session's token, by session ids `{prefix}1..={keys}`: efs-iam looks for the
+/// keyed hash of the id and for the raw id (a legacy row) in one statement.
+fn session_lookup(name: &'static str, prefix: &'static str, keys: u64, ring: Arc<Keys>) -> Lookup {
+    Lookup {
+        name,
+        path: Arc::new(move |n| format!("/sessions/{prefix}{n}/token")),
+        sql: Arc::new(move |n| {
+            let raw = format!("{prefix}{n}");
+            let hashed = hex(&ring.hasher.hash_raw_session(raw.as_bytes()));
+            let raw = hex(raw.as_bytes());
+            format!(
+                "SELECT session_id, idp_response, stored_at, expires_at FROM iam_token_data \
+                 WHERE session_id = X'{hashed}' OR session_id = X'{raw}' \
+                 ORDER BY CASE WHEN session_id = X'{hashed}' THEN 0 ELSE 1 END, id DESC LIMIT 1"
+            )
+        }),
+        statements: 1,
+        keys,
+        lua: format!(
+            "return wrk.format(\"GET\", \"/api/v1/sessions/{prefix}\" .. n .. \"/token\")"
+        ),
+    }
+}
+
 fn lookups(layout: &Layout, keys: &Arc<Keys>) -> Vec<Lookup> {
     let lua_portal = "local r = n % 1000\n  local p\n  if r < 200 then p = 1 elseif r < 300 then p = 2 \
                       elseif r < 700 then p = 3 + math.floor((r - 300) / 50) else p = 11 + (r - 700) % 90 end";
-    let k1 = keys.clone();
-    let k2 = keys.clone();
     vec![
         Lookup {
             name: "portal user reference",
@@ -782,40 +804,18 @@ fn lookups(layout: &Layout, keys: &Arc<Keys>) -> Vec<Lookup> {
             keys: layout.refs,
             lua: "return wrk.format(\"GET\", string.format(\"/api/v1/okta-users/00u%017d/references\", n))".into(),
         },
-        Lookup {
-            name: "session token (hashed id, sealed)",
-            path: Arc::new(|n| format!("/sessions/s{n}/token")),
-            sql: Arc::new(move |n| {
-                let raw = format!("s{n}");
-                let hashed = hex(&k1.hasher.hash_raw_session(raw.as_bytes()));
-                let raw = hex(raw.as_bytes());
-                format!(
-                    "SELECT session_id, idp_response, stored_at, expires_at FROM iam_token_data \
-                     WHERE session_id = X'{hashed}' OR session_id = X'{raw}' \
-                     ORDER BY CASE WHEN session_id = X'{hashed}' THEN 0 ELSE 1 END, id DESC LIMIT 1"
-                )
-            }),
-            statements: 1,
-            keys: layout.hashed_sessions,
-            lua: "return wrk.format(\"GET\", \"/api/v1/sessions/s\" .. n .. \"/token\")".into(),
-        },
-        Lookup {
-            name: "session token (legacy raw row)",
-            path: Arc::new(|n| format!("/sessions/l{n}/token")),
-            sql: Arc::new(move |n| {
-                let raw = format!("l{n}");
-                let hashed = hex(&k2.hasher.hash_raw_session(raw.as_bytes()));
-                let raw = hex(raw.as_bytes());
-                format!(
-                    "SELECT session_id, idp_response, stored_at, expires_at FROM iam_token_data \
-                     WHERE session_id = X'{hashed}' OR session_id = X'{raw}' \
-                     ORDER BY CASE WHEN session_id = X'{hashed}' THEN 0 ELSE 1 END, id DESC LIMIT 1"
-                )
-            }),
-            statements: 1,
-            keys: layout.legacy_sessions,
-            lua: "return wrk.format(\"GET\", \"/api/v1/sessions/l\" .. n .. \"/token\")".into(),
-        },
+        session_lookup(
+            "session token (hashed id, sealed)",
+            "s",
+            layout.hashed_sessions,
+            keys.clone(),
+        ),
+        session_lookup(
+            "session token (legacy raw row)",
+            "l",
+            layout.legacy_sessions,
+            keys.clone(),
+        ),
         Lookup {
             name: "error-log entry",
             path: Arc::new(|n| format!("/errors/{n}")),

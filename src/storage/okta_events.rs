@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
-use super::sql::{in_transaction, is_unique_violation, on_dialect, push_ids, SqlStore};
+use super::sql::{in_transaction, is_unique_violation, on_dialect, push_ids, SqlStore, CHUNK};
 use super::{StorageError, StorageResult};
 use crate::domain::{OktaUserId, PortalUserStatus};
 
@@ -267,18 +267,18 @@ impl OktaEventStore for SqlStore {
         owner: &str,
         until: NaiveDateTime,
     ) -> StorageResult<u64> {
+        // As `sql::renew_leases`, keyed by `uuid`: one statement per chunk of events.
+        let refs: Vec<&str> = uuids.iter().map(String::as_str).collect();
         let mut renewed = 0;
-        for uuid in uuids {
-            let sql =
-                format!("UPDATE {EVENTS} SET locked_until = ? WHERE uuid = ? AND locked_by = ?");
+        for chunk in refs.chunks(CHUNK) {
             renewed += on_dialect!(self, pool => {
-                sqlx::query(&sql)
-                    .bind(until)
-                    .bind(uuid)
-                    .bind(owner)
-                    .execute(pool)
-                    .await?
-                    .rows_affected()
+                let mut q = pool.builder(format!("UPDATE {EVENTS} SET locked_until = "));
+                q.push_bind(until)
+                    .push(" WHERE locked_by = ")
+                    .push_bind(owner)
+                    .push(" AND uuid");
+                push_ids(&mut q, chunk);
+                q.build().execute(pool).await?.rows_affected()
             });
         }
         Ok(renewed)

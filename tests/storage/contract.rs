@@ -34,6 +34,7 @@ crate::backend_matrix!(
     sync_jobs_claim_record_and_finish,
     leases_are_renewed_by_their_holder_only,
     reconcile_runs_claim_finish_and_list,
+    okta_event_leases_are_renewed_and_finished_by_their_holder_only,
 );
 
 pub fn portal(n: i32) -> PortalId {

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use chrono::{Duration as ChronoDuration, NaiveDateTime};
 use efs_iam::domain::PortalUserStatus;
+use efs_iam::storage::okta_events::event_state;
 use efs_iam::storage::prelude::*;
 use efs_iam::storage::*;
 
@@ -801,5 +802,77 @@ pub async fn reconcile_runs_claim_finish_and_list(db: TestDb) {
     assert_eq!(
         finished,
         vec![(1, first.id.as_str()), (2, other.id.as_str())]
+    );
+}
+
+pub async fn okta_event_leases_are_renewed_and_finished_by_their_holder_only(db: TestDb) {
+    let s = &db.store;
+    let t0 = now();
+    let events: Vec<NewOktaEvent> = (1..=3)
+        .map(|i| NewOktaEvent {
+            uuid: format!("evt-{i}"),
+            event_type: "user.lifecycle.deactivate".into(),
+            published: t0 - secs(10 - i),
+            payload: "{}".into(),
+        })
+        .collect();
+    assert_eq!(s.store_okta_events(&events, t0).await.unwrap(), 3);
+    assert_eq!(
+        s.store_okta_events(&events, t0).await.unwrap(),
+        0,
+        "a redelivery stores nothing"
+    );
+    let claimed = s
+        .claim_okta_events("a", t0, t0 + secs(30), 10)
+        .await
+        .unwrap();
+    let uuids: Vec<String> = claimed.iter().map(|e| e.uuid.clone()).collect();
+    assert_eq!(uuids, ["evt-1", "evt-2", "evt-3"], "oldest published first");
+    assert_eq!(
+        s.renew_okta_event_leases(&uuids, "x", t0 + secs(300))
+            .await
+            .unwrap(),
+        0,
+        "not x's to renew"
+    );
+    assert_eq!(
+        s.renew_okta_event_leases(&uuids, "a", t0 + secs(90))
+            .await
+            .unwrap(),
+        3
+    );
+    let after_first_lease = t0 + secs(60);
+    assert!(
+        s.claim_okta_events("b", after_first_lease, after_first_lease + secs(30), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "renewed: still a's"
+    );
+    let after_renewal = t0 + secs(91);
+    let taken = s
+        .claim_okta_events("b", after_renewal, after_renewal + secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 3, "a stopped renewing: b takes over");
+    assert_eq!(
+        s.renew_okta_event_leases(&uuids, "a", after_renewal + secs(30))
+            .await
+            .unwrap(),
+        0,
+        "a lost its leases"
+    );
+    assert!(!s
+        .finish_okta_event("evt-1", "a", event_state::IGNORED, "late", after_renewal)
+        .await
+        .unwrap());
+    assert!(s
+        .finish_okta_event("evt-1", "b", event_state::IGNORED, "done", after_renewal)
+        .await
+        .unwrap());
+    let finished = s.okta_event("evt-1").await.unwrap().unwrap();
+    assert_eq!(
+        (finished.state.as_str(), finished.outcome.as_deref()),
+        (event_state::IGNORED, Some("done"))
     );
 }
