@@ -10,6 +10,10 @@
 
 use std::fmt;
 
+use serde::Deserialize;
+
+use super::exchange::Exchange;
+
 /// What Okta said about a request that failed (or, with status 0, that nothing came
 /// back).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +72,101 @@ impl OktaApiError {
     /// (`newUser`, `user`) as a property.
     pub fn field(&self) -> Option<&str> {
         self.fields().first().copied()
+    }
+}
+
+impl OktaApiError {
+    /// What an error answer says: Okta's error object (or the token endpoint's OAuth
+    /// error), read leniently; a body that is neither (a proxy's HTML page, say) gives
+    /// a short piece of itself. Every text goes through `scrub` first, so no secret
+    /// that somehow shows up in an answer is kept.
+    pub(crate) fn from_answer(
+        ex: &Exchange,
+        method: &str,
+        route: &'static str,
+        scrub: &dyn Fn(String) -> String,
+    ) -> Self {
+        let body = ErrorBody::read(&ex.body);
+        let summary = body
+            .error_summary
+            .or(body.error_description)
+            .unwrap_or_else(|| {
+                let text = String::from_utf8_lossy(&ex.body);
+                let text = text.trim();
+                if text.is_empty() {
+                    reqwest::StatusCode::from_u16(ex.status)
+                        .ok()
+                        .and_then(|s| s.canonical_reason())
+                        .unwrap_or("no error details")
+                        .to_owned()
+                } else {
+                    truncate_chars(text, 200).to_owned()
+                }
+            });
+        Self {
+            status: ex.status,
+            error_code: body.error_code.or(body.error).unwrap_or_default(),
+            summary: scrub(summary),
+            causes: body
+                .error_causes
+                .into_iter()
+                .filter_map(|c| c.error_summary)
+                .map(scrub)
+                .collect(),
+            error_id: body.error_id,
+            request_id: ex.request_id.clone(),
+            method: method.to_owned(),
+            route,
+            attempts: ex.attempt,
+        }
+    }
+}
+
+/// Okta's error object, or the token endpoint's OAuth error; read leniently.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ErrorBody {
+    #[serde(rename = "errorCode")]
+    pub(crate) error_code: Option<String>,
+    #[serde(rename = "errorSummary")]
+    error_summary: Option<String>,
+    #[serde(rename = "errorId")]
+    error_id: Option<String>,
+    #[serde(rename = "errorCauses", default)]
+    error_causes: Vec<ErrorCause>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ErrorCause {
+    #[serde(rename = "errorSummary")]
+    error_summary: Option<String>,
+}
+
+impl ErrorBody {
+    pub(crate) fn read(body: &[u8]) -> Self {
+        serde_json::from_slice(body).unwrap_or_default()
+    }
+}
+
+/// The variant for a final error answer.
+pub(crate) fn classify(status: u16, api: Box<OktaApiError>) -> OktaError {
+    match status {
+        400 => OktaError::Validation(api),
+        401 => OktaError::Auth(api),
+        403 if api.error_code == "E0000038" => OktaError::ForbiddenState(api),
+        403 => OktaError::Forbidden(api),
+        404 => OktaError::NotFound(api),
+        429 => OktaError::RateLimited(api),
+        s if s >= 500 => OktaError::Server(api),
+        _ => OktaError::Rejected(api),
+    }
+}
+
+fn truncate_chars(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
     }
 }
 
@@ -283,6 +382,42 @@ mod tests {
             route: "/api/v1/users",
             attempts: 1,
         }
+    }
+
+    #[test]
+    fn final_statuses_map_to_variants() {
+        let api = |code: &str| Box::new(api(code, "", &[]));
+        assert!(matches!(
+            classify(400, api("E0000001")),
+            OktaError::Validation(_)
+        ));
+        assert!(matches!(classify(401, api("E0000011")), OktaError::Auth(_)));
+        assert!(matches!(
+            classify(403, api("E0000038")),
+            OktaError::ForbiddenState(_)
+        ));
+        assert!(matches!(
+            classify(403, api("E0000006")),
+            OktaError::Forbidden(_)
+        ));
+        assert!(matches!(
+            classify(404, api("E0000007")),
+            OktaError::NotFound(_)
+        ));
+        assert!(matches!(
+            classify(409, api("E0000112")),
+            OktaError::Rejected(_)
+        ));
+        assert!(matches!(
+            classify(503, api("E0000010")),
+            OktaError::Server(_)
+        ));
+    }
+
+    #[test]
+    fn summaries_are_cut_at_char_boundaries() {
+        assert_eq!(truncate_chars("E0000001", 36), "E0000001");
+        assert_eq!(truncate_chars(&"é".repeat(40), 36).chars().count(), 36);
     }
 
     #[test]

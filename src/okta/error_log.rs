@@ -1,5 +1,5 @@
-//! What a failed Okta call leaves behind: Okta's error body read leniently into an
-//! [`OktaApiError`], and rows in `iam_error_log`.
+//! What a failed Okta call leaves behind: rows in `iam_error_log`, one per error answer,
+//! identical ones coalesced ([`ErrorLog`], the sink the adapter owns).
 //!
 //! **Error log.** The table is "every error received from Okta", so every error answer
 //! becomes a row, also when a retry then succeeds: any non-2xx answer except a 404 the
@@ -16,11 +16,10 @@
 //! would bury everything else and load the database while it is needed. Identical
 //! answers (method, route template, status, error code, retried or final, and text)
 //! within a window (60 s) make one series: its first answer is written at once, the
-//! others are counted, and when the window closes one more row reports the count
-//! (`[retried; ×24 within 60 s from 10:00:00 UTC, first logged as row 812]`). So a
-//! series costs at most two writes per window. The count is a row of its own, not an
-//! update of the first one, because the error log's storage contract only appends.
-//! Pending counts are written when the window ends, when the next identical answer
+//! others are counted, and when the window closes the count is added to the first
+//! row (`[retried; ×24 within 60 s from 10:00:00 UTC]`), or written as a row of its own
+//! when the first could not be written. So a series costs at most two writes per
+//! window. Pending counts are written when the window ends, when the next identical answer
 //! comes after it, and by
 //! [`OktaClient::flush_error_log`](super::OktaClient::flush_error_log) (shutdown).
 
@@ -30,246 +29,135 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
-use super::auth::AuthFailure;
-use super::call::{Call, Exchange, Inner};
-use super::error::{OktaApiError, OktaError};
-use super::exchange::path_and_query;
+use super::error::OktaError;
+use super::exchange::{path_and_query, Call, Exchange};
 use crate::domain::storable_text;
 use crate::storage::{ErrorLogStore, NewErrorLogEntry};
 
-/// Okta's error object, or the token endpoint's OAuth error; read leniently.
-#[derive(Debug, Default, Deserialize)]
-pub(super) struct ErrorBody {
-    #[serde(rename = "errorCode")]
-    pub(super) error_code: Option<String>,
-    #[serde(rename = "errorSummary")]
-    error_summary: Option<String>,
-    #[serde(rename = "errorId")]
-    error_id: Option<String>,
-    #[serde(rename = "errorCauses", default)]
-    error_causes: Vec<ErrorCause>,
-    error: Option<String>,
-    error_description: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ErrorCause {
-    #[serde(rename = "errorSummary")]
-    error_summary: Option<String>,
-}
-
-pub(super) fn error_body(body: &[u8]) -> ErrorBody {
-    serde_json::from_slice(body).unwrap_or_default()
-}
-
-impl Inner {
-    pub(super) fn api_error(&self, call: &Call, ex: &Exchange) -> Box<OktaApiError> {
-        Box::new(self.api_error_from(ex, call.method.as_str(), call.route.template))
-    }
-
-    pub(super) fn api_error_from(
-        &self,
-        ex: &Exchange,
-        method: &str,
-        route: &'static str,
-    ) -> OktaApiError {
-        let body = error_body(&ex.body);
-        let summary = body
-            .error_summary
-            .or(body.error_description)
-            .unwrap_or_else(|| {
-                // Not Okta's JSON (a proxy's HTML page, say): a short piece of it.
-                let text = String::from_utf8_lossy(&ex.body);
-                let text = text.trim();
-                if text.is_empty() {
-                    reqwest::StatusCode::from_u16(ex.status)
-                        .ok()
-                        .and_then(|s| s.canonical_reason())
-                        .unwrap_or("no error details")
-                        .to_owned()
-                } else {
-                    truncate_chars(text, 200).to_owned()
-                }
-            });
-        OktaApiError {
-            status: ex.status,
-            error_code: body.error_code.or(body.error).unwrap_or_default(),
-            summary: self.auth.scrub(summary),
-            causes: body
-                .error_causes
-                .into_iter()
-                .filter_map(|c| c.error_summary)
-                .map(|c| self.auth.scrub(c))
-                .collect(),
-            error_id: body.error_id,
-            request_id: ex.request_id.clone(),
-            method: method.to_owned(),
-            route,
-            attempts: ex.attempt,
-        }
-    }
-
-    /// A call's final failure: remember auth failures, write the error log row, log.
-    pub(super) async fn fail(
-        &self,
-        call: &Call,
-        err: OktaError,
-        ex: Option<&Exchange>,
-    ) -> OktaError {
-        if let OktaError::Auth(api) = &err {
-            metrics::counter!("efs_iam_okta_auth_failures_total").increment(1);
-            *self.auth.last_failure.lock().unwrap() = Some(AuthFailure {
-                at: Utc::now(),
-                status: api.status,
-                error_code: api.error_code.clone(),
-                message: api.summary.clone(),
-            });
-        }
-        tracing::warn!(error = %err, "Okta call failed");
-        self.record(call, &err, ex, Disposition::Final).await;
-        err
-    }
-
-    /// Records one error answer (or missing answer) in `iam_error_log`, coalesced with
-    /// identical ones (a no-op without a store).
-    pub(super) async fn record(
-        &self,
-        call: &Call,
-        err: &OktaError,
-        ex: Option<&Exchange>,
-        disposition: Disposition,
-    ) {
-        if let Some(log) = &self.error_log {
-            log.record(self.occurrence(call, err, ex, disposition))
-                .await;
-        }
-    }
-
-    fn occurrence(
-        &self,
-        call: &Call,
-        err: &OktaError,
-        ex: Option<&Exchange>,
-        disposition: Disposition,
-    ) -> Occurrence {
-        let (error_code, base) = match (err, err.api_error()) {
-            (_, Some(api)) => {
-                let mut m = api.summary.clone();
-                if !api.causes.is_empty() {
-                    m.push_str(&format!(" ({})", api.causes.join("; ")));
-                }
-                (api.error_code.clone(), m)
+/// The row an error answer (or a missing answer) of `call` leaves, before
+/// coalescing: `scrub` takes out any secret in its texts; `max_retries` is what the
+/// trace reports as allowed.
+pub(crate) fn occurrence(
+    call: &Call,
+    err: &OktaError,
+    ex: Option<&Exchange>,
+    disposition: Disposition,
+    max_retries: u32,
+    scrub: &dyn Fn(String) -> String,
+) -> Occurrence {
+    let (error_code, base) = match (err, err.api_error()) {
+        (_, Some(api)) => {
+            let mut m = api.summary.clone();
+            if !api.causes.is_empty() {
+                m.push_str(&format!(" ({})", api.causes.join("; ")));
             }
-            // Without the attempt count of the error's Display: it is not part of what
-            // makes two missing answers alike.
-            (OktaError::Timeout { method, route, .. }, _) => (
-                "timeout".to_owned(),
-                format!("Okta did not answer {method} {route} in time"),
-            ),
-            (
-                OktaError::Connection {
-                    method,
-                    route,
-                    reason,
-                    ..
-                },
-                _,
-            ) => (
-                "connection".to_owned(),
-                format!("could not reach Okta for {method} {route}: {reason}"),
-            ),
-            (OktaError::InvalidResponse { .. }, _) => {
-                ("invalid_response".to_owned(), err.to_string())
-            }
-            _ => (String::new(), err.to_string()),
-        };
-        let (label, detail) = match disposition {
-            Disposition::Retried { label, detail } => (label, Some(detail)),
-            Disposition::Final => (
-                "final".to_owned(),
-                (err.attempts() > 1).then(|| format!("gave up after {} attempts", err.attempts())),
-            ),
-        };
-        let base = self.auth.scrub(base);
-        let message = match &detail {
-            Some(detail) => format!("{base} [{label} ({detail})]"),
-            None => format!("{base} [{label}]"),
-        };
-
-        let mut trace = String::new();
-        let (method, path, route) = match ex {
-            Some(ex) => (ex.method.clone(), ex.path.clone(), ex.route),
-            None => (
-                call.method.to_string(),
-                path_and_query(&call.url),
-                call.route.template,
-            ),
-        };
-        trace.push_str(&format!("{method} {path}\nroute: {route}\n"));
-        if route != call.route.template {
-            trace.push_str(&format!(
-                "while calling: {} {}\n",
-                call.method, call.route.template
-            ));
+            (api.error_code.clone(), m)
         }
-        let request_id = ex
-            .and_then(|e| e.request_id.as_deref())
-            .or_else(|| err.request_id());
-        trace.push_str(&format!(
-            "X-Okta-Request-Id: {}\n",
-            request_id.unwrap_or("-")
-        ));
-        let attempt = ex.map_or(err.attempts(), |e| e.attempt);
-        trace.push_str(&format!(
-            "attempt: {attempt} (retries allowed: {})\n",
-            self.tunables.max_retries
-        ));
-        if let Some(r) = ex.and_then(|e| e.rate) {
-            trace.push_str(&format!(
-                "rate limit: limit={} remaining={} reset={}\n",
-                r.limit, r.remaining, r.reset
-            ));
-        }
-        if let Some(ex) = ex {
-            if !ex.body.is_empty() {
-                let body = String::from_utf8_lossy(&ex.body);
-                let cut = truncate_bytes(&body, BODY_MAX_BYTES);
-                let shown = if cut.len() < body.len() {
-                    format!("response body (first {} bytes):\n{cut}", cut.len())
-                } else {
-                    format!("response body:\n{cut}")
-                };
-                trace.push_str(&shown);
-            }
-        }
-
-        let message = self.auth.scrub(message);
-        let trace = self.auth.scrub(trace);
-        let status_code = ex.map_or(err.status(), |e| e.status) as i16;
-        let error_code = storable_text(&error_code, ERROR_CODE_MAX_CHARS);
-        Occurrence {
-            key: SeriesKey {
+        // Without the attempt count of the error's Display: it is not part of what
+        // makes two missing answers alike.
+        (OktaError::Timeout { method, route, .. }, _) => (
+            "timeout".to_owned(),
+            format!("Okta did not answer {method} {route} in time"),
+        ),
+        (
+            OktaError::Connection {
                 method,
                 route,
-                status_code,
-                error_code: error_code.clone(),
-                label,
-                base,
+                reason,
+                ..
             },
-            entry: NewErrorLogEntry {
-                message: Some(storable(&message, MESSAGE_MAX_BYTES)),
-                status_code,
-                trace: Some(storable(&trace, TRACE_MAX_BYTES)),
-                error_code,
-            },
+            _,
+        ) => (
+            "connection".to_owned(),
+            format!("could not reach Okta for {method} {route}: {reason}"),
+        ),
+        (OktaError::InvalidResponse { .. }, _) => ("invalid_response".to_owned(), err.to_string()),
+        _ => (String::new(), err.to_string()),
+    };
+    let (label, detail) = match disposition {
+        Disposition::Retried { label, detail } => (label, Some(detail)),
+        Disposition::Final => (
+            "final".to_owned(),
+            (err.attempts() > 1).then(|| format!("gave up after {} attempts", err.attempts())),
+        ),
+    };
+    let base = scrub(base);
+    let message = match &detail {
+        Some(detail) => format!("{base} [{label} ({detail})]"),
+        None => format!("{base} [{label}]"),
+    };
+
+    let mut trace = String::new();
+    let (method, path, route) = match ex {
+        Some(ex) => (ex.method.clone(), ex.path.clone(), ex.route),
+        None => (
+            call.method.to_string(),
+            path_and_query(&call.url),
+            call.route.template,
+        ),
+    };
+    trace.push_str(&format!("{method} {path}\nroute: {route}\n"));
+    if route != call.route.template {
+        trace.push_str(&format!(
+            "while calling: {} {}\n",
+            call.method, call.route.template
+        ));
+    }
+    let request_id = ex
+        .and_then(|e| e.request_id.as_deref())
+        .or_else(|| err.request_id());
+    trace.push_str(&format!(
+        "X-Okta-Request-Id: {}\n",
+        request_id.unwrap_or("-")
+    ));
+    let attempt = ex.map_or(err.attempts(), |e| e.attempt);
+    trace.push_str(&format!(
+        "attempt: {attempt} (retries allowed: {max_retries})\n"
+    ));
+    if let Some(r) = ex.and_then(|e| e.rate) {
+        trace.push_str(&format!(
+            "rate limit: limit={} remaining={} reset={}\n",
+            r.limit, r.remaining, r.reset
+        ));
+    }
+    if let Some(ex) = ex {
+        if !ex.body.is_empty() {
+            let body = String::from_utf8_lossy(&ex.body);
+            let cut = truncate_bytes(&body, BODY_MAX_BYTES);
+            let shown = if cut.len() < body.len() {
+                format!("response body (first {} bytes):\n{cut}", cut.len())
+            } else {
+                format!("response body:\n{cut}")
+            };
+            trace.push_str(&shown);
         }
+    }
+
+    let message = scrub(message);
+    let trace = scrub(trace);
+    let status_code = ex.map_or(err.status(), |e| e.status) as i16;
+    let error_code = storable_text(&error_code, ERROR_CODE_MAX_CHARS);
+    Occurrence {
+        key: SeriesKey {
+            method,
+            route,
+            status_code,
+            error_code: error_code.clone(),
+            label,
+            base,
+        },
+        entry: NewErrorLogEntry {
+            message: Some(storable(&message, MESSAGE_MAX_BYTES)),
+            status_code,
+            trace: Some(storable(&trace, TRACE_MAX_BYTES)),
+            error_code,
+        },
     }
 }
 
 /// Whether the call went on after an error answer; every row says which.
-pub(super) enum Disposition {
+pub(crate) enum Disposition {
     /// Another attempt follows. `label` is what the row says (`retried`, `rate limit;
     /// retried`…) and identical answers share it; `detail` is this attempt's own
     /// (`attempt 1 of 4`), left out of a series' count row.
@@ -279,7 +167,7 @@ pub(super) enum Disposition {
 }
 
 /// One error answer, ready to be written or counted.
-pub(super) struct Occurrence {
+pub(crate) struct Occurrence {
     key: SeriesKey,
     entry: NewErrorLogEntry,
 }
@@ -330,7 +218,8 @@ impl ErrorLog {
         })
     }
 
-    async fn record(self: &Arc<Self>, occurrence: Occurrence) {
+    /// Writes an occurrence's row, or counts it in its open series.
+    pub(crate) async fn record(self: &Arc<Self>, occurrence: Occurrence) {
         let Occurrence { key, entry } = occurrence;
         let now = Instant::now();
         let (ended, generation) = {
@@ -524,7 +413,7 @@ const BODY_MAX_BYTES: usize = 4096;
 const TRACE_MAX_BYTES: usize = 16 * 1024;
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a char boundary.
-pub(crate) fn truncate_bytes(s: &str, max: usize) -> &str {
+fn truncate_bytes(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
@@ -533,13 +422,6 @@ pub(crate) fn truncate_bytes(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-pub(crate) fn truncate_chars(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 #[cfg(test)]
@@ -553,7 +435,5 @@ mod tests {
         assert_eq!(truncate_bytes(s, 2), "a");
         assert_eq!(truncate_bytes(s, 3), "aé");
         assert_eq!(truncate_bytes(s, 7), "aé€");
-        assert_eq!(truncate_chars("E0000001", 36), "E0000001");
-        assert_eq!(truncate_chars(&"é".repeat(40), 36).chars().count(), 36);
     }
 }

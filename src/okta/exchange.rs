@@ -1,26 +1,189 @@
-//! One HTTP exchange with Okta: credentials, admission by the governor, the request,
-//! the whole answer read, its rate-limit headers fed back to the governor.
+//! One HTTP exchange with Okta: what is asked (a [`Call`] on a [`Route`]), the
+//! request sent by [`Transport`], and what came back (an [`Exchange`], read whole; its
+//! rate-limit headers go to the governor as soon as they arrive). No retries, credentials or error rows here: `call.rs` puts
+//! those around each exchange.
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use reqwest::Url;
-use secrecy::SecretString;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, Url};
 
-use super::call::{Call, Exchange, Inner, Route};
-use super::error::OktaError;
-use super::governor::{server_date, RateHeaders};
+use super::governor::{Bucket, Governor};
+use super::headers::{server_date, RateHeaders};
 
-/// How one attempt ended.
-pub(super) enum Attempt {
-    Answer(Exchange, Option<SecretString>),
-    NoAnswer {
-        timeout: bool,
-        reason: String,
-    },
-    /// Getting an access token failed.
-    CredentialFailed(OktaError, Option<Exchange>),
+/// A route template and the bucket Okta counts it in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Route {
+    pub template: &'static str,
+    pub bucket: Bucket,
 }
 
-pub(super) fn path_and_query(url: &Url) -> String {
+pub(crate) const USERS: Route = Route {
+    template: "/api/v1/users",
+    bucket: Bucket::UsersCreateList,
+};
+pub(crate) const USER_GET: Route = Route {
+    template: "/api/v1/users/{id}",
+    bucket: Bucket::UserGet,
+};
+pub(crate) const USER_UPDATE: Route = Route {
+    template: "/api/v1/users/{id}",
+    bucket: Bucket::UserWrite,
+};
+pub(crate) const USER_DEACTIVATE: Route = Route {
+    template: "/api/v1/users/{id}/lifecycle/deactivate",
+    bucket: Bucket::UserWrite,
+};
+pub(crate) const USER_GROUPS: Route = Route {
+    template: "/api/v1/users/{id}/groups",
+    bucket: Bucket::OtherApi,
+};
+pub(crate) const GROUP_MEMBERS: Route = Route {
+    template: "/api/v1/groups/{groupId}/users",
+    bucket: Bucket::Groups,
+};
+pub(crate) const GROUP_GET: Route = Route {
+    template: "/api/v1/groups/{groupId}",
+    bucket: Bucket::GroupById,
+};
+pub(crate) const GROUP_MEMBER: Route = Route {
+    template: "/api/v1/groups/{groupId}/users/{userId}",
+    bucket: Bucket::Groups,
+};
+pub(crate) const TOKEN: Route = Route {
+    template: "/oauth2/v1/token",
+    bucket: Bucket::OAuthToken,
+};
+
+/// One logical call (retries included).
+pub(crate) struct Call {
+    pub method: Method,
+    pub route: Route,
+    pub url: Url,
+    pub body: Option<Vec<u8>>,
+    /// A 404 `E0000007` (resource not found) is an answer, not a failure.
+    pub not_found_ok: bool,
+}
+
+impl Call {
+    pub(crate) fn new(method: Method, route: Route, url: Url) -> Self {
+        Self {
+            method,
+            route,
+            url,
+            body: None,
+            not_found_ok: false,
+        }
+    }
+
+    pub(crate) fn json(mut self, body: &serde_json::Value) -> Self {
+        self.body = Some(body.to_string().into_bytes());
+        self
+    }
+
+    pub(crate) fn not_found_ok(mut self, yes: bool) -> Self {
+        self.not_found_ok = yes;
+        self
+    }
+}
+
+/// One HTTP answer.
+pub(crate) struct Exchange {
+    pub method: String,
+    /// Path and query of the request (never the host or headers).
+    pub path: String,
+    pub route: &'static str,
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub request_id: Option<String>,
+    pub rate: Option<RateHeaders>,
+    pub date: Option<u64>,
+    pub body: Vec<u8>,
+    pub attempt: u32,
+}
+
+/// A request that got no answer: timed out, or the connection failed.
+pub(crate) struct NoAnswer {
+    pub timeout: bool,
+    /// What failed, without the URL (which may name a user's login).
+    pub reason: String,
+}
+
+/// The HTTP client and the org every request goes to.
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    org: Url,
+}
+
+impl Transport {
+    pub(crate) fn new(http: reqwest::Client, org: Url) -> Self {
+        Self { http, org }
+    }
+
+    /// The org's base URL.
+    pub(crate) fn org(&self) -> &Url {
+        &self.org
+    }
+
+    pub(crate) fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
+        self.http.request(method, url)
+    }
+
+    /// Sends a request and reads the whole answer (counted in the request metrics),
+    /// telling the governor its rate-limit headers as soon as they arrive.
+    pub(crate) async fn send(
+        &self,
+        governor: &Governor,
+        request: reqwest::RequestBuilder,
+        method: &str,
+        url: &Url,
+        route: Route,
+        attempt: u32,
+    ) -> Result<Exchange, NoAnswer> {
+        let started = std::time::Instant::now();
+        let bucket = route.bucket.as_str();
+        let no_answer = |e: reqwest::Error| NoAnswer {
+            timeout: e.is_timeout(),
+            reason: describe(e),
+        };
+        let response = request.send().await.map_err(|e| {
+            let outcome = if e.is_timeout() { "timeout" } else { "no_answer" };
+            metrics::counter!("efs_iam_okta_requests_total", "bucket" => bucket, "outcome" => outcome)
+                .increment(1);
+            no_answer(e)
+        })?;
+        let status = response.status().as_u16();
+        metrics::counter!(
+            "efs_iam_okta_requests_total",
+            "bucket" => bucket,
+            "outcome" => status_class(status)
+        )
+        .increment(1);
+        metrics::histogram!("efs_iam_okta_request_duration_seconds", "bucket" => bucket)
+            .record(started.elapsed().as_secs_f64());
+        let headers = response.headers().clone();
+        let rate = RateHeaders::parse(&headers);
+        let date = server_date(&headers);
+        governor.observe(route.bucket, rate.as_ref(), date);
+        let request_id = headers
+            .get("x-okta-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.bytes().await.map_err(no_answer)?.to_vec();
+        Ok(Exchange {
+            method: method.to_owned(),
+            path: path_and_query(url),
+            route: route.template,
+            status,
+            rate,
+            date,
+            headers,
+            request_id,
+            body,
+            attempt,
+        })
+    }
+}
+
+pub(crate) fn path_and_query(url: &Url) -> String {
     match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_owned(),
@@ -60,124 +223,4 @@ fn describe(e: reqwest::Error) -> String {
         source = s.source();
     }
     text
-}
-
-impl Inner {
-    /// One request: credentials, admission, the exchange.
-    pub(super) async fn attempt(
-        &self,
-        call: &Call,
-        attempt: u32,
-        retry_for: Option<&str>,
-    ) -> Attempt {
-        let credential = match self.credential().await {
-            Ok(c) => c,
-            Err((err, ex)) => return Attempt::CredentialFailed(err, ex),
-        };
-        let _admission = self.governor.admit(call.route.bucket).await;
-        let mut request = self
-            .http
-            .request(call.method.clone(), call.url.clone())
-            .header(AUTHORIZATION, credential.header)
-            .header(ACCEPT, "application/json");
-        if let Some(body) = &call.body {
-            request = request
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.clone());
-        }
-        if attempt > 1 {
-            request = request.header("X-Okta-Retry-Count", (attempt - 1).to_string());
-            if let Some(id) = retry_for {
-                request = request.header("X-Okta-Retry-For", id);
-            }
-        }
-        match self
-            .exchange(
-                request,
-                call.method.as_str(),
-                &call.url,
-                call.route,
-                attempt,
-            )
-            .await
-        {
-            Ok(ex) => Attempt::Answer(ex, credential.bearer),
-            Err((timeout, reason)) => Attempt::NoAnswer { timeout, reason },
-        }
-    }
-
-    /// Sends a request and reads the whole answer, feeding its rate-limit headers to the
-    /// governor.
-    pub(super) async fn exchange(
-        &self,
-        request: reqwest::RequestBuilder,
-        method: &str,
-        url: &Url,
-        route: Route,
-        attempt: u32,
-    ) -> Result<Exchange, (bool, String)> {
-        let started = std::time::Instant::now();
-        let bucket = route.bucket.as_str();
-        let response = request.send().await.map_err(|e| {
-            let outcome = if e.is_timeout() { "timeout" } else { "no_answer" };
-            metrics::counter!("efs_iam_okta_requests_total", "bucket" => bucket, "outcome" => outcome)
-                .increment(1);
-            (e.is_timeout(), describe(e))
-        })?;
-        let status = response.status().as_u16();
-        metrics::counter!(
-            "efs_iam_okta_requests_total",
-            "bucket" => bucket,
-            "outcome" => status_class(status)
-        )
-        .increment(1);
-        metrics::histogram!("efs_iam_okta_request_duration_seconds", "bucket" => bucket)
-            .record(started.elapsed().as_secs_f64());
-        let headers = response.headers().clone();
-        let rate = RateHeaders::parse(&headers);
-        let date = server_date(&headers);
-        self.governor.observe(route.bucket, rate.as_ref(), date);
-        let request_id = headers
-            .get("x-okta-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| (e.is_timeout(), describe(e)))?
-            .to_vec();
-        Ok(Exchange {
-            method: method.to_owned(),
-            path: path_and_query(url),
-            route: route.template,
-            status,
-            headers,
-            request_id,
-            rate,
-            date,
-            body,
-            attempt,
-        })
-    }
-
-    /// Decodes a JSON answer; an undecodable one is a logged failure.
-    pub(super) async fn decode<T: serde::de::DeserializeOwned>(
-        &self,
-        call: &Call,
-        ex: &Exchange,
-    ) -> Result<T, OktaError> {
-        match serde_json::from_slice(&ex.body) {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                let err = OktaError::InvalidResponse {
-                    method: call.method.to_string(),
-                    route: call.route.template,
-                    status: ex.status,
-                    request_id: ex.request_id.clone(),
-                    reason: format!("body is not the expected JSON: {e}"),
-                };
-                Err(self.fail(call, err, Some(ex)).await)
-            }
-        }
-    }
 }

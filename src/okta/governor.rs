@@ -61,13 +61,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use utoipa::ToSchema;
+
+use super::headers::RateHeaders;
 
 /// How long before the local deadline one request may check whether the window has
 /// already turned. `Reset` and `Date` have whole seconds, so Okta's window really ends
@@ -122,59 +123,6 @@ impl Bucket {
             Self::OtherApi => "other_api",
         }
     }
-}
-
-/// The rate-limit headers of one answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RateHeaders {
-    pub limit: u32,
-    pub remaining: u32,
-    /// UTC epoch seconds.
-    pub reset: u64,
-}
-
-impl RateHeaders {
-    /// Reads the three headers; a header repeated (or a comma list) counts by its
-    /// smallest value, as okta-sdk-python does.
-    pub(crate) fn parse(headers: &HeaderMap) -> Option<Self> {
-        Some(Self {
-            limit: min_value(headers, "x-rate-limit-limit")?,
-            remaining: min_value(headers, "x-rate-limit-remaining")?,
-            reset: min_value(headers, "x-rate-limit-reset")?,
-        })
-    }
-
-    /// Okta's concurrency 429 carries `Limit: 0` and `Remaining: 0`.
-    pub(crate) fn is_concurrency(&self) -> bool {
-        self.limit == 0 && self.remaining == 0
-    }
-
-    /// Time until the reset, by the server's clock (`Date`) when the answer had one.
-    pub(crate) fn until_reset(&self, server_date: Option<u64>) -> Duration {
-        let now = server_date.unwrap_or_else(|| epoch_secs(SystemTime::now()));
-        Duration::from_secs(self.reset.saturating_sub(now))
-    }
-}
-
-fn min_value<T: std::str::FromStr + Ord>(headers: &HeaderMap, name: &str) -> Option<T> {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|v| v.trim().parse::<T>().ok())
-        .min()
-}
-
-/// The answer's `Date` header as epoch seconds.
-pub(crate) fn server_date(headers: &HeaderMap) -> Option<u64> {
-    let raw = headers.get(reqwest::header::DATE)?.to_str().ok()?;
-    let parsed = DateTime::parse_from_rfc2822(raw).ok()?;
-    u64::try_from(parsed.timestamp()).ok()
-}
-
-fn epoch_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
 #[derive(Debug, Default)]
@@ -535,36 +483,6 @@ impl Governor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
-
-    #[test]
-    fn rate_headers_take_the_smallest_repeated_value() {
-        let h = headers(&[
-            ("x-rate-limit-limit", "600"),
-            ("x-rate-limit-remaining", "12"),
-            ("x-rate-limit-reset", "1700000060, 1700000050"),
-            ("x-rate-limit-reset", "1700000070"),
-        ]);
-        let r = RateHeaders::parse(&h).unwrap();
-        assert_eq!(r.reset, 1_700_000_050);
-        assert_eq!(r.until_reset(Some(1_700_000_020)), Duration::from_secs(30));
-        assert_eq!(r.until_reset(Some(1_700_000_090)), Duration::ZERO);
-        assert!(RateHeaders::parse(&headers(&[("x-rate-limit-limit", "1")])).is_none());
-    }
-
-    #[test]
-    fn server_date_is_read_as_http_date() {
-        let h = headers(&[("date", "Tue, 14 Nov 2023 22:13:20 GMT")]);
-        assert_eq!(server_date(&h), Some(1_700_000_000));
-    }
 
     fn rate(limit: u32, remaining: u32, reset: u64) -> RateHeaders {
         RateHeaders {

@@ -114,7 +114,7 @@ fn parse_header_name(raw: &str) -> Result<String, String> {
 
 fn parse_org_url(raw: &str) -> Result<Url, String> {
     let url = Url::parse(raw.trim()).map_err(|e| format!("not a URL: {e}"))?;
-    super::validate_org_url(&url)
+    super::client::validate_org_url(&url)
 }
 
 /// Never echoes the value.
@@ -322,7 +322,7 @@ mod tests {
 
     #[tokio::test]
     async fn oauth_with_a_key_file() {
-        let key = key_file(crate::okta::auth::tests::test_key_pem());
+        let key = key_file(crate::okta::credentials::tests::test_key_pem());
         let path = format!("--okta-private-key-file={}", key.path().display());
         let client = build(&[ORG, "--okta-client-id=0oa1", &path, "--okta-key-id=k1"])
             .unwrap()

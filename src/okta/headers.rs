@@ -1,44 +1,63 @@
-//! Okta's cursor pagination: the `rel="next"` link of a page's `Link` headers, and
-//! the rule for following it.
+//! What the headers of Okta's answers say, read defensively: the rate-limit figures,
+//! the server's `Date`, and the `rel="next"` link of a listing page. Nothing here trusts
+//! a value to be sane: a header that does not parse is absent.
 
-use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use chrono::DateTime;
 use reqwest::header::{HeaderMap, LINK};
-use reqwest::Url;
 
-use super::call::{Call, Exchange, Inner};
-use super::error::OktaError;
+/// The rate-limit headers of one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RateHeaders {
+    pub limit: u32,
+    pub remaining: u32,
+    /// UTC epoch seconds.
+    pub reset: u64,
+}
 
-impl Inner {
-    /// The `rel="next"` link of a page, which must point at the org itself (following a
-    /// link elsewhere would send the org's credentials to another host) and at a page
-    /// not fetched yet (a loop would never end).
-    pub(super) async fn next_page(
-        &self,
-        call: &Call,
-        ex: &Exchange,
-        seen: &HashSet<Url>,
-    ) -> Result<Option<Url>, OktaError> {
-        let Some(next) = next_link(&ex.headers) else {
-            return Ok(None);
-        };
-        let url = match self.org.join(&next) {
-            Ok(u) if u.origin() == self.org.origin() && !seen.contains(&u) => u,
-            _ => {
-                let err = OktaError::InvalidResponse {
-                    method: call.method.to_string(),
-                    route: call.route.template,
-                    status: ex.status,
-                    request_id: ex.request_id.clone(),
-                    reason:
-                        "the next-page link points outside the Okta org or back at the same page"
-                            .into(),
-                };
-                return Err(self.fail(call, err, Some(ex)).await);
-            }
-        };
-        Ok(Some(url))
+impl RateHeaders {
+    /// Reads the three headers; a header repeated (or a comma list) counts by its
+    /// smallest value, as okta-sdk-python does.
+    pub(crate) fn parse(headers: &HeaderMap) -> Option<Self> {
+        Some(Self {
+            limit: min_value(headers, "x-rate-limit-limit")?,
+            remaining: min_value(headers, "x-rate-limit-remaining")?,
+            reset: min_value(headers, "x-rate-limit-reset")?,
+        })
     }
+
+    /// Okta's concurrency 429 carries `Limit: 0` and `Remaining: 0`.
+    pub(crate) fn is_concurrency(&self) -> bool {
+        self.limit == 0 && self.remaining == 0
+    }
+
+    /// Time until the reset, by the server's clock (`Date`) when the answer had one.
+    pub(crate) fn until_reset(&self, server_date: Option<u64>) -> Duration {
+        let now = server_date.unwrap_or_else(|| epoch_secs(SystemTime::now()));
+        Duration::from_secs(self.reset.saturating_sub(now))
+    }
+}
+
+fn min_value<T: std::str::FromStr + Ord>(headers: &HeaderMap, name: &str) -> Option<T> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|v| v.trim().parse::<T>().ok())
+        .min()
+}
+
+/// The answer's `Date` header as epoch seconds.
+pub(crate) fn server_date(headers: &HeaderMap) -> Option<u64> {
+    let raw = headers.get(reqwest::header::DATE)?.to_str().ok()?;
+    let parsed = DateTime::parse_from_rfc2822(raw).ok()?;
+    u64::try_from(parsed.timestamp()).ok()
+}
+
+fn epoch_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
 /// The `rel="next"` target among all `Link` header lines (Okta sends `self` and `next`
@@ -103,6 +122,35 @@ fn parse_link_header(value: &str) -> Vec<(String, Vec<String>)> {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn rate_headers_take_the_smallest_repeated_value() {
+        let h = headers(&[
+            ("x-rate-limit-limit", "600"),
+            ("x-rate-limit-remaining", "12"),
+            ("x-rate-limit-reset", "1700000060, 1700000050"),
+            ("x-rate-limit-reset", "1700000070"),
+        ]);
+        let r = RateHeaders::parse(&h).unwrap();
+        assert_eq!(r.reset, 1_700_000_050);
+        assert_eq!(r.until_reset(Some(1_700_000_020)), Duration::from_secs(30));
+        assert_eq!(r.until_reset(Some(1_700_000_090)), Duration::ZERO);
+        assert!(RateHeaders::parse(&headers(&[("x-rate-limit-limit", "1")])).is_none());
+    }
+
+    #[test]
+    fn server_date_is_read_as_http_date() {
+        let h = headers(&[("date", "Tue, 14 Nov 2023 22:13:20 GMT")]);
+        assert_eq!(server_date(&h), Some(1_700_000_000));
+    }
 
     #[test]
     fn next_link_is_found_among_several_link_lines() {

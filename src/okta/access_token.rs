@@ -1,51 +1,120 @@
-//! Access tokens for OAuth 2.0 client credentials (`private_key_jwt`, see `auth.rs`):
-//! fetched from the org authorization server, cached until shortly before they expire,
-//! fetched by one caller at a time, dropped when Okta refuses one. Also what every
-//! stored or logged text is scrubbed of.
+//! The `Authorization` of each Management API request: the API token as it is, or
+//! (with a service app's `private_key_jwt` credential, `credentials.rs`) an OAuth 2.0
+//! access token from the org authorization server, fetched with a fresh client
+//! assertion, cached until shortly before it expires (a quarter of its lifetime, at most
+//! a minute, early), fetched by one caller at a time (the others wait for its result
+//! instead of stampeding the token endpoint), and dropped when Okta refuses it.
+//! [`AccessTokens`] also remembers the last refusal (for `/sync/status`) and scrubs
+//! every secret it knows from text about to be stored or logged.
 
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 use tracing::field::Empty;
 use tracing::Instrument;
 
-use super::auth::{AuthFailure, CachedToken, Credential, OktaAuth, PrivateKeyJwt, TokenResponse};
-use super::call::{Exchange, Inner, TOKEN};
-use super::error::OktaError;
+use super::credentials::{Credential, OktaAuth, PrivateKeyJwt};
+use super::error::{OktaApiError, OktaError};
+use super::exchange::{Exchange, Transport, TOKEN};
+use super::governor::Governor;
 
-pub(crate) struct AuthState {
-    pub auth: OktaAuth,
-    pub(super) token: tokio::sync::Mutex<Option<CachedToken>>,
+/// Why no `Authorization` could be had, and the token endpoint's answer if there was one.
+pub(crate) type AuthorizationError = (OktaError, Option<Exchange>);
+
+/// The credential in use and the access token it brought.
+pub(crate) struct AccessTokens {
+    auth: OktaAuth,
+    cache: tokio::sync::Mutex<Option<CachedToken>>,
     /// The access token in use, for scrubbing (the async cache may be locked).
-    pub(super) current_bearer: Mutex<Option<SecretString>>,
-    pub last_failure: Mutex<Option<AuthFailure>>,
+    current: Mutex<Option<SecretString>>,
+    last_failure: Mutex<Option<AuthFailure>>,
 }
 
-impl AuthState {
+impl AccessTokens {
     pub(crate) fn new(auth: OktaAuth) -> Self {
         Self {
             auth,
-            token: tokio::sync::Mutex::new(None),
-            current_bearer: Mutex::new(None),
+            cache: tokio::sync::Mutex::new(None),
+            current: Mutex::new(None),
             last_failure: Mutex::new(None),
         }
     }
 
-    pub(super) fn is_oauth(&self) -> bool {
+    /// `api_token` or `private_key_jwt`.
+    pub(crate) fn kind(&self) -> &'static str {
+        self.auth.kind()
+    }
+
+    pub(crate) fn is_oauth(&self) -> bool {
         matches!(self.auth, OktaAuth::PrivateKeyJwt(_))
+    }
+
+    /// The `Authorization` for the next request: the API token, the cached access
+    /// token, or a new one (one caller fetches; the others then find its token).
+    pub(crate) async fn authorization(
+        &self,
+        transport: &Transport,
+        governor: &std::sync::Arc<Governor>,
+    ) -> Result<Credential, AuthorizationError> {
+        let invalid = |e: String| (OktaError::InvalidInput(e), None);
+        let jwt = match &self.auth {
+            OktaAuth::ApiToken(token) => return Credential::new("SSWS", token).map_err(invalid),
+            OktaAuth::PrivateKeyJwt(jwt) => jwt,
+        };
+        // Held across the fetch: one caller fetches, the others then find its token.
+        let mut cache = self.cache.lock().await;
+        if let Some(cached) = cache.as_ref().filter(|c| Instant::now() < c.refresh_at) {
+            return Credential::new("Bearer", &cached.token).map_err(invalid);
+        }
+        let fresh = self.fetch(jwt, transport, governor).await?;
+        *self.current.lock().unwrap() = Some(fresh.token.clone());
+        let credential = Credential::new("Bearer", &fresh.token).map_err(invalid)?;
+        *cache = Some(fresh);
+        Ok(credential)
+    }
+
+    /// Drops `used` from the cache (Okta refused it), unless another caller has
+    /// replaced it already.
+    pub(crate) async fn drop_token(&self, used: &SecretString) {
+        let mut cache = self.cache.lock().await;
+        if cache
+            .as_ref()
+            .is_some_and(|c| c.token.expose_secret() == used.expose_secret())
+        {
+            *cache = None;
+        }
+    }
+
+    /// Remembers that Okta refused efs-iam's credentials (for `/sync/status`).
+    pub(crate) fn record_refusal(&self, api: &OktaApiError) {
+        metrics::counter!("efs_iam_okta_auth_failures_total").increment(1);
+        *self.last_failure.lock().unwrap() = Some(AuthFailure {
+            at: Utc::now(),
+            status: api.status,
+            error_code: api.error_code.clone(),
+            message: api.summary.clone(),
+        });
+    }
+
+    /// The last time Okta refused the credentials, if ever.
+    pub(crate) fn last_failure(&self) -> Option<AuthFailure> {
+        self.last_failure.lock().unwrap().clone()
     }
 
     /// Replaces any known secret in text that is about to be stored or logged: the
     /// credentials in use, and the values of token fields an answer may carry.
-    pub(super) fn scrub(&self, text: String) -> String {
+    pub(crate) fn scrub(&self, text: String) -> String {
         let mut text = redact_token_fields(&text);
         let mut secrets: Vec<SecretString> = Vec::new();
         if let OktaAuth::ApiToken(t) = &self.auth {
             secrets.push(t.clone());
         }
-        if let Some(b) = self.current_bearer.lock().unwrap().clone() {
+        if let Some(b) = self.current.lock().unwrap().clone() {
             secrets.push(b);
         }
         for s in &secrets {
@@ -56,45 +125,17 @@ impl AuthState {
         }
         text
     }
-}
-
-impl Inner {
-    pub(super) async fn credential(&self) -> Result<Credential, (OktaError, Option<Exchange>)> {
-        let invalid = |e: String| (OktaError::InvalidInput(e), None);
-        let jwt = match &self.auth.auth {
-            OktaAuth::ApiToken(token) => return Credential::new("SSWS", token).map_err(invalid),
-            OktaAuth::PrivateKeyJwt(jwt) => jwt,
-        };
-        // Held across the fetch: one caller fetches, the others then find its token.
-        let mut cache = self.auth.token.lock().await;
-        if let Some(cached) = cache.as_ref().filter(|c| Instant::now() < c.refresh_at) {
-            return Credential::new("Bearer", &cached.token).map_err(invalid);
-        }
-        let fresh = self.fetch_token(jwt).await?;
-        *self.auth.current_bearer.lock().unwrap() = Some(fresh.token.clone());
-        let credential = Credential::new("Bearer", &fresh.token).map_err(invalid)?;
-        *cache = Some(fresh);
-        Ok(credential)
-    }
-
-    pub(super) async fn invalidate_token(&self, used: &SecretString) {
-        let mut cache = self.auth.token.lock().await;
-        if cache
-            .as_ref()
-            .is_some_and(|c| c.token.expose_secret() == used.expose_secret())
-        {
-            *cache = None;
-        }
-    }
 
     /// Client credentials with a `private_key_jwt` assertion.
-    pub(super) async fn fetch_token(
+    async fn fetch(
         &self,
         jwt: &PrivateKeyJwt,
-    ) -> Result<CachedToken, (OktaError, Option<Exchange>)> {
+        transport: &Transport,
+        governor: &std::sync::Arc<Governor>,
+    ) -> Result<CachedToken, AuthorizationError> {
         let span = tracing::info_span!("okta.token", status = Empty, request_id = Empty);
         async {
-            let mut url = self.org.clone();
+            let mut url = transport.org().clone();
             url.set_path(TOKEN.template);
             let method = "POST".to_owned();
             let assertion = jwt.client_assertion(url.as_str()).map_err(|reason| {
@@ -115,16 +156,16 @@ impl Inner {
             ])
             .expect("a form of strings encodes");
             let started = Instant::now();
-            let _admission = self.governor.admit(TOKEN.bucket).await;
-            let request = self
-                .http
-                .post(url.clone())
+            let _admission = governor.admit(TOKEN.bucket).await;
+            let request = transport
+                .request(Method::POST, url.clone())
                 .header(ACCEPT, "application/json")
                 .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .body(form);
-            let ex = match self.exchange(request, &method, &url, TOKEN, 1).await {
+            let ex = match transport.send(governor, request, &method, &url, TOKEN, 1).await {
                 Ok(ex) => ex,
-                Err((timeout, reason)) => {
+                Err(no_answer) => {
+                    let (timeout, reason) = (no_answer.timeout, no_answer.reason);
                     let err = if timeout {
                         OktaError::Timeout {
                             method,
@@ -163,7 +204,7 @@ impl Inner {
                 };
                 let token_type = parsed.token_type.as_deref().unwrap_or("Bearer");
                 if !token_type.eq_ignore_ascii_case("Bearer") {
-                    let mut api = self.api_error_from(&ex, &method, TOKEN.template);
+                    let mut api = self.api_error(&ex, &method);
                     api.error_code = "unsupported_token_type".into();
                     api.summary = format!(
                         "the Okta app issues {token_type} tokens (DPoP?); efs-iam supports Bearer tokens only"
@@ -177,7 +218,7 @@ impl Inner {
                     started,
                 ));
             }
-            let api = self.api_error_from(&ex, &method, TOKEN.template);
+            let api = self.api_error(&ex, &method);
             let err = match ex.status {
                 429 => OktaError::RateLimited(Box::new(api)),
                 s if s >= 500 => OktaError::Server(Box::new(api)),
@@ -188,6 +229,56 @@ impl Inner {
         .instrument(span)
         .await
     }
+
+    fn api_error(&self, ex: &Exchange, method: &str) -> OktaApiError {
+        OktaApiError::from_answer(ex, method, TOKEN.template, &|t| self.scrub(t))
+    }
+}
+
+/// The org authorization server's token answer (`access_token`, `token_type`,
+/// `expires_in`); unknown fields are ignored.
+#[derive(Deserialize)]
+struct TokenResponse {
+    pub access_token: String,
+    #[serde(default)]
+    pub token_type: Option<String>,
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+}
+
+/// An access token and when to stop using it.
+#[derive(Clone)]
+pub(crate) struct CachedToken {
+    pub token: SecretString,
+    pub refresh_at: Instant,
+}
+
+impl CachedToken {
+    pub(crate) fn new(token: String, expires_in: Option<u64>, received: Instant) -> Self {
+        // Okta fixes the lifetime at an hour; python's SDK assumes that when it is missing.
+        // Whatever the answer says, a token is not kept past a day (and a nonsensical
+        // `expires_in` cannot overflow the clock).
+        let lifetime = Duration::from_secs(expires_in.unwrap_or(3600).min(MAX_TOKEN_LIFETIME));
+        let early = (lifetime / 4).min(Duration::from_secs(60));
+        Self {
+            token: SecretString::from(token),
+            refresh_at: received + lifetime - early,
+        }
+    }
+}
+
+/// The longest an access token is cached, in seconds.
+const MAX_TOKEN_LIFETIME: u64 = 24 * 3600;
+
+/// The last time Okta refused efs-iam's credentials, for `/sync/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuthFailure {
+    pub at: DateTime<Utc>,
+    /// HTTP status (401 for the Management API; 400/401 from the token endpoint).
+    pub status: u16,
+    /// `E0000011`, or the OAuth `error` such as `invalid_client`.
+    pub error_code: String,
+    pub message: String,
 }
 
 /// Fields of a token endpoint's answer whose values are credentials.
@@ -202,7 +293,7 @@ const TOKEN_FIELDS: [&str; 5] = [
 /// `text` with the string value of every [`TOKEN_FIELDS`] member replaced by
 /// `[redacted]`, wherever it stands (JSON `"field": "…"` or a form's `field=…`), so an
 /// answer from Okta's token endpoint, well-formed or not, can be logged.
-pub(super) fn redact_token_fields(text: &str) -> String {
+fn redact_token_fields(text: &str) -> String {
     let mut out = text.to_owned();
     for field in TOKEN_FIELDS {
         let mut from = 0;
@@ -248,6 +339,19 @@ pub(super) fn redact_token_fields(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_are_renewed_before_they_expire() {
+        let now = Instant::now();
+        let hour = CachedToken::new("t".into(), Some(3600), now);
+        assert_eq!(hour.refresh_at, now + Duration::from_secs(3540));
+        let short = CachedToken::new("t".into(), Some(2), now);
+        assert_eq!(short.refresh_at, now + Duration::from_millis(1500));
+        let missing = CachedToken::new("t".into(), None, now);
+        assert_eq!(missing.refresh_at, now + Duration::from_secs(3540));
+        let absurd = CachedToken::new("t".into(), Some(u64::MAX), now);
+        assert_eq!(absurd.refresh_at, now + Duration::from_secs(24 * 3600 - 60));
+    }
 
     #[test]
     fn token_values_are_redacted_wherever_they_stand() {

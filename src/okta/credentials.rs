@@ -1,6 +1,7 @@
-//! Credentials for the Management API: an SSWS API token, or OAuth 2.0 client
-//! credentials with a `private_key_jwt` client assertion (Okta's "OAuth 2.0 for
-//! Okta service apps" flow).
+//! The credential efs-iam proves itself with to the Management API: an SSWS API token,
+//! or a service app's client id and private key, from which each token request gets a
+//! fresh `private_key_jwt` client assertion (Okta's "OAuth 2.0 for Okta service apps"
+//! flow). The access tokens those requests bring are `access_token.rs`'s.
 //!
 //! Secrets live in `SecretString` and in jsonwebtoken's `EncodingKey` only. Every type
 //! here that holds one has a hand-written `Debug` that leaves it out, and outgoing
@@ -8,19 +9,15 @@
 //! output hides them too.
 //!
 //! The client assertion is valid for 5 minutes (okta-sdk-nodejs' choice): it is used
-//! once, right away, so a long `exp` only widens the replay window. Access tokens are
-//! cached until shortly before `expires_in` runs out (a quarter of the lifetime, at most
-//! a minute, early), and refreshing is single-flight: one caller fetches while the
-//! others wait for its result instead of stampeding the token endpoint.
+//! once, right away, so a long `exp` only widens the replay window.
 
 use std::fmt;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// How efs-iam authenticates to Okta.
 #[derive(Clone)]
@@ -132,41 +129,6 @@ impl PrivateKeyJwt {
 
 const ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
 
-/// The org authorization server's token answer (`access_token`, `token_type`,
-/// `expires_in`); unknown fields are ignored.
-#[derive(Deserialize)]
-pub(crate) struct TokenResponse {
-    pub access_token: String,
-    #[serde(default)]
-    pub token_type: Option<String>,
-    #[serde(default)]
-    pub expires_in: Option<u64>,
-}
-
-/// An access token and when to stop using it.
-#[derive(Clone)]
-pub(crate) struct CachedToken {
-    pub token: SecretString,
-    pub refresh_at: Instant,
-}
-
-impl CachedToken {
-    pub(crate) fn new(token: String, expires_in: Option<u64>, received: Instant) -> Self {
-        // Okta fixes the lifetime at an hour; python's SDK assumes that when it is missing.
-        // Whatever the answer says, a token is not kept past a day (and a nonsensical
-        // `expires_in` cannot overflow the clock).
-        let lifetime = Duration::from_secs(expires_in.unwrap_or(3600).min(MAX_TOKEN_LIFETIME));
-        let early = (lifetime / 4).min(Duration::from_secs(60));
-        Self {
-            token: SecretString::from(token),
-            refresh_at: received + lifetime - early,
-        }
-    }
-}
-
-/// The longest an access token is cached, in seconds.
-const MAX_TOKEN_LIFETIME: u64 = 24 * 3600;
-
 /// The `Authorization` value for one request, and the bearer token it carries (to
 /// drop exactly that token from the cache if Okta answers 401).
 pub(crate) struct Credential {
@@ -184,17 +146,6 @@ impl Credential {
             bearer: (scheme == "Bearer").then(|| secret.clone()),
         })
     }
-}
-
-/// The last time Okta refused efs-iam's credentials, for `/sync/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AuthFailure {
-    pub at: DateTime<Utc>,
-    /// HTTP status (401 for the Management API; 400/401 from the token endpoint).
-    pub status: u16,
-    /// `E0000011`, or the OAuth `error` such as `invalid_client`.
-    pub error_code: String,
-    pub message: String,
 }
 
 #[cfg(test)]
@@ -261,18 +212,5 @@ pub(crate) mod tests {
         );
         assert_eq!(exp - iat, 300);
         assert_eq!(claims["jti"].as_str().unwrap().len(), 36);
-    }
-
-    #[test]
-    fn tokens_are_renewed_before_they_expire() {
-        let now = Instant::now();
-        let hour = CachedToken::new("t".into(), Some(3600), now);
-        assert_eq!(hour.refresh_at, now + Duration::from_secs(3540));
-        let short = CachedToken::new("t".into(), Some(2), now);
-        assert_eq!(short.refresh_at, now + Duration::from_millis(1500));
-        let missing = CachedToken::new("t".into(), None, now);
-        assert_eq!(missing.refresh_at, now + Duration::from_secs(3540));
-        let absurd = CachedToken::new("t".into(), Some(u64::MAX), now);
-        assert_eq!(absurd.refresh_at, now + Duration::from_secs(24 * 3600 - 60));
     }
 }
