@@ -164,22 +164,9 @@ impl AccessTokens {
                 .body(form);
             let ex = match transport.send(governor, request, &method, &url, TOKEN, 1).await {
                 Ok(ex) => ex,
-                Err(no_answer) => {
-                    let (timeout, reason) = (no_answer.timeout, no_answer.reason);
-                    let err = if timeout {
-                        OktaError::Timeout {
-                            method,
-                            route: TOKEN.template,
-                            attempts: 1,
-                        }
-                    } else {
-                        OktaError::Connection {
-                            method,
-                            route: TOKEN.template,
-                            attempts: 1,
-                            reason,
-                        }
-                    };
+                Err(no) => {
+                    let err =
+                        OktaError::no_answer(method, TOKEN.template, 1, no.timeout, no.reason);
                     return Err((err, None));
                 }
             };

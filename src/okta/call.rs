@@ -272,40 +272,14 @@ impl Caller {
                             delay_ms = delay.as_millis() as u64,
                             "no answer from Okta; retrying"
                         );
-                        let err = if timeout {
-                            OktaError::Timeout {
-                                method,
-                                route,
-                                attempts: attempt,
-                            }
-                        } else {
-                            OktaError::Connection {
-                                method,
-                                route,
-                                attempts: attempt,
-                                reason,
-                            }
-                        };
+                        let err = OktaError::no_answer(method, route, attempt, timeout, reason);
                         let retried = self.retried(attempt, renewed_token);
                         self.record(call, &err, None, retried).await;
                         retries += 1;
                         tokio::time::sleep(delay).await;
                         continue;
                     }
-                    let err = if timeout {
-                        OktaError::Timeout {
-                            method,
-                            route,
-                            attempts: attempt,
-                        }
-                    } else {
-                        OktaError::Connection {
-                            method,
-                            route,
-                            attempts: attempt,
-                            reason,
-                        }
-                    };
+                    let err = OktaError::no_answer(method, route, attempt, timeout, reason);
                     return Err(self.fail(call, err, None).await);
                 }
                 Attempt::CredentialFailed(err, ex) => {

@@ -267,6 +267,31 @@ pub enum OktaError {
 }
 
 impl OktaError {
+    /// No answer to the `attempts`-th request of a call: it timed out, or the
+    /// connection failed.
+    pub(crate) fn no_answer(
+        method: String,
+        route: &'static str,
+        attempts: u32,
+        timeout: bool,
+        reason: String,
+    ) -> Self {
+        if timeout {
+            Self::Timeout {
+                method,
+                route,
+                attempts,
+            }
+        } else {
+            Self::Connection {
+                method,
+                route,
+                attempts,
+                reason,
+            }
+        }
+    }
+
     /// Okta's answer, for the variants that have one.
     pub fn api_error(&self) -> Option<&OktaApiError> {
         match self {

@@ -6,7 +6,7 @@ use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
 use super::sql::{on_dialect, PurgeRange, SqlStore};
-use super::{force_index, now, StorageResult};
+use super::{now, StorageResult};
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct ErrorLogEntry {
@@ -125,7 +125,7 @@ impl ErrorLogStore for SqlStore {
         Ok(on_dialect!(self, pool => {
             let mut q = pool.builder(format!(
                 "SELECT {COLS} FROM iam_error_log{} WHERE 1 = 1",
-                force_index(pool, indexes)
+                pool.force_index(indexes)
             ));
             if let Some(since) = query.since {
                 q.push(" AND created_at >= ").push_bind(since);

@@ -1,12 +1,37 @@
-//! `efs_iam_sync_lock`: named leases across instances. The sync engine takes one per
-//! EFS user and one per login, so concurrent or retried syncs of one person run one
-//! after the other in every instance (see `sync::lock`).
+//! Every lease efs-iam takes in the database, written once:
+//!
+//! - **Named leases** (`efs_iam_sync_lock`, [`LeaseStore`]): the sync engine takes one
+//!   per EFS user and one per login, so concurrent or retried syncs of one person run
+//!   one after the other in every instance (see `sync::lock`); the reconciliation
+//!   schedule and each reconciled portal take one too.
+//! - **Leased queues** ([`LeasedQueue`]): the unassignment queue, sync job items,
+//!   reconciliation runs and Okta events are claimed, renewed, completed, failed (with
+//!   backoff, or for good as dead letters) and released by the same statements; each
+//!   table's file says only what is its own (which rows are due, their order, what a
+//!   claim or an outcome also sets).
+//!
+//! Every claim follows one pattern, so several instances share a table and a crash
+//! loses nothing:
+//!
+//! 1. a short transaction picks due rows nobody holds ([`Dialect::BEGIN_CLAIM`] and
+//!    [`Dialect::SKIP_LOCKED`]) and stamps them with a lease (`locked_by` = the
+//!    holder, `locked_until`);
+//! 2. the work (Okta calls) happens outside any transaction, while a heartbeat renews
+//!    the lease;
+//! 3. the outcome is written afterwards, only by the holder: every statement after the
+//!    claim says `locked_by = ?`. A row whose lease ran out (its holder crashed or hung)
+//!    is due again, so work is done at least once; everything efs-iam does in Okta for
+//!    a row is idempotent, which makes "at least once" safe.
+//!
+//! [`Dialect::BEGIN_CLAIM`]: super::sql::pool::Dialect::BEGIN_CLAIM
+//! [`Dialect::SKIP_LOCKED`]: super::sql::pool::Dialect::SKIP_LOCKED
 
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
+use sqlx::{MySql, Sqlite};
 
-use super::sql::{is_unique_violation, on_dialect, SqlStore};
-use super::StorageResult;
+use super::error::StorageResult;
+use super::sql::{in_transaction, is_unique_violation, on_dialect, SqlStore, CHUNK};
 
 #[async_trait]
 pub trait LeaseStore: Send + Sync + 'static {
@@ -95,5 +120,319 @@ impl LeaseStore for SqlStore {
             sqlx::query(sql).bind(name).bind(owner).execute(pool).await?;
         });
         Ok(())
+    }
+}
+
+/// A table of leased work, as the generic statements need it.
+pub(crate) struct LeasedQueue {
+    pub table: &'static str,
+    /// The key column (`id`, `uuid`).
+    pub key: &'static str,
+    /// The rows a worker may take now; every `?` in it is bound to the claim's `now`.
+    pub due: &'static str,
+    /// The order work is taken in.
+    pub order: &'static str,
+    /// What every statement of the holder also requires (` AND state = 'pending'`), or
+    /// nothing.
+    pub held: &'static str,
+    /// More of a claim's `SET` (`, state = 'running'`), or nothing; every `?` in it is
+    /// bound to the claim's `now`.
+    pub on_claim: &'static str,
+    /// How claimed rows are read.
+    pub read: ReadClaimed,
+}
+
+/// `SELECT {columns} FROM {from} WHERE {key} IN (…) ORDER BY {order}`: how a claim reads
+/// the rows it took (`from` may join what the rows need).
+pub(crate) struct ReadClaimed {
+    pub columns: &'static str,
+    pub from: &'static str,
+    pub key: &'static str,
+    pub order: &'static str,
+}
+
+/// A queue table's key: `i32`, `i64` or `String`, bound and read on both dialects.
+pub(crate) trait QueueKey:
+    Clone
+    + Send
+    + Sync
+    + Unpin
+    + 'static
+    + for<'q> sqlx::Encode<'q, MySql>
+    + for<'r> sqlx::Decode<'r, MySql>
+    + sqlx::Type<MySql>
+    + for<'q> sqlx::Encode<'q, Sqlite>
+    + for<'r> sqlx::Decode<'r, Sqlite>
+    + sqlx::Type<Sqlite>
+{
+}
+
+impl<T> QueueKey for T where
+    T: Clone
+        + Send
+        + Sync
+        + Unpin
+        + 'static
+        + for<'q> sqlx::Encode<'q, MySql>
+        + for<'r> sqlx::Decode<'r, MySql>
+        + sqlx::Type<MySql>
+        + for<'q> sqlx::Encode<'q, Sqlite>
+        + for<'r> sqlx::Decode<'r, Sqlite>
+        + sqlx::Type<Sqlite>
+{
+}
+
+/// A claimed row as its table reads it, on both dialects.
+pub(crate) trait QueueRow:
+    Send
+    + Unpin
+    + for<'r> sqlx::FromRow<'r, sqlx::mysql::MySqlRow>
+    + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+{
+}
+
+impl<T> QueueRow for T where
+    T: Send
+        + Unpin
+        + for<'r> sqlx::FromRow<'r, sqlx::mysql::MySqlRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+{
+}
+
+/// A value an outcome writes into a column.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Value<'a> {
+    Text(Option<&'a str>),
+    /// The text, or the column's own value when `None`: `COALESCE(?, column)`.
+    TextOrKept(Option<&'a str>),
+    Int(Option<i32>),
+    Time(Option<NaiveDateTime>),
+    /// SQL as it stands, nothing bound (`attempts + 1`).
+    Sql(&'static str),
+}
+
+/// `(?, ?, …)` for `n` values.
+fn marks(n: usize) -> String {
+    let mut s = String::with_capacity(2 + 3 * n);
+    s.push('(');
+    for i in 0..n {
+        s.push_str(if i == 0 { "?" } else { ", ?" });
+    }
+    s.push(')');
+    s
+}
+
+macro_rules! bind_values {
+    ($query:expr, $set:expr) => {{
+        let mut query = $query;
+        for (_, value) in $set {
+            query = match *value {
+                Value::Text(v) | Value::TextOrKept(v) => query.bind(v),
+                Value::Int(v) => query.bind(v),
+                Value::Time(v) => query.bind(v),
+                Value::Sql(_) => query,
+            };
+        }
+        query
+    }};
+}
+
+impl SqlStore {
+    /// Leases up to `limit` due rows of `queue` for `owner` until `until`, in the
+    /// queue's order, and reads them.
+    pub(crate) async fn claim<K: QueueKey, R: QueueRow>(
+        &self,
+        queue: &LeasedQueue,
+        owner: &str,
+        now: NaiveDateTime,
+        until: NaiveDateTime,
+        limit: u32,
+    ) -> StorageResult<Vec<R>> {
+        let LeasedQueue {
+            table,
+            key,
+            due,
+            order,
+            on_claim,
+            read,
+            ..
+        } = queue;
+        in_transaction!(self, begin_claim, pool, tx => {
+            let pick = format!(
+                "SELECT {key} FROM {table} WHERE {due} ORDER BY {order} LIMIT ?{}",
+                pool.skip_locked()
+            );
+            let mut query = sqlx::query_scalar(&pick);
+            for _ in 0..due.matches('?').count() {
+                query = query.bind(now);
+            }
+            let keys: Vec<K> = query.bind(i64::from(limit)).fetch_all(&mut *tx).await?;
+            if keys.is_empty() {
+                Vec::new()
+            } else {
+                let lease = format!(
+                    "UPDATE {table} SET locked_by = ?, locked_until = ?{on_claim} WHERE {key} IN {}",
+                    marks(keys.len())
+                );
+                let mut query = sqlx::query(&lease).bind(owner).bind(until);
+                for _ in 0..on_claim.matches('?').count() {
+                    query = query.bind(now);
+                }
+                for k in &keys {
+                    query = query.bind(k.clone());
+                }
+                query.execute(&mut *tx).await?;
+                let sql = format!(
+                    "SELECT {} FROM {} WHERE {} IN {} ORDER BY {}",
+                    read.columns,
+                    read.from,
+                    read.key,
+                    marks(keys.len()),
+                    read.order
+                );
+                let mut query = sqlx::query_as(&sql);
+                for k in &keys {
+                    query = query.bind(k.clone());
+                }
+                query.fetch_all(&mut *tx).await?
+            }
+        })
+    }
+
+    /// Extends the leases `owner` still holds among `keys` to `until` (the heartbeat of
+    /// work in progress); how many it still held.
+    pub(crate) async fn renew<K: QueueKey>(
+        &self,
+        queue: &LeasedQueue,
+        keys: &[K],
+        owner: &str,
+        until: NaiveDateTime,
+    ) -> StorageResult<u64> {
+        self.update_held_keys(queue, keys, owner, "locked_until = ?", Some(until))
+            .await
+    }
+
+    /// Gives the leases `owner` holds among `keys` back to nobody, counting no attempt
+    /// (shutdown, systemic failures); how many it held.
+    pub(crate) async fn release<K: QueueKey>(
+        &self,
+        queue: &LeasedQueue,
+        keys: &[K],
+        owner: &str,
+    ) -> StorageResult<u64> {
+        self.update_held_keys(
+            queue,
+            keys,
+            owner,
+            "locked_by = NULL, locked_until = NULL",
+            None,
+        )
+        .await
+    }
+
+    async fn update_held_keys<K: QueueKey>(
+        &self,
+        queue: &LeasedQueue,
+        keys: &[K],
+        owner: &str,
+        set: &str,
+        until: Option<NaiveDateTime>,
+    ) -> StorageResult<u64> {
+        let LeasedQueue {
+            table, key, held, ..
+        } = queue;
+        let mut changed = 0;
+        for chunk in keys.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE {table} SET {set} WHERE locked_by = ?{held} AND {key} IN {}",
+                marks(chunk.len())
+            );
+            changed += on_dialect!(self, pool => {
+                let mut query = sqlx::query(&sql);
+                if let Some(until) = until {
+                    query = query.bind(until);
+                }
+                query = query.bind(owner);
+                for k in chunk {
+                    query = query.bind(k.clone());
+                }
+                query.execute(pool).await?.rows_affected()
+            });
+        }
+        Ok(changed)
+    }
+
+    /// Deletes a row `owner` holds (its work is done); `false` when the lease was lost.
+    pub(crate) async fn complete<K: QueueKey>(
+        &self,
+        queue: &LeasedQueue,
+        id: K,
+        owner: &str,
+    ) -> StorageResult<bool> {
+        let LeasedQueue {
+            table, key, held, ..
+        } = queue;
+        let sql = format!("DELETE FROM {table} WHERE {key} = ? AND locked_by = ?{held}");
+        Ok(on_dialect!(self, pool => {
+            sqlx::query(&sql)
+                .bind(id)
+                .bind(owner)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                > 0
+        }))
+    }
+
+    /// Records the outcome of a row `owner` holds — done, failed to be retried at a
+    /// later time, or failed for good (a dead letter) — as the values of `set`, and
+    /// gives the lease back (`locked_until` stays as `set` gives it, if it does: a row
+    /// held back until then). `false` when the lease was lost: the row is another
+    /// holder's now, whose outcome counts.
+    pub(crate) async fn finish<K: QueueKey>(
+        &self,
+        queue: &LeasedQueue,
+        id: K,
+        owner: &str,
+        set: &[(&'static str, Value<'_>)],
+    ) -> StorageResult<bool> {
+        let LeasedQueue {
+            table, key, held, ..
+        } = queue;
+        let mut assignments = String::new();
+        for (column, value) in set {
+            let value = match value {
+                Value::Sql(sql) => (*sql).to_owned(),
+                Value::TextOrKept(_) => format!("COALESCE(?, {column})"),
+                _ => "?".to_owned(),
+            };
+            assignments.push_str(&format!("{column} = {value}, "));
+        }
+        assignments.push_str("locked_by = NULL");
+        if !set.iter().any(|(column, _)| *column == "locked_until") {
+            assignments.push_str(", locked_until = NULL");
+        }
+        let sql =
+            format!("UPDATE {table} SET {assignments} WHERE {key} = ? AND locked_by = ?{held}");
+        Ok(on_dialect!(self, pool => {
+            bind_values!(sqlx::query(&sql), set)
+                .bind(id.clone())
+                .bind(owner)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                > 0
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::marks;
+
+    #[test]
+    fn key_lists_have_one_mark_per_key() {
+        assert_eq!(marks(1), "(?)");
+        assert_eq!(marks(3), "(?, ?, ?)");
     }
 }

@@ -4,8 +4,8 @@
 //!
 //! - **Once per event:** Okta's `uuid` is the key; a redelivered event is not stored
 //!   again (Okta delivers at least once).
-//! - **Claims** are leases like the unassignment queue's (see `unassignment_queue`), in
-//!   `published` order; only the holder records the outcome.
+//! - **Claims** are the leased-queue statements of `leases.rs`, in `published` order;
+//!   only the holder records the outcome.
 //! - **Newest wins:** per Okta user and *subject* (`user` for lifecycle and profile
 //!   events, the group id for membership events) the watermark keeps the newest event
 //!   applied; an older one that arrives later is `superseded` and changes nothing.
@@ -16,7 +16,8 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
-use super::sql::{in_transaction, is_unique_violation, on_dialect, push_ids, SqlStore, CHUNK};
+use super::leases::{LeasedQueue, ReadClaimed, Value};
+use super::sql::{in_transaction, is_unique_violation, on_dialect, push_ids, SqlStore};
 use super::{StorageError, StorageResult};
 use crate::domain::{OktaUserId, PortalUserStatus};
 
@@ -160,6 +161,22 @@ pub trait OktaEventStore: Send + Sync + 'static {
 const EVENTS: &str = "efs_iam_okta_event";
 const COLS: &str = "uuid, event_type, published, received_at, payload, state, attempts, \
                     processed_at, outcome";
+/// The events as the leased-queue statements see them.
+const LEASES: LeasedQueue = LeasedQueue {
+    table: EVENTS,
+    key: "uuid",
+    due: "state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
+          AND (locked_until IS NULL OR locked_until < ?)",
+    order: "published, uuid",
+    held: " AND state = 'pending'",
+    on_claim: "",
+    read: ReadClaimed {
+        columns: COLS,
+        from: EVENTS,
+        key: "uuid",
+        order: "published, uuid",
+    },
+};
 
 #[async_trait]
 impl OktaEventStore for SqlStore {
@@ -228,36 +245,8 @@ impl OktaEventStore for SqlStore {
         lease_until: NaiveDateTime,
         limit: u32,
     ) -> StorageResult<Vec<OktaEvent>> {
-        in_transaction!(self, begin_claim, pool, tx => {
-            let uuids: Vec<String> = sqlx::query_scalar(&format!(
-                "SELECT uuid FROM {EVENTS} WHERE state = 'pending' \
-                 AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
-                 AND (locked_until IS NULL OR locked_until < ?) \
-                 ORDER BY published, uuid LIMIT ?{}",
-                pool.skip_locked()
-            ))
-            .bind(now)
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await?;
-            if uuids.is_empty() {
-                Vec::new()
-            } else {
-                let refs: Vec<&str> = uuids.iter().map(String::as_str).collect();
-                let mut q = pool.builder(format!("UPDATE {EVENTS} SET locked_by = "));
-                q.push_bind(owner)
-                    .push(", locked_until = ")
-                    .push_bind(lease_until)
-                    .push(" WHERE uuid");
-                push_ids(&mut q, &refs);
-                q.build().execute(&mut *tx).await?;
-                let mut q = pool.builder(format!("SELECT {COLS} FROM {EVENTS} WHERE uuid"));
-                push_ids(&mut q, &refs);
-                q.push(" ORDER BY published, uuid");
-                q.build_query_as().fetch_all(&mut *tx).await?
-            }
-        })
+        self.claim::<String, _>(&LEASES, owner, now, lease_until, limit)
+            .await
     }
 
     #[tracing::instrument(skip(self, uuids, owner), level = "debug", fields(events = uuids.len()), err(level = "warn"))]
@@ -267,21 +256,7 @@ impl OktaEventStore for SqlStore {
         owner: &str,
         until: NaiveDateTime,
     ) -> StorageResult<u64> {
-        // As `sql::renew_leases`, keyed by `uuid`: one statement per chunk of events.
-        let refs: Vec<&str> = uuids.iter().map(String::as_str).collect();
-        let mut renewed = 0;
-        for chunk in refs.chunks(CHUNK) {
-            renewed += on_dialect!(self, pool => {
-                let mut q = pool.builder(format!("UPDATE {EVENTS} SET locked_until = "));
-                q.push_bind(until)
-                    .push(" WHERE locked_by = ")
-                    .push_bind(owner)
-                    .push(" AND uuid");
-                push_ids(&mut q, chunk);
-                q.build().execute(pool).await?.rows_affected()
-            });
-        }
-        Ok(renewed)
+        self.renew(&LEASES, uuids, owner, until).await
     }
 
     #[tracing::instrument(skip(self, event, owner, user, change), fields(event = %event.uuid, subject), err(level = "warn"))]
@@ -463,23 +438,13 @@ impl OktaEventStore for SqlStore {
         outcome: &str,
         now: NaiveDateTime,
     ) -> StorageResult<bool> {
-        let sql = format!(
-            "UPDATE {EVENTS} SET state = ?, outcome = ?, processed_at = ?, attempts = attempts + 1, \
-             locked_by = NULL, locked_until = NULL \
-             WHERE uuid = ? AND locked_by = ? AND state = 'pending'"
-        );
-        Ok(on_dialect!(self, pool => {
-            sqlx::query(&sql)
-                .bind(state)
-                .bind(outcome)
-                .bind(now)
-                .bind(uuid)
-                .bind(owner)
-                .execute(pool)
-                .await?
-                .rows_affected()
-                > 0
-        }))
+        let set = [
+            ("state", Value::Text(Some(state))),
+            ("outcome", Value::Text(Some(outcome))),
+            ("processed_at", Value::Time(Some(now))),
+            ("attempts", Value::Sql("attempts + 1")),
+        ];
+        self.finish(&LEASES, uuid.to_owned(), owner, &set).await
     }
 
     #[tracing::instrument(skip(self, owner, error), err(level = "warn"))]
@@ -491,23 +456,12 @@ impl OktaEventStore for SqlStore {
         error: &str,
         next_attempt_at: NaiveDateTime,
     ) -> StorageResult<bool> {
-        let sql = format!(
-            "UPDATE {EVENTS} SET attempts = ?, outcome = ?, next_attempt_at = ?, \
-             locked_by = NULL, locked_until = NULL \
-             WHERE uuid = ? AND locked_by = ? AND state = 'pending'"
-        );
-        Ok(on_dialect!(self, pool => {
-            sqlx::query(&sql)
-                .bind(attempts)
-                .bind(error)
-                .bind(next_attempt_at)
-                .bind(uuid)
-                .bind(owner)
-                .execute(pool)
-                .await?
-                .rows_affected()
-                > 0
-        }))
+        let set = [
+            ("attempts", Value::Int(Some(attempts))),
+            ("outcome", Value::Text(Some(error))),
+            ("next_attempt_at", Value::Time(Some(next_attempt_at))),
+        ];
+        self.finish(&LEASES, uuid.to_owned(), owner, &set).await
     }
 
     #[tracing::instrument(skip(self), level = "debug", err(level = "warn"))]

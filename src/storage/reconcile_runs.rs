@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
-use super::sql::{in_transaction, on_dialect, push_ids, SqlStore, CHUNK};
+use super::leases::{LeasedQueue, ReadClaimed, Value};
+use super::sql::{on_dialect, push_ids, SqlStore, CHUNK};
 use super::StorageResult;
 use crate::domain::PortalId;
 
@@ -116,10 +117,25 @@ pub trait ReconcileRunStore: Send + Sync + 'static {
 const RUNS: &str = "efs_iam_reconcile_run";
 const COLS: &str = "id, portal_id, dry_run, kind, state, created_at, started_at, finished_at, \
                     attempts, report, error_type, error";
-/// Runs a worker may take now: pending (and not held back), or running under a lease
-/// that ran out.
-const DUE: &str = "(state = 'pending' OR state = 'running') \
-                   AND (locked_until IS NULL OR locked_until < ?)";
+/// The runs as the leased-queue statements see them: a worker may take a run that is
+/// pending (and not held back), or running under a lease that ran out; a claim makes it
+/// `running` with one more attempt.
+const LEASES: LeasedQueue = LeasedQueue {
+    table: RUNS,
+    key: "id",
+    due: "(state = 'pending' OR state = 'running') \
+          AND (locked_until IS NULL OR locked_until < ?)",
+    order: "created_at, id",
+    held: " AND state = 'running'",
+    on_claim: ", state = 'running', attempts = attempts + 1, \
+               started_at = COALESCE(started_at, ?)",
+    read: ReadClaimed {
+        columns: COLS,
+        from: RUNS,
+        key: "id",
+        order: "created_at, id",
+    },
+};
 
 #[async_trait]
 impl ReconcileRunStore for SqlStore {
@@ -189,37 +205,8 @@ impl ReconcileRunStore for SqlStore {
         lease_until: NaiveDateTime,
         limit: u32,
     ) -> StorageResult<Vec<ReconcileRun>> {
-        in_transaction!(self, begin_claim, pool, tx => {
-            let ids: Vec<String> = sqlx::query_scalar(&format!(
-                "SELECT id FROM {RUNS} WHERE {DUE} ORDER BY created_at, id LIMIT ?{}",
-                pool.skip_locked()
-            ))
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await?;
-            if ids.is_empty() {
-                Vec::new()
-            } else {
-                let mut q = pool.builder(format!(
-                    "UPDATE {RUNS} SET state = 'running', attempts = attempts + 1, \
-                     started_at = COALESCE(started_at, "
-                ));
-                q.push_bind(now)
-                    .push("), locked_by = ")
-                    .push_bind(owner)
-                    .push(", locked_until = ")
-                    .push_bind(lease_until)
-                    .push(" WHERE id");
-                let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-                push_ids(&mut q, &refs);
-                q.build().execute(&mut *tx).await?;
-                let mut q = pool.builder(format!("SELECT {COLS} FROM {RUNS} WHERE id"));
-                push_ids(&mut q, &refs);
-                q.push(" ORDER BY created_at, id");
-                q.build_query_as().fetch_all(&mut *tx).await?
-            }
-        })
+        self.claim::<String, _>(&LEASES, owner, now, lease_until, limit)
+            .await
     }
 
     #[tracing::instrument(skip(self, owner), level = "debug", err(level = "warn"))]
@@ -229,20 +216,7 @@ impl ReconcileRunStore for SqlStore {
         owner: &str,
         until: NaiveDateTime,
     ) -> StorageResult<bool> {
-        let sql = format!(
-            "UPDATE {RUNS} SET locked_until = ? WHERE id = ? AND locked_by = ? \
-             AND state = 'running'"
-        );
-        Ok(on_dialect!(self, pool => {
-            sqlx::query(&sql)
-                .bind(until)
-                .bind(id)
-                .bind(owner)
-                .execute(pool)
-                .await?
-                .rows_affected()
-                > 0
-        }))
+        Ok(self.renew(&LEASES, &[id.to_owned()], owner, until).await? > 0)
     }
 
     #[tracing::instrument(skip(self, owner, outcome), err(level = "warn"))]
@@ -264,25 +238,14 @@ impl ReconcileRunStore for SqlStore {
                 Some(error.as_str()),
             ),
         };
-        let sql = format!(
-            "UPDATE {RUNS} SET state = ?, report = ?, error_type = ?, error = ?, finished_at = ?, \
-             locked_by = NULL, locked_until = NULL \
-             WHERE id = ? AND locked_by = ? AND state = 'running'"
-        );
-        Ok(on_dialect!(self, pool => {
-            sqlx::query(&sql)
-                .bind(state)
-                .bind(report)
-                .bind(error_type)
-                .bind(error)
-                .bind(now)
-                .bind(id)
-                .bind(owner)
-                .execute(pool)
-                .await?
-                .rows_affected()
-                > 0
-        }))
+        let set = [
+            ("state", Value::Text(Some(state))),
+            ("report", Value::Text(report)),
+            ("error_type", Value::Text(error_type)),
+            ("error", Value::Text(error)),
+            ("finished_at", Value::Time(Some(now))),
+        ];
+        self.finish(&LEASES, id.to_owned(), owner, &set).await
     }
 
     #[tracing::instrument(skip(self, owner, error), err(level = "warn"))]
@@ -294,22 +257,12 @@ impl ReconcileRunStore for SqlStore {
         not_before: NaiveDateTime,
     ) -> StorageResult<bool> {
         // Held back by a lease no instance holds, until `not_before`.
-        let sql = format!(
-            "UPDATE {RUNS} SET state = 'pending', error = COALESCE(?, error), \
-             locked_by = NULL, locked_until = ? \
-             WHERE id = ? AND locked_by = ? AND state = 'running'"
-        );
-        Ok(on_dialect!(self, pool => {
-            sqlx::query(&sql)
-                .bind(error)
-                .bind(not_before)
-                .bind(id)
-                .bind(owner)
-                .execute(pool)
-                .await?
-                .rows_affected()
-                > 0
-        }))
+        let set = [
+            ("state", Value::Text(Some(state::PENDING))),
+            ("error", Value::TextOrKept(error)),
+            ("locked_until", Value::Time(Some(not_before))),
+        ];
+        self.finish(&LEASES, id.to_owned(), owner, &set).await
     }
 
     #[tracing::instrument(skip(self, portals), fields(portals = portals.len()), err(level = "warn"))]

@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::FromRow;
 
+use super::sql::PURGE_BATCH;
 use super::sql::{in_transaction, on_dialect, push_ids, PurgeRange, SqlStore};
-use super::{force_index, DatabaseStatus, StorageError, PURGE_BATCH};
+use super::{DatabaseStatus, StorageError};
 
 /// Why a token store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -255,7 +256,7 @@ impl TokenStore for SqlStore {
                 sqlx::query_scalar(&format!(
                     "SELECT id FROM iam_token_data{} WHERE expires_at IS NULL AND id > ? \
                      ORDER BY id LIMIT ?",
-                    force_index(pool, "expires_at")
+                    pool.force_index("expires_at")
                 ))
                 .bind(after)
                 .bind(PURGE_BATCH as i64)

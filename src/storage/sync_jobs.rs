@@ -1,16 +1,14 @@
 //! `efs_iam_sync_job` and `efs_iam_sync_job_item`: batch syncs of portal users
-//! (migration 0004). Items are claimed with leases like unassignment queue rows (see
-//! `unassignment_queue`), so several instances share a job and a job survives a
-//! restart.
+//! (migration 0004). Items are a leased queue (the statements of `leases.rs`), so
+//! several instances share a job and a job survives a restart.
 
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
-use super::sql::{
-    in_transaction, on_dialect, push_ids, push_page, release_leases, renew_leases, SqlStore, CHUNK,
-};
-use super::{force_index, StorageResult};
+use super::leases::{LeasedQueue, ReadClaimed, Value};
+use super::sql::{in_transaction, on_dialect, push_page, SqlStore, CHUNK};
+use super::StorageResult;
 use crate::domain::{EfsUserId, PortalId};
 
 /// A new batch job and its users.
@@ -179,6 +177,22 @@ pub trait SyncJobStore: Send + Sync + 'static {
 }
 
 const ITEMS: &str = "efs_iam_sync_job_item";
+/// The items as the leased-queue statements see them.
+const LEASES: LeasedQueue = LeasedQueue {
+    table: ITEMS,
+    key: "id",
+    due: "state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
+          AND (locked_until IS NULL OR locked_until < ?)",
+    order: "id",
+    held: " AND state = 'pending'",
+    on_claim: "",
+    read: ReadClaimed {
+        columns: "i.id, i.job_id, j.portal_id, i.user_id, i.profile, i.attempts",
+        from: "efs_iam_sync_job_item i JOIN efs_iam_sync_job j ON j.id = i.job_id",
+        key: "i.id",
+        order: "i.id",
+    },
+};
 const ITEM_COLS: &str = "seq, user_id, state, outcome, okta_user_id, error_type, error, \
                          error_field, attempts, next_attempt_at, finished_at";
 
@@ -233,7 +247,7 @@ impl SyncJobStore for SqlStore {
             )
         };
         on_dialect!(self, pool => {
-            let counts_sql = counts_sql(force_index(pool, "job_state_seq"));
+            let counts_sql = counts_sql(pool.force_index("job_state_seq"));
             let job: Option<SyncJob> =
                 sqlx::query_as(job_sql).bind(id).fetch_optional(pool).await?;
             let Some(job) = job else { return Ok(None) };
@@ -267,7 +281,7 @@ impl SyncJobStore for SqlStore {
         Ok(on_dialect!(self, pool => {
             let mut q = pool.builder(format!(
                 "SELECT {ITEM_COLS} FROM efs_iam_sync_job_item{} WHERE job_id = ",
-                force_index(pool, index)
+                pool.force_index(index)
             ));
             q.push_bind(id.to_owned());
             if let Some(state) = query.state {
@@ -286,35 +300,8 @@ impl SyncJobStore for SqlStore {
         lease_until: NaiveDateTime,
         limit: u32,
     ) -> StorageResult<Vec<ClaimedSyncItem>> {
-        in_transaction!(self, begin_claim, pool, tx => {
-            let ids: Vec<i64> = sqlx::query_scalar(&format!(
-                "SELECT id FROM {ITEMS} WHERE state = 'pending' \
-                 AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
-                 AND (locked_until IS NULL OR locked_until < ?) \
-                 ORDER BY id LIMIT ?{}",
-                pool.skip_locked()
-            ))
-            .bind(now)
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await?;
-            if ids.is_empty() {
-                Vec::new()
-            } else {
-                pool.lease_statement(ITEMS, owner, lease_until, &ids)
-                    .build()
-                    .execute(&mut *tx)
-                    .await?;
-                let mut q = pool.builder(format!(
-                    "SELECT i.id, i.job_id, j.portal_id, i.user_id, i.profile, i.attempts \
-                     FROM {ITEMS} i JOIN efs_iam_sync_job j ON j.id = i.job_id WHERE i.id"
-                ));
-                push_ids(&mut q, &ids);
-                q.push(" ORDER BY i.id");
-                q.build_query_as().fetch_all(&mut *tx).await?
-            }
-        })
+        self.claim::<i64, _>(&LEASES, owner, now, lease_until, limit)
+            .await
     }
 
     #[tracing::instrument(skip(self, owner, result), level = "debug", err(level = "warn"))]
@@ -351,27 +338,18 @@ impl SyncJobStore for SqlStore {
                 field.as_deref(),
             ),
         };
-        let sql = "UPDATE efs_iam_sync_job_item SET state = ?, outcome = ?, okta_user_id = ?, \
-                   error_type = ?, error = ?, error_field = ?, finished_at = ?, \
-                   next_attempt_at = NULL, locked_by = NULL, locked_until = NULL, \
-                   attempts = attempts + 1 \
-                   WHERE id = ? AND locked_by = ? AND state = 'pending'";
-        Ok(on_dialect!(self, pool => {
-            sqlx::query(sql)
-                .bind(state.as_str())
-                .bind(outcome)
-                .bind(okta)
-                .bind(error_type)
-                .bind(error)
-                .bind(field)
-                .bind(now)
-                .bind(id)
-                .bind(owner)
-                .execute(pool)
-                .await?
-                .rows_affected()
-                > 0
-        }))
+        let set = [
+            ("state", Value::Text(Some(state.as_str()))),
+            ("outcome", Value::Text(outcome)),
+            ("okta_user_id", Value::Text(okta)),
+            ("error_type", Value::Text(error_type)),
+            ("error", Value::Text(error)),
+            ("error_field", Value::Text(field)),
+            ("finished_at", Value::Time(Some(now))),
+            ("next_attempt_at", Value::Time(None)),
+            ("attempts", Value::Sql("attempts + 1")),
+        ];
+        self.finish(&LEASES, id, owner, &set).await
     }
 
     #[tracing::instrument(skip(self, owner, error), level = "debug", err(level = "warn"))]
@@ -383,26 +361,17 @@ impl SyncJobStore for SqlStore {
         error: &str,
         next_attempt_at: NaiveDateTime,
     ) -> StorageResult<bool> {
-        let sql = "UPDATE efs_iam_sync_job_item SET attempts = ?, error = ?, \
-                   next_attempt_at = ?, locked_by = NULL, locked_until = NULL \
-                   WHERE id = ? AND locked_by = ? AND state = 'pending'";
-        Ok(on_dialect!(self, pool => {
-            sqlx::query(sql)
-                .bind(attempts)
-                .bind(error)
-                .bind(next_attempt_at)
-                .bind(id)
-                .bind(owner)
-                .execute(pool)
-                .await?
-                .rows_affected()
-                > 0
-        }))
+        let set = [
+            ("attempts", Value::Int(Some(attempts))),
+            ("error", Value::Text(Some(error))),
+            ("next_attempt_at", Value::Time(Some(next_attempt_at))),
+        ];
+        self.finish(&LEASES, id, owner, &set).await
     }
 
     #[tracing::instrument(skip(self, ids, owner), fields(items = ids.len()), err(level = "warn"))]
     async fn release_sync_items(&self, ids: &[i64], owner: &str) -> StorageResult<u64> {
-        release_leases(self, ITEMS, ids, owner).await
+        self.release(&LEASES, ids, owner).await
     }
 
     #[tracing::instrument(skip(self, ids, owner), level = "debug", fields(items = ids.len()), err(level = "warn"))]
@@ -412,7 +381,7 @@ impl SyncJobStore for SqlStore {
         owner: &str,
         until: NaiveDateTime,
     ) -> StorageResult<u64> {
-        renew_leases(self, ITEMS, ids, owner, until).await
+        self.renew(&LEASES, ids, owner, until).await
     }
 
     #[tracing::instrument(skip(self), level = "debug", err(level = "warn"))]

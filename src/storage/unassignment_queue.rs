@@ -3,31 +3,18 @@
 //! worker (`sync::unassignments`) claims, completes or fails rows; dead letters wait to
 //! be requeued.
 //!
-//! Every claim follows one pattern, so several instances can share one database and a
-//! crash loses nothing:
-//!
-//! 1. a short transaction picks due rows nobody holds ([`Dialect::BEGIN_CLAIM`] and
-//!    [`Dialect::SKIP_LOCKED`]) and stamps them with a lease (`locked_by` = instance
-//!    id, `locked_until`);
-//! 2. the work (Okta calls) happens outside any transaction;
-//! 3. the outcome is written afterwards. A row whose lease ran out (its holder crashed
-//!    or hung) is due again, so work is done at least once; removing a group member is
-//!    idempotent, which makes "at least once" safe.
-//!
-//! Times are the instances' clocks in UTC, whole seconds, like every other timestamp
-//! efs-iam writes.
-//!
-//! [`Dialect::BEGIN_CLAIM`]: super::sql::pool::Dialect::BEGIN_CLAIM
-//! [`Dialect::SKIP_LOCKED`]: super::sql::pool::Dialect::SKIP_LOCKED
+//! Claims, leases and outcomes are the leased-queue statements of `leases.rs`; this
+//! file says which rows are due (pending, routable, not backing off) and that a row
+//! whose removal Okta confirmed is deleted. Removing a group member is idempotent,
+//! which makes "at least once" safe.
 
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
-use super::sql::{
-    in_transaction, on_dialect, push_ids, push_page, release_leases, renew_leases, SqlStore, CHUNK,
-};
-use super::{force_index, now, StorageResult};
+use super::leases::{LeasedQueue, ReadClaimed, Value};
+use super::sql::{in_transaction, on_dialect, push_ids, push_page, SqlStore, CHUNK};
+use super::{now, StorageResult};
 use crate::domain::{EfsUserId, OktaUserId, PortalId};
 
 #[derive(Debug, Clone)]
@@ -184,6 +171,22 @@ const DUE: &str = "dead_at IS NULL AND portal_id IS NOT NULL AND uuid IS NOT NUL
                    AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
                    AND (locked_until IS NULL OR locked_until < ?)";
 
+/// The queue as the leased-queue statements see it.
+const LEASES: LeasedQueue = LeasedQueue {
+    table: QUEUE,
+    key: "id",
+    due: DUE,
+    order: "id",
+    held: "",
+    on_claim: "",
+    read: ReadClaimed {
+        columns: COLS,
+        from: QUEUE,
+        key: "id",
+        order: "id",
+    },
+};
+
 #[derive(FromRow)]
 struct UnassignmentRow {
     id: i32,
@@ -281,7 +284,7 @@ impl UnassignmentQueueStore for SqlStore {
         let found: Vec<UnassignmentRow> = on_dialect!(self, pool => {
             let mut q = pool.builder(format!(
                 "SELECT {COLS} FROM {QUEUE}{} WHERE portal_id = ",
-                force_index(pool, indexes)
+                pool.force_index(indexes)
             ));
             q.push_bind(portal.get());
             match query.state {
@@ -311,7 +314,7 @@ impl UnassignmentQueueStore for SqlStore {
             format!("SELECT COUNT(*) FROM {QUEUE}{hint} WHERE portal_id = ? AND dead_at IS {dead}")
         };
         let (pending, dead): (i64, i64) = on_dialect!(self, pool => {
-            let hint = force_index(pool, "portal_id_dead_at");
+            let hint = pool.force_index("portal_id_dead_at");
             let pending = sqlx::query_scalar(&count(hint.clone(), "NULL"))
                 .bind(portal.get())
                 .fetch_one(pool)
@@ -362,44 +365,15 @@ impl UnassignmentQueueStore for SqlStore {
         lease_until: NaiveDateTime,
         limit: u32,
     ) -> StorageResult<Vec<Unassignment>> {
-        let claimed: Vec<UnassignmentRow> = in_transaction!(self, begin_claim, pool, tx => {
-            let ids: Vec<i32> = sqlx::query_scalar(&format!(
-                "SELECT id FROM {QUEUE} WHERE {DUE} ORDER BY id LIMIT ?{}",
-                pool.skip_locked()
-            ))
-            .bind(now)
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
+        let claimed: Vec<UnassignmentRow> = self
+            .claim::<i32, _>(&LEASES, owner, now, lease_until, limit)
             .await?;
-            if ids.is_empty() {
-                Vec::new()
-            } else {
-                pool.lease_statement(QUEUE, owner, lease_until, &ids)
-                    .build()
-                    .execute(&mut *tx)
-                    .await?;
-                let mut q = pool.builder(format!("SELECT {COLS} FROM {QUEUE} WHERE id"));
-                push_ids(&mut q, &ids);
-                q.push(" ORDER BY id");
-                q.build_query_as().fetch_all(&mut *tx).await?
-            }
-        })?;
         Ok(rows(claimed))
     }
 
     #[tracing::instrument(skip(self, owner), level = "debug", err(level = "warn"))]
     async fn complete_unassignment(&self, id: i32, owner: &str) -> StorageResult<bool> {
-        let sql = format!("DELETE FROM {QUEUE} WHERE id = ? AND locked_by = ?");
-        Ok(on_dialect!(self, pool => {
-            sqlx::query(&sql)
-                .bind(id)
-                .bind(owner)
-                .execute(pool)
-                .await?
-                .rows_affected()
-                > 0
-        }))
+        self.complete(&LEASES, id, owner).await
     }
 
     #[tracing::instrument(skip(self, ids, owner), level = "debug", fields(rows = ids.len()), err(level = "warn"))]
@@ -409,7 +383,7 @@ impl UnassignmentQueueStore for SqlStore {
         owner: &str,
         until: NaiveDateTime,
     ) -> StorageResult<u64> {
-        renew_leases(self, QUEUE, ids, owner, until).await
+        self.renew(&LEASES, ids, owner, until).await
     }
 
     #[tracing::instrument(skip(self, owner, last_error), err(level = "warn"))]
@@ -422,29 +396,18 @@ impl UnassignmentQueueStore for SqlStore {
         next_attempt_at: Option<NaiveDateTime>,
         dead_at: Option<NaiveDateTime>,
     ) -> StorageResult<bool> {
-        let sql = format!(
-            "UPDATE {QUEUE} SET attempts = ?, last_error = ?, next_attempt_at = ?, \
-             dead_at = ?, locked_by = NULL, locked_until = NULL \
-             WHERE id = ? AND locked_by = ?"
-        );
-        Ok(on_dialect!(self, pool => {
-            sqlx::query(&sql)
-                .bind(attempts)
-                .bind(last_error)
-                .bind(next_attempt_at)
-                .bind(dead_at)
-                .bind(id)
-                .bind(owner)
-                .execute(pool)
-                .await?
-                .rows_affected()
-                > 0
-        }))
+        let set = [
+            ("attempts", Value::Int(Some(attempts))),
+            ("last_error", Value::Text(Some(last_error))),
+            ("next_attempt_at", Value::Time(next_attempt_at)),
+            ("dead_at", Value::Time(dead_at)),
+        ];
+        self.finish(&LEASES, id, owner, &set).await
     }
 
     #[tracing::instrument(skip(self, ids, owner), fields(rows = ids.len()), err(level = "warn"))]
     async fn release_unassignments(&self, ids: &[i32], owner: &str) -> StorageResult<u64> {
-        release_leases(self, QUEUE, ids, owner).await
+        self.release(&LEASES, ids, owner).await
     }
 
     #[tracing::instrument(skip(self, ids), err(level = "warn"))]
@@ -507,7 +470,7 @@ impl UnassignmentQueueStore for SqlStore {
             // Dead letters without a portal are a (portal_id IS NULL) range of
             // (portal_id, id); all dead letters are read in id order.
             let hint = if without_portal_only {
-                force_index(pool, "portal_id_id")
+                pool.force_index("portal_id_id")
             } else {
                 String::new()
             };

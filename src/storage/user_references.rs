@@ -11,7 +11,7 @@ use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
 use super::sql::{in_transaction, on_dialect, push_page, SqlStore};
-use super::{force_index, now, StorageResult};
+use super::{now, StorageResult};
 use crate::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,7 +310,7 @@ impl UserReferenceStore for SqlStore {
         };
         let union = changes.len() > 1;
         let rows: Vec<PortalUserReferenceRow> = on_dialect!(self, pool => {
-            let hint = force_index(pool, indexes);
+            let hint = pool.force_index(indexes);
             let mut q = pool.builder("");
             for (n, changed) in changes.iter().enumerate() {
                 if union {

@@ -18,7 +18,8 @@ use async_trait::async_trait;
 use sqlx::{MySql, Sqlite};
 
 use self::pool::ConnPool;
-use super::{ConnectOptions, DatabaseStatus, PoolStats, StorageError, StorageResult};
+use super::database::{scheme, Backend, ConnectOptions, DatabaseStatus, PoolStats};
+use super::error::{StorageError, StorageResult};
 
 /// The connected database: the pool of one dialect.
 pub enum Db {
@@ -66,12 +67,31 @@ pub(crate) use in_transaction;
 /// bound parameters.
 pub(crate) const CHUNK: usize = 500;
 
+/// Rows one purge statement deletes (or gives an expiry): a purge of a million rows is
+/// a thousand short statements, each its own transaction on an index, so no lock is
+/// held for the whole purge and other statements run between the batches.
+pub(crate) const PURGE_BATCH: usize = 1_000;
+
+/// Connects by URL scheme (`mysql://` or `sqlite:`) and, when asked, applies the
+/// migrations.
+pub async fn connect(
+    url: &str,
+    options: &ConnectOptions,
+    migrate: bool,
+) -> anyhow::Result<std::sync::Arc<SqlStore>> {
+    let store = SqlStore::connect(url, options).await?;
+    if migrate {
+        store.migrate().await?;
+    }
+    Ok(std::sync::Arc::new(store))
+}
+
 impl SqlStore {
     /// Connects by URL scheme (`mysql://` or `sqlite:`).
     pub async fn connect(url: &str, options: &ConnectOptions) -> anyhow::Result<Self> {
-        let db = match super::scheme(url)? {
-            super::Backend::MySql => Db::MySql(mysql::connect(url, options).await?),
-            super::Backend::Sqlite => Db::Sqlite(sqlite::connect(url, options).await?),
+        let db = match scheme(url)? {
+            Backend::MySql => Db::MySql(mysql::connect(url, options).await?),
+            Backend::Sqlite => Db::Sqlite(sqlite::connect(url, options).await?),
         };
         Ok(Self { db })
     }
@@ -153,57 +173,6 @@ where
     }
 }
 
-/// Gives leases of `table`'s rows back to nobody: the rows among `ids` that `owner`
-/// still holds. Returns how many.
-pub(crate) async fn release_leases<T>(
-    store: &SqlStore,
-    table: &str,
-    ids: &[T],
-    owner: &str,
-) -> StorageResult<u64>
-where
-    T: Copy + Send + Sync + for<'a> sqlx::Encode<'a, MySql> + sqlx::Type<MySql>,
-    T: for<'a> sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite>,
-{
-    let mut released = 0;
-    for chunk in ids.chunks(CHUNK) {
-        released += on_dialect!(store, pool => {
-            let mut q = pool.builder(format!(
-                "UPDATE {table} SET locked_by = NULL, locked_until = NULL WHERE locked_by = "
-            ));
-            q.push_bind(owner).push(" AND id");
-            push_ids(&mut q, chunk);
-            q.build().execute(pool).await?.rows_affected()
-        });
-    }
-    Ok(released)
-}
-
-/// Extends the leases `owner` still holds on `table`'s rows among `ids` to `until` (the
-/// heartbeat of work in progress). Returns how many it still held.
-pub(crate) async fn renew_leases<T>(
-    store: &SqlStore,
-    table: &str,
-    ids: &[T],
-    owner: &str,
-    until: chrono::NaiveDateTime,
-) -> StorageResult<u64>
-where
-    T: Copy + Send + Sync + for<'a> sqlx::Encode<'a, MySql> + sqlx::Type<MySql>,
-    T: for<'a> sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite>,
-{
-    let mut renewed = 0;
-    for chunk in ids.chunks(CHUNK) {
-        renewed += on_dialect!(store, pool => {
-            let mut q = pool.builder(format!("UPDATE {table} SET locked_until = "));
-            q.push_bind(until).push(" WHERE locked_by = ").push_bind(owner).push(" AND id");
-            push_ids(&mut q, chunk);
-            q.build().execute(pool).await?.rows_affected()
-        });
-    }
-    Ok(renewed)
-}
-
 /// Ends a keyset page: rows after `after` in `key` order, at most `limit`.
 pub(crate) fn push_page<'a, DB>(
     q: &mut sqlx::QueryBuilder<'a, DB>,
@@ -222,7 +191,6 @@ pub(crate) fn push_page<'a, DB>(
         .push_bind(i64::from(limit));
 }
 
-/// Appends ` IN (?, ?, …)` binding `ids`.
 /// Which rows a batched purge deletes: those of `table` whose `column` compares to the
 /// bound with `op` (`<` or `<=`), read along the `index` on (`column`, `id`).
 pub(crate) struct PurgeRange {
@@ -235,7 +203,7 @@ pub(crate) struct PurgeRange {
 
 impl SqlStore {
     /// Deletes the rows of `range` up to `bound` in batches of
-    /// [`PURGE_BATCH`](super::PURGE_BATCH), oldest first: each batch's ids are read from
+    /// [`PURGE_BATCH`](PURGE_BATCH), oldest first: each batch's ids are read from
     /// the index after the previous batch's last row, and deleted by a statement of their
     /// own. A purge of a million rows is then a thousand short transactions: no lock is
     /// held for the whole purge, and the index entries InnoDB has not cleaned up yet are
@@ -251,14 +219,14 @@ impl SqlStore {
             op,
             index,
         } = range;
-        let limit = super::PURGE_BATCH;
+        let limit = PURGE_BATCH;
         let mut deleted = 0;
         let mut after: Option<(chrono::NaiveDateTime, i64)> = None;
         loop {
             let batch: Vec<(i64, chrono::NaiveDateTime)> = on_dialect!(self, pool => {
                 let mut q = pool.builder(format!(
                     "SELECT id, {column} FROM {table}{} WHERE {column} {op} ",
-                    super::force_index(pool, index)
+                    pool.force_index(index)
                 ));
                 q.push_bind(bound);
                 if let Some((at, id)) = after {
@@ -294,6 +262,7 @@ impl SqlStore {
     }
 }
 
+/// Appends ` IN (?, ?, …)` binding `ids`.
 pub(crate) fn push_ids<'a, DB, T>(q: &mut sqlx::QueryBuilder<'a, DB>, ids: &'a [T])
 where
     DB: sqlx::Database,

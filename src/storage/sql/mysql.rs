@@ -7,7 +7,7 @@ use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlQueryResult};
 use sqlx::Executor;
 
 use super::pool::{run_statement, ConnPool, Dialect};
-use crate::storage::ConnectOptions;
+use crate::storage::database::ConnectOptions;
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
 

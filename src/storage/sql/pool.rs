@@ -253,27 +253,18 @@ impl<DB: Dialect> ConnPool<DB> {
         sqlx::QueryBuilder::new(sql)
     }
 
-    /// `UPDATE table SET locked_by = owner, locked_until = until WHERE id IN (ids)`: the
-    /// lease a claim stamps on the rows it took.
-    pub fn lease_statement<'a, T>(
-        &self,
-        table: &str,
-        owner: &'a str,
-        until: chrono::NaiveDateTime,
-        ids: &'a [T],
-    ) -> sqlx::QueryBuilder<'a, DB>
-    where
-        &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-        chrono::NaiveDateTime: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-        T: 'a + Copy + Send + sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    {
-        let mut q = self.builder(format!("UPDATE {table} SET locked_by = "));
-        q.push_bind(owner)
-            .push(", locked_until = ")
-            .push_bind(until)
-            .push(" WHERE id");
-        super::push_ids(&mut q, ids);
-        q
+    /// ` FORCE INDEX (…)` on MariaDB, nothing on SQLite, after a table name in a keyset
+    /// listing. With `ORDER BY … LIMIT`, MariaDB (10.11) prefers `ref` access on an
+    /// index's equality prefix (`portal_id = ? AND status = ?`) to the `range` that also
+    /// bounds the keyset column (`AND id > ?`), and then reads every entry before the
+    /// cursor again on each page; naming the index makes it take the range (measured in
+    /// BENCHMARKS.md, "EFS-sized proof"). SQLite's planner takes the range unaided.
+    pub fn force_index(&self, indexes: &str) -> String {
+        if <DB as Dialect>::NAME == "mysql" {
+            format!(" FORCE INDEX ({indexes})")
+        } else {
+            String::new()
+        }
     }
 
     /// Open connections (busy or idle).

@@ -10,7 +10,7 @@ use sqlx::sqlite::{
 use sqlx::Executor;
 
 use super::pool::{run_statement, ConnPool, Dialect};
-use crate::storage::ConnectOptions;
+use crate::storage::database::ConnectOptions;
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
