@@ -86,7 +86,7 @@ impl Application {
             vault.issuer_policy().clone(),
             okta.clone(),
         ));
-        let state = AppState::new(http::Shared {
+        let state = AppState::new(http::Services {
             portal_settings: store.clone(),
             references: store.clone(),
             error_log: store.clone(),
@@ -106,11 +106,10 @@ impl Application {
                 cors,
                 okta_event_hook: event_hook_auth(settings)?,
             }),
-            metrics: Metrics::install(),
             ready_cache: Default::default(),
             auth,
         });
-        let metrics = state.metrics.clone();
+        let metrics = Metrics::install();
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;

@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::problem::{ApiError, ProblemType};
-use super::AppState;
+use super::state::AppState;
 use crate::auth::{
     required_scope, setting_scope, writes_portal_settings, AuthError, Authenticator, Caller, Scope,
     SETTING_ROUTE,

@@ -14,7 +14,8 @@ use super::extract::{
     cursor_position, integral, keyset_page, page_limit, AppJson, AppPath, AppQuery,
 };
 use super::problem::{ApiError, ApiResult, FieldError, Problem};
-use super::{utc, AppState};
+use super::reply::utc;
+use super::state::AppState;
 use crate::domain::{check_text, parse_row_id, Invalid};
 use crate::storage::{ErrorLogEntry, ErrorLogQuery, NewErrorLogEntry};
 

@@ -19,7 +19,7 @@ use axum::response::IntoResponse;
 use metrics::SharedString;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use super::AppState;
+use super::state::AppState;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -72,8 +72,11 @@ impl Metrics {
             }
         })
     }
+}
 
-    pub fn record_request(&self, method: &Method, route: &str, status: StatusCode, took: Duration) {
+/// Counts an answered request and its latency.
+pub fn record_request(method: &Method, route: &str, status: StatusCode, took: Duration) {
+    {
         let method = static_method(method);
         let route = SharedString::from_owned(route.to_owned());
         metrics::counter!(
@@ -116,7 +119,10 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     read_state(&state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.handle.render(),
+        HANDLE
+            .get()
+            .map(PrometheusHandle::render)
+            .unwrap_or_default(),
     )
 }
 

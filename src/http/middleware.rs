@@ -4,13 +4,12 @@
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderName, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::problem::ProblemType;
-use super::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -32,13 +31,13 @@ pub fn make_span(req: &Request) -> tracing::Span {
     tracing::info_span!("request", method = %req.method(), route, request_id)
 }
 
-pub async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn record_metrics(req: Request, next: Next) -> Response {
     // MatchedPath is a reference-counted string: cloning it does not copy the route.
     let route = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
     let started = Instant::now();
     let res = next.run(req).await;
-    state.metrics.record_request(
+    super::metrics::record_request(
         &method,
         route.as_ref().map_or("unmatched", MatchedPath::as_str),
         res.status(),

@@ -9,21 +9,19 @@
 //! (`sync::okta_events`).
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::AppJson;
 use super::problem::{ApiError, ApiResult, FieldError, Problem, ProblemType};
-use super::AppState;
+use super::state::AppState;
 use crate::storage::NewOktaEvent;
 
 /// Events one delivery may carry; Okta sends far fewer (it batches up to 50).
@@ -33,40 +31,6 @@ const UUID_MAX: usize = 64;
 const TYPE_MAX: usize = 128;
 /// A stored event (`MEDIUMTEXT`) is far below this; one this large is not Okta's.
 const EVENT_MAX_BYTES: usize = 1024 * 1024;
-
-/// How the hook's requests are authenticated.
-#[derive(Clone)]
-pub struct EventHookAuth {
-    header: HeaderName,
-    /// SHA-256 of the secret: compared by digest, so neither the secret's length nor
-    /// its bytes leak through timing.
-    digest: [u8; 32],
-}
-
-impl std::fmt::Debug for EventHookAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventHookAuth")
-            .field("header", &self.header)
-            .finish_non_exhaustive()
-    }
-}
-
-impl EventHookAuth {
-    pub fn new(header: &str, secret: &str) -> anyhow::Result<Self> {
-        Ok(Self {
-            header: HeaderName::from_bytes(header.as_bytes())?,
-            digest: Sha256::digest(secret.as_bytes()).into(),
-        })
-    }
-
-    fn accepts(&self, headers: &HeaderMap) -> bool {
-        let Some(given) = headers.get(&self.header) else {
-            return false;
-        };
-        let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
-        given.ct_eq(&self.digest).into()
-    }
-}
 
 /// The routes; with a state (a running service rather than the document alone), behind
 /// the hook's authentication.

@@ -19,7 +19,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{AppJson, AppPath, PortalPath, PortalSettingPath};
 use super::problem::{ApiError, ApiResult, FieldError, Problem};
-use super::AppState;
+use super::state::AppState;
 use crate::auth::{setting_scope, Caller};
 use crate::domain::{check_text, PortalId, SettingKey};
 use crate::trust::{FieldNames, VALUE_LIMIT};

@@ -13,7 +13,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{AppJson, AppPath, AppQuery, OktaUserPath, SessionPath};
 use super::problem::{ApiError, ApiResult, Problem};
-use super::AppState;
+use super::state::AppState;
 use crate::domain::PortalId;
 use crate::tokens::VerifiedClaims;
 

@@ -17,7 +17,8 @@ use super::extract::{
     AppQuery, PortalPath,
 };
 use super::problem::{ApiError, ApiResult, FieldError, Problem};
-use super::{utc, AppState};
+use super::reply::utc;
+use super::state::AppState;
 use crate::domain::{check_text, EfsUserId, OktaUserId, PortalId};
 use crate::storage::{
     NewUnassignment, QueueStats, RequeueSkip, Unassignment, UnassignmentCounts, UnassignmentQuery,

@@ -18,7 +18,8 @@ use super::extract::{
     OktaUserPath, PortalPath, PortalUserPath,
 };
 use super::problem::{ApiError, ApiResult, FieldError, Problem};
-use super::{utc, AppState};
+use super::reply::utc;
+use super::state::AppState;
 use crate::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus};
 use crate::storage::{
     AdminUserReference, PortalUserReference, PortalUserReferencePatch, PortalUserReferenceQuery,

@@ -8,14 +8,15 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{attributes_schema, validate_profile};
+use super::profile::{attributes_schema, validate_profile};
 use crate::domain::EfsUserId;
 use crate::http::extract::{
     cursor_position, integral, keyset_page, page_limit, AppJson, AppPath, AppQuery, PortalPath,
     ResourceId,
 };
 use crate::http::problem::{ApiError, ApiResult, FieldError, Problem};
-use crate::http::{accepted, utc, AppState};
+use crate::http::reply::{accepted, utc};
+use crate::http::AppState;
 use crate::storage::{ItemState, NewSyncJobItem, SyncJobItem, SyncJobItemQuery};
 
 pub const MAX_USERS: usize = 10_000;

@@ -16,7 +16,8 @@ use crate::http::extract::{
     cursor_position, keyset_page, page_limit, AppPath, AppQuery, PortalPath, ResourceId,
 };
 use crate::http::problem::{ApiError, ApiResult, Problem};
-use crate::http::{accepted, utc, AppState};
+use crate::http::reply::{accepted, utc};
+use crate::http::AppState;
 use crate::storage::ReconcileRun;
 use crate::sync::reconcile::ReconcileReport;
 

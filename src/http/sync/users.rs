@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::SyncUserRequest;
+use super::profile::SyncUserRequest;
 use crate::domain::EfsUserId;
 use crate::http::extract::{AdminUserPath, AppJson, AppPath, PortalUserPath};
 use crate::http::problem::{ApiError, ApiResult, Problem};

@@ -7,8 +7,18 @@ use std::sync::Mutex;
 use async_memcached::Client;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{McResult, MemcachedStore};
+use super::ring::Ring;
 use crate::storage::session_tokens::{TokenStoreError, TokenStoreResult};
+
+pub(super) type McResult<T> = Result<T, async_memcached::Error>;
+
+/// Every configured server, the ring that routes keys to them, and the bound on each
+/// connect and command.
+pub(super) struct Servers {
+    servers: Vec<Server>,
+    ring: Ring,
+    timeout: std::time::Duration,
+}
 
 pub(super) struct Server {
     pub(super) addr: String,
@@ -47,7 +57,30 @@ impl Drop for Conn<'_> {
     }
 }
 
-impl MemcachedStore {
+impl Servers {
+    /// The pools of `addrs`, `pool_size` connections each at most; connections open on
+    /// first use.
+    pub(super) fn new(addrs: &[String], pool_size: u32, timeout: std::time::Duration) -> Self {
+        Self {
+            servers: addrs
+                .iter()
+                .map(|addr| Server {
+                    addr: addr.clone(),
+                    idle: Mutex::new(Vec::new()),
+                    permits: std::sync::Arc::new(Semaphore::new(pool_size as usize)),
+                })
+                .collect(),
+            ring: Ring::new(addrs),
+            timeout,
+        }
+    }
+
+    /// Every server, in the configured order.
+    pub(super) fn all(&self) -> &[Server] {
+        &self.servers
+    }
+
+    /// The server `key` lives on.
     pub(super) fn server(&self, key: &str) -> &Server {
         &self.servers[self.ring.server_for(key.as_bytes())]
     }
@@ -57,7 +90,7 @@ impl MemcachedStore {
     }
 
     pub(super) async fn checkout<'a>(&self, server: &'a Server) -> TokenStoreResult<Conn<'a>> {
-        let timeout = self.options.timeout;
+        let timeout = self.timeout;
         let permit = tokio::time::timeout(timeout, server.permits.clone().acquire_owned())
             .await
             .map_err(|_| Self::unavailable(server, "all pooled connections busy"))?
@@ -103,7 +136,7 @@ impl MemcachedStore {
         >,
     ) -> TokenStoreResult<McResult<T>> {
         let mut conn = self.checkout(server).await?;
-        let timeout = self.options.timeout;
+        let timeout = self.timeout;
         let result = tokio::time::timeout(timeout, op(&mut conn))
             .await
             .map_err(|_| Self::unavailable(server, format!("no answer within {timeout:?}")))?;

@@ -44,12 +44,11 @@ use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use tokio::sync::Semaphore;
 
 mod connections;
 mod ring;
 
-use connections::Server;
+use connections::{McResult, Server, Servers};
 pub use ring::Ring;
 
 use super::session_tokens::{
@@ -74,16 +73,13 @@ pub struct MemcachedOptions {
 }
 
 pub struct MemcachedStore {
-    servers: Vec<Server>,
-    ring: Ring,
+    servers: Servers,
     options: MemcachedOptions,
     /// The hashed session ids listed by the scan that started last (`scan_tokens`
     /// from 0), by cursor: later pages are served from it instead of dumping every
     /// server again for each page.
     scan: Mutex<Vec<(i64, Vec<u8>)>>,
 }
-
-type McResult<T> = Result<T, async_memcached::Error>;
 
 /// The crawler's answer while another crawl runs.
 fn is_busy(e: &async_memcached::Error) -> bool {
@@ -99,18 +95,8 @@ impl MemcachedStore {
     /// start-up only makes readiness red.
     pub fn new(options: MemcachedOptions) -> anyhow::Result<Self> {
         anyhow::ensure!(!options.servers.is_empty(), "no memcached servers");
-        let servers = options
-            .servers
-            .iter()
-            .map(|addr| Server {
-                addr: addr.clone(),
-                idle: Mutex::new(Vec::new()),
-                permits: std::sync::Arc::new(Semaphore::new(options.pool_size as usize)),
-            })
-            .collect();
         Ok(Self {
-            ring: Ring::new(&options.servers),
-            servers,
+            servers: Servers::new(&options.servers, options.pool_size, options.timeout),
             options,
             scan: Mutex::new(Vec::new()),
         })
@@ -147,10 +133,14 @@ impl MemcachedStore {
     async fn dump_session_ids(&self, server: &Server) -> TokenStoreResult<Vec<Vec<u8>>> {
         use backon::Retryable;
         let attempt = || async {
-            let mut conn = self.checkout(server).await.map_err(|e| (false, e))?;
+            let mut conn = self
+                .servers
+                .checkout(server)
+                .await
+                .map_err(|e| (false, e))?;
             self.list_session_ids(&mut conn)
                 .await
-                .map_err(|e| (is_busy(&e), Self::unavailable(server, e)))
+                .map_err(|e| (is_busy(&e), Servers::unavailable(server, e)))
         };
         let schedule = backon::ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(20))
@@ -166,7 +156,7 @@ impl MemcachedStore {
                 .when(|(busy, _)| *busy),
         )
         .await
-        .map_err(|_| Self::unavailable(server, "the key dump did not finish in time"))?
+        .map_err(|_| Servers::unavailable(server, "the key dump did not finish in time"))?
         .map_err(|(_, e)| e)
     }
 
@@ -201,6 +191,7 @@ impl MemcachedStore {
     ) -> TokenStoreResult<Option<async_memcached::MetaValue>> {
         let k = key.to_owned();
         match self
+            .servers
             .on(key, move |c| {
                 Box::pin(async move { c.meta_get(k, false, None, Some(flags)).await })
             })
@@ -208,7 +199,7 @@ impl MemcachedStore {
         {
             Ok(found) => Ok(found),
             Err(async_memcached::Error::Protocol(Status::NotFound)) => Ok(None),
-            Err(e) => Err(Self::protocol_error(self.server(key), e)),
+            Err(e) => Err(Servers::protocol_error(self.servers.server(key), e)),
         }
     }
 
@@ -226,12 +217,13 @@ impl MemcachedStore {
     async fn delete_key(&self, key: &str) -> TokenStoreResult<bool> {
         let k = key.to_owned();
         match self
+            .servers
             .on(key, move |c| Box::pin(async move { c.delete(k).await }))
             .await?
         {
             Ok(()) => Ok(true),
             Err(async_memcached::Error::Protocol(Status::NotFound)) => Ok(false),
-            Err(e) => Err(Self::protocol_error(self.server(key), e)),
+            Err(e) => Err(Servers::protocol_error(self.servers.server(key), e)),
         }
     }
 
@@ -251,6 +243,7 @@ impl MemcachedStore {
             let (k, v) = (list_key.clone(), format!("{session_key} "));
             let flags = [mode.to_owned(), format!("T{ttl_flag}")];
             let res = self
+                .servers
                 .on(&list_key, move |c| {
                     Box::pin(async move {
                         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -271,6 +264,7 @@ impl MemcachedStore {
                     let (k, v) = (list_key.clone(), format!("{session_key} "));
                     let flags = [format!("T{ttl_flag}")];
                     if let Err(e) = self
+                        .servers
                         .on(&list_key, move |c| {
                             Box::pin(async move {
                                 let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -279,12 +273,12 @@ impl MemcachedStore {
                         })
                         .await?
                     {
-                        return Err(Self::protocol_error(self.server(&list_key), e));
+                        return Err(Servers::protocol_error(self.servers.server(&list_key), e));
                     }
                     created = true;
                     break;
                 }
-                Err(e) => return Err(Self::protocol_error(self.server(&list_key), e)),
+                Err(e) => return Err(Servers::protocol_error(self.servers.server(&list_key), e)),
             }
         }
         if created {
@@ -293,13 +287,14 @@ impl MemcachedStore {
         // Appending keeps the list's old expiry: push it out to cover this session.
         let (k, flag) = (list_key.clone(), format!("T{ttl_flag}"));
         match self
+            .servers
             .on(&list_key, move |c| {
                 Box::pin(async move { c.meta_get(k, false, None, Some(&[flag.as_str()])).await })
             })
             .await?
         {
             Ok(_) | Err(async_memcached::Error::Protocol(Status::Exists)) => Ok(()),
-            Err(e) => Err(Self::protocol_error(self.server(&list_key), e)),
+            Err(e) => Err(Servers::protocol_error(self.servers.server(&list_key), e)),
         }
     }
 }
@@ -314,13 +309,14 @@ impl TokenStore for MemcachedStore {
     /// share of the sessions cannot be served.
     #[tracing::instrument(skip_all, err(level = "warn"))]
     async fn check_token_store(&self) -> TokenStoreResult<()> {
-        let checks = self.servers.iter().map(|server| async move {
+        let checks = self.servers.all().iter().map(|server| async move {
             match self
+                .servers
                 .on_server(server, |c| Box::pin(async move { c.version().await }))
                 .await?
             {
                 Ok(_) => Ok(()),
-                Err(e) => Err(Self::protocol_error(server, e)),
+                Err(e) => Err(Servers::protocol_error(server, e)),
             }
         });
         let results = futures::future::join_all(checks).await;
@@ -339,7 +335,7 @@ impl TokenStore for MemcachedStore {
                 "{} of {} memcached servers do not answer (number {} in \
                  EFS_IAM_MEMCACHED_SERVERS; the log names them)",
                 down.len(),
-                self.servers.len(),
+                self.servers.all().len(),
                 down.join(", ")
             )))
         }
@@ -362,6 +358,7 @@ impl TokenStore for MemcachedStore {
         let exptime = Self::exptime(record.expires_at, record.stored_at);
         let (k, v) = (item_key.clone(), record.value.to_owned());
         match self
+            .servers
             .on(&item_key, move |c| {
                 Box::pin(async move { c.set(k, v.as_bytes(), Some(exptime), None).await })
             })
@@ -374,7 +371,7 @@ impl TokenStore for MemcachedStore {
                     limit: self.options.max_item_bytes,
                 })
             }
-            Err(e) => return Err(Self::protocol_error(self.server(&item_key), e)),
+            Err(e) => return Err(Servers::protocol_error(self.servers.server(&item_key), e)),
         }
         if let Some(subject) = record.subject {
             self.add_to_subject(subject, &item_key).await?;
@@ -387,11 +384,12 @@ impl TokenStore for MemcachedStore {
         let item_key = self.session_key(key.hashed);
         let k = item_key.clone();
         let value = match self
+            .servers
             .on(&item_key, move |c| Box::pin(async move { c.get(k).await }))
             .await?
         {
             Ok(v) => v,
-            Err(e) => return Err(Self::protocol_error(self.server(&item_key), e)),
+            Err(e) => return Err(Servers::protocol_error(self.servers.server(&item_key), e)),
         };
         let Some(data) = value.and_then(|v| v.data) else {
             return Ok(None);
@@ -417,11 +415,12 @@ impl TokenStore for MemcachedStore {
         let list_key = self.subject_key(subject);
         let k = list_key.clone();
         let list = match self
+            .servers
             .on(&list_key, move |c| Box::pin(async move { c.get(k).await }))
             .await?
         {
             Ok(v) => v.and_then(|v| v.data).unwrap_or_default(),
-            Err(e) => return Err(Self::protocol_error(self.server(&list_key), e)),
+            Err(e) => return Err(Servers::protocol_error(self.servers.server(&list_key), e)),
         };
         let text = String::from_utf8_lossy(&list);
         // Distinct keys, grouped by nothing: each delete goes to its own server.
@@ -453,7 +452,7 @@ impl TokenStore for MemcachedStore {
     async fn scan_tokens(&self, after: i64, limit: u32) -> TokenStoreResult<Option<Vec<TokenRow>>> {
         if after == 0 {
             let mut listed = Vec::new();
-            for server in &self.servers {
+            for server in self.servers.all() {
                 for hashed in self.dump_session_ids(server).await? {
                     listed.push((Self::scan_position(&hashed), hashed));
                 }
@@ -521,8 +520,8 @@ impl TokenStore for MemcachedStore {
             return Ok(false);
         }
         let Some(cas) = current.cas else {
-            return Err(Self::unavailable(
-                self.server(&key),
+            return Err(Servers::unavailable(
+                self.servers.server(&key),
                 "no CAS value in the answer",
             ));
         };
@@ -539,6 +538,7 @@ impl TokenStore for MemcachedStore {
         }
         let (k, v) = (key.clone(), value.to_owned());
         match self
+            .servers
             .on(&key, move |c| {
                 Box::pin(async move {
                     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -550,7 +550,7 @@ impl TokenStore for MemcachedStore {
             Ok(_) => Ok(true),
             // Changed or deleted since the read.
             Err(async_memcached::Error::Protocol(Status::Exists | Status::NotFound)) => Ok(false),
-            Err(e) => Err(Self::protocol_error(self.server(&key), e)),
+            Err(e) => Err(Servers::protocol_error(self.servers.server(&key), e)),
         }
     }
 }
