@@ -186,7 +186,7 @@ impl Application {
             .sync
             .shutdown(left.max(std::time::Duration::from_secs(1)))
             .await;
-        crate::sync::runtime::report_exits(&exits);
+        crate::sync::supervision::report_exits(&exits);
         // Counts of coalesced Okta errors still in memory go to the error log.
         if let Some(okta) = &self.okta {
             okta.flush_error_log().await;

@@ -12,7 +12,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::readiness::{component, workers_component, ComponentHealth, Readiness};
 use super::state::AppState;
-use crate::sync::{WorkerHealthSnapshot, WorkerKind};
+use crate::sync::WorkerHealthSnapshot;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -86,9 +86,12 @@ async fn check_readiness(state: &AppState) -> (StatusCode, Readiness) {
 
 /// The worker loops of this instance.
 fn sync_workers(state: &AppState) -> ComponentHealth {
-    let workers: Vec<(&str, WorkerHealthSnapshot)> = WorkerKind::ALL
-        .iter()
-        .map(|k| (k.name(), state.sync.health(*k)))
+    let workers: Vec<(&str, WorkerHealthSnapshot)> = state
+        .sync
+        .workers()
+        .statuses()
+        .into_iter()
+        .map(|(name, _, health)| (name, health))
         .collect();
     workers_component(state.sync.workers_enabled(), &workers, chrono::Utc::now())
 }

@@ -208,7 +208,6 @@ pub fn export_routes_at_zero(api: &utoipa::openapi::OpenApi) {
 /// Registers help texts, and every series whose labels are known in advance at zero.
 fn export_at_zero() {
     use crate::okta::{Bucket, OKTA_OUTCOMES};
-    use crate::sync::WorkerKind;
     for (name, help) in CATALOGUE {
         // The exporter keeps the kind of each name from its first use; a description
         // is kind-agnostic in the text format.
@@ -291,10 +290,8 @@ fn export_at_zero() {
     metrics::gauge!("efs_iam_reconcile_portals_with_drift").set(0.0);
     metrics::gauge!("efs_iam_reconcile_portals_failing").set(0.0);
     metrics::gauge!("efs_iam_worker_enabled").set(0.0);
-    for kind in WorkerKind::ALL {
-        metrics::gauge!("efs_iam_worker_running", "worker" => kind.name()).set(0.0);
-        metrics::counter!("efs_iam_worker_panics_total", "worker" => kind.name()).absolute(0);
-    }
+    // Each worker's series are exported at zero when it is registered
+    // (`WorkerRegistry::register`).
     for component in ["database", "token_store"] {
         metrics::gauge!("efs_iam_component_up", "component" => component).set(0.0);
     }

@@ -8,6 +8,7 @@ use utoipa::OpenApi;
 use super::problem::{FieldError, Problem, ProblemType};
 use crate::auth::{required_scope, writes_portal_settings, Scope};
 use crate::domain::TRUST_SETTINGS;
+use crate::sync::WorkerHealthSnapshot;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,7 +20,7 @@ use crate::domain::TRUST_SETTINGS;
                        whose `type` is a stable `urn:efs-iam:problem:<slug>`."
     ),
     servers((url = "/api/v1", description = "This instance")),
-    components(schemas(Problem, FieldError)),
+    components(schemas(Problem, FieldError, WorkerHealthSnapshot)),
     tags(
         (name = "portal settings", description = "Per-portal settings such as okta_client_id"),
         (name = "user references", description = "EFS users and panelists ↔ Okta user ids"),

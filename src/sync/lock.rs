@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-use super::runtime::Heartbeat;
+use super::heartbeat::Heartbeat;
 use super::SyncError;
 use crate::storage::{now, LeaseStore};
 

@@ -5,41 +5,34 @@
 //!   group membership) and deprovisioning; [`profile`] compares profiles, [`lock`]
 //!   serialises the syncs of one person across instances;
 //! - [`reconcile`]: a portal's Okta group against its references;
-//! - [`unassignments`]: the worker draining the unassignment queue;
-//! - [`jobs`]: the worker running batch sync jobs;
-//! - [`reconcile_runs`]: the worker running reconciliations;
-//! - [`okta_events`]: the worker applying Okta Event Hook deliveries;
-//! - [`runtime`]: the loop, health and shutdown of those workers;
-//! - [`service`]: one instance's sync machinery, and what the HTTP layer calls; its
-//!   [`workers`] (loops and triggers) and its [`status`].
+//! - [`workers`]: the background workers (the unassignment queue, batch sync jobs,
+//!   reconciliations, Okta Event Hook deliveries) and their registry; [`heartbeat`]
+//!   renews the leases of work in progress;
+//! - [`service`]: one instance's sync, as the HTTP layer calls it: the engine, the
+//!   workers, submissions and the [`status`] report.
 
 pub mod engine;
 pub mod error;
-pub mod jobs;
+pub mod heartbeat;
 pub mod lock;
-pub mod okta_events;
 pub mod profile;
 pub mod reconcile;
-pub mod reconcile_runs;
-pub mod runtime;
 pub mod service;
 pub mod settings;
 pub mod status;
-pub mod unassignments;
 pub mod workers;
 
 pub use engine::{Deprovision, DeprovisionOutcome, Outcome, SyncEngine, UserSync};
 pub use error::{SyncError, SyncErrorKind};
-pub use jobs::{JobStep, JobWorker};
-pub use okta_events::{EventStep, OktaEventWorker};
 pub use profile::UserProfile;
-pub use reconcile_runs::{ReconcileStep, ReconcileWorker};
-pub use runtime::{WorkerExit, WorkerHealthSnapshot};
 pub use service::{SubmittedJob, SyncService};
 pub use settings::SyncSettings;
 pub use status::{ProbeResult, ReconciliationStatus, SyncStatusReport};
-pub use unassignments::{MissingGroup, UnassignmentStep, UnassignmentWorker};
-pub use workers::{Triggered, WorkerKind};
+pub use workers::jobs::{JobStep, JobWorker};
+pub use workers::okta_events::{EventStep, OktaEventWorker};
+pub use workers::reconcile_runs::{ReconcileStep, ReconcileWorker};
+pub use workers::unassignments::{MissingGroup, UnassignmentStep, UnassignmentWorker};
+pub use workers::{supervision, Triggered, Worker, WorkerExit, WorkerHealthSnapshot};
 
 use crate::storage::{
     ErrorLogStore, LeaseStore, OktaEventStore, PortalSettingsStore, ReconcileRunStore,

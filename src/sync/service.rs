@@ -1,30 +1,34 @@
-//! One instance's sync machinery and what the HTTP layer calls: the engine, the
-//! workers (`workers.rs`: loops, triggers, shutdown), job, run and event submission,
-//! and the status (`status.rs`). Built at start-up whether or not Okta is configured,
-//! so `/sync/status` always answers; without Okta, everything that needs it reports
+//! One instance's sync, as the HTTP layer calls it: the engine, the workers (their
+//! registry: loops, triggers, shutdown), job, run and event submission, and the status
+//! report. Built at start-up whether or not Okta is configured, so `/sync/status`
+//! always answers; without Okta, everything that needs it reports
 //! [`SyncError::OktaNotConfigured`].
 
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use super::jobs::JobWorker;
-use super::okta_events::OktaEventWorker;
-use super::reconcile_runs::ReconcileWorker;
-use super::runtime::Workers;
-use super::status::ProbeResult;
-use super::unassignments::UnassignmentWorker;
-use super::workers::{Loop, Triggered, WorkerKind};
+use super::reconcile::ReconcileReport;
+use super::status::{ProbeResult, ReconciliationStatus, SyncStatusReport};
+use super::workers::jobs::JobWorker;
+use super::workers::okta_events::OktaEventWorker;
+use super::workers::reconcile_runs::ReconcileWorker;
+use super::workers::unassignments::UnassignmentWorker;
+use super::workers::{Triggered, Worker, WorkerExit, WorkerHealthSnapshot, WorkerRegistry};
 use super::{SyncEngine, SyncError, SyncSettings, SyncStorage};
-use crate::domain::PortalId;
+use crate::domain::{PortalId, SettingKey};
 use crate::okta::OktaClient;
 use crate::storage::{
     now, NewOktaEvent, NewReconcileRun, NewSyncJob, NewSyncJobItem, NewUnassignment,
     OktaEventStore, PortalSettingsStore, QueueStats, ReconcileRunStore, RequeueOutcome,
     StorageError, SyncJobStore, UnassignmentCounts, UnassignmentQueueStore,
 };
+
+/// How long a reachability probe's answer is reused (monitoring may poll the status
+/// often; each probe is an Okta call from the org's rate limit).
+const PROBE_TTL: Duration = Duration::from_secs(30);
 
 /// A batch job as submitted.
 pub struct SubmittedJob {
@@ -35,24 +39,19 @@ pub struct SubmittedJob {
 pub struct SyncService {
     pub settings: SyncSettings,
     pub instance_id: String,
-    pub(super) queue: Arc<dyn UnassignmentQueueStore>,
-    pub(super) jobs_store: Arc<dyn SyncJobStore>,
-    pub(super) runs: Arc<dyn ReconcileRunStore>,
-    pub(super) events_store: Arc<dyn OktaEventStore>,
-    pub(super) portal_settings: Arc<dyn PortalSettingsStore>,
-    pub(super) okta: Option<OktaClient>,
-    pub(super) engine: Option<Arc<SyncEngine>>,
-    pub(super) unassignments: Option<Arc<UnassignmentWorker>>,
-    pub(super) jobs: Option<Arc<JobWorker>>,
-    pub(super) reconciles: Option<Arc<ReconcileWorker>>,
-    pub(super) okta_events: Arc<OktaEventWorker>,
-    pub(super) loops: [Loop; 4],
-    pub(super) cancel: CancellationToken,
-    pub(super) probe: tokio::sync::Mutex<Option<(Instant, ProbeResult)>>,
-    /// The loops, once started.
-    pub(super) workers: Mutex<Option<Workers>>,
-    /// Background drains started by triggers.
-    pub(super) drains: TaskTracker,
+    queue: Arc<dyn UnassignmentQueueStore>,
+    jobs_store: Arc<dyn SyncJobStore>,
+    runs: Arc<dyn ReconcileRunStore>,
+    events_store: Arc<dyn OktaEventStore>,
+    portal_settings: Arc<dyn PortalSettingsStore>,
+    okta: Option<OktaClient>,
+    engine: Option<Arc<SyncEngine>>,
+    /// Kept for the missing groups it has seen (`/sync/status`) and for tests.
+    unassignments: Option<Arc<UnassignmentWorker>>,
+    /// Kept for tests that drive it.
+    jobs: Option<Arc<JobWorker>>,
+    workers: WorkerRegistry,
+    probe: tokio::sync::Mutex<Option<(Instant, ProbeResult)>>,
 }
 
 impl SyncService {
@@ -104,10 +103,19 @@ impl SyncService {
             instance_id.clone(),
             cancel.clone(),
         ));
+        let mut workers = WorkerRegistry::new(
+            settings.worker,
+            okta.is_some(),
+            settings.poll_interval,
+            cancel,
+        );
+        workers.register(unassignments.clone());
+        workers.register(jobs.clone());
+        workers.register(reconciles);
+        workers.register(Some(okta_events));
         Self {
             settings,
             instance_id,
-            okta_events,
             queue: store.clone(),
             jobs_store: store.clone(),
             runs: store.clone(),
@@ -117,12 +125,8 @@ impl SyncService {
             engine,
             unassignments,
             jobs,
-            reconciles,
-            loops: Default::default(),
-            cancel,
+            workers,
             probe: tokio::sync::Mutex::new(None),
-            workers: Mutex::new(None),
-            drains: TaskTracker::new(),
         }
     }
 
@@ -144,12 +148,40 @@ impl SyncService {
         self.jobs.as_ref().ok_or(SyncError::OktaNotConfigured)
     }
 
-    pub fn reconcile_worker(&self) -> Result<&Arc<ReconcileWorker>, SyncError> {
-        self.reconciles.as_ref().ok_or(SyncError::OktaNotConfigured)
+    /// The workers of this instance.
+    pub fn workers(&self) -> &WorkerRegistry {
+        &self.workers
     }
 
-    pub fn okta_event_worker(&self) -> &Arc<OktaEventWorker> {
-        &self.okta_events
+    /// A worker's recent history, by its name (`UnassignmentWorker::NAME`, …).
+    pub fn health(&self, worker: &str) -> WorkerHealthSnapshot {
+        self.workers.health(worker)
+    }
+
+    /// Whether the background loops run in this instance.
+    pub fn workers_enabled(&self) -> bool {
+        self.workers.enabled()
+    }
+
+    /// Starts the background loops (once).
+    pub fn start_workers(&self) {
+        self.workers.start();
+    }
+
+    /// A cancellation that stops the workers from taking new work (fired first at
+    /// shutdown, while requests finish).
+    pub fn stop_token(&self) -> CancellationToken {
+        self.workers.stop_token()
+    }
+
+    /// Stops the workers within `grace`; how each loop ended.
+    pub async fn shutdown(&self, grace: Duration) -> Vec<(&'static str, WorkerExit)> {
+        self.workers.shutdown(grace).await
+    }
+
+    /// Has the worker named `worker` look for work now (see [`WorkerRegistry::trigger`]).
+    pub fn trigger(&self, worker: &str) -> Result<Triggered, SyncError> {
+        self.workers.trigger(worker)
     }
 
     // --- what the HTTP layer calls ---
@@ -168,7 +200,7 @@ impl SyncService {
             items,
         };
         self.jobs_store.create_sync_job(&job, now()).await?;
-        self.wake(WorkerKind::Jobs);
+        self.workers.wake(JobWorker::NAME);
         tracing::info!(job = %job.id, portal = portal.get(), users = job.items.len(), "sync job queued");
         Ok(SubmittedJob {
             total: job.items.len(),
@@ -192,7 +224,7 @@ impl SyncService {
             kind: "manual",
         };
         self.runs.create_reconcile_run(&run, now()).await?;
-        self.trigger(WorkerKind::Reconciliations)?;
+        self.trigger(ReconcileWorker::NAME)?;
         tracing::info!(run = %id, portal = portal.get(), dry_run, "reconciliation queued");
         Ok(id)
     }
@@ -205,7 +237,7 @@ impl SyncService {
         metrics::counter!("efs_iam_okta_events_received_total", "new" => "true").increment(stored);
         metrics::counter!("efs_iam_okta_events_received_total", "new" => "false")
             .increment(events.len() as u64 - stored);
-        if let Err(e) = self.trigger(WorkerKind::OktaEvents) {
+        if let Err(e) = self.trigger(OktaEventWorker::NAME) {
             tracing::warn!(error = %e, "stored Okta events, but no worker could be triggered");
         }
         Ok(stored)
@@ -220,7 +252,7 @@ impl SyncService {
     ) -> Result<(u64, UnassignmentCounts), StorageError> {
         let enqueued = self.queue.enqueue_unassignments(portal, users).await?;
         tracing::info!(portal = portal.get(), enqueued, "unassignments queued");
-        self.wake(WorkerKind::Unassignments);
+        self.workers.wake(UnassignmentWorker::NAME);
         Ok((enqueued, self.queue.unassignment_counts(portal).await?))
     }
 
@@ -235,7 +267,7 @@ impl SyncService {
             ids => self.queue.requeue_unassignments(portal, ids).await?,
         };
         if outcome.requeued > 0 {
-            self.wake(WorkerKind::Unassignments);
+            self.workers.wake(UnassignmentWorker::NAME);
         }
         tracing::info!(
             portal = portal.get(),
@@ -247,7 +279,111 @@ impl SyncService {
 
     /// Triggers the unassignment worker (see [`Self::trigger`]); the queue now.
     pub async fn run_unassignments(&self) -> Result<(Triggered, QueueStats), SyncError> {
-        let triggered = self.trigger(WorkerKind::Unassignments)?;
+        let triggered = self.trigger(UnassignmentWorker::NAME)?;
         Ok((triggered, self.queue.unassignment_queue_stats(now()).await?))
+    }
+
+    // --- the status ---
+
+    /// Whether Okta answers, by a lookup of a user that does not exist (404 is an
+    /// answer). Cached for 30 s.
+    pub async fn probe_okta(&self) -> Option<ProbeResult> {
+        let okta = self.okta.as_ref()?;
+        let mut cached = self.probe.lock().await;
+        if let Some((at, result)) = cached.as_ref() {
+            if at.elapsed() < PROBE_TTL {
+                return Some(result.clone());
+            }
+        }
+        let started = Instant::now();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            okta.get_user("efsiamreachabilityprobe"),
+        )
+        .await;
+        let error = match answer {
+            Err(_) => Some("no answer within 5 s".to_owned()),
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) if e.is_transient() => Some(e.to_string()),
+            // Okta answered, if only to refuse: it is reachable.
+            Ok(Err(_)) => None,
+        };
+        let result = ProbeResult {
+            reachable: error.is_none(),
+            checked_at: Utc::now(),
+            latency_ms: started.elapsed().as_millis() as u64,
+            error,
+        };
+        *cached = Some((Instant::now(), result.clone()));
+        Some(result)
+    }
+
+    pub async fn status(&self) -> Result<SyncStatusReport, StorageError> {
+        let queue = self.queue.unassignment_queue_stats(now()).await?;
+        let jobs = self.jobs_store.sync_job_stats(now()).await?;
+        let okta = match &self.okta {
+            None => None,
+            Some(client) => Some((client.status(), self.probe_okta().await)),
+        };
+        Ok(SyncStatusReport {
+            queue,
+            jobs,
+            okta,
+            workers_enabled: self.workers_enabled(),
+            instance_id: self.instance_id.clone(),
+            workers: self
+                .workers
+                .statuses()
+                .into_iter()
+                .map(|(_, key, health)| (key, health))
+                .collect(),
+            okta_events: self.events_store.okta_event_stats().await?,
+            reconciliation: self.reconciliation_status().await?,
+            missing_groups: self
+                .unassignments
+                .as_ref()
+                .map(|w| w.missing_groups())
+                .unwrap_or_default(),
+        })
+    }
+
+    async fn reconciliation_status(&self) -> Result<ReconciliationStatus, StorageError> {
+        let key = SettingKey::parse(super::GROUP_SETTING).expect("a valid key");
+        let linked: Vec<i32> = self
+            .portal_settings
+            .settings_with_key(&key)
+            .await?
+            .into_iter()
+            .filter(|(_, v)| v.as_deref().is_some_and(|v| !v.trim().is_empty()))
+            .map(|(p, _)| p)
+            .collect();
+        let mut status = ReconciliationStatus {
+            interval: self.settings.reconcile_interval,
+            linked_portals: linked.len(),
+            ..Default::default()
+        };
+        for run in self.runs.latest_reconcile_runs(&linked, true).await? {
+            match run.state.as_str() {
+                "failed" if status.failed.len() < 100 => status.failed.push(run),
+                "succeeded" => {
+                    let Some(report) = run
+                        .report
+                        .as_deref()
+                        .and_then(|r| serde_json::from_str::<ReconcileReport>(r).ok())
+                    else {
+                        continue;
+                    };
+                    let c = &report.counts;
+                    if c.missing_members + c.extra_members + c.stale_references > 0 {
+                        status.portals_with_drift += 1;
+                        if status.drift.len() < 100 {
+                            status.drift.push((run, report));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(status)
     }
 }

@@ -163,7 +163,16 @@ pub async fn drain_jobs(app: &SyncApp, max: usize) {
 /// background loop would); what the steps did, with `steps`.
 pub async fn drain_unassignments(app: &SyncApp) -> Value {
     let worker = app.sync.unassignment_worker().expect("Okta configured");
-    let (steps, totals) = worker.drain(usize::MAX).await.expect("unassignment steps");
+    let (mut steps, mut totals) = (0, efs_iam::sync::UnassignmentStep::default());
+    loop {
+        let step = worker.run_once().await.expect("unassignment step");
+        steps += 1;
+        let done = step.claimed == 0 || step.released > 0 || step.blocked.is_some();
+        totals.absorb(step);
+        if done {
+            break;
+        }
+    }
     let mut report = serde_json::to_value(totals).unwrap();
     report["steps"] = json!(steps);
     report

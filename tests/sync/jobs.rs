@@ -249,7 +249,9 @@ async fn the_background_worker_runs_jobs_and_stops_with_the_server() {
     assert_eq!(status["workers"]["jobs"]["running"], true);
     app.stop().await;
     assert!(
-        !app.sync.health(efs_iam::sync::WorkerKind::Jobs).running,
+        !app.sync
+            .health(<efs_iam::sync::JobWorker as efs_iam::sync::Worker>::NAME)
+            .running,
         "stopped with the server"
     );
 }

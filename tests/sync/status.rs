@@ -62,7 +62,7 @@ async fn status_shows_okta_the_governor_the_queue_and_the_workers() {
 /// and the restart is counted in the worker's health.
 #[tokio::test]
 async fn a_panicking_step_is_restarted_and_counted() {
-    use efs_iam::sync::runtime::{run_loop, LoopConfig, WorkerHealth};
+    use efs_iam::sync::supervision::{run_loop, LoopConfig, WorkerHealth};
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
 

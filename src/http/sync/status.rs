@@ -1,5 +1,7 @@
 //! `GET /sync/status`: what an operator (or a monitoring probe) needs at a glance.
 
+use std::collections::BTreeMap;
+
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -82,10 +84,10 @@ pub struct WorkersBody {
     pub enabled: bool,
     /// This instance's name in leases.
     pub instance_id: String,
-    pub unassignments: WorkerHealthSnapshot,
-    pub jobs: WorkerHealthSnapshot,
-    pub reconciliations: WorkerHealthSnapshot,
-    pub okta_events: WorkerHealthSnapshot,
+    /// Each worker's recent history, by its key: `unassignments`, `jobs`,
+    /// `reconciliations`, `okta_events`.
+    #[serde(flatten)]
+    pub loops: BTreeMap<String, WorkerHealthSnapshot>,
 }
 
 /// Okta Event Hook deliveries waiting or failed (all instances).
@@ -217,10 +219,11 @@ async fn sync_status(State(state): State<AppState>) -> ApiResult<Json<SyncStatus
         workers: WorkersBody {
             enabled: report.workers_enabled,
             instance_id: report.instance_id,
-            unassignments: report.unassignment_worker,
-            jobs: report.job_worker,
-            reconciliations: report.reconcile_worker,
-            okta_events: report.okta_event_worker,
+            loops: report
+                .workers
+                .into_iter()
+                .map(|(key, health)| (key.to_owned(), health))
+                .collect(),
         },
         reconciliation: ReconciliationBody {
             interval_seconds: report.reconciliation.interval.as_secs(),

@@ -1,35 +1,24 @@
-//! How the background workers run: the unassignment worker, the batch job worker and
-//! the reconciliation worker.
-//!
-//! Each worker has a public step function (`run_once`) that does one bounded round of
-//! work and reports what it did; tests drive it directly. [`run_loop`] wraps a step in
-//! the service's loop: go again at once while there is more to do, otherwise sleep
-//! until the poll interval passes or new work wakes it, back off exponentially while
-//! steps fail (database down, Okta refusing efs-iam's credentials), and start again
-//! after a step that panicked. [`Workers`] runs the loops in a `JoinSet` tied to a
-//! cancellation token that the server's graceful shutdown cancels; a step in progress
-//! is allowed to finish (bounded by a grace period), and work it had claimed but not
-//! started is handed back. [`Heartbeat`] renews the leases of work in progress.
+//! How a worker's loop runs and is kept running. [`run_loop`] wraps a worker's step in
+//! the loop: go again at once while there is more to do, otherwise sleep until the
+//! poll interval passes or new work wakes it, back off exponentially while steps fail
+//! (database down, Okta refusing efs-iam's credentials), and start again after a step
+//! that panicked. [`LoopSet`] runs the loops in a `JoinSet` tied to a cancellation
+//! token that the server's graceful shutdown cancels; a step in progress is allowed to
+//! finish (bounded by a grace period), and work it had claimed but not started is
+//! handed back.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-/// What a step tells its loop.
-pub trait Step {
-    /// A full batch was claimed: there is probably more to do right away.
-    fn more_to_do(&self) -> bool;
-    /// Why work could not be done at all (e.g. Okta refused the credentials); the
-    /// loop backs off as after an error.
-    fn blocked(&self) -> Option<&str>;
-}
+use super::Step;
 
 /// A worker's recent history, for `/sync/status`.
 #[derive(Debug, Default)]
@@ -196,41 +185,6 @@ fn scopeguard<F: FnMut()>(f: F) -> ScopeGuard<F> {
     ScopeGuard(f)
 }
 
-/// Renews the leases of work in progress until dropped, so a lease can be short (a
-/// crashed instance's work waits little) however long the work takes: every third of
-/// `lease`, `renew` is called with the new end of the lease. A renewal that fails is
-/// logged; the lease then runs out and another instance takes the work.
-pub struct Heartbeat(tokio::task::JoinHandle<()>);
-
-impl Heartbeat {
-    pub fn start<F, Fut, T, E>(what: &'static str, lease: Duration, renew: F) -> Self
-    where
-        F: Fn(NaiveDateTime) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, E>> + Send,
-        E: std::fmt::Display,
-    {
-        let extend = chrono::Duration::from_std(lease).unwrap_or_default();
-        Self(tokio::spawn(async move {
-            let every = (lease / 3).max(Duration::from_millis(100));
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await; // the first tick is immediate: the lease is fresh
-            loop {
-                tick.tick().await;
-                if let Err(e) = renew(crate::storage::now() + extend).await {
-                    tracing::warn!(work = what, error = %e, "could not renew leases");
-                }
-            }
-        }))
-    }
-}
-
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// How a worker loop ended.
 #[derive(Debug)]
 pub enum WorkerExit {
@@ -244,13 +198,13 @@ pub enum WorkerExit {
 }
 
 /// The running worker loops of one instance.
-pub struct Workers {
+pub struct LoopSet {
     set: JoinSet<(&'static str, anyhow::Result<()>)>,
     names: Vec<&'static str>,
     cancel: CancellationToken,
 }
 
-impl Workers {
+impl LoopSet {
     pub fn new(cancel: CancellationToken) -> Self {
         Self {
             set: JoinSet::new(),

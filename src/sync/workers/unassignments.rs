@@ -34,14 +34,15 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use super::runtime::{Heartbeat, Step};
-use super::{SyncSettings, SyncStorage, GROUP_SETTING};
+use super::{Step, Worker};
 use crate::domain::{storable_text, PortalId, SettingKey};
 use crate::okta::{OktaClient, OktaError, OnMissing, Removal};
 use crate::storage::{
     now, ErrorLogStore, NewErrorLogEntry, PortalSettingsStore, StorageError, Unassignment,
     UnassignmentQueueStore,
 };
+use crate::sync::heartbeat::Heartbeat;
+use crate::sync::{SyncSettings, SyncStorage, GROUP_SETTING};
 
 /// How long an answer to "does this group exist?" is reused.
 pub const GROUP_CHECK_TTL: Duration = Duration::from_secs(30);
@@ -169,6 +170,16 @@ impl Step for UnassignmentStep {
     }
 }
 
+impl Worker for UnassignmentWorker {
+    const NAME: &'static str = "unassignments";
+    const STATUS_KEY: &'static str = "unassignments";
+    type Step = UnassignmentStep;
+
+    async fn step(&self) -> Result<UnassignmentStep, StorageError> {
+        self.run_once().await
+    }
+}
+
 impl UnassignmentWorker {
     /// `owner` names this instance in leases; `cancel` stops a step from starting
     /// further rows (the rest are handed back).
@@ -253,23 +264,6 @@ impl UnassignmentWorker {
             "unassignment step"
         );
         Ok(step)
-    }
-
-    /// Steps until the queue has nothing due, a step is blocked, `max_rows` were
-    /// claimed, or the worker is cancelled. Returns the steps run and their counts.
-    pub async fn drain(&self, max_rows: usize) -> Result<(u32, UnassignmentStep), StorageError> {
-        let mut steps = 0;
-        let mut totals = UnassignmentStep::default();
-        loop {
-            let step = self.run_once().await?;
-            steps += 1;
-            let done = step.claimed == 0 || step.released > 0 || step.blocked.is_some();
-            totals.absorb(step);
-            if done || totals.claimed >= max_rows || self.cancel.is_cancelled() {
-                break;
-            }
-        }
-        Ok((steps, totals))
     }
 
     /// Renews the leases of the step's rows while it runs.

@@ -25,14 +25,15 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use super::runtime::{Heartbeat, Step};
-use super::{SyncSettings, SyncStorage, GROUP_SETTING};
+use super::{Step, Worker};
 use crate::domain::{storable_text, OktaUserId, SettingKey};
 use crate::storage::okta_events::event_state;
 use crate::storage::{
     now, Applied, ErrorLogStore, NewErrorLogEntry, OktaEvent, OktaEventStore, PortalSettingsStore,
     ReferenceChange, StorageError,
 };
+use crate::sync::heartbeat::Heartbeat;
+use crate::sync::{SyncSettings, SyncStorage, GROUP_SETTING};
 
 /// What one step did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -76,6 +77,18 @@ pub struct OktaEventWorker {
     settings: SyncSettings,
     owner: String,
     cancel: CancellationToken,
+}
+
+impl Worker for OktaEventWorker {
+    const NAME: &'static str = "okta-events";
+    const STATUS_KEY: &'static str = "okta_events";
+    /// It only reads what Okta sent and changes references.
+    const NEEDS_OKTA: bool = false;
+    type Step = EventStep;
+
+    async fn step(&self) -> Result<EventStep, StorageError> {
+        self.run_once().await
+    }
 }
 
 impl OktaEventWorker {

@@ -18,10 +18,11 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use super::runtime::{Heartbeat, Step};
-use super::{SyncEngine, SyncError, SyncSettings, UserProfile};
+use super::{Step, Worker};
 use crate::domain::{EfsUserId, PortalId};
 use crate::storage::{now, ClaimedSyncItem, ItemResult, StorageError, SyncJobStore};
+use crate::sync::heartbeat::Heartbeat;
+use crate::sync::{SyncEngine, SyncError, SyncSettings, UserProfile};
 
 /// Finished jobs are kept this long for `GET /sync/jobs/{job_id}`, then deleted.
 pub const JOB_RETENTION_DAYS: i64 = 7;
@@ -67,6 +68,16 @@ pub struct JobWorker {
     owner: String,
     cancel: CancellationToken,
     last_purge: AtomicI64,
+}
+
+impl Worker for JobWorker {
+    const NAME: &'static str = "sync-jobs";
+    const STATUS_KEY: &'static str = "jobs";
+    type Step = JobStep;
+
+    async fn step(&self) -> Result<JobStep, StorageError> {
+        self.run_once().await
+    }
 }
 
 impl JobWorker {

@@ -28,14 +28,15 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use super::reconcile::ReconcileReport;
-use super::runtime::{Heartbeat, Step};
-use super::{SyncEngine, SyncSettings, SyncStorage, GROUP_SETTING};
+use super::{Step, Worker};
 use crate::domain::{storable_text, PortalId, SettingKey, RECONCILE_MODE};
 use crate::storage::{
     now, ErrorLogStore, LeaseStore, NewErrorLogEntry, NewReconcileRun, PortalSettingsStore,
     ReconcileRun, ReconcileRunStore, RunOutcome, StorageError,
 };
+use crate::sync::heartbeat::Heartbeat;
+use crate::sync::reconcile::ReconcileReport;
+use crate::sync::{SyncEngine, SyncSettings, SyncStorage, GROUP_SETTING};
 
 /// The named lease of the one instance storing scheduled runs.
 const SCHEDULE_LOCK: &str = "reconcile-schedule";
@@ -72,6 +73,16 @@ pub struct ReconcileWorker {
     settings: SyncSettings,
     owner: String,
     cancel: CancellationToken,
+}
+
+impl Worker for ReconcileWorker {
+    const NAME: &'static str = "reconciliations";
+    const STATUS_KEY: &'static str = "reconciliations";
+    type Step = ReconcileStep;
+
+    async fn step(&self) -> Result<ReconcileStep, StorageError> {
+        self.run_once().await
+    }
 }
 
 impl ReconcileWorker {
