@@ -65,11 +65,12 @@ struct KeySet {
     fetched_at: Instant,
 }
 
-/// Shared by the cache's clones and its background renewals.
-struct Inner {
+/// The key sets, failures and fetch locks that the cache's clones and its background
+/// renewals all use.
+struct KeySets {
     http: reqwest::Client,
     options: JwksOptions,
-    sets: RwLock<HashMap<String, Arc<KeySet>>>,
+    by_url: RwLock<HashMap<String, Arc<KeySet>>>,
     /// URL → when a fetch failed, and why.
     failures: RwLock<HashMap<String, (Instant, String)>>,
     /// One fetch at a time per URL.
@@ -79,16 +80,16 @@ struct Inner {
 /// Cheap to clone; clones share the cache.
 #[derive(Clone)]
 pub struct JwksCache {
-    inner: Arc<Inner>,
+    sets: Arc<KeySets>,
 }
 
 impl JwksCache {
     pub fn new(options: JwksOptions) -> anyhow::Result<Self> {
         Ok(Self {
-            inner: Arc::new(Inner {
+            sets: Arc::new(KeySets {
                 http: http_client(options.timeout)?,
                 options,
-                sets: RwLock::new(HashMap::new()),
+                by_url: RwLock::new(HashMap::new()),
                 failures: RwLock::new(HashMap::new()),
                 locks: std::sync::Mutex::new(HashMap::new()),
             }),
@@ -96,41 +97,41 @@ impl JwksCache {
     }
 
     pub fn options(&self) -> JwksOptions {
-        self.inner.options
+        self.sets.options
     }
 
     /// The client the cache fetches with, for related documents (OIDC discovery): no
     /// redirects, the configured time limit.
     pub fn http(&self) -> &reqwest::Client {
-        &self.inner.http
+        &self.sets.http
     }
 
     /// The key named `kid` in the set at `url`, from the cache or, when allowed, a
     /// fresh fetch.
     pub async fn key(&self, url: &str, kid: &str) -> Result<JwkKey, JwksError> {
-        let cached = self.inner.sets.read().await.get(url).cloned();
+        let cached = self.sets.by_url.read().await.get(url).cloned();
         if let Some(set) = &cached {
             if let Some(k) = set.keys.get(kid) {
-                if set.fetched_at.elapsed() >= self.inner.options.cache_ttl {
+                if set.fetched_at.elapsed() >= self.sets.options.cache_ttl {
                     self.renew_in_background(url);
                 }
                 return Ok(k.clone());
             }
         }
-        self.inner.recent_failure(url).await?;
-        let _turn = self.inner.lock(url).lock_owned().await;
+        self.sets.recent_failure(url).await?;
+        let _turn = self.sets.lock(url).lock_owned().await;
         // Another caller may have fetched while this one waited.
-        let cached = self.inner.sets.read().await.get(url).cloned();
+        let cached = self.sets.by_url.read().await.get(url).cloned();
         if let Some(set) = &cached {
             if let Some(k) = set.keys.get(kid) {
                 return Ok(k.clone());
             }
-            if set.fetched_at.elapsed() < self.inner.options.refetch_cooldown {
+            if set.fetched_at.elapsed() < self.sets.options.refetch_cooldown {
                 return Err(JwksError::UnknownKid { refetched: false });
             }
         }
-        self.inner.recent_failure(url).await?;
-        let fresh = self.inner.refresh(url).await?;
+        self.sets.recent_failure(url).await?;
+        let fresh = self.sets.refresh(url).await?;
         fresh
             .keys
             .get(kid)
@@ -141,26 +142,26 @@ impl JwksCache {
     /// Fetches the set at `url` now unless a fresh copy is cached; for start-up, so the
     /// first request does not pay for the fetch and a wrong URL shows in the log early.
     pub async fn prefetch(&self, url: &str) -> Result<usize, JwksError> {
-        let _turn = self.inner.lock(url).lock_owned().await;
-        if let Some(c) = self.inner.sets.read().await.get(url) {
-            if c.fetched_at.elapsed() < self.inner.options.cache_ttl {
+        let _turn = self.sets.lock(url).lock_owned().await;
+        if let Some(c) = self.sets.by_url.read().await.get(url) {
+            if c.fetched_at.elapsed() < self.sets.options.cache_ttl {
                 return Ok(c.keys.len());
             }
         }
-        Ok(self.inner.refresh(url).await?.keys.len())
+        Ok(self.sets.refresh(url).await?.keys.len())
     }
 
     /// Renews a stale set unless a fetch of it is already running.
     fn renew_in_background(&self, url: &str) {
-        let Ok(turn) = self.inner.lock(url).try_lock_owned() else {
+        let Ok(turn) = self.sets.lock(url).try_lock_owned() else {
             return;
         };
-        let inner = self.inner.clone();
+        let sets = self.sets.clone();
         let url = url.to_owned();
         tokio::spawn(async move {
             let _turn: OwnedMutexGuard<()> = turn;
-            if inner.recent_failure(&url).await.is_ok() {
-                if let Err(e) = inner.refresh(&url).await {
+            if sets.recent_failure(&url).await.is_ok() {
+                if let Err(e) = sets.refresh(&url).await {
                     tracing::warn!(error = %e, "renewing a JWKS failed; the cached set is kept");
                 }
             }
@@ -168,7 +169,7 @@ impl JwksCache {
     }
 }
 
-impl Inner {
+impl KeySets {
     fn lock(&self, url: &str) -> Arc<Mutex<()>> {
         let mut locks = self.locks.lock().expect("lock map");
         locks.entry(url.to_owned()).or_default().clone()
@@ -191,7 +192,10 @@ impl Inner {
             Ok(set) => {
                 let set = Arc::new(set);
                 self.failures.write().await.remove(url);
-                self.sets.write().await.insert(url.to_owned(), set.clone());
+                self.by_url
+                    .write()
+                    .await
+                    .insert(url.to_owned(), set.clone());
                 Ok(set)
             }
             Err(why) => {

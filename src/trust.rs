@@ -22,7 +22,8 @@
 use std::sync::Arc;
 
 use crate::domain::{
-    check_text, PortalId, SettingKey, OKTA_CLIENT_ID, OKTA_GROUP_ID, OKTA_ISSUER, RECONCILE_MODE,
+    check_text, OktaGroupId, PortalId, SettingKey, OKTA_CLIENT_ID, OKTA_GROUP_ID, OKTA_ISSUER,
+    RECONCILE_MODE,
 };
 use crate::okta::{OktaClient, OktaError};
 use crate::storage::{PortalSettingsStore, SettingWrite, StorageError};
@@ -160,10 +161,8 @@ impl SettingsGuard {
                 )));
             }
         } else if key.is(OKTA_GROUP_ID) {
-            if value.len() > 64 || !value.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return Err(invalid(format!(
-                    "{OKTA_GROUP_ID} must be an Okta group id such as 00g1emaKYZTWRYYRRTSK"
-                )));
+            if let Err(why) = OktaGroupId::parse(value) {
+                return Err(invalid(format!("{OKTA_GROUP_ID} {why}")));
             }
             if let Some(okta) = &self.okta {
                 match okta.get_group(value).await {

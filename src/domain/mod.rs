@@ -5,6 +5,7 @@
 mod duration;
 mod field_error;
 mod ids;
+mod okta_group_id;
 mod okta_user_id;
 mod portal_user_status;
 mod session_id;
@@ -14,13 +15,14 @@ mod text;
 pub use duration::parse_duration;
 pub use field_error::FieldError;
 pub use ids::{parse_row_id, EfsUserId, PortalId};
+pub use okta_group_id::OktaGroupId;
 pub use okta_user_id::OktaUserId;
 pub use portal_user_status::PortalUserStatus;
 pub use session_id::SessionId;
 pub use setting_key::{
     SettingKey, OKTA_CLIENT_ID, OKTA_GROUP_ID, OKTA_ISSUER, RECONCILE_MODE, TRUST_SETTINGS,
 };
-pub use text::{check_text, storable_text};
+pub use text::{check_text, storable_text, truncate_bytes, TEXT_MAX_CHARS};
 
 /// Why a value was refused; the HTTP layer attaches the field name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

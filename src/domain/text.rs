@@ -1,10 +1,14 @@
 use super::Invalid;
 
+/// The characters a legacy `TEXT` column in `utf8` (utf8mb3) always holds: 65,535
+/// bytes of characters of up to three bytes.
+pub const TEXT_MAX_CHARS: usize = 21_845;
+
 /// Checks that `value` fits a legacy text column of `max_chars` characters. The legacy
 /// tables use `utf8` (utf8mb3), which cannot store characters outside the Basic
 /// Multilingual Plane (emoji and the like); MySQL in strict mode refuses them with an
 /// error, so they are refused here with a clear message, on both backends alike.
-/// (`TEXT` holds 65,535 bytes: callers pass 21,845, the characters that always fit.)
+/// (`TEXT` holds 65,535 bytes: callers pass [`TEXT_MAX_CHARS`].)
 pub fn check_text(value: &str, max_chars: usize) -> Result<(), Invalid> {
     if value.chars().count() > max_chars {
         return Err(Invalid::new(format!(
@@ -29,9 +33,30 @@ pub fn storable_text(text: &str, max_chars: usize) -> String {
         .collect()
 }
 
+/// The longest prefix of `s` of at most `max` bytes that ends on a char boundary.
+pub fn truncate_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        let s = "aé€😀";
+        assert_eq!(truncate_bytes(s, 100), s);
+        assert_eq!(truncate_bytes(s, 2), "a");
+        assert_eq!(truncate_bytes(s, 3), "aé");
+        assert_eq!(truncate_bytes(s, 7), "aé€");
+    }
 
     #[test]
     fn chars_and_bmp() {

@@ -16,13 +16,13 @@ use super::extract::{
 use super::problem::{ApiError, ApiResult, FieldError, Problem};
 use super::reply::utc;
 use super::state::AppState;
-use crate::domain::{check_text, parse_row_id, Invalid};
+use crate::domain::{check_text, parse_row_id, Invalid, TEXT_MAX_CHARS};
 use crate::storage::{ErrorLogEntry, ErrorLogQuery, NewErrorLogEntry};
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
-/// `message TEXT` holds 65,535 bytes: 21,845 characters of up to three bytes (utf8).
-const MESSAGE_LIMIT: usize = 21_845;
+/// `message TEXT` holds 65,535 bytes: this many characters of up to three bytes (utf8).
+const MESSAGE_LIMIT: usize = TEXT_MAX_CHARS;
 /// `trace LONGTEXT` could hold 4 GiB; a trace beyond 262,144 characters (1 MiB) is
 /// refused as a mistake.
 const TRACE_LIMIT: usize = 262_144;
@@ -154,11 +154,11 @@ fn status_code(value: i64) -> Result<i16, Invalid> {
     request_body = NewErrorLogEntryBody,
     responses(
         (status = 201, description = "Recorded", body = ErrorLogEntryBody, headers(("Location" = String, description = "The entry's URL"))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON", body = Problem),
+        (status = 413, description = "Body too large", body = Problem),
+        (status = 415, description = "Not JSON", body = Problem),
+        (status = 422, description = "A field is invalid", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -208,8 +208,8 @@ async fn record_error(
     params(ErrorLogListQuery),
     responses(
         (status = 200, description = "One page of entries", body = ErrorLogPage),
-        (status = 400, description = "Invalid filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid filter, limit or cursor", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -283,9 +283,9 @@ impl<'de> Deserialize<'de> for EntryId {
     params(("id" = i32, Path, description = "Entry id", minimum = 1, maximum = 2147483647)),
     responses(
         (status = 200, description = "The entry", body = ErrorLogEntryBody),
-        (status = 400, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such entry", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid id", body = Problem),
+        (status = 404, description = "No such entry", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -308,8 +308,8 @@ async fn get_error_log_entry(
     params(PurgeQuery),
     responses(
         (status = 200, description = "How many entries were deleted", body = PurgeResult),
-        (status = 400, description = "Missing or invalid `before`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Missing or invalid `before`", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]

@@ -80,10 +80,10 @@ pub struct Verification {
     security(("okta_event_hook" = [])),
     responses(
         (status = 200, description = "The challenge, echoed", body = Verification),
-        (status = 400, description = "No challenge header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not the hook's secret", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Event hooks are off in this instance", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not answered within the request timeout", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "No challenge header", body = Problem),
+        (status = 401, description = "Not the hook's secret", body = Problem),
+        (status = 404, description = "Event hooks are off in this instance", body = Problem),
+        (status = 503, description = "Not answered within the request timeout", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -122,13 +122,13 @@ pub struct Received {
     security(("okta_event_hook" = [])),
     responses(
         (status = 200, description = "Stored", body = Received),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not the hook's secret", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Event hooks are off in this instance", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not an event hook envelope, or an event without uuid, eventType or published; nothing was stored", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable; Okta retries", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON", body = Problem),
+        (status = 401, description = "Not the hook's secret", body = Problem),
+        (status = 404, description = "Event hooks are off in this instance", body = Problem),
+        (status = 413, description = "Body too large", body = Problem),
+        (status = 415, description = "Not JSON", body = Problem),
+        (status = 422, description = "Not an event hook envelope, or an event without uuid, eventType or published; nothing was stored", body = Problem),
+        (status = 503, description = "Database unavailable; Okta retries", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all, fields(events))]

@@ -52,9 +52,44 @@ pub(super) fn complete(api: &mut utoipa::openapi::OpenApi) {
         }
     }
     api.paths = paths;
+    problems_as_problem_json(api);
     document_security(api);
     require_properties(api, &["PatchPortalUserReference", "TokenResponse"]);
     document_problem_types(api);
+}
+
+/// Every answer whose body is a [`Problem`] is `application/problem+json`: the
+/// handlers' annotations say only `body = Problem`, and the media type is set here once.
+fn problems_as_problem_json(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{RefOr, Schema};
+    let is_problem = |schema: &Option<RefOr<Schema>>| matches!(schema, Some(RefOr::Ref(r)) if r.ref_location == "#/components/schemas/Problem");
+    for item in api.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for response in operation.responses.responses.values_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                if let Some(json) = response
+                    .content
+                    .get("application/json")
+                    .filter(|c| is_problem(&c.schema))
+                    .cloned()
+                {
+                    response.content.shift_remove("application/json");
+                    response
+                        .content
+                        .insert("application/problem+json".to_owned(), json);
+                }
+            }
+        }
+    }
 }
 
 /// The `type` of a problem document, with the table of every type

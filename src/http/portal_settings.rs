@@ -126,8 +126,8 @@ async fn load_map(state: &AppState, portal: PortalId) -> ApiResult<PortalSetting
     params(("portal_id" = i32, Path, description = "EFS portal id", minimum = 1, maximum = 2147483647)),
     responses(
         (status = 200, description = "The portal's settings (empty when it has none)", body = PortalSettings),
-        (status = 400, description = "Invalid portal id", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid portal id", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -145,12 +145,12 @@ async fn get_portal_settings(
     request_body = PutPortalSettings,
     responses(
         (status = 200, description = "All settings of the portal after the write", body = PortalSettings),
-        (status = 400, description = "Invalid portal id or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A key or value is invalid (e.g. an `okta_issuer` outside the allowed issuer origins), or the `okta_group_id` names no group Okta has (`okta-group-not-found`); nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Okta refused efs-iam's credentials while the `okta_group_id` was checked (`okta-auth-failed`); nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable, or Okta unavailable while the `okta_group_id` was checked (`okta-unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid portal id or malformed JSON", body = Problem),
+        (status = 413, description = "Body too large", body = Problem),
+        (status = 415, description = "Not JSON", body = Problem),
+        (status = 422, description = "A key or value is invalid (e.g. an `okta_issuer` outside the allowed issuer origins), or the `okta_group_id` names no group Okta has (`okta-group-not-found`); nothing was written", body = Problem),
+        (status = 502, description = "Okta refused efs-iam's credentials while the `okta_group_id` was checked (`okta-auth-failed`); nothing was written", body = Problem),
+        (status = 503, description = "Database unavailable, or Okta unavailable while the `okta_group_id` was checked (`okta-unavailable`)", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -218,9 +218,9 @@ async fn put_portal_settings(
     ),
     responses(
         (status = 200, description = "The setting", body = PortalSettingValue),
-        (status = 400, description = "Invalid portal id or key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The portal has no such setting", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid portal id or key", body = Problem),
+        (status = 404, description = "The portal has no such setting", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -256,11 +256,11 @@ async fn get_portal_setting(
     responses(
         (status = 200, description = "Updated", body = PortalSettingValue),
         (status = 201, description = "Created", body = PortalSettingValue),
-        (status = 400, description = "Invalid portal id, key or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid value (e.g. an `okta_issuer` outside the allowed issuer origins), or the `okta_group_id` names no group Okta has (`okta-group-not-found`); nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Okta refused efs-iam's credentials while the `okta_group_id` was checked (`okta-auth-failed`); nothing was written", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable, or Okta unavailable while the `okta_group_id` was checked (`okta-unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid portal id, key or malformed JSON", body = Problem),
+        (status = 415, description = "Not JSON", body = Problem),
+        (status = 422, description = "Invalid value (e.g. an `okta_issuer` outside the allowed issuer origins), or the `okta_group_id` names no group Okta has (`okta-group-not-found`); nothing was written", body = Problem),
+        (status = 502, description = "Okta refused efs-iam's credentials while the `okta_group_id` was checked (`okta-auth-failed`); nothing was written", body = Problem),
+        (status = 503, description = "Database unavailable, or Okta unavailable while the `okta_group_id` was checked (`okta-unavailable`)", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -307,9 +307,9 @@ async fn put_portal_setting(
     ),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Invalid portal id or key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The portal has no such setting", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid portal id or key", body = Problem),
+        (status = 404, description = "The portal has no such setting", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]

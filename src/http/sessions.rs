@@ -83,11 +83,11 @@ pub struct DeletedSessions {
     request_body = TokenResponse,
     responses(
         (status = 204, description = "Stored"),
-        (status = 400, description = "Invalid session id, portal_id or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large, or the encrypted response exceeds the token store's item limit (`token-too-large`); nothing is stored", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not a JSON object, a bad `expires_in`, or an `id_token` that failed verification (`invalid-id-token`, with the reason)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database, token store or the portal's Okta issuer unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid session id, portal_id or malformed JSON", body = Problem),
+        (status = 413, description = "Body too large, or the encrypted response exceeds the token store's item limit (`token-too-large`); nothing is stored", body = Problem),
+        (status = 415, description = "Not JSON", body = Problem),
+        (status = 422, description = "Not a JSON object, a bad `expires_in`, or an `id_token` that failed verification (`invalid-id-token`, with the reason)", body = Problem),
+        (status = 503, description = "Database, token store or the portal's Okta issuer unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -120,10 +120,10 @@ async fn put_session_token(
     params(("session_id" = String, Path, description = "EFS login session id", min_length = 1, max_length = 50, pattern = "^[!-~]{1,50}$")),
     responses(
         (status = 200, description = "The stored token response", body = StoredSessionToken),
-        (status = 400, description = "Invalid session id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Nothing stored for this session, or it expired", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "The stored response cannot be decrypted (`token-unreadable`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database or token store unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid session id", body = Problem),
+        (status = 404, description = "Nothing stored for this session, or it expired", body = Problem),
+        (status = 500, description = "The stored response cannot be decrypted (`token-unreadable`)", body = Problem),
+        (status = 503, description = "Database or token store unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -153,9 +153,9 @@ async fn get_session_token(
     params(("session_id" = String, Path, description = "EFS login session id", min_length = 1, max_length = 50, pattern = "^[!-~]{1,50}$")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Invalid session id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Nothing stored for this session", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database or token store unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid session id", body = Problem),
+        (status = 404, description = "Nothing stored for this session", body = Problem),
+        (status = 503, description = "Database or token store unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -182,8 +182,8 @@ async fn delete_session_token(
     params(("okta_user_id" = String, Path, description = "Okta user id (the id_token's `sub`)", max_length = 20)),
     responses(
         (status = 200, description = "Sessions forgotten (possibly none)", body = DeletedSessions),
-        (status = 400, description = "Invalid Okta user id", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database or token store unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid Okta user id", body = Problem),
+        (status = 503, description = "Database or token store unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]

@@ -194,11 +194,11 @@ impl From<UnassignmentCounts> for UnassignmentCountsBody {
     request_body = EnqueueUnassignments,
     responses(
         (status = 202, description = "Queued; the worker removes them from the Okta group", body = EnqueueResult),
-        (status = 400, description = "Invalid portal id or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A user entry is invalid; nothing was queued", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid portal id or malformed JSON", body = Problem),
+        (status = 413, description = "Body too large", body = Problem),
+        (status = 415, description = "Not JSON", body = Problem),
+        (status = 422, description = "A user entry is invalid; nothing was queued", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -225,8 +225,8 @@ async fn enqueue_unassignments(
     params(("portal_id" = i32, Path, description = "EFS portal id", minimum = 1, maximum = 2147483647), UnassignmentListQuery),
     responses(
         (status = 200, description = "One page of the portal's queue", body = UnassignmentPage),
-        (status = 400, description = "Invalid portal id, state, limit or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid portal id, state, limit or cursor", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -321,8 +321,8 @@ pub struct RunAccepted {
     params(RunQuery),
     responses(
         (status = 202, description = "The worker was triggered; the queue at that moment", body = RunAccepted),
-        (status = 400, description = "Invalid max_rows", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Okta not configured, or the database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid max_rows", body = Problem),
+        (status = 503, description = "Okta not configured, or the database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -412,11 +412,11 @@ pub struct RequeueResult {
     request_body = RequeueRequest,
     responses(
         (status = 200, description = "Requeued", body = RequeueResult),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid portal id or row ids", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON", body = Problem),
+        (status = 413, description = "Body too large", body = Problem),
+        (status = 415, description = "Not JSON", body = Problem),
+        (status = 422, description = "Invalid portal id or row ids", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -504,8 +504,8 @@ pub struct DeadLetterPage {
     params(DeadLetterQuery),
     responses(
         (status = 200, description = "One page of dead letters", body = DeadLetterPage),
-        (status = 400, description = "Invalid limit or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid limit or cursor", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]

@@ -185,9 +185,9 @@ fn okta_id(field: &str, raw: &str) -> ApiResult<OktaUserId> {
     params(("user_id" = i32, Path, description = "EFS-Admin user id (users.uid)", minimum = 1, maximum = 2147483647)),
     responses(
         (status = 200, description = "The reference", body = AdminUserReferenceBody),
-        (status = 400, description = "Invalid user id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The user has no Okta reference", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid user id", body = Problem),
+        (status = 404, description = "The user has no Okta reference", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -213,10 +213,10 @@ async fn get_admin_user_reference(
     responses(
         (status = 200, description = "Updated", body = AdminUserReferenceBody),
         (status = 201, description = "Created", body = AdminUserReferenceBody),
-        (status = 400, description = "Invalid user id or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid Okta user id, or no such EFS user (`unknown-efs-user`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid user id or malformed JSON", body = Problem),
+        (status = 415, description = "Not JSON", body = Problem),
+        (status = 422, description = "Invalid Okta user id, or no such EFS user (`unknown-efs-user`)", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -239,9 +239,9 @@ async fn put_admin_user_reference(
     params(("user_id" = i32, Path, description = "EFS-Admin user id (users.uid)", minimum = 1, maximum = 2147483647)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Invalid user id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The user has no Okta reference", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid user id", body = Problem),
+        (status = 404, description = "The user has no Okta reference", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -263,8 +263,8 @@ async fn delete_admin_user_reference(
     params(("portal_id" = i32, Path, description = "EFS portal id", minimum = 1, maximum = 2147483647), PortalUserReferenceListQuery),
     responses(
         (status = 200, description = "One page of references", body = PortalUserReferencePage),
-        (status = 400, description = "Invalid portal id, filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid portal id, filter, limit or cursor", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -316,9 +316,9 @@ fn created_or_ok(created: bool) -> StatusCode {
     ),
     responses(
         (status = 200, description = "The reference", body = PortalUserReferenceBody),
-        (status = 400, description = "Invalid portal or user id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such reference", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid portal or user id", body = Problem),
+        (status = 404, description = "No such reference", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -348,10 +348,10 @@ async fn get_portal_user_reference(
     responses(
         (status = 200, description = "Updated", body = PortalUserReferenceBody),
         (status = 201, description = "Created", body = PortalUserReferenceBody),
-        (status = 400, description = "Invalid ids or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field, or no such panelist (`unknown-efs-user`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid ids or malformed JSON", body = Problem),
+        (status = 415, description = "Not JSON", body = Problem),
+        (status = 422, description = "Invalid field, or no such panelist (`unknown-efs-user`)", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -385,11 +385,11 @@ async fn put_portal_user_reference(
     request_body(content = PatchPortalUserReference, content_type = "application/json"),
     responses(
         (status = 200, description = "The reference after the change", body = PortalUserReferenceBody),
-        (status = 400, description = "Invalid ids or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such reference", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid or no field", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid ids or malformed JSON", body = Problem),
+        (status = 404, description = "No such reference", body = Problem),
+        (status = 415, description = "Not JSON", body = Problem),
+        (status = 422, description = "Invalid or no field", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -433,9 +433,9 @@ async fn patch_portal_user_reference(
     ),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Invalid portal or user id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such reference", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid portal or user id", body = Problem),
+        (status = 404, description = "No such reference", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -463,8 +463,8 @@ async fn delete_portal_user_reference(
     params(("okta_user_id" = String, Path, description = "Okta user id", max_length = 20, pattern = "^[A-Za-z0-9]{1,20}$")),
     responses(
         (status = 200, description = "The references", body = OktaUserReferences),
-        (status = 400, description = "Invalid Okta user id", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid Okta user id", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]

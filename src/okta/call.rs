@@ -45,7 +45,7 @@ use tracing::Instrument;
 
 use super::access_token::AccessTokens;
 use super::error::{classify, ErrorBody, OktaApiError, OktaError};
-use super::error_log::{occurrence, Disposition, ErrorLog};
+use super::error_log::{occurrence, CallContext, Disposition, ErrorLog};
 use super::exchange::{Call, Exchange, Transport};
 use super::governor::Governor;
 use super::headers::next_link;
@@ -410,6 +410,12 @@ impl Caller {
         }
     }
 
+    /// What an error answer that the call took as its answer (`not_found_ok`) means,
+    /// as the error it would have been; nothing is logged.
+    pub(crate) fn answer_error(&self, call: &Call, ex: &Exchange) -> OktaError {
+        classify(ex.status, self.api_error(call, ex))
+    }
+
     fn api_error(&self, call: &Call, ex: &Exchange) -> Box<OktaApiError> {
         Box::new(OktaApiError::from_answer(
             ex,
@@ -439,6 +445,9 @@ impl Caller {
         disposition: Disposition,
     ) {
         if let Some(log) = &self.error_log {
+            if matches!(disposition, Disposition::Final) {
+                CallContext::note_final_row();
+            }
             let scrub = |t| self.tokens.scrub(t);
             log.record(occurrence(
                 call,

@@ -389,6 +389,20 @@ impl OktaClient {
         Ok(())
     }
 
+    /// As [`Self::add_group_member`], but Okta's 404 (no such group, or no such user) is
+    /// the answer `Ok(Some(not_found))`, not written to the error log: only the caller
+    /// can tell which of the two it was, and records the failure as what it was.
+    pub async fn add_group_member_or_404(
+        &self,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<Option<OktaError>, OktaError> {
+        let url = self.group_member_url(group_id, user_id)?;
+        let call = Call::new(Method::PUT, GROUP_MEMBER, url).not_found_ok(true);
+        let ex = self.caller.execute(&call).await?;
+        Ok((ex.status == 404).then(|| self.caller.answer_error(&call, &ex)))
+    }
+
     /// `DELETE /api/v1/groups/{groupId}/users/{userId}`. Removing a non-member of an
     /// existing group is a plain success; `on_missing` decides what a 404 (no such
     /// group or user) means.

@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 
 use super::error::OktaError;
 use super::exchange::{path_and_query, Call, Exchange};
-use crate::domain::storable_text;
+use crate::domain::truncate_bytes;
 use crate::storage::{ErrorLogStore, NewErrorLogEntry};
 
 /// The row an error answer (or a missing answer) of `call` leaves, before
@@ -98,6 +98,9 @@ pub(crate) fn occurrence(
         ),
     };
     trace.push_str(&format!("{method} {path}\nroute: {route}\n"));
+    if let Some(what) = CallContext::current_task() {
+        trace.push_str(&format!("while: {what}\n"));
+    }
     if route != call.route.template {
         trace.push_str(&format!(
             "while calling: {} {}\n",
@@ -136,23 +139,61 @@ pub(crate) fn occurrence(
 
     let message = scrub(message);
     let trace = scrub(trace);
-    let status_code = ex.map_or(err.status(), |e| e.status) as i16;
-    let error_code = storable_text(&error_code, ERROR_CODE_MAX_CHARS);
+    let status = ex.map_or(err.status(), |e| e.status);
+    let entry = NewErrorLogEntry::new(status, &error_code, &message, Some(&trace));
     Occurrence {
         key: SeriesKey {
             method,
             route,
-            status_code,
-            error_code: error_code.clone(),
+            status_code: entry.status_code,
+            error_code: entry.error_code.clone(),
             label,
             base,
         },
-        entry: NewErrorLogEntry {
-            message: Some(storable(&message, MESSAGE_MAX_BYTES)),
-            status_code,
-            trace: Some(storable(&trace, TRACE_MAX_BYTES)),
-            error_code,
-        },
+        entry,
+    }
+}
+
+/// What efs-iam was doing when it called Okta ("sync of portal user 61 (portal 6)"):
+/// the rows its calls leave name it in their trace (not in their message, which would
+/// keep identical Okta answers for different users from being counted as one series),
+/// and it tells whether a call's failure is in the error log already, so the caller
+/// writes no second row for the same failure.
+#[derive(Clone)]
+pub struct CallContext {
+    what: Arc<str>,
+    final_rows: Arc<AtomicU64>,
+}
+
+tokio::task_local! {
+    static CONTEXT: CallContext;
+}
+
+impl CallContext {
+    pub fn new(what: impl Into<String>) -> Self {
+        Self {
+            what: what.into().into(),
+            final_rows: Arc::default(),
+        }
+    }
+
+    /// Runs `work` with this context for its Okta calls.
+    pub async fn scope<F: std::future::Future>(&self, work: F) -> F::Output {
+        CONTEXT.scope(self.clone(), work).await
+    }
+
+    /// Whether a call made in this context ended in a failure the error log holds.
+    pub fn failure_logged(&self) -> bool {
+        self.final_rows.load(Ordering::Relaxed) > 0
+    }
+
+    fn current_task() -> Option<Arc<str>> {
+        CONTEXT.try_with(|c| c.what.clone()).ok()
+    }
+
+    /// Notes (in the current task's context, if any) that a final failure was logged.
+    pub(crate) fn note_final_row() {
+        let _ = CONTEXT.try_with(|c| c.final_rows.fetch_add(1, Ordering::Relaxed));
     }
 }
 
@@ -342,12 +383,12 @@ impl ErrorLog {
         );
         Some((
             series.first_row,
-            NewErrorLogEntry {
-                message: Some(storable(&message, MESSAGE_MAX_BYTES)),
-                status_code: key.status_code,
-                trace: Some(storable(&trace, TRACE_MAX_BYTES)),
-                error_code: key.error_code.clone(),
-            },
+            NewErrorLogEntry::new(
+                u16::try_from(key.status_code).unwrap_or(0),
+                &key.error_code,
+                &message,
+                Some(&trace),
+            ),
         ))
     }
 
@@ -396,44 +437,6 @@ impl ErrorLog {
     }
 }
 
-/// The legacy `utf8` (utf8mb3) columns cannot hold characters outside the Basic
-/// Multilingual Plane: Okta's texts are stored with them replaced, and cut to fit.
-fn storable(s: &str, max_bytes: usize) -> String {
-    truncate_bytes(&storable_text(s, usize::MAX), max_bytes).to_owned()
-}
-
 const LOG_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// `iam_error_log.message` is a MySQL TEXT.
-const MESSAGE_MAX_BYTES: usize = 65_535;
-/// `iam_error_log.error_code` is VARCHAR(36).
-const ERROR_CODE_MAX_CHARS: usize = 36;
 /// How much of a response body a row keeps; Okta's error bodies are far smaller.
 const BODY_MAX_BYTES: usize = 4096;
-/// `trace` is LONGTEXT, but a row is for people to read.
-const TRACE_MAX_BYTES: usize = 16 * 1024;
-
-/// The longest prefix of `s` of at most `max` bytes that ends on a char boundary.
-fn truncate_bytes(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn truncation_respects_char_boundaries() {
-        let s = "aé€😀";
-        assert_eq!(truncate_bytes(s, 100), s);
-        assert_eq!(truncate_bytes(s, 2), "a");
-        assert_eq!(truncate_bytes(s, 3), "aé");
-        assert_eq!(truncate_bytes(s, 7), "aé€");
-    }
-}

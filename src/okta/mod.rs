@@ -51,6 +51,7 @@ pub use access_token::AuthFailure;
 pub use client::{OktaClient, OktaClientConfig, OktaStatus};
 pub use credentials::{InvalidPrivateKey, OktaAuth, PrivateKeyJwt};
 pub use error::{OktaApiError, OktaConfigError, OktaError};
+pub use error_log::CallContext;
 pub use exchange::OKTA_OUTCOMES;
 pub use governor::{in_background, Bucket, BucketStatus};
 pub use models::{

@@ -7,6 +7,7 @@ use sqlx::FromRow;
 
 use super::sql::{on_dialect, PurgeRange, SqlStore};
 use super::{now, StorageResult};
+use crate::domain::{storable_text, truncate_bytes};
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct ErrorLogEntry {
@@ -25,6 +26,34 @@ pub struct NewErrorLogEntry {
     pub trace: Option<String>,
     pub error_code: String,
 }
+
+impl NewErrorLogEntry {
+    /// A row efs-iam writes itself (the Okta adapter, the sync engine and its workers),
+    /// its texts made to fit their columns: characters outside the Basic Multilingual
+    /// Plane replaced (the legacy `utf8` columns cannot hold them), `message` cut to
+    /// `TEXT`'s 65,535 bytes, `trace` to 16 KiB (it could hold more, but a row is for
+    /// people to read), `error_code` to its 36 characters; `status_code` is the HTTP
+    /// status Okta answered, 0 for none. What callers send through the API is checked
+    /// and refused instead, never cut.
+    pub fn new(status_code: u16, error_code: &str, message: &str, trace: Option<&str>) -> Self {
+        let fit = |s: &str, max_bytes| {
+            truncate_bytes(&storable_text(s, usize::MAX), max_bytes).to_owned()
+        };
+        Self {
+            message: Some(fit(message, MESSAGE_MAX_BYTES)),
+            status_code: i16::try_from(status_code).unwrap_or(0),
+            trace: trace.map(|t| fit(t, TRACE_MAX_BYTES)),
+            error_code: storable_text(error_code, ERROR_CODE_MAX_CHARS),
+        }
+    }
+}
+
+/// `iam_error_log.message` is a `TEXT`.
+const MESSAGE_MAX_BYTES: usize = 65_535;
+/// `trace` is a `LONGTEXT`; what efs-iam writes there is kept readable.
+const TRACE_MAX_BYTES: usize = 16 * 1024;
+/// `iam_error_log.error_code` is `VARCHAR(36)`.
+const ERROR_CODE_MAX_CHARS: usize = 36;
 
 #[derive(Debug, Clone, Default)]
 pub struct ErrorLogQuery {

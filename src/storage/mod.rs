@@ -39,7 +39,7 @@ pub use leases::LeaseStore;
 pub use okta_events::{
     Applied, NewOktaEvent, OktaEvent, OktaEventStats, OktaEventStore, ReferenceChange,
 };
-pub use portal_settings::{PortalSetting, PortalSettingsStore, SettingWrite};
+pub use portal_settings::{PortalGroup, PortalSetting, PortalSettingsStore, SettingWrite};
 pub use reconcile_runs::{NewReconcileRun, ReconcileRun, ReconcileRunStore, RunOutcome};
 pub use session_tokens::{
     NewTokenRecord, StoredToken, TokenKey, TokenRow, TokenStore, TokenStoreError,

@@ -10,13 +10,34 @@ use sqlx::FromRow;
 
 use super::sql::{in_transaction, on_dialect, SqlStore};
 use super::StorageResult;
-use crate::domain::{PortalId, SettingKey};
+use crate::domain::{OktaGroupId, PortalId, SettingKey, OKTA_GROUP_ID};
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct PortalSetting {
     pub id: i32,
     pub key: Option<String>,
     pub value: Option<String>,
+}
+
+/// A portal's Okta group, as its `okta_group_id` setting names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortalGroup {
+    Linked(OktaGroupId),
+    /// No `okta_group_id` (or an empty one).
+    NotLinked,
+    /// A value that is no Okta group id (written before efs-iam checked it).
+    Malformed(String),
+}
+
+impl PortalGroup {
+    fn of(value: Option<&str>) -> Self {
+        match value.map(str::trim).filter(|v| !v.is_empty()) {
+            None => Self::NotLinked,
+            Some(v) => {
+                OktaGroupId::parse(v).map_or_else(|_| Self::Malformed(v.to_owned()), Self::Linked)
+            }
+        }
+    }
 }
 
 /// What writing one key did.
@@ -57,6 +78,25 @@ pub trait PortalSettingsStore: Send + Sync + 'static {
         portal: PortalId,
         key: &SettingKey,
     ) -> StorageResult<Option<Option<String>>>;
+
+    /// The portal's Okta group: the one place its `okta_group_id` is read.
+    async fn portal_group(&self, portal: PortalId) -> StorageResult<PortalGroup> {
+        let key = SettingKey::parse(OKTA_GROUP_ID).expect("a valid key");
+        let setting = self.portal_setting(portal, &key).await?;
+        Ok(PortalGroup::of(setting.and_then(|s| s.value).as_deref()))
+    }
+
+    /// Every linked portal (one with an `okta_group_id`) and its group, by portal id.
+    async fn linked_portals(&self) -> StorageResult<Vec<(i32, PortalGroup)>> {
+        let key = SettingKey::parse(OKTA_GROUP_ID).expect("a valid key");
+        Ok(self
+            .settings_with_key(&key)
+            .await?
+            .into_iter()
+            .map(|(portal, value)| (portal, PortalGroup::of(value.as_deref())))
+            .filter(|(_, group)| *group != PortalGroup::NotLinked)
+            .collect())
+    }
 }
 
 const COLS: &str = "id, `key`, value";

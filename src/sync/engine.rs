@@ -26,12 +26,12 @@ use utoipa::ToSchema;
 
 use super::lock::{self, UserLocks};
 use super::profile::{update_fields, UserProfile};
-use super::{SyncError, SyncSettings, SyncStorage, GROUP_SETTING};
-use crate::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus, SettingKey};
-use crate::okta::{Activation, OktaClient, OktaError, OktaUser, OktaUserStatus};
+use super::{SyncError, SyncSettings, SyncStorage};
+use crate::domain::{EfsUserId, OktaUserId, PortalId, PortalUserStatus};
+use crate::okta::{Activation, CallContext, OktaClient, OktaError, OktaUser, OktaUserStatus};
 use crate::storage::{
-    EfsUserKind, ErrorLogStore, NewErrorLogEntry, PortalSettingsStore, PortalUserReferenceUpsert,
-    StorageError, UserReferenceStore,
+    EfsUserKind, ErrorLogStore, NewErrorLogEntry, PortalGroup, PortalSettingsStore,
+    PortalUserReferenceUpsert, StorageError, UserReferenceStore,
 };
 
 /// What a sync did with the Okta user.
@@ -138,25 +138,18 @@ impl SyncEngine {
         &self.references
     }
 
-    /// The portal's Okta group (`okta_group_id` setting).
+    /// The portal's Okta group (`okta_group_id` setting), or why there is none.
     pub async fn portal_group(&self, portal: PortalId) -> Result<String, SyncError> {
-        let key = SettingKey::parse(GROUP_SETTING).expect("a valid key");
-        let setting = self.settings.portal_setting(portal, &key).await?;
-        let group = setting
-            .and_then(|s| s.value)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-            .ok_or(SyncError::PortalNotLinked {
+        match self.settings.portal_group(portal).await? {
+            PortalGroup::Linked(group) => Ok(group.as_str().to_owned()),
+            PortalGroup::NotLinked => Err(SyncError::PortalNotLinked {
                 portal: portal.get(),
-            })?;
-        // Okta group ids are short ASCII strings such as 00g1emaKYZTWRYYRRTSK.
-        if group.len() > 64 || !group.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(SyncError::GroupNotFound {
+            }),
+            PortalGroup::Malformed(value) => Err(SyncError::GroupNotFound {
                 portal: portal.get(),
-                group_id: group,
-            });
+                group_id: value,
+            }),
         }
-        Ok(group)
     }
 
     /// Syncs an EFS-Admin user: reference, else login, else create; profile updated
@@ -306,11 +299,12 @@ impl SyncEngine {
             )
             .await?;
         let mut linked: Option<String> = None;
-        let result = self
-            .sync_portal_user_locked(portal, user, profile, &group, &mut linked)
+        let context = CallContext::new(format!("sync of portal user {user} (portal {portal})"));
+        let result = context
+            .scope(self.sync_portal_user_locked(portal, user, profile, &group, &mut linked))
             .await;
         if let Err(e) = &result {
-            self.record_portal_failure(portal, user, e, linked.as_deref())
+            self.record_portal_failure(portal, user, e, linked.as_deref(), &context)
                 .await;
         }
         guard.release().await;
@@ -340,17 +334,21 @@ impl SyncEngine {
         let (okta_user, outcome, updated_fields) = self.ensure_user(&candidates, profile).await?;
         *linked = Some(okta_user.id.clone());
         let id = stored_id(&okta_user.id)?;
-        match self.okta.add_group_member(group, &okta_user.id).await {
-            Ok(()) => {}
+        match self
+            .okta
+            .add_group_member_or_404(group, &okta_user.id)
+            .await
+        {
+            Ok(None) => {}
             // No such group, or no such user (deleted in Okta a moment ago): Okta's 404
             // says which only through another question.
-            Err(e @ OktaError::NotFound(_)) => {
+            Ok(Some(not_found)) => {
                 return Err(match self.okta.get_group(group).await {
                     Ok(None) => SyncError::GroupNotFound {
                         portal: portal.get(),
                         group_id: group.to_owned(),
                     },
-                    Ok(Some(_)) => SyncError::OktaRefused(e),
+                    Ok(Some(_)) => SyncError::OktaRefused(not_found),
                     Err(check) => SyncError::from_okta(check),
                 })
             }
@@ -375,14 +373,16 @@ impl SyncEngine {
         })
     }
 
-    /// Records a failed portal sync on the reference and in the error log. Best effort:
-    /// the caller reports the sync's own error either way.
+    /// Records a failed portal sync on the reference and, unless an Okta call of the
+    /// sync left its row already (`context`), in the error log: one row per failure.
+    /// Best effort: the caller reports the sync's own error either way.
     async fn record_portal_failure(
         &self,
         portal: PortalId,
         user: EfsUserId,
         error: &SyncError,
         linked: Option<&str>,
+        context: &CallContext,
     ) {
         if matches!(error, SyncError::Busy | SyncError::Storage(_)) {
             return; // nothing was decided; the database may be the problem
@@ -401,31 +401,26 @@ impl SyncEngine {
         {
             tracing::warn!(error = %e, "could not record the failed sync on the reference");
         }
+        if context.failure_logged() {
+            return;
+        }
         let okta = error.okta_error().and_then(|e| e.api_error());
-        let entry = NewErrorLogEntry {
-            message: Some(crate::domain::storable_text(
-                &format!("sync of portal user {user} (portal {portal}) failed: {error}"),
-                21_845,
-            )),
-            // What Okta answered; 0 when efs-iam itself found the problem (as the Okta
-            // adapter writes 0 for a call that got no answer).
-            status_code: okta.map_or(
-                match error {
-                    SyncError::OktaValidation { .. } => 400,
-                    SyncError::GroupNotFound { .. } => 404,
-                    _ => 0,
-                },
-                |a| a.status,
-            ) as i16,
-            trace: None,
-            error_code: okta
-                .map(|a| a.error_code.clone())
-                .filter(|c| !c.is_empty())
-                .unwrap_or_else(|| format!("efs-iam:{}", error.slug()))
-                .chars()
-                .take(36)
-                .collect(),
-        };
+        // What Okta answered; 0 when efs-iam itself found the problem (as the Okta
+        // adapter writes 0 for a call that got no answer).
+        let status_code = okta.map_or(
+            match error {
+                SyncError::OktaValidation { .. } => 400,
+                SyncError::GroupNotFound { .. } => 404,
+                _ => 0,
+            },
+            |a| a.status,
+        );
+        let error_code = okta
+            .map(|a| a.error_code.clone())
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| format!("efs-iam:{}", error.slug()));
+        let message = format!("sync of portal user {user} (portal {portal}) failed: {error}");
+        let entry = NewErrorLogEntry::new(status_code, &error_code, &message, None);
         if let Err(e) = self.error_log.record_error(&entry).await {
             tracing::warn!(error = %e, "could not write the failed sync to the error log");
         }

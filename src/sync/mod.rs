@@ -39,8 +39,6 @@ use crate::storage::{
     SyncJobStore, UnassignmentQueueStore, UserReferenceStore,
 };
 
-pub use crate::domain::OKTA_GROUP_ID as GROUP_SETTING;
-
 /// The storage the sync engine and its workers use; each part takes its own narrow
 /// contract from it.
 pub trait SyncStorage:

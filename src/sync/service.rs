@@ -18,7 +18,7 @@ use super::workers::reconcile_runs::ReconcileWorker;
 use super::workers::unassignments::UnassignmentWorker;
 use super::workers::{Triggered, Worker, WorkerExit, WorkerHealthSnapshot, WorkerRegistry};
 use super::{SyncEngine, SyncError, SyncSettings, SyncStorage};
-use crate::domain::{PortalId, SettingKey};
+use crate::domain::PortalId;
 use crate::okta::OktaClient;
 use crate::storage::{
     now, NewOktaEvent, NewReconcileRun, NewSyncJob, NewSyncJobItem, NewUnassignment,
@@ -348,13 +348,11 @@ impl SyncService {
     }
 
     async fn reconciliation_status(&self) -> Result<ReconciliationStatus, StorageError> {
-        let key = SettingKey::parse(super::GROUP_SETTING).expect("a valid key");
         let linked: Vec<i32> = self
             .portal_settings
-            .settings_with_key(&key)
+            .linked_portals()
             .await?
             .into_iter()
-            .filter(|(_, v)| v.as_deref().is_some_and(|v| !v.trim().is_empty()))
             .map(|(p, _)| p)
             .collect();
         let mut status = ReconciliationStatus {

@@ -213,12 +213,12 @@ struct JobPath {
     responses(
         (status = 202, description = "Queued", body = JobAccepted,
          headers(("Location" = String, description = "The job's status URL"))),
-        (status = 400, description = "Invalid portal id or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The portal has no `okta_group_id` setting (`portal-not-linked`)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A user entry is invalid or repeated; nothing was queued", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Okta not configured, or the database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid portal id or malformed JSON", body = Problem),
+        (status = 409, description = "The portal has no `okta_group_id` setting (`portal-not-linked`)", body = Problem),
+        (status = 413, description = "Body too large", body = Problem),
+        (status = 415, description = "Not JSON", body = Problem),
+        (status = 422, description = "A user entry is invalid or repeated; nothing was queued", body = Problem),
+        (status = 503, description = "Okta not configured, or the database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -292,9 +292,9 @@ async fn submit_sync_job(
     ),
     responses(
         (status = 200, description = "The job, with one page of its items", body = JobBody),
-        (status = 400, description = "Invalid job id, state, limit or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such job (finished jobs are kept 7 days)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid job id, state, limit or cursor", body = Problem),
+        (status = 404, description = "No such job (finished jobs are kept 7 days)", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]

@@ -141,10 +141,10 @@ impl ReconcileRunBody {
         (status = 200, description = "Dry run: the differences found", body = ReconcileReport),
         (status = 202, description = "Repair queued", body = ReconcileRunAccepted,
          headers(("Location" = String, description = "The run's status URL"))),
-        (status = 400, description = "Invalid portal id or dry_run", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The portal has no `okta_group_id` setting, or (dry run) it names no Okta group", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Dry run: Okta refused efs-iam's credentials or the listing", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Okta not configured or (dry run) unavailable, or the database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid portal id or dry_run", body = Problem),
+        (status = 409, description = "The portal has no `okta_group_id` setting, or (dry run) it names no Okta group", body = Problem),
+        (status = 502, description = "Dry run: Okta refused efs-iam's credentials or the listing", body = Problem),
+        (status = 503, description = "Okta not configured or (dry run) unavailable, or the database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -186,9 +186,9 @@ struct RunPath {
     ),
     responses(
         (status = 200, description = "The run", body = ReconcileRunBody),
-        (status = 400, description = "Invalid run id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid run id", body = Problem),
+        (status = 404, description = "No such run", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -236,8 +236,8 @@ pub struct RunList {
     params(RunListQuery),
     responses(
         (status = 200, description = "One page of runs", body = RunList),
-        (status = 400, description = "Invalid portal id, limit or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid portal id, limit or cursor", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]

@@ -170,7 +170,7 @@ pub struct FailedRunBody {
     get, path = "/sync/status", tag = "sync",
     responses(
         (status = 200, description = "The state (also without Okta settings: `okta.configured` is false)", body = SyncStatus),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]

@@ -82,13 +82,13 @@ pub struct DeprovisionResponse {
     request_body = SyncUserRequest,
     responses(
         (status = 200, description = "Synced; `outcome` says what happened in Okta", body = SyncUserResponse),
-        (status = 400, description = "Invalid user id or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The Okta user is deprovisioned (`okta-user-deprovisioned`), or its login is taken by another Okta user (`okta-login-conflict`)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The profile is invalid, or Okta refused it (`okta-validation-failed`; `errors` names the fields), or EFS has no such user (`unknown-efs-user`)", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Okta refused efs-iam's credentials or the call (`okta-auth-failed`, `okta-refused`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Okta not configured, Okta unavailable, the user busy in another sync, or the database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid user id or malformed JSON", body = Problem),
+        (status = 409, description = "The Okta user is deprovisioned (`okta-user-deprovisioned`), or its login is taken by another Okta user (`okta-login-conflict`)", body = Problem),
+        (status = 413, description = "Body too large", body = Problem),
+        (status = 415, description = "Not JSON", body = Problem),
+        (status = 422, description = "The profile is invalid, or Okta refused it (`okta-validation-failed`; `errors` names the fields), or EFS has no such user (`unknown-efs-user`)", body = Problem),
+        (status = 502, description = "Okta refused efs-iam's credentials or the call (`okta-auth-failed`, `okta-refused`)", body = Problem),
+        (status = 503, description = "Okta not configured, Okta unavailable, the user busy in another sync, or the database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -118,10 +118,10 @@ async fn sync_admin_user(
     params(("user_id" = i32, Path, description = "EFS-Admin user id (`users.uid`)", minimum = 1, maximum = 2147483647)),
     responses(
         (status = 200, description = "Deprovisioned; the reference is gone", body = DeprovisionResponse),
-        (status = 400, description = "Invalid user id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The user has no Okta reference", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Okta refused the deactivation; the reference is kept", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Okta not configured or unavailable (the reference is kept), or the database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid user id", body = Problem),
+        (status = 404, description = "The user has no Okta reference", body = Problem),
+        (status = 502, description = "Okta refused the deactivation; the reference is kept", body = Problem),
+        (status = 503, description = "Okta not configured or unavailable (the reference is kept), or the database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -160,13 +160,13 @@ async fn deprovision_admin_user(
     request_body = SyncUserRequest,
     responses(
         (status = 200, description = "Synced and a member of the portal's group", body = SyncPortalUserResponse),
-        (status = 400, description = "Invalid id or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The portal has no `okta_group_id` setting (`portal-not-linked`) or names no Okta group (`okta-group-not-found`); the Okta user is deprovisioned; the login is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The profile is invalid or Okta refused it (`errors` names the fields), or EFS has no such panelist", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Okta refused efs-iam's credentials or the call", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Okta not configured or unavailable, the user busy in another sync, or the database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid id or malformed JSON", body = Problem),
+        (status = 409, description = "The portal has no `okta_group_id` setting (`portal-not-linked`) or names no Okta group (`okta-group-not-found`); the Okta user is deprovisioned; the login is taken", body = Problem),
+        (status = 413, description = "Body too large", body = Problem),
+        (status = 415, description = "Not JSON", body = Problem),
+        (status = 422, description = "The profile is invalid or Okta refused it (`errors` names the fields), or EFS has no such panelist", body = Problem),
+        (status = 502, description = "Okta refused efs-iam's credentials or the call", body = Problem),
+        (status = 503, description = "Okta not configured or unavailable, the user busy in another sync, or the database unavailable", body = Problem),
     )
 )]
 #[tracing::instrument(skip_all)]

@@ -26,14 +26,14 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use super::{Step, Worker};
-use crate::domain::{storable_text, OktaUserId, SettingKey};
+use crate::domain::{storable_text, OktaUserId, TEXT_MAX_CHARS};
 use crate::storage::okta_events::event_state;
 use crate::storage::{
-    now, Applied, ErrorLogStore, NewErrorLogEntry, OktaEvent, OktaEventStore, PortalSettingsStore,
-    ReferenceChange, StorageError,
+    now, Applied, ErrorLogStore, NewErrorLogEntry, OktaEvent, OktaEventStore, PortalGroup,
+    PortalSettingsStore, ReferenceChange, StorageError,
 };
 use crate::sync::heartbeat::Heartbeat;
-use crate::sync::{SyncSettings, SyncStorage, GROUP_SETTING};
+use crate::sync::{SyncSettings, SyncStorage};
 
 /// What one step did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -164,11 +164,13 @@ impl OktaEventWorker {
 
     /// Group id → the portals whose `okta_group_id` it is.
     async fn portals_by_group(&self) -> Result<HashMap<String, Vec<i32>>, StorageError> {
-        let key = SettingKey::parse(GROUP_SETTING).expect("a valid key");
         let mut groups: HashMap<String, Vec<i32>> = HashMap::new();
-        for (portal, value) in self.portal_settings.settings_with_key(&key).await? {
-            if let Some(group) = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
-                groups.entry(group).or_default().push(portal);
+        for (portal, group) in self.portal_settings.linked_portals().await? {
+            if let PortalGroup::Linked(group) = group {
+                groups
+                    .entry(group.as_str().to_owned())
+                    .or_default()
+                    .push(portal);
             }
         }
         Ok(groups)
@@ -225,7 +227,7 @@ impl OktaEventWorker {
                 &event.uuid,
                 &self.owner,
                 attempts,
-                &storable_text(error, 21_845),
+                &storable_text(error, TEXT_MAX_CHARS),
                 next,
             )
             .await
@@ -238,7 +240,7 @@ impl OktaEventWorker {
     /// Records the event failed, for good, and says so in the error log.
     async fn fail(&self, event: &OktaEvent, why: &str) -> &'static str {
         tracing::warn!(event = %event.uuid, event_type = %event.event_type, error = why, "Okta event could not be applied");
-        let text = storable_text(why, 21_845);
+        let text = storable_text(why, TEXT_MAX_CHARS);
         let held = self
             .events
             .finish_okta_event(&event.uuid, &self.owner, event_state::FAILED, &text, now())
@@ -246,18 +248,11 @@ impl OktaEventWorker {
         if !matches!(held, Ok(true)) {
             return "released";
         }
-        let entry = NewErrorLogEntry {
-            message: Some(storable_text(
-                &format!(
-                    "Okta event {} ({}) could not be applied: {why}",
-                    event.uuid, event.event_type
-                ),
-                21_845,
-            )),
-            status_code: 0,
-            trace: None,
-            error_code: "efs-iam:okta-event-failed".into(),
-        };
+        let message = format!(
+            "Okta event {} ({}) could not be applied: {why}",
+            event.uuid, event.event_type
+        );
+        let entry = NewErrorLogEntry::new(0, "efs-iam:okta-event-failed", &message, None);
         if let Err(e) = self.error_log.record_error(&entry).await {
             tracing::warn!(error = %e, "could not write a failed Okta event to the error log");
         }

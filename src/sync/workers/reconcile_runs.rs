@@ -29,14 +29,14 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use super::{Step, Worker};
-use crate::domain::{storable_text, PortalId, SettingKey, RECONCILE_MODE};
+use crate::domain::{storable_text, PortalId, SettingKey, RECONCILE_MODE, TEXT_MAX_CHARS};
 use crate::storage::{
     now, ErrorLogStore, LeaseStore, NewErrorLogEntry, NewReconcileRun, PortalSettingsStore,
     ReconcileRun, ReconcileRunStore, RunOutcome, StorageError,
 };
 use crate::sync::heartbeat::Heartbeat;
 use crate::sync::reconcile::ReconcileReport;
-use crate::sync::{SyncEngine, SyncSettings, SyncStorage, GROUP_SETTING};
+use crate::sync::{SyncEngine, SyncSettings, SyncStorage};
 
 /// The named lease of the one instance storing scheduled runs.
 const SCHEDULE_LOCK: &str = "reconcile-schedule";
@@ -185,8 +185,12 @@ impl ReconcileWorker {
                 let wait = self.settings.backoff(run.attempts.max(1) as u32);
                 let at = now() + chrono::Duration::from_std(wait).unwrap_or_default();
                 tracing::info!(run = %run.id, error = %e, "reconciliation failed; will retry");
-                self.release(run, Some(&storable_text(&e.to_string(), 21_845)), at)
-                    .await?;
+                self.release(
+                    run,
+                    Some(&storable_text(&e.to_string(), TEXT_MAX_CHARS)),
+                    at,
+                )
+                .await?;
                 None
             }
             Err(e) => {
@@ -195,7 +199,7 @@ impl ReconcileWorker {
                     run,
                     RunOutcome::Failed {
                         error_type: e.slug().into(),
-                        error: storable_text(&e.to_string(), 21_845),
+                        error: storable_text(&e.to_string(), TEXT_MAX_CHARS),
                     },
                 )
                 .await?;
@@ -261,14 +265,12 @@ impl ReconcileWorker {
     }
 
     async fn store_due_runs(&self, interval: Duration) -> Result<usize, StorageError> {
-        let group_key = SettingKey::parse(GROUP_SETTING).expect("a valid key");
         let mode_key = SettingKey::parse(RECONCILE_MODE).expect("a valid key");
         let linked: Vec<i32> = self
             .portal_settings
-            .settings_with_key(&group_key)
+            .linked_portals()
             .await?
             .into_iter()
-            .filter(|(_, v)| v.as_deref().is_some_and(|v| !v.trim().is_empty()))
             .map(|(p, _)| p)
             .collect();
         if linked.is_empty() {
@@ -341,24 +343,18 @@ impl ReconcileWorker {
                 report.repaired.marked_deprovisioned
             )
         };
-        let entry = NewErrorLogEntry {
-            message: Some(storable_text(
-                &format!(
-                    "portal {}: the scheduled reconciliation {} found drift with Okta group {}: \
-                     {} missing member(s), {} extra member(s), {} stale reference(s); {done}",
-                    report.portal_id,
-                    run.id,
-                    report.group_id,
-                    c.missing_members,
-                    c.extra_members,
-                    c.stale_references
-                ),
-                21_845,
-            )),
-            status_code: 0,
-            trace: Some(format!("GET /api/v1/sync/reconcile-runs/{}", run.id)),
-            error_code: "efs-iam:reconcile-drift".into(),
-        };
+        let message = format!(
+            "portal {}: the scheduled reconciliation {} found drift with Okta group {}: \
+             {} missing member(s), {} extra member(s), {} stale reference(s); {done}",
+            report.portal_id,
+            run.id,
+            report.group_id,
+            c.missing_members,
+            c.extra_members,
+            c.stale_references
+        );
+        let trace = format!("GET /api/v1/sync/reconcile-runs/{}", run.id);
+        let entry = NewErrorLogEntry::new(0, "efs-iam:reconcile-drift", &message, Some(&trace));
         if let Err(e) = self.error_log.record_error(&entry).await {
             tracing::warn!(error = %e, "could not write the drift to the error log");
         }

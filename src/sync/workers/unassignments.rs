@@ -35,14 +35,14 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use super::{Step, Worker};
-use crate::domain::{storable_text, PortalId, SettingKey};
+use crate::domain::{storable_text, PortalId, TEXT_MAX_CHARS};
 use crate::okta::{OktaClient, OktaError, OnMissing, Removal};
 use crate::storage::{
-    now, ErrorLogStore, NewErrorLogEntry, PortalSettingsStore, StorageError, Unassignment,
-    UnassignmentQueueStore,
+    now, ErrorLogStore, NewErrorLogEntry, PortalGroup, PortalSettingsStore, StorageError,
+    Unassignment, UnassignmentQueueStore,
 };
 use crate::sync::heartbeat::Heartbeat;
-use crate::sync::{SyncSettings, SyncStorage, GROUP_SETTING};
+use crate::sync::{SyncSettings, SyncStorage};
 
 /// How long an answer to "does this group exist?" is reused.
 pub const GROUP_CHECK_TTL: Duration = Duration::from_secs(30);
@@ -280,25 +280,22 @@ impl UnassignmentWorker {
         &self,
         rows: &[Unassignment],
     ) -> Result<HashMap<i32, Result<String, String>>, StorageError> {
-        let key = SettingKey::parse(GROUP_SETTING).expect("a valid key");
         let mut groups = HashMap::new();
         for portal in rows.iter().filter_map(|r| r.portal_id) {
             if groups.contains_key(&portal) {
                 continue;
             }
             let group = match PortalId::new(portal) {
-                Ok(p) => self
-                    .portal_settings
-                    .portal_setting(p, &key)
-                    .await?
-                    .and_then(|s| s.value)
-                    .map(|v| v.trim().to_owned())
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| {
-                        format!(
-                            "portal {portal} has no okta_group_id setting; set it, then requeue"
-                        )
-                    }),
+                Ok(p) => match self.portal_settings.portal_group(p).await? {
+                    PortalGroup::Linked(g) => Ok(g.as_str().to_owned()),
+                    PortalGroup::NotLinked => Err(format!(
+                        "portal {portal} has no okta_group_id setting; set it, then requeue"
+                    )),
+                    PortalGroup::Malformed(v) => Err(format!(
+                        "okta-group-not-found: the okta_group_id of portal {portal} ({v:?}) is \
+                         no Okta group id; correct the setting, then requeue"
+                    )),
+                },
                 Err(_) => Err(format!("portal id {portal} is not valid")),
             };
             groups.insert(portal, group);
@@ -425,7 +422,7 @@ impl UnassignmentWorker {
             "other"
         };
         metrics::counter!("efs_iam_unassignment_failures_total", "reason" => reason).increment(1);
-        let text = storable_text(error, 21_845);
+        let text = storable_text(error, TEXT_MAX_CHARS);
         match self
             .queue
             .fail_unassignment(row.id, &self.owner, attempts, &text, next, dead_at)
@@ -469,19 +466,12 @@ impl UnassignmentWorker {
                     checked_at,
                 },
             );
-            let entry = NewErrorLogEntry {
-                message: Some(storable_text(
-                    &format!(
-                        "portal {portal}: okta_group_id {group} names no group in Okta; {rows} \
-                         unassignment(s) of this step failed and wait (retried, then kept as \
-                         dead letters); correct the setting, then requeue"
-                    ),
-                    21_845,
-                )),
-                status_code: 404,
-                trace: None,
-                error_code: "efs-iam:okta-group-not-found".into(),
-            };
+            let message = format!(
+                "portal {portal}: okta_group_id {group} names no group in Okta; {rows} \
+                 unassignment(s) of this step failed and wait (retried, then kept as dead \
+                 letters); correct the setting, then requeue"
+            );
+            let entry = NewErrorLogEntry::new(404, "efs-iam:okta-group-not-found", &message, None);
             if let Err(e) = self.error_log.record_error(&entry).await {
                 tracing::warn!(error = %e, "could not write the missing group to the error log");
             }
