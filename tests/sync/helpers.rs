@@ -21,28 +21,22 @@ pub struct SyncApp {
     running: Running,
 }
 
-/// Paths are relative to `/api/v1`.
 impl Api for SyncApp {
     fn client(&self) -> &reqwest::Client {
         &self.client
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}/api/v1{}", self.running.address, path)
+        format!("{}{}", self.running.address, path)
     }
 }
 
 impl SyncApp {
-    /// The absolute URL of a path outside `/api/v1` (`/hooks/…`, `/health/…`).
-    pub fn root_url(&self, path: &str) -> String {
-        format!("{}{path}", self.running.address)
-    }
-
     /// Sets the portal's Okta group.
     pub async fn link_portal(&self, portal: i32, group: &str) {
         let (status, body) = self
             .put(
-                &format!("/portals/{portal}/settings/okta_group_id"),
+                &format!("/api/v1/portals/{portal}/settings/okta_group_id"),
                 json!({"value": group}),
             )
             .await;
@@ -183,7 +177,9 @@ pub async fn drain_unassignments(app: &SyncApp) -> Value {
 pub async fn reconcile_and_wait(app: &SyncApp, portal: i32) -> Value {
     let res = app
         .client
-        .post(app.url(&format!("/sync/portals/{portal}/reconcile?dry_run=false")))
+        .post(app.url(&format!(
+            "/api/v1/sync/portals/{portal}/reconcile?dry_run=false"
+        )))
         .send()
         .await
         .unwrap();
@@ -192,8 +188,7 @@ pub async fn reconcile_and_wait(app: &SyncApp, portal: i32) -> Value {
     let accepted: Value = res.json().await.unwrap();
     assert_eq!(accepted["status_url"], location.as_str());
     assert_eq!(accepted["state"], "pending");
-    let path = location.trim_start_matches("/api/v1").to_owned();
-    wait_for_run(app, &path).await
+    wait_for_run(app, &location).await
 }
 
 /// Polls a reconciliation run until it succeeded or failed (10 s at most).

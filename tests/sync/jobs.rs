@@ -39,7 +39,7 @@ async fn a_batch_runs_in_the_background_with_per_user_results(db: TestDb) {
 
     let res = app
         .client
-        .post(app.url("/sync/portals/3/users"))
+        .post(app.url("/api/v1/sync/portals/3/users"))
         .json(&body)
         .send()
         .await
@@ -52,11 +52,11 @@ async fn a_batch_runs_in_the_background_with_per_user_results(db: TestDb) {
     let job = accepted["job_id"].as_str().unwrap().to_owned();
     assert_eq!(location, format!("/api/v1/sync/jobs/{job}"));
 
-    let (_, progress) = app.get(&format!("/sync/jobs/{job}")).await;
+    let (_, progress) = app.get(&format!("/api/v1/sync/jobs/{job}")).await;
     assert_eq!(progress["counts"]["pending"], 60);
 
     drain_jobs(&app, 10).await;
-    let (status, done) = app.get(&format!("/sync/jobs/{job}")).await;
+    let (status, done) = app.get(&format!("/api/v1/sync/jobs/{job}")).await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["state"], "finished");
     assert!(done["finished_at"].is_string());
@@ -77,19 +77,19 @@ async fn a_batch_runs_in_the_background_with_per_user_results(db: TestDb) {
     assert_eq!(okta.group_members(&group).len(), 58);
 
     let (_, failed) = app
-        .get(&format!("/sync/jobs/{job}?state=failed&limit=1"))
+        .get(&format!("/api/v1/sync/jobs/{job}?state=failed&limit=1"))
         .await;
     assert_eq!(failed["items"].as_array().unwrap().len(), 1);
     assert_eq!(failed["items"][0]["index"], 7);
     let cursor = failed["next_cursor"].as_str().unwrap();
     let (_, next) = app
         .get(&format!(
-            "/sync/jobs/{job}?state=failed&limit=1&cursor={cursor}"
+            "/api/v1/sync/jobs/{job}?state=failed&limit=1&cursor={cursor}"
         ))
         .await;
     assert_eq!(next["items"][0]["index"], 9);
     assert!(next.get("next_cursor").is_none());
-    let (_, reference) = app.get("/portals/3/user-references/8").await;
+    let (_, reference) = app.get("/api/v1/portals/3/user-references/8").await;
     assert_eq!(reference["status"], "failed");
 }
 
@@ -105,13 +105,13 @@ async fn transient_failures_are_retried_with_backoff() {
     })
     .await;
     app.link_portal(4, &group).await;
-    let (_, accepted) = app.post("/sync/portals/4/users", batch(1..=1)).await;
+    let (_, accepted) = app.post("/api/v1/sync/portals/4/users", batch(1..=1)).await;
     let job = accepted["job_id"].as_str().unwrap().to_owned();
     okta.inject(Fault::new("POST", "/api/v1/users", FaultKind::ServiceUnavailable).times(1));
     let worker = app.sync.job_worker().unwrap();
     let step = worker.run_once().await.unwrap();
     assert_eq!((step.claimed, step.retrying), (1, 1));
-    let (_, progress) = app.get(&format!("/sync/jobs/{job}")).await;
+    let (_, progress) = app.get(&format!("/api/v1/sync/jobs/{job}")).await;
     assert_eq!(progress["counts"]["retrying"], 1);
     assert_eq!(progress["items"][0]["error"]["type"], "retrying");
     assert!(progress["items"][0]["next_attempt_at"].is_string());
@@ -119,7 +119,7 @@ async fn transient_failures_are_retried_with_backoff() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let step = worker.run_once().await.unwrap();
     assert_eq!((step.claimed, step.succeeded), (1, 1));
-    let (_, done) = app.get(&format!("/sync/jobs/{job}")).await;
+    let (_, done) = app.get(&format!("/api/v1/sync/jobs/{job}")).await;
     assert_eq!(done["state"], "finished");
     assert_eq!(done["items"][0]["attempts"], 2);
 }
@@ -139,11 +139,11 @@ async fn okta_s_causes_reach_job_items_naming_only_fields_the_item_sent() {
         async move {
             let mut body = batch(1..=1);
             body["users"][0]["attributes"] = attributes;
-            let (status, accepted) = app.post("/sync/portals/5/users", body).await;
+            let (status, accepted) = app.post("/api/v1/sync/portals/5/users", body).await;
             assert_eq!(status, 202, "{accepted}");
             drain_jobs(app, 5).await;
             let job = accepted["job_id"].as_str().unwrap();
-            let (_, done) = app.get(&format!("/sync/jobs/{job}")).await;
+            let (_, done) = app.get(&format!("/api/v1/sync/jobs/{job}")).await;
             assert_eq!(done["items"][0]["state"], "failed", "{done}");
             done["items"][0]["error"].clone()
         }
@@ -191,7 +191,9 @@ async fn a_job_survives_a_crash_and_resumes() {
     })
     .await;
     first.link_portal(5, &group).await;
-    let (status, accepted) = first.post("/sync/portals/5/users", batch(1..=30)).await;
+    let (status, accepted) = first
+        .post("/api/v1/sync/portals/5/users", batch(1..=30))
+        .await;
     assert_eq!(status, 202);
     let job = accepted["job_id"].as_str().unwrap().to_owned();
     // The "crashed" instance leased ten items and never finished them.
@@ -213,7 +215,7 @@ async fn a_job_survives_a_crash_and_resumes() {
     assert_eq!(step.claimed, 20, "the leased items wait for their lease");
     tokio::time::sleep(Duration::from_millis(4100)).await;
     drain_jobs(&second, 5).await;
-    let (_, done) = second.get(&format!("/sync/jobs/{job}")).await;
+    let (_, done) = second.get(&format!("/api/v1/sync/jobs/{job}")).await;
     assert_eq!(done["state"], "finished", "{done}");
     assert_eq!(done["counts"]["succeeded"], 30);
     assert_eq!(okta.group_members(&group).len(), 30);
@@ -231,12 +233,14 @@ async fn the_background_worker_runs_jobs_and_stops_with_the_server() {
     })
     .await;
     app.link_portal(8, &group).await;
-    let (_, accepted) = app.post("/sync/portals/8/users", batch(1..=12)).await;
+    let (_, accepted) = app
+        .post("/api/v1/sync/portals/8/users", batch(1..=12))
+        .await;
     let job = accepted["job_id"].as_str().unwrap().to_owned();
     // The submission wakes the worker; no need to wait for the poll interval.
     let mut state = Value::Null;
     for _ in 0..100 {
-        let (_, body) = app.get(&format!("/sync/jobs/{job}")).await;
+        let (_, body) = app.get(&format!("/api/v1/sync/jobs/{job}")).await;
         state = body["state"].clone();
         if state == "finished" {
             break;
@@ -244,7 +248,7 @@ async fn the_background_worker_runs_jobs_and_stops_with_the_server() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(state, "finished");
-    let (_, status) = app.get("/sync/status").await;
+    let (_, status) = app.get("/api/v1/sync/status").await;
     assert_eq!(status["workers"]["enabled"], true);
     assert_eq!(status["workers"]["jobs"]["running"], true);
     app.stop().await;
@@ -265,21 +269,23 @@ async fn batches_are_validated_as_a_whole() {
     let mut body = batch(1..=3);
     body["users"][2]["user_id"] = json!(0);
     body["users"][1]["login"] = json!(" ");
-    let got = app.post("/sync/portals/9/users", body).await;
+    let got = app.post("/api/v1/sync/portals/9/users", body).await;
     assert_eq!(
         assert_problem(&got, 422, "validation-failed"),
         ["users[1].login", "users[2].user_id"]
     );
     let got = app
-        .post("/sync/portals/9/users", json!({"users": []}))
+        .post("/api/v1/sync/portals/9/users", json!({"users": []}))
         .await;
     assert_eq!(assert_problem(&got, 422, "validation-failed"), ["users"]);
-    let got = app.post("/sync/portals/9/users", batch(1..=10_001)).await;
+    let got = app
+        .post("/api/v1/sync/portals/9/users", batch(1..=10_001))
+        .await;
     assert_eq!(assert_problem(&got, 422, "validation-failed"), ["users"]);
-    let got = app.get("/sync/jobs/not-a-job").await;
+    let got = app.get("/api/v1/sync/jobs/not-a-job").await;
     assert_problem(&got, 400, "invalid-parameter");
     let got = app
-        .get("/sync/jobs/7d9f1c2e-4b1a-4c7e-9a51-0d6f2f9a1b23")
+        .get("/api/v1/sync/jobs/7d9f1c2e-4b1a-4c7e-9a51-0d6f2f9a1b23")
         .await;
     assert_problem(&got, 404, "not-found");
 }

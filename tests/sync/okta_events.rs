@@ -21,7 +21,7 @@ async fn hooked(db: &TestDb, okta: &FakeOkta) -> SyncApp {
     })
     .await;
     okta.set_event_hook(EventHook::new(
-        app.root_url("/hooks/okta/events"),
+        app.url("/hooks/okta/events"),
         "Authorization",
         SECRET,
     ));
@@ -32,7 +32,7 @@ async fn hooked(db: &TestDb, okta: &FakeOkta) -> SyncApp {
 async fn reference(app: &SyncApp, portal: i32, user: i32, okta_id: &str) {
     let (status, body) = app
         .put(
-            &format!("/portals/{portal}/user-references/{user}"),
+            &format!("/api/v1/portals/{portal}/user-references/{user}"),
             json!({"okta_user_id": okta_id, "status": "synced"}),
         )
         .await;
@@ -41,7 +41,7 @@ async fn reference(app: &SyncApp, portal: i32, user: i32, okta_id: &str) {
 
 async fn reference_state(app: &SyncApp, portal: i32, user: i32) -> (String, bool) {
     let (_, r) = app
-        .get(&format!("/portals/{portal}/user-references/{user}"))
+        .get(&format!("/api/v1/portals/{portal}/user-references/{user}"))
         .await;
     (
         r["status"].as_str().unwrap_or_default().to_owned(),
@@ -68,7 +68,7 @@ async fn the_hook_is_verified_and_refuses_a_wrong_or_missing_secret() {
     let app = hooked(&db, &okta).await;
     okta.verify_event_hook().await.expect("verified");
 
-    let url = app.root_url("/hooks/okta/events");
+    let url = app.url("/hooks/okta/events");
     let envelope =
         json!({"data": {"events": [events::event("user.lifecycle.deactivate", vec![])]}});
     for auth in [
@@ -104,7 +104,7 @@ async fn the_hook_is_verified_and_refuses_a_wrong_or_missing_secret() {
     let off = spawn(&db, Some(&okta), |_| {}).await;
     let res = off
         .client
-        .get(off.root_url("/hooks/okta/events"))
+        .get(off.url("/hooks/okta/events"))
         .header("Authorization", SECRET)
         .header("X-Okta-Verification-Challenge", "x")
         .send()
@@ -138,7 +138,7 @@ async fn changes_made_in_okta_reach_the_references(db: TestDb) {
     }
     // An EFS-Admin user linked to an Okta user (admin references have no status).
     let admin = seed_user(&okta, "admin.user@example.com", UserStatus::Active);
-    app.put("/user-references/42", json!({"okta_user_id": admin}))
+    app.put("/api/v1/user-references/42", json!({"okta_user_id": admin}))
         .await;
     settled(&okta, &db).await; // the seeding's own membership events
 
@@ -171,7 +171,7 @@ async fn changes_made_in_okta_reach_the_references(db: TestDb) {
         ("synced".into(), false),
         "a group that is no portal's changes nothing"
     );
-    let (status, admin_ref) = app.get("/user-references/42").await;
+    let (status, admin_ref) = app.get("/api/v1/user-references/42").await;
     assert_eq!(status, 200, "kept: {admin_ref}");
 
     // Reactivated, added back.
@@ -214,7 +214,7 @@ async fn changes_made_in_okta_reach_the_references(db: TestDb) {
             .contains("1 admin user reference"),
         "{admin_event:?}"
     );
-    let (_, status) = app.get("/sync/status").await;
+    let (_, status) = app.get("/api/v1/sync/status").await;
     assert_eq!(status["okta_events"]["pending"], 0);
     assert_eq!(status["okta_events"]["failed"], 0);
 }
@@ -312,7 +312,7 @@ async fn a_slow_database_does_not_delay_the_answer() {
     let started = Instant::now();
     let res = app
         .client
-        .post(app.root_url("/hooks/okta/events"))
+        .post(app.url("/hooks/okta/events"))
         .header("Authorization", SECRET)
         .json(&json!({"eventType": "com.okta.event_hook", "data": {"events": [event]}}))
         .send()
@@ -359,16 +359,16 @@ async fn an_event_that_cannot_be_applied_stays_visible() {
         .unwrap();
     assert_eq!(stored.state, "failed");
     let (_, log) = app
-        .get("/errors?error_code=efs-iam:okta-event-failed")
+        .get("/api/v1/errors?error_code=efs-iam:okta-event-failed")
         .await;
     assert_eq!(log["items"].as_array().unwrap().len(), 1, "{log}");
-    let (_, status) = app.get("/sync/status").await;
+    let (_, status) = app.get("/api/v1/sync/status").await;
     assert_eq!(status["okta_events"]["failed"], 1);
 
     // A malformed delivery is refused whole, naming the field.
     let res = app
         .client
-        .post(app.root_url("/hooks/okta/events"))
+        .post(app.url("/hooks/okta/events"))
         .header("Authorization", SECRET)
         .json(&json!({"data": {"events": [{"uuid": "u1", "eventType": "user.lifecycle.deactivate"}]}}))
         .send()
@@ -382,7 +382,7 @@ async fn an_event_that_cannot_be_applied_stays_visible() {
     ancient["published"] = json!("0001-01-01T00:00:00Z");
     let res = app
         .client
-        .post(app.root_url("/hooks/okta/events"))
+        .post(app.url("/hooks/okta/events"))
         .header("Authorization", SECRET)
         .json(&json!({"data": {"events": [ancient]}}))
         .send()

@@ -19,13 +19,16 @@ async fn portal_user_joins_the_group_and_the_reference_is_synced(db: TestDb) {
     let app = spawn(&db, Some(&okta), |_| {}).await;
     app.link_portal(12, &group).await;
     app.put(
-        "/portals/12/user-references/4711",
+        "/api/v1/portals/12/user-references/4711",
         json!({"okta_user_id": "00uOLDOLDOLDOLDOLDOL", "status": "pending", "has_data_changes": true}),
     )
     .await;
 
     let (status, body) = app
-        .post("/sync/portals/12/users/4711", profile("pan@example.com"))
+        .post(
+            "/api/v1/sync/portals/12/users/4711",
+            profile("pan@example.com"),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "created", "the old reference was stale");
@@ -33,14 +36,17 @@ async fn portal_user_joins_the_group_and_the_reference_is_synced(db: TestDb) {
     assert_eq!(body["status"], "synced");
     let id = body["okta_user_id"].as_str().unwrap().to_owned();
     assert_eq!(okta.group_members(&group), vec![id.clone()]);
-    let (_, reference) = app.get("/portals/12/user-references/4711").await;
+    let (_, reference) = app.get("/api/v1/portals/12/user-references/4711").await;
     assert_eq!(reference["okta_user_id"], id.as_str());
     assert_eq!(reference["status"], "synced");
     assert_eq!(reference["has_data_changes"], false);
 
     // Again: nothing changes, membership stays one.
     let (_, body) = app
-        .post("/sync/portals/12/users/4711", profile("pan@example.com"))
+        .post(
+            "/api/v1/sync/portals/12/users/4711",
+            profile("pan@example.com"),
+        )
         .await;
     assert_eq!(body["outcome"], "unchanged");
     assert_eq!(okta.group_members(&group).len(), 1);
@@ -49,7 +55,10 @@ async fn portal_user_joins_the_group_and_the_reference_is_synced(db: TestDb) {
     if db.is_mysql() {
         let before = okta.requests().len();
         let got = app
-            .post("/sync/portals/12/users/999", profile("ghost@example.com"))
+            .post(
+                "/api/v1/sync/portals/12/users/999",
+                profile("ghost@example.com"),
+            )
             .await;
         assert_problem(&got, 422, "unknown-efs-user");
         assert_eq!(okta.requests().len(), before);
@@ -66,12 +75,18 @@ async fn one_person_in_two_portals_is_one_okta_user_in_two_groups() {
     app.link_portal(1, &g1).await;
     app.link_portal(2, &g2).await;
     let (_, a) = app
-        .post("/sync/portals/1/users/77", profile("multi@example.com"))
+        .post(
+            "/api/v1/sync/portals/1/users/77",
+            profile("multi@example.com"),
+        )
         .await;
     // The second portal knows the person under a new login: the other portal's
     // reference still finds the same Okta user.
     let (_, b) = app
-        .post("/sync/portals/2/users/77", profile("multi.new@example.com"))
+        .post(
+            "/api/v1/sync/portals/2/users/77",
+            profile("multi.new@example.com"),
+        )
         .await;
     assert_eq!(a["outcome"], "created");
     assert_eq!(b["outcome"], "updated", "{b}");
@@ -88,19 +103,21 @@ async fn a_portal_without_group_is_a_clear_409() {
     let okta = fake_okta().await;
     let app = spawn(&db, Some(&okta), |_| {}).await;
     let got = app
-        .post("/sync/portals/5/users/1", profile("x@example.com"))
+        .post("/api/v1/sync/portals/5/users/1", profile("x@example.com"))
         .await;
     assert_problem(&got, 409, "portal-not-linked");
     assert!(got.1["detail"].as_str().unwrap().contains("okta_group_id"));
     assert!(okta.requests().is_empty());
     let got = app
         .post(
-            "/sync/portals/5/users",
+            "/api/v1/sync/portals/5/users",
             json!({"users": [{"user_id": 1, "login": "x@example.com", "email": "x@example.com", "first_name": "X", "last_name": "Y"}]}),
         )
         .await;
     assert_problem(&got, 409, "portal-not-linked");
-    let got = app.post("/sync/portals/5/reconcile", json!(null)).await;
+    let got = app
+        .post("/api/v1/sync/portals/5/reconcile", json!(null))
+        .await;
     assert_problem(&got, 409, "portal-not-linked");
 }
 
@@ -111,10 +128,13 @@ async fn failures_are_recorded_on_the_reference_and_in_the_error_log() {
     let app = spawn(&db, Some(&okta), |_| {}).await;
     link_portal_unchecked(&db, 6, "00gNOSUCHGROUP000000").await;
     let got = app
-        .post("/sync/portals/6/users/61", profile("lost@example.com"))
+        .post(
+            "/api/v1/sync/portals/6/users/61",
+            profile("lost@example.com"),
+        )
         .await;
     assert_problem(&got, 409, "okta-group-not-found");
-    let (_, reference) = app.get("/portals/6/user-references/61").await;
+    let (_, reference) = app.get("/api/v1/portals/6/user-references/61").await;
     assert_eq!(reference["status"], "failed");
     assert_eq!(reference["has_data_changes"], true);
     let id = users_with_login(&okta, "lost@example.com");
@@ -139,7 +159,10 @@ async fn failures_are_recorded_on_the_reference_and_in_the_error_log() {
     let group = okta.create_group("Portal 6");
     app.link_portal(6, &group).await;
     let (status, body) = app
-        .post("/sync/portals/6/users/61", profile("lost@example.com"))
+        .post(
+            "/api/v1/sync/portals/6/users/61",
+            profile("lost@example.com"),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["okta_user_id"], id[0].as_str());
@@ -148,22 +171,25 @@ async fn failures_are_recorded_on_the_reference_and_in_the_error_log() {
     // A deprovisioned Okta user: the reference says so.
     let gone = seed_user(&okta, "gone@example.com", UserStatus::Deprovisioned);
     let got = app
-        .post("/sync/portals/6/users/62", profile("gone@example.com"))
+        .post(
+            "/api/v1/sync/portals/6/users/62",
+            profile("gone@example.com"),
+        )
         .await;
     assert_problem(&got, 409, "okta-user-deprovisioned");
-    let (_, reference) = app.get("/portals/6/user-references/62").await;
+    let (_, reference) = app.get("/api/v1/portals/6/user-references/62").await;
     assert_eq!(reference["status"], "deprovisioned");
     assert_eq!(reference["okta_user_id"], gone.as_str());
 
     // Okta refusing the profile: failed, the field named.
     let mut bad = profile("bad@example.com");
     bad["email"] = json!("bad@nodot");
-    let got = app.post("/sync/portals/6/users/63", bad).await;
+    let got = app.post("/api/v1/sync/portals/6/users/63", bad).await;
     assert_eq!(
         assert_problem(&got, 422, "okta-validation-failed"),
         ["email"]
     );
-    let (_, reference) = app.get("/portals/6/user-references/63").await;
+    let (_, reference) = app.get("/api/v1/portals/6/user-references/63").await;
     assert_eq!(reference["status"], "failed");
     assert_eq!(reference["okta_user_id"], serde_json::Value::Null);
 }
@@ -190,7 +216,10 @@ async fn a_404_from_an_existing_group_is_not_a_missing_group() {
         .times(1),
     );
     let got = app
-        .post("/sync/portals/14/users/1", profile("vanishing@example.com"))
+        .post(
+            "/api/v1/sync/portals/14/users/1",
+            profile("vanishing@example.com"),
+        )
         .await;
     assert_ne!(
         got.1["type"], "urn:efs-iam:problem:okta-group-not-found",

@@ -20,7 +20,7 @@ async fn dry_run_reports_and_repair_fixes_every_kind_of_drift() {
         let body = json!({"okta_user_id": id, "status": status});
         async move {
             let (s, b) = app
-                .put(&format!("/portals/12/user-references/{user}"), body)
+                .put(&format!("/api/v1/portals/12/user-references/{user}"), body)
                 .await;
             assert!(s.is_success(), "{b}");
         }
@@ -47,13 +47,16 @@ async fn dry_run_reports_and_repair_fixes_every_kind_of_drift() {
     reference(5, &deact, "synced").await;
     // never linked
     app.post(
-        "/sync/portals/12/users/6",
+        "/api/v1/sync/portals/12/users/6",
         json!({"login": "bad", "email": "bad@x", "first_name": "B", "last_name": "C"}),
     )
     .await;
 
     let (status, report) = app
-        .post("/sync/portals/12/reconcile?dry_run=true", Value::Null)
+        .post(
+            "/api/v1/sync/portals/12/reconcile?dry_run=true",
+            Value::Null,
+        )
         .await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["dry_run"], true);
@@ -118,9 +121,11 @@ async fn dry_run_reports_and_repair_fixes_every_kind_of_drift() {
         4,
         "a dry run changes nothing"
     );
-    let (_, r5) = app.get("/portals/12/user-references/5").await;
+    let (_, r5) = app.get("/api/v1/portals/12/user-references/5").await;
     assert_eq!(r5["status"], "synced");
-    let (_, default) = app.post("/sync/portals/12/reconcile", Value::Null).await;
+    let (_, default) = app
+        .post("/api/v1/sync/portals/12/reconcile", Value::Null)
+        .await;
     assert_eq!(default["dry_run"], true, "dry run unless asked otherwise");
 
     let run = reconcile_and_wait(&app, 12).await;
@@ -140,11 +145,14 @@ async fn dry_run_reports_and_repair_fixes_every_kind_of_drift() {
     let mut expected = vec![fine.clone(), missing.clone()];
     expected.sort();
     assert_eq!(members, expected);
-    let (_, r4) = app.get("/portals/12/user-references/4").await;
+    let (_, r4) = app.get("/api/v1/portals/12/user-references/4").await;
     assert_eq!(r4["status"], "deprovisioned");
 
     let (_, again) = app
-        .post("/sync/portals/12/reconcile?dry_run=true", Value::Null)
+        .post(
+            "/api/v1/sync/portals/12/reconcile?dry_run=true",
+            Value::Null,
+        )
         .await;
     assert_eq!(
         again["counts"],
@@ -191,7 +199,7 @@ async fn nothing_is_removed_on_a_failed_read() {
     // A user whose own lookup fails is reported and left alone.
     let elsewhere = seed_user(&okta, "elsewhere@example.com", UserStatus::Active);
     app.put(
-        "/portals/13/user-references/2",
+        "/api/v1/portals/13/user-references/2",
         json!({"okta_user_id": elsewhere, "status": "synced"}),
     )
     .await;
@@ -209,11 +217,14 @@ async fn nothing_is_removed_on_a_failed_read() {
     assert_eq!(report["counts"]["errors"], 1);
     assert_eq!(report["errors"][0]["user_id"], 2);
     assert_eq!(report["repaired"]["added"], 0);
-    let (_, r) = app.get("/portals/13/user-references/2").await;
+    let (_, r) = app.get("/api/v1/portals/13/user-references/2").await;
     assert_eq!(r["status"], "synced");
 
     let got = app
-        .post("/sync/portals/13/reconcile?dry_run=maybe", Value::Null)
+        .post(
+            "/api/v1/sync/portals/13/reconcile?dry_run=maybe",
+            Value::Null,
+        )
         .await;
     assert_problem(&got, 400, "invalid-parameter");
 }
@@ -237,7 +248,7 @@ async fn a_repair_run_of_a_missing_group_fails_and_is_listed() {
         .unwrap()
         .contains("00gGONE0000000000000"));
 
-    let (status, list) = app.get("/sync/reconcile-runs?portal_id=15").await;
+    let (status, list) = app.get("/api/v1/sync/reconcile-runs?portal_id=15").await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     assert_eq!(list["items"][0]["run_id"], run["run_id"]);
@@ -246,19 +257,22 @@ async fn a_repair_run_of_a_missing_group_fails_and_is_listed() {
         None,
         "reports only in the single run"
     );
-    let (_, other) = app.get("/sync/reconcile-runs?portal_id=16").await;
+    let (_, other) = app.get("/api/v1/sync/reconcile-runs?portal_id=16").await;
     assert_eq!(other["items"], json!([]));
 
-    let got = app.get("/sync/reconcile-runs/not-a-run").await;
+    let got = app.get("/api/v1/sync/reconcile-runs/not-a-run").await;
     assert_problem(&got, 400, "invalid-parameter");
     let got = app
-        .get("/sync/reconcile-runs/00000000-0000-4000-8000-000000000000")
+        .get("/api/v1/sync/reconcile-runs/00000000-0000-4000-8000-000000000000")
         .await;
     assert_problem(&got, 404, "not-found");
-    let got = app.get("/sync/reconcile-runs?limit=0").await;
+    let got = app.get("/api/v1/sync/reconcile-runs?limit=0").await;
     assert_problem(&got, 400, "invalid-parameter");
     let got = app
-        .post("/sync/portals/16/reconcile?dry_run=false", Value::Null)
+        .post(
+            "/api/v1/sync/portals/16/reconcile?dry_run=false",
+            Value::Null,
+        )
         .await;
     assert_problem(&got, 409, "portal-not-linked");
 }
@@ -267,7 +281,7 @@ async fn a_repair_run_of_a_missing_group_fails_and_is_listed() {
 async fn set(app: &SyncApp, portal: i32, key: &str, value: &str) {
     let (status, body) = app
         .put(
-            &format!("/portals/{portal}/settings/{key}"),
+            &format!("/api/v1/portals/{portal}/settings/{key}"),
             json!({"value": value}),
         )
         .await;
@@ -278,7 +292,7 @@ async fn set(app: &SyncApp, portal: i32, key: &str, value: &str) {
 async fn scheduled_run(app: &SyncApp, portal: i32, after: Option<&str>) -> Value {
     for _ in 0..200 {
         let (_, list) = app
-            .get(&format!("/sync/reconcile-runs?portal_id={portal}"))
+            .get(&format!("/api/v1/sync/reconcile-runs?portal_id={portal}"))
             .await;
         let ended = list["items"].as_array().unwrap().iter().find(|r| {
             r["kind"] == "scheduled"
@@ -287,7 +301,10 @@ async fn scheduled_run(app: &SyncApp, portal: i32, after: Option<&str>) -> Value
         });
         if let Some(run) = ended {
             let id = run["run_id"].as_str().unwrap();
-            return app.get(&format!("/sync/reconcile-runs/{id}")).await.1;
+            return app
+                .get(&format!("/api/v1/sync/reconcile-runs/{id}"))
+                .await
+                .1;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -320,7 +337,7 @@ async fn the_schedule_reports_drift_and_repairs_where_asked(db: TestDb) {
     app.link_portal(32, &g2).await;
     let got = app
         .put(
-            "/portals/32/settings/reconcile_mode",
+            "/api/v1/portals/32/settings/reconcile_mode",
             json!({"value": "sometimes"}),
         )
         .await;
@@ -340,7 +357,9 @@ async fn the_schedule_reports_drift_and_repairs_where_asked(db: TestDb) {
     assert_eq!(repaired["report"]["repaired"]["removed"], 1);
     assert!(okta.group_members(&g2).is_empty());
 
-    let (_, log) = app.get("/errors?error_code=efs-iam:reconcile-drift").await;
+    let (_, log) = app
+        .get("/api/v1/errors?error_code=efs-iam:reconcile-drift")
+        .await;
     let messages: Vec<&str> = log["items"]
         .as_array()
         .unwrap()
@@ -356,7 +375,7 @@ async fn the_schedule_reports_drift_and_repairs_where_asked(db: TestDb) {
     // The repaired portal's next run finds nothing; the reported one still drifts.
     let next = scheduled_run(&app, 32, repaired["run_id"].as_str()).await;
     assert_eq!(next["report"]["counts"]["extra_members"], 0, "{next}");
-    let (_, status) = app.get("/sync/status").await;
+    let (_, status) = app.get("/api/v1/sync/status").await;
     let r = &status["reconciliation"];
     assert_eq!(r["interval_seconds"], 1);
     assert_eq!(r["linked_portals"], 2);
@@ -398,26 +417,18 @@ async fn two_instances_never_reconcile_one_portal_at_once() {
     );
     let started = std::time::Instant::now();
     let (ra, rb) = tokio::join!(
-        a.post("/sync/portals/33/reconcile?dry_run=false", Value::Null),
-        b.post("/sync/portals/33/reconcile?dry_run=false", Value::Null)
+        a.post(
+            "/api/v1/sync/portals/33/reconcile?dry_run=false",
+            Value::Null
+        ),
+        b.post(
+            "/api/v1/sync/portals/33/reconcile?dry_run=false",
+            Value::Null
+        )
     );
     assert_eq!((ra.0.as_u16(), rb.0.as_u16()), (202, 202));
-    let first = wait_for_run(
-        &a,
-        ra.1["status_url"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("/api/v1"),
-    )
-    .await;
-    let second = wait_for_run(
-        &b,
-        rb.1["status_url"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("/api/v1"),
-    )
-    .await;
+    let first = wait_for_run(&a, ra.1["status_url"].as_str().unwrap()).await;
+    let second = wait_for_run(&b, rb.1["status_url"].as_str().unwrap()).await;
     let took = started.elapsed();
     assert_eq!(
         (first["state"].as_str(), second["state"].as_str()),

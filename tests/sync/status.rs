@@ -16,8 +16,9 @@ async fn status_shows_okta_the_governor_the_queue_and_the_workers() {
         s.sync.instance_id = Some("efs-iam-test-1".into());
     })
     .await;
-    app.post("/sync/users/1", profile("s@example.com")).await;
-    let (status, body) = app.get("/sync/status").await;
+    app.post("/api/v1/sync/users/1", profile("s@example.com"))
+        .await;
+    let (status, body) = app.get("/api/v1/sync/status").await;
     assert_eq!(status, 200, "{body}");
     let o = &body["okta"];
     assert_eq!(o["configured"], true);
@@ -52,7 +53,7 @@ async fn status_shows_okta_the_governor_the_queue_and_the_workers() {
 
     // The probe is cached: a second status call does not call Okta again.
     let probes = okta.request_count("GET", "/api/v1/users/{id}");
-    app.get("/sync/status").await;
+    app.get("/api/v1/sync/status").await;
     assert_eq!(okta.request_count("GET", "/api/v1/users/{id}"), probes);
 
     okta.shutdown();

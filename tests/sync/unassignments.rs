@@ -34,7 +34,7 @@ async fn queue_members(
     }
     let (status, body) = app
         .post(
-            &format!("/portals/{portal}/unassignments"),
+            &format!("/api/v1/portals/{portal}/unassignments"),
             json!({ "users": users }),
         )
         .await;
@@ -58,7 +58,7 @@ async fn the_queue_is_drained_on_demand(db: TestDb) {
     // One user Okta no longer has (404): gone already, row deleted all the same.
     let (status, _) = app
         .post(
-            "/portals/1/unassignments",
+            "/api/v1/portals/1/unassignments",
             json!({"users": [{"user_id": 99, "okta_user_id": "00uDELETEDLONGAGO000"}]}),
         )
         .await;
@@ -72,7 +72,7 @@ async fn the_queue_is_drained_on_demand(db: TestDb) {
     assert_eq!(run["already_gone"], 1);
     assert!(run["steps"].as_u64().unwrap() >= 4, "batches of 7: {run}");
     assert_eq!(okta.group_members(&group), vec![stranger]);
-    let (_, listed) = app.get("/portals/1/unassignments").await;
+    let (_, listed) = app.get("/api/v1/portals/1/unassignments").await;
     assert_eq!(listed["counts"], json!({"pending": 0, "dead": 0}));
     ids.sort();
     assert_eq!(
@@ -121,7 +121,9 @@ async fn failures_back_off_then_become_dead_letters_that_can_be_requeued() {
         (run["removed"].as_u64(), run["retrying"].as_u64()),
         (Some(1), Some(1))
     );
-    let (_, pending) = app.get("/portals/3/unassignments?state=pending").await;
+    let (_, pending) = app
+        .get("/api/v1/portals/3/unassignments?state=pending")
+        .await;
     let row = &pending["items"][0];
     assert_eq!(row["attempts"], 1);
     assert!(row["last_error"].as_str().unwrap().contains("500"), "{row}");
@@ -132,13 +134,13 @@ async fn failures_back_off_then_become_dead_letters_that_can_be_requeued() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let run = drain_unassignments(&app).await;
     assert_eq!(run["dead_lettered"], 1, "{run}");
-    let (_, dead) = app.get("/portals/3/unassignments?state=dead").await;
+    let (_, dead) = app.get("/api/v1/portals/3/unassignments?state=dead").await;
     assert_eq!(dead["counts"], json!({"pending": 0, "dead": 1}));
     let row = dead["items"][0].clone();
     assert_eq!(row["attempts"], 2);
     assert!(row["dead_at"].is_string());
     assert_eq!(row["okta_user_id"], ids[0].as_str());
-    let (_, status) = app.get("/sync/status").await;
+    let (_, status) = app.get("/api/v1/sync/status").await;
     assert_eq!(status["unassignments"]["dead"], 1);
 
     // Kept, not retried, until someone requeues it.
@@ -148,7 +150,7 @@ async fn failures_back_off_then_become_dead_letters_that_can_be_requeued() {
     okta.clear_faults();
     let (status, requeued) = app
         .post(
-            "/sync/unassignments/requeue",
+            "/api/v1/sync/unassignments/requeue",
             json!({"portal_id": 3, "ids": [row["id"], 123456]}),
         )
         .await;
@@ -180,17 +182,17 @@ async fn legacy_rows_without_portal_are_dead_lettered_and_can_be_requeued_with_o
     let run = drain_unassignments(&app).await;
     assert_eq!(run["unroutable"], 1, "{run}");
     let (_, dead) = app
-        .get("/sync/unassignments/dead?without_portal=true")
+        .get("/api/v1/sync/unassignments/dead?without_portal=true")
         .await;
     let row = &dead["items"][0];
     assert_eq!(row["portal_id"], Value::Null);
     assert!(row["last_error"].as_str().unwrap().contains("portal_id"));
-    let (_, status) = app.get("/sync/status").await;
+    let (_, status) = app.get("/api/v1/sync/status").await;
     assert_eq!(status["unassignments"]["dead_without_portal"], 1);
 
     let (_, requeued) = app
         .post(
-            "/sync/unassignments/requeue",
+            "/api/v1/sync/unassignments/requeue",
             json!({"portal_id": 4, "ids": [row["id"]]}),
         )
         .await;
@@ -212,11 +214,13 @@ async fn refused_credentials_block_the_worker_without_spending_attempts() {
     let run = drain_unassignments(&app).await;
     assert!(run["blocked"].as_str().unwrap().contains("Okta"), "{run}");
     assert_eq!(run["released"], 3);
-    let (_, pending) = app.get("/portals/5/unassignments?state=pending").await;
+    let (_, pending) = app
+        .get("/api/v1/portals/5/unassignments?state=pending")
+        .await;
     for row in pending["items"].as_array().unwrap() {
         assert_eq!(row["attempts"], 0, "not the rows' fault");
     }
-    let (_, status) = app.get("/sync/status").await;
+    let (_, status) = app.get("/api/v1/sync/status").await;
     assert_eq!(status["okta"]["last_auth_failure"]["status"], 401);
     okta.set_api_token(Some("test-token"));
     let run = drain_unassignments(&app).await;
@@ -229,13 +233,13 @@ async fn a_portal_without_group_setting_fails_its_rows_clearly() {
     let okta = fake_okta().await;
     let app = spawn(&db, Some(&okta), |s| s.sync.max_attempts = 1).await;
     app.post(
-        "/portals/6/unassignments",
+        "/api/v1/portals/6/unassignments",
         json!({"users": [{"user_id": 1, "okta_user_id": "00u1"}]}),
     )
     .await;
     let run = drain_unassignments(&app).await;
     assert_eq!(run["dead_lettered"], 1);
-    let (_, dead) = app.get("/portals/6/unassignments?state=dead").await;
+    let (_, dead) = app.get("/api/v1/portals/6/unassignments?state=dead").await;
     assert!(dead["items"][0]["last_error"]
         .as_str()
         .unwrap()
@@ -310,7 +314,9 @@ async fn a_missing_group_keeps_the_rows_and_says_so(db: TestDb) {
         (Some(0), Some(0), Some(5), Some(5)),
         "{run}"
     );
-    let (_, pending) = app.get("/portals/8/unassignments?state=pending").await;
+    let (_, pending) = app
+        .get("/api/v1/portals/8/unassignments?state=pending")
+        .await;
     assert_eq!(pending["counts"], json!({"pending": 5, "dead": 0}));
     assert!(pending["items"][0]["last_error"]
         .as_str()
@@ -327,14 +333,14 @@ async fn a_missing_group_keeps_the_rows_and_says_so(db: TestDb) {
         "one group check for the step, not one per row"
     );
     let (_, log) = app
-        .get("/errors?error_code=efs-iam:okta-group-not-found")
+        .get("/api/v1/errors?error_code=efs-iam:okta-group-not-found")
         .await;
     assert_eq!(log["items"].as_array().unwrap().len(), 1, "{log}");
     assert!(log["items"][0]["message"]
         .as_str()
         .unwrap()
         .contains("portal 8"));
-    let (_, status) = app.get("/sync/status").await;
+    let (_, status) = app.get("/api/v1/sync/status").await;
     assert_eq!(
         status["missing_okta_groups"][0]["group_id"], "00gMISTYPED000000000",
         "{status}"
@@ -345,18 +351,21 @@ async fn a_missing_group_keeps_the_rows_and_says_so(db: TestDb) {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let run = drain_unassignments(&app).await;
     assert_eq!(run["dead_lettered"], 5, "{run}");
-    let (_, dead) = app.get("/portals/8/unassignments?state=dead").await;
+    let (_, dead) = app.get("/api/v1/portals/8/unassignments?state=dead").await;
     assert_eq!(dead["counts"], json!({"pending": 0, "dead": 5}));
 
     app.link_portal(8, &real).await;
     let (status, requeued) = app
-        .post("/sync/unassignments/requeue", json!({"portal_id": 8}))
+        .post(
+            "/api/v1/sync/unassignments/requeue",
+            json!({"portal_id": 8}),
+        )
         .await;
     assert_eq!(status, 200, "{requeued}");
     let run = drain_unassignments(&app).await;
     assert_eq!(run["removed"], 5, "{run}");
     assert!(okta.group_members(&real).is_empty());
-    let (_, status) = app.get("/sync/status").await;
+    let (_, status) = app.get("/api/v1/sync/status").await;
     assert_eq!(status["missing_okta_groups"], json!([]));
     drop(members);
 }
@@ -379,7 +388,7 @@ async fn a_run_trigger_answers_at_once_and_the_work_goes_on() {
         .build()
         .unwrap();
     let res = impatient
-        .post(app.url("/sync/unassignments/run"))
+        .post(app.url("/api/v1/sync/unassignments/run"))
         .send()
         .await
         .expect("answered before the client gave up");
@@ -390,13 +399,15 @@ async fn a_run_trigger_answers_at_once_and_the_work_goes_on() {
         "no worker loop in this instance"
     );
     assert_eq!(body["queue"]["pending"], 3);
-    let (status, again) = app.post("/sync/unassignments/run", Value::Null).await;
+    let (status, again) = app
+        .post("/api/v1/sync/unassignments/run", Value::Null)
+        .await;
     assert_eq!(status, 202);
     assert_eq!(again["triggered"], "already_running");
 
     let mut counts = Value::Null;
     for _ in 0..100 {
-        counts = app.get("/portals/9/unassignments").await.1["counts"].clone();
+        counts = app.get("/api/v1/portals/9/unassignments").await.1["counts"].clone();
         if counts["pending"] == 0 {
             break;
         }
@@ -405,7 +416,7 @@ async fn a_run_trigger_answers_at_once_and_the_work_goes_on() {
     assert_eq!(counts, json!({"pending": 0, "dead": 0}));
     assert!(okta.group_members(&group).is_empty());
     let got = app
-        .post("/sync/unassignments/run?max_rows=0", Value::Null)
+        .post("/api/v1/sync/unassignments/run?max_rows=0", Value::Null)
         .await;
     assert_problem(&got, 400, "invalid-parameter");
 }
@@ -437,7 +448,9 @@ async fn a_run_trigger_wakes_the_running_worker() {
         )
         .await
         .unwrap();
-    let (status, body) = app.post("/sync/unassignments/run", Value::Null).await;
+    let (status, body) = app
+        .post("/api/v1/sync/unassignments/run", Value::Null)
+        .await;
     assert_eq!(
         (status.as_u16(), body["triggered"].as_str()),
         (202, Some("woken"))

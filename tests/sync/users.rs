@@ -25,7 +25,9 @@ async fn create_then_unchanged_then_updated(db: TestDb) {
     let okta = fake_okta().await;
     let app = spawn(&db, Some(&okta), |_| {}).await;
 
-    let first = app.post("/sync/users/42", profile("ada@example.com")).await;
+    let first = app
+        .post("/api/v1/sync/users/42", profile("ada@example.com"))
+        .await;
     assert_eq!(first.0, 200, "{}", first.1);
     assert_eq!(first.1["outcome"], "created");
     assert_eq!(first.1["user_id"], 42);
@@ -34,10 +36,12 @@ async fn create_then_unchanged_then_updated(db: TestDb) {
         first.1["okta_status"], "PROVISIONED",
         "activated by default"
     );
-    let reference = app.get("/user-references/42").await;
+    let reference = app.get("/api/v1/user-references/42").await;
     assert_eq!(reference.1["okta_user_id"], id.as_str());
 
-    let again = app.post("/sync/users/42", profile("ada@example.com")).await;
+    let again = app
+        .post("/api/v1/sync/users/42", profile("ada@example.com"))
+        .await;
     assert_eq!(again.1["outcome"], "unchanged");
     assert_eq!(again.1["okta_user_id"], id.as_str());
     assert_eq!(again.1["updated_fields"], json!([]));
@@ -45,7 +49,7 @@ async fn create_then_unchanged_then_updated(db: TestDb) {
     let mut changed = profile("ada@example.com");
     changed["last_name"] = json!("King");
     changed["attributes"] = json!({"department": "Analytical Engines"});
-    let updated = app.post("/sync/users/42", changed).await;
+    let updated = app.post("/api/v1/sync/users/42", changed).await;
     assert_eq!(updated.1["outcome"], "updated", "{}", updated.1);
     assert_eq!(
         updated.1["updated_fields"],
@@ -58,7 +62,7 @@ async fn create_then_unchanged_then_updated(db: TestDb) {
 
     // A login change follows the stored reference, not the login.
     let moved = app
-        .post("/sync/users/42", profile("ada.king@example.com"))
+        .post("/api/v1/sync/users/42", profile("ada.king@example.com"))
         .await;
     assert_eq!(moved.1["outcome"], "updated");
     assert_eq!(moved.1["okta_user_id"], id.as_str());
@@ -83,7 +87,7 @@ async fn twenty_concurrent_identical_calls_make_one_okta_user(db: TestDb) {
     for _ in 0..20 {
         let app = app.clone();
         calls.push(tokio::spawn(async move {
-            app.post("/sync/users/7", profile("grace@example.com"))
+            app.post("/api/v1/sync/users/7", profile("grace@example.com"))
                 .await
         }));
     }
@@ -116,7 +120,8 @@ async fn two_instances_racing_make_one_okta_user(db: TestDb) {
     for i in 0..16 {
         let app = if i % 2 == 0 { a.clone() } else { b.clone() };
         calls.push(tokio::spawn(async move {
-            app.post("/sync/users/8", profile("hedy@example.com")).await
+            app.post("/api/v1/sync/users/8", profile("hedy@example.com"))
+                .await
         }));
     }
     let mut ids = std::collections::HashSet::new();
@@ -156,7 +161,7 @@ async fn okta_s_causes_reach_efs_admin_verbatim(db: TestDb) {
     // The request sent `notValid` as an attribute: the quoted name is its field.
     let mut unknown = profile("schema@example.com");
     unknown["attributes"] = json!({"notValid": "x", "department": "R&D"});
-    let got = app.post("/sync/users/51", unknown).await;
+    let got = app.post("/api/v1/sync/users/51", unknown).await;
     assert_problem(&got, 422, "okta-validation-failed");
     assert_eq!(
         got.1["errors"],
@@ -169,11 +174,13 @@ async fn okta_s_causes_reach_efs_admin_verbatim(db: TestDb) {
     assert!(okta.user_ids().is_empty(), "nothing created");
 
     // The same through a profile update (Okta's summary says `user` there).
-    let (status, body) = app.post("/sync/users/52", profile("upd@example.com")).await;
+    let (status, body) = app
+        .post("/api/v1/sync/users/52", profile("upd@example.com"))
+        .await;
     assert_eq!(status, 200, "{body}");
     let mut update = profile("upd@example.com");
     update["attributes"] = json!({"notValid": "x"});
-    let got = app.post("/sync/users/52", update).await;
+    let got = app.post("/api/v1/sync/users/52", update).await;
     assert_problem(&got, 422, "okta-validation-failed");
     assert_eq!(
         got.1["errors"],
@@ -188,7 +195,7 @@ async fn okta_s_causes_reach_efs_admin_verbatim(db: TestDb) {
     ));
     let mut other = profile("other@example.com");
     other["attributes"] = json!({"department": "R&D"});
-    let got = app.post("/sync/users/53", other).await;
+    let got = app.post("/api/v1/sync/users/53", other).await;
     assert_eq!(
         assert_problem(&got, 422, "okta-validation-failed"),
         [""],
@@ -202,7 +209,9 @@ async fn okta_s_causes_reach_efs_admin_verbatim(db: TestDb) {
     );
 
     // `login: …` and `email: …` name the request's fields.
-    let got = app.post("/sync/users/54", profile("not-a-login@x")).await;
+    let got = app
+        .post("/api/v1/sync/users/54", profile("not-a-login@x"))
+        .await;
     assert_problem(&got, 422, "okta-validation-failed");
     assert_eq!(
         got.1["errors"],
@@ -226,7 +235,7 @@ async fn okta_s_causes_reach_efs_admin_verbatim(db: TestDb) {
         },
     ));
     let got = app
-        .post("/sync/users/55", profile("city@example.com"))
+        .post("/api/v1/sync/users/55", profile("city@example.com"))
         .await;
     assert_eq!(
         got.1["errors"],
@@ -234,7 +243,9 @@ async fn okta_s_causes_reach_efs_admin_verbatim(db: TestDb) {
     );
 
     // The error log has every cause verbatim, each row marked final.
-    let (status, log) = app.get("/errors?error_code=E0000001&q=notValid").await;
+    let (status, log) = app
+        .get("/api/v1/errors?error_code=E0000001&q=notValid")
+        .await;
     assert_eq!(status, 200, "{log}");
     let messages: Vec<&str> = log["items"]
         .as_array()
@@ -270,7 +281,7 @@ async fn an_okta_incident_leaves_a_few_counted_rows_in_the_error_log(db: TestDb)
             let app = app.clone();
             tokio::spawn(async move {
                 app.post(
-                    &format!("/sync/users/{u}"),
+                    &format!("/api/v1/sync/users/{u}"),
                     profile(&format!("u{u}@example.com")),
                 )
                 .await
@@ -286,7 +297,7 @@ async fn an_okta_incident_leaves_a_few_counted_rows_in_the_error_log(db: TestDb)
     let rows = |query: String| {
         let app = app.clone();
         async move {
-            let (status, page) = app.get(&format!("/errors?{query}")).await;
+            let (status, page) = app.get(&format!("/api/v1/errors?{query}")).await;
             assert_eq!(status, 200, "{page}");
             page["items"].as_array().unwrap().clone()
         }
@@ -334,7 +345,7 @@ async fn an_okta_incident_leaves_a_few_counted_rows_in_the_error_log(db: TestDb)
     // A call that fails for good: its last answer is marked final.
     okta.inject(Fault::new("POST", "/api/v1/users", FaultKind::InternalServerError).times(4));
     let got = app
-        .post("/sync/users/125", profile("u125@example.com"))
+        .post("/api/v1/sync/users/125", profile("u125@example.com"))
         .await;
     assert_problem(&got, 503, "okta-unavailable");
     let finals = rows("status_code=500&q=%5Bfinal".into()).await;
@@ -353,7 +364,7 @@ async fn an_existing_okta_user_is_linked_by_login() {
     let existing = seed_user(&okta, "Alan.Turing@example.com", UserStatus::Active);
     let app = spawn(&db, Some(&okta), |_| {}).await;
     let (status, body) = app
-        .post("/sync/users/5", profile("alan.turing@example.com"))
+        .post("/api/v1/sync/users/5", profile("alan.turing@example.com"))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "linked");
@@ -365,7 +376,7 @@ async fn an_existing_okta_user_is_linked_by_login() {
         json!(["login", "email", "first_name", "last_name"])
     );
     assert_eq!(okta.request_count("POST", "/api/v1/users"), 0);
-    let reference = app.get("/user-references/5").await;
+    let reference = app.get("/api/v1/user-references/5").await;
     assert_eq!(reference.1["okta_user_id"], existing.as_str());
 }
 
@@ -385,7 +396,9 @@ async fn a_login_already_taken_is_resolved_by_linking() {
         },
     ));
     let app = spawn(&db, Some(&okta), |_| {}).await;
-    let (status, body) = app.post("/sync/users/6", profile("late@example.com")).await;
+    let (status, body) = app
+        .post("/api/v1/sync/users/6", profile("late@example.com"))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "linked");
     assert_eq!(body["okta_user_id"], existing.as_str());
@@ -399,14 +412,16 @@ async fn a_stale_reference_is_replaced() {
     let okta = fake_okta().await;
     let app = spawn(&db, Some(&okta), |_| {}).await;
     app.put(
-        "/user-references/9",
+        "/api/v1/user-references/9",
         json!({"okta_user_id": "00uGONE0000000000000"}),
     )
     .await;
-    let (status, body) = app.post("/sync/users/9", profile("new@example.com")).await;
+    let (status, body) = app
+        .post("/api/v1/sync/users/9", profile("new@example.com"))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "created");
-    let reference = app.get("/user-references/9").await;
+    let reference = app.get("/api/v1/user-references/9").await;
     assert_eq!(reference.1["okta_user_id"], body["okta_user_id"]);
 }
 
@@ -427,7 +442,7 @@ async fn rate_limit_storms_are_waited_out() {
         .times(3),
     );
     let (status, body) = app
-        .post("/sync/users/11", profile("storm@example.com"))
+        .post("/api/v1/sync/users/11", profile("storm@example.com"))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "created");
@@ -466,13 +481,13 @@ async fn rate_limit_storms_are_waited_out() {
         .times(20),
     );
     let got = impatient
-        .post("/sync/users/12", profile("storm2@example.com"))
+        .post("/api/v1/sync/users/12", profile("storm2@example.com"))
         .await;
     assert_problem(&got, 503, "okta-unavailable");
     assert!(users_with_login(&okta, "storm2@example.com").is_empty());
     okta.clear_faults();
     let (status, body) = app
-        .post("/sync/users/12", profile("storm2@example.com"))
+        .post("/api/v1/sync/users/12", profile("storm2@example.com"))
         .await;
     assert_eq!(
         (status.as_u16(), body["outcome"].as_str()),
@@ -490,7 +505,7 @@ async fn server_errors_and_timeouts_are_retried_then_reported() {
     .await;
     okta.inject(Fault::new("POST", "/api/v1/users", FaultKind::ServiceUnavailable).times(2));
     let (status, body) = app
-        .post("/sync/users/21", profile("five@example.com"))
+        .post("/api/v1/sync/users/21", profile("five@example.com"))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(okta.request_count("POST", "/api/v1/users"), 3);
@@ -504,13 +519,13 @@ async fn server_errors_and_timeouts_are_retried_then_reported() {
         .times(1),
     );
     let (status, body) = app
-        .post("/sync/users/22", profile("slow@example.com"))
+        .post("/api/v1/sync/users/22", profile("slow@example.com"))
         .await;
     assert_eq!(status, 200, "one timeout, then an answer: {body}");
 
     okta.inject(Fault::any_method("/api/v1/", FaultKind::InternalServerError).times(10));
     let got = app
-        .post("/sync/users/23", profile("down@example.com"))
+        .post("/api/v1/sync/users/23", profile("down@example.com"))
         .await;
     assert_problem(&got, 503, "okta-unavailable");
     assert!(
@@ -522,7 +537,7 @@ async fn server_errors_and_timeouts_are_retried_then_reported() {
 
     okta.inject(Fault::any_method("/api/v1/", FaultKind::Hang(Duration::from_secs(2))).times(10));
     let got = app
-        .post("/sync/users/24", profile("hung@example.com"))
+        .post("/api/v1/sync/users/24", profile("hung@example.com"))
         .await;
     assert_problem(&got, 503, "okta-unavailable");
     okta.clear_faults();
@@ -536,7 +551,7 @@ async fn a_deprovisioned_okta_user_is_reported_not_reactivated() {
     let gone = seed_user(&okta, "left@example.com", UserStatus::Deprovisioned);
     let app = spawn(&db, Some(&okta), |_| {}).await;
     let got = app
-        .post("/sync/users/31", profile("left@example.com"))
+        .post("/api/v1/sync/users/31", profile("left@example.com"))
         .await;
     assert_problem(&got, 409, "okta-user-deprovisioned");
     assert!(got.1["detail"].as_str().unwrap().contains(&gone));
@@ -557,21 +572,21 @@ async fn bad_profiles_are_refused_naming_the_field() {
     // efs-iam's own checks.
     let mut blank = profile("a@example.com");
     blank["first_name"] = json!("  ");
-    let got = app.post("/sync/users/41", blank).await;
+    let got = app.post("/api/v1/sync/users/41", blank).await;
     assert_eq!(
         assert_problem(&got, 422, "validation-failed"),
         ["first_name"]
     );
     let mut extra = profile("a@example.com");
     extra["password"] = json!("hunter2");
-    let got = app.post("/sync/users/41", extra).await;
+    let got = app.post("/api/v1/sync/users/41", extra).await;
     assert_eq!(assert_problem(&got, 422, "validation-failed"), ["password"]);
     assert_eq!(okta.requests().len(), 0, "nothing reached Okta");
 
     // Okta's: its 400 becomes a 422 that names the request's field.
     let mut email = profile("b@example.com");
     email["email"] = json!("b@nodot");
-    let got = app.post("/sync/users/42", email).await;
+    let got = app.post("/api/v1/sync/users/42", email).await;
     assert_eq!(
         assert_problem(&got, 422, "okta-validation-failed"),
         ["email"]
@@ -580,17 +595,19 @@ async fn bad_profiles_are_refused_naming_the_field() {
         .as_str()
         .unwrap()
         .contains("Does not match required pattern"));
-    let got = app.post("/sync/users/43", profile("not-a-login@x")).await;
+    let got = app
+        .post("/api/v1/sync/users/43", profile("not-a-login@x"))
+        .await;
     let fields = assert_problem(&got, 422, "okta-validation-failed");
     assert!(fields.contains(&"login".to_owned()), "{fields:?}");
     let mut attribute = profile("c@example.com");
     attribute["attributes"] = json!({"countryCode": "DEU"});
-    let got = app.post("/sync/users/44", attribute).await;
+    let got = app.post("/api/v1/sync/users/44", attribute).await;
     assert_eq!(
         assert_problem(&got, 422, "okta-validation-failed"),
         ["attributes.countryCode"]
     );
-    let got = app.get("/user-references/44").await;
+    let got = app.get("/api/v1/user-references/44").await;
     assert_eq!(got.0, 404, "no reference for a refused user");
 }
 
@@ -598,33 +615,35 @@ async fn bad_profiles_are_refused_naming_the_field() {
 async fn without_okta_settings_sync_answers_503_and_the_data_api_works() {
     let db = TestDb::sqlite().await;
     let app = spawn(&db, None, |_| {}).await;
-    let got = app.post("/sync/users/1", profile("a@example.com")).await;
+    let got = app
+        .post("/api/v1/sync/users/1", profile("a@example.com"))
+        .await;
     assert_problem(&got, 503, "okta-not-configured");
     assert!(got.1["detail"]
         .as_str()
         .unwrap()
         .contains("EFS_IAM_OKTA_ORG_URL"));
     for (method, path) in [
-        (reqwest::Method::DELETE, "/sync/users/1"),
-        (reqwest::Method::POST, "/sync/portals/1/reconcile"),
-        (reqwest::Method::POST, "/sync/unassignments/run"),
+        (reqwest::Method::DELETE, "/api/v1/sync/users/1"),
+        (reqwest::Method::POST, "/api/v1/sync/portals/1/reconcile"),
+        (reqwest::Method::POST, "/api/v1/sync/unassignments/run"),
     ] {
         let got = app.call(method, path, None).await;
         assert_problem(&got, 503, "okta-not-configured");
     }
     let got = app
         .post(
-            "/sync/portals/1/users",
+            "/api/v1/sync/portals/1/users",
             json!({"users": [{"user_id": 1, "login": "a@x.io", "email": "a@x.io", "first_name": "A", "last_name": "B"}]}),
         )
         .await;
     assert_problem(&got, 503, "okta-not-configured");
-    let (status, body) = app.get("/sync/status").await;
+    let (status, body) = app.get("/api/v1/sync/status").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["okta"]["configured"], false);
     assert_eq!(body["workers"]["enabled"], false);
     let (status, _) = app
-        .put("/user-references/1", json!({"okta_user_id": "00u1"}))
+        .put("/api/v1/user-references/1", json!({"okta_user_id": "00u1"}))
         .await;
     assert!(status.is_success());
 }
@@ -634,42 +653,44 @@ async fn deprovisioning_deactivates_and_removes_the_reference() {
     let db = TestDb::sqlite().await;
     let okta = fake_okta().await;
     let app = spawn(&db, Some(&okta), |_| {}).await;
-    let (_, synced) = app.post("/sync/users/51", profile("bye@example.com")).await;
+    let (_, synced) = app
+        .post("/api/v1/sync/users/51", profile("bye@example.com"))
+        .await;
     let id = synced["okta_user_id"].as_str().unwrap().to_owned();
 
-    let (status, body) = app.delete("/sync/users/51").await;
+    let (status, body) = app.delete("/api/v1/sync/users/51").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "deactivated");
     assert_eq!(body["okta_user_id"], id.as_str());
     assert_eq!(okta.user(&id).unwrap()["status"], "DEPROVISIONED");
-    assert_eq!(app.get("/user-references/51").await.0, 404);
-    assert_problem(&app.delete("/sync/users/51").await, 404, "not-found");
+    assert_eq!(app.get("/api/v1/user-references/51").await.0, 404);
+    assert_problem(&app.delete("/api/v1/sync/users/51").await, 404, "not-found");
 
     // Deactivated already (in Okta's admin console): still a success.
     let (_, synced) = app
-        .post("/sync/users/52", profile("twice@example.com"))
+        .post("/api/v1/sync/users/52", profile("twice@example.com"))
         .await;
     let id = synced["okta_user_id"].as_str().unwrap().to_owned();
     okta.set_user_status(&id, UserStatus::Deprovisioned);
-    let (status, body) = app.delete("/sync/users/52").await;
+    let (status, body) = app.delete("/api/v1/sync/users/52").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "already_deactivated");
 
     // The same person is also a panelist: the Okta user stays active.
     okta.create_group("Portal 3");
     let (_, synced) = app
-        .post("/sync/users/53", profile("both@example.com"))
+        .post("/api/v1/sync/users/53", profile("both@example.com"))
         .await;
     let id = synced["okta_user_id"].as_str().unwrap().to_owned();
     app.put(
-        "/portals/3/user-references/530",
+        "/api/v1/portals/3/user-references/530",
         json!({"okta_user_id": id, "status": "synced"}),
     )
     .await;
-    let (status, body) = app.delete("/sync/users/53").await;
+    let (status, body) = app.delete("/api/v1/sync/users/53").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "still_referenced");
     assert_eq!(body["other_references"], 1);
     assert_ne!(okta.user(&id).unwrap()["status"], "DEPROVISIONED");
-    assert_eq!(app.get("/user-references/53").await.0, 404);
+    assert_eq!(app.get("/api/v1/user-references/53").await.0, 404);
 }
