@@ -70,38 +70,13 @@ pub struct UserSync {
     pub okta_status: String,
 }
 
-/// What deprovisioning did in Okta.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DeprovisionOutcome {
-    /// Okta deactivated the user.
-    Deactivated,
-    /// The Okta user was already deactivated.
-    AlreadyDeactivated,
-    /// Okta has no such user any more.
-    AlreadyGone,
-    /// Other references (another admin user, a portal membership) still use the Okta
-    /// user, so it was left active; only this reference was removed.
-    StillReferenced,
-    /// The reference had no Okta user id; it was removed.
-    Unlinked,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deprovision {
-    pub okta_user_id: Option<String>,
-    pub outcome: DeprovisionOutcome,
-    /// References still pointing at the Okta user (when `StillReferenced`).
-    pub other_references: usize,
-}
-
 /// Syncs users into Okta. Cheap to share (`Arc`); one per process.
 pub struct SyncEngine {
     settings: Arc<dyn PortalSettingsStore>,
     pub(super) references: Arc<dyn UserReferenceStore>,
     error_log: Arc<dyn ErrorLogStore>,
     pub(super) okta: OktaClient,
-    locks: UserLocks,
+    pub(super) locks: UserLocks,
     activation: Activation,
 }
 
@@ -195,82 +170,6 @@ impl SyncEngine {
         .await;
         guard.release().await;
         result
-    }
-
-    /// Deprovisions an EFS-Admin user: deactivates the Okta user (unless other
-    /// references still use it) and removes the reference. `None` when the user has no
-    /// reference.
-    #[tracing::instrument(skip(self), fields(user = user.get()), err(level = "info"))]
-    pub async fn deprovision_admin_user(
-        &self,
-        user: EfsUserId,
-    ) -> Result<Option<Deprovision>, SyncError> {
-        let guard = self
-            .locks
-            .acquire(&[format!("admin:{user}")], lock::MAX_WAIT)
-            .await?;
-        let result = self.deprovision_locked(user).await;
-        guard.release().await;
-        result
-    }
-
-    async fn deprovision_locked(&self, user: EfsUserId) -> Result<Option<Deprovision>, SyncError> {
-        let Some(reference) = self.references.admin_user_reference(user).await? else {
-            return Ok(None);
-        };
-        let Some(okta_id) = reference.okta_user_id.filter(|s| !s.is_empty()) else {
-            self.references.delete_admin_user_reference(user).await?;
-            return Ok(Some(Deprovision {
-                okta_user_id: None,
-                outcome: DeprovisionOutcome::Unlinked,
-                other_references: 0,
-            }));
-        };
-        // The same person may be a panelist or another admin user: their Okta user must
-        // stay active for those.
-        let others = match OktaUserId::parse(&okta_id) {
-            Ok(id) => {
-                let (admins, portals) = self.references.references_to_okta_user(&id).await?;
-                admins
-                    .iter()
-                    .filter(|r| r.user_id != Some(user.get()))
-                    .count()
-                    + portals
-                        .iter()
-                        .filter(|r| r.status() != Some(PortalUserStatus::Deprovisioned))
-                        .count()
-            }
-            Err(_) => 0,
-        };
-        let outcome = if others > 0 {
-            DeprovisionOutcome::StillReferenced
-        } else {
-            match self.okta.deactivate_user(&okta_id).await {
-                Ok(()) => DeprovisionOutcome::Deactivated,
-                Err(OktaError::NotFound(_)) => DeprovisionOutcome::AlreadyGone,
-                Err(e @ OktaError::ForbiddenState(_)) => {
-                    match self
-                        .okta
-                        .get_user(&okta_id)
-                        .await
-                        .map_err(SyncError::from_okta)?
-                    {
-                        None => DeprovisionOutcome::AlreadyGone,
-                        Some(u) if u.status == OktaUserStatus::Deprovisioned => {
-                            DeprovisionOutcome::AlreadyDeactivated
-                        }
-                        Some(_) => return Err(SyncError::OktaRefused(e)),
-                    }
-                }
-                Err(e) => return Err(SyncError::from_okta(e)),
-            }
-        };
-        self.references.delete_admin_user_reference(user).await?;
-        Ok(Some(Deprovision {
-            okta_user_id: Some(okta_id),
-            outcome,
-            other_references: others,
-        }))
     }
 
     /// Syncs a portal user: as an admin user, plus membership of the portal's Okta

@@ -2,7 +2,7 @@
 //! user management.
 //!
 //! - [`engine`]: syncing one user (an EFS-Admin user, or a portal user and its portal
-//!   group membership) and deprovisioning; [`profile`] compares profiles, [`lock`]
+//!   group membership), [`deprovision`]ing one; [`profile`] compares profiles, [`lock`]
 //!   serialises the syncs of one person across instances;
 //! - [`reconcile`]: a portal's Okta group against its references;
 //! - [`workers`]: the background workers (the unassignment queue, batch sync jobs,
@@ -11,6 +11,7 @@
 //! - [`service`]: one instance's sync, as the HTTP layer calls it: the engine, the
 //!   workers, submissions and the [`status`] report.
 
+pub mod deprovision;
 pub mod engine;
 pub mod error;
 pub mod heartbeat;
@@ -22,7 +23,8 @@ pub mod settings;
 pub mod status;
 pub mod workers;
 
-pub use engine::{Deprovision, DeprovisionOutcome, Outcome, SyncEngine, UserSync};
+pub use deprovision::{Deprovision, DeprovisionOutcome};
+pub use engine::{Outcome, SyncEngine, UserSync};
 pub use error::{SyncError, SyncErrorKind};
 pub use profile::UserProfile;
 pub use service::{SubmittedJob, SyncService};

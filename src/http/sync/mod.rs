@@ -6,8 +6,7 @@
 //! - `reconcile.rs`, `status.rs`;
 //! - `profile.rs`: the profile a sync sends, and its checks.
 //!
-//! The unassignment worker's operations (`/sync/unassignments/*`) are with the queue
-//! they serve (`http/unassignment_queue.rs`).
+//! - `unassignments.rs`: the unassignment worker's side of the queue.
 //!
 //! Without Okta settings every operation that needs Okta answers 503
 //! `okta-not-configured`; `/sync/status` and the dead-letter list still work.
@@ -16,6 +15,7 @@ mod jobs;
 mod profile;
 mod reconcile;
 mod status;
+mod unassignments;
 mod users;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -28,4 +28,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(jobs::router())
         .merge(reconcile::router())
         .merge(status::router())
+        .merge(unassignments::router())
 }

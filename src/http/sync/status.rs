@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::unassignments::QueueBody;
 use crate::http::problem::{ApiResult, Problem};
-use crate::http::unassignment_queue::QueueBody;
 use crate::http::AppState;
 use crate::okta::BucketStatus;
 use crate::sync::{ProbeResult, WorkerHealthSnapshot};

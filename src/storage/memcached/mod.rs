@@ -39,16 +39,16 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use async_memcached::{AsciiProtocol, Client, ErrorKind, MetaProtocol, Status};
+use async_memcached::{AsciiProtocol, ErrorKind, MetaProtocol, Status};
 use async_trait::async_trait;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 
 mod connections;
+mod keys;
 mod ring;
 
-use connections::{McResult, Server, Servers};
+use connections::Servers;
+use keys::Keys;
 pub use ring::Ring;
 
 use super::session_tokens::{
@@ -74,16 +74,12 @@ pub struct MemcachedOptions {
 
 pub struct MemcachedStore {
     servers: Servers,
+    keys: Keys,
     options: MemcachedOptions,
     /// The hashed session ids listed by the scan that started last (`scan_tokens`
     /// from 0), by cursor: later pages are served from it instead of dumping every
     /// server again for each page.
     scan: Mutex<Vec<(i64, Vec<u8>)>>,
-}
-
-/// The crawler's answer while another crawl runs.
-fn is_busy(e: &async_memcached::Error) -> bool {
-    matches!(e, async_memcached::Error::Protocol(Status::Error(ErrorKind::Generic(m))) if m.starts_with("BUSY"))
 }
 
 fn is_too_large(e: &async_memcached::Error) -> bool {
@@ -97,89 +93,10 @@ impl MemcachedStore {
         anyhow::ensure!(!options.servers.is_empty(), "no memcached servers");
         Ok(Self {
             servers: Servers::new(&options.servers, options.pool_size, options.timeout),
+            keys: Keys::new(options.key_prefix.clone()),
             options,
             scan: Mutex::new(Vec::new()),
         })
-    }
-
-    fn session_key(&self, hashed: &[u8]) -> String {
-        format!(
-            "{}t:{}",
-            self.options.key_prefix,
-            URL_SAFE_NO_PAD.encode(hashed)
-        )
-    }
-
-    fn subject_key(&self, subject: &[u8]) -> String {
-        format!(
-            "{}u:{}",
-            self.options.key_prefix,
-            URL_SAFE_NO_PAD.encode(subject)
-        )
-    }
-
-    /// The hashed session id a session key was made from, when `key` is one of ours.
-    fn hashed_id_of(&self, key: &str) -> Option<Vec<u8>> {
-        let encoded = key
-            .strip_prefix(self.options.key_prefix.as_str())?
-            .strip_prefix("t:")?;
-        URL_SAFE_NO_PAD.decode(encoded).ok()
-    }
-
-    /// The hashed id of every session on one server, from the client's `dump_keys`
-    /// (`lru_crawler metadump all`, memcached 1.4.31+; the crawler must not be
-    /// disabled). memcached runs one crawl at a time and answers `BUSY` to a second:
-    /// retried with backoff.
-    async fn dump_session_ids(&self, server: &Server) -> TokenStoreResult<Vec<Vec<u8>>> {
-        use backon::Retryable;
-        let attempt = || async {
-            let mut conn = self
-                .servers
-                .checkout(server)
-                .await
-                .map_err(|e| (false, e))?;
-            self.list_session_ids(&mut conn)
-                .await
-                .map_err(|e| (is_busy(&e), Servers::unavailable(server, e)))
-        };
-        let schedule = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(20))
-            .with_max_delay(Duration::from_millis(500))
-            .with_max_times(12)
-            .with_jitter();
-        // A dump of a large server takes longer than one command: ten timeouts.
-        tokio::time::timeout(
-            self.options.timeout * 10,
-            attempt
-                .retry(schedule)
-                .sleep(tokio::time::sleep)
-                .when(|(busy, _)| *busy),
-        )
-        .await
-        .map_err(|_| Servers::unavailable(server, "the key dump did not finish in time"))?
-        .map_err(|(_, e)| e)
-    }
-
-    async fn list_session_ids(&self, client: &mut Client) -> McResult<Vec<Vec<u8>>> {
-        let mut dump = client.dump_keys().await?;
-        let mut ids = Vec::new();
-        while let Some(entry) = dump.next().await {
-            // memcached URI-encodes the keys it dumps (our prefix's `:` is `%3A`).
-            let key = percent_encoding::percent_decode(&entry?.key)
-                .decode_utf8_lossy()
-                .into_owned();
-            ids.extend(self.hashed_id_of(&key));
-        }
-        Ok(ids)
-    }
-
-    /// A cursor position for a session key: 63 bits of its (already uniformly
-    /// distributed) HMAC, so pages need no server-side order.
-    fn scan_position(hashed: &[u8]) -> i64 {
-        let mut bytes = [0u8; 8];
-        let tail = hashed.get(1..9).unwrap_or(&[]);
-        bytes[..tail.len()].copy_from_slice(tail);
-        ((u64::from_be_bytes(bytes) >> 1) as i64).max(1)
     }
 
     /// One item with the given meta flags (`v` value, `t` remaining TTL, `c` CAS);
@@ -228,7 +145,7 @@ impl MemcachedStore {
     }
 
     async fn add_to_subject(&self, subject: &[u8], session_key: &str) -> TokenStoreResult<()> {
-        let list_key = self.subject_key(subject);
+        let list_key = self.keys.subject(subject);
         let ttl = self.options.max_lifetime.as_secs().max(1) as i64;
         let ttl_flag = if ttl > MAX_RELATIVE_EXPIRY {
             (Utc::now().timestamp() + ttl).to_string()
@@ -347,7 +264,7 @@ impl TokenStore for MemcachedStore {
         key: TokenKey<'_>,
         record: &NewTokenRecord<'_>,
     ) -> TokenStoreResult<()> {
-        let item_key = self.session_key(key.hashed);
+        let item_key = self.keys.session(key.hashed);
         let size = record.value.len() + item_key.len() + ITEM_OVERHEAD;
         if size > self.options.max_item_bytes {
             return Err(TokenStoreError::TooLarge {
@@ -381,7 +298,7 @@ impl TokenStore for MemcachedStore {
 
     #[tracing::instrument(skip_all, err(level = "warn"))]
     async fn get_token(&self, key: TokenKey<'_>) -> TokenStoreResult<Option<StoredToken>> {
-        let item_key = self.session_key(key.hashed);
+        let item_key = self.keys.session(key.hashed);
         let k = item_key.clone();
         let value = match self
             .servers
@@ -407,12 +324,12 @@ impl TokenStore for MemcachedStore {
 
     #[tracing::instrument(skip_all, err(level = "warn"))]
     async fn delete_token(&self, key: TokenKey<'_>) -> TokenStoreResult<bool> {
-        self.delete_key(&self.session_key(key.hashed)).await
+        self.delete_key(&self.keys.session(key.hashed)).await
     }
 
     #[tracing::instrument(skip_all, err(level = "warn"))]
     async fn delete_subject_tokens(&self, subject: &[u8]) -> TokenStoreResult<u64> {
-        let list_key = self.subject_key(subject);
+        let list_key = self.keys.subject(subject);
         let k = list_key.clone();
         let list = match self
             .servers
@@ -453,8 +370,12 @@ impl TokenStore for MemcachedStore {
         if after == 0 {
             let mut listed = Vec::new();
             for server in self.servers.all() {
-                for hashed in self.dump_session_ids(server).await? {
-                    listed.push((Self::scan_position(&hashed), hashed));
+                for hashed in self
+                    .keys
+                    .dump_session_ids(&self.servers, server, self.options.timeout)
+                    .await?
+                {
+                    listed.push((Keys::scan_position(&hashed), hashed));
                 }
             }
             listed.sort_unstable();
@@ -479,7 +400,7 @@ impl TokenStore for MemcachedStore {
             }
             for (position, hashed) in chunk {
                 cursor = position;
-                let key = self.session_key(&hashed);
+                let key = self.keys.session(&hashed);
                 let Some(found) = self.meta_item(&key, &["v", "t"]).await? else {
                     continue;
                 };
@@ -512,7 +433,7 @@ impl TokenStore for MemcachedStore {
         value: &str,
         _expires_at: DateTime<Utc>,
     ) -> TokenStoreResult<bool> {
-        let key = self.session_key(session_id);
+        let key = self.keys.session(session_id);
         let Some(current) = self.meta_item(&key, &["v", "t", "c"]).await? else {
             return Ok(false);
         };
