@@ -13,6 +13,9 @@
 //!
 //! Run it through `scripts/bench-events`.
 
+#[path = "bench_common/mod.rs"]
+mod bench_common;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -49,14 +52,6 @@ impl Drop for Service {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -84,26 +79,17 @@ fn delivery(batch: usize) -> Value {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let admin = args
-        .mysql_admin_url
-        .clone()
-        .or_else(|| std::env::var("TEST_MYSQL_URL").ok())
+    let admin = bench_common::admin_url(&args.mysql_admin_url)
         .expect("MariaDB: --mysql-admin-url or TEST_MYSQL_URL");
     let name = format!("efs_iam_bench_events_{}", std::process::id());
-    let admin_pool = sqlx::MySqlPool::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE `{name}`"))
-        .execute(&admin_pool)
-        .await
-        .unwrap();
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    let db_url = format!("{base}/{name}");
+    let db_url = bench_common::fresh_database(&admin, &name).await;
 
     let okta = FakeOkta::start(FakeOktaConfig {
         everyone_group: false,
         ..FakeOktaConfig::default()
     })
     .await;
-    let port = free_port();
+    let port = bench_common::free_port();
     let dir = tempfile::tempdir().unwrap();
     let log = std::fs::File::create(dir.path().join("efs-iam.log")).unwrap();
     let _svc = Service(
@@ -127,17 +113,7 @@ async fn main() {
     );
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    for _ in 0..300 {
-        if http
-            .get(format!("{base}/health/ready"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    bench_common::wait_ready(&http, &base, 300).await;
     let db = sqlx::MySqlPool::connect(&db_url).await.unwrap();
 
     // --- 1. accepted events per second, and the direct-insert ceiling ---
@@ -313,8 +289,5 @@ async fn main() {
     );
 
     drop(db);
-    sqlx::query(&format!("DROP DATABASE `{name}`"))
-        .execute(&admin_pool)
-        .await
-        .unwrap();
+    bench_common::drop_database(&admin, &name).await;
 }

@@ -28,6 +28,9 @@
 //!
 //! Results: Markdown tables on stdout, everything as JSON with `--json`.
 
+#[path = "bench_common/mod.rs"]
+mod bench_common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -385,19 +388,11 @@ impl Service {
             http,
             token,
         };
-        for _ in 0..600 {
-            if svc
-                .http
-                .get(format!("{}/health/ready", svc.base))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return svc;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("efs-iam did not become ready");
+        assert!(
+            bench_common::wait_ready(&svc.http, &svc.base, 600).await,
+            "efs-iam did not become ready"
+        );
+        svc
     }
 
     fn url(&self, path: &str) -> String {
@@ -411,16 +406,7 @@ impl Service {
     }
 
     fn peak_rss_mib(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmHWM:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-            .unwrap_or(0.0)
-            / 1024.0
+        bench_common::peak_rss_kib(self.child.id()) as f64 / 1024.0
     }
 }
 
@@ -1290,17 +1276,7 @@ fn loadavg() -> String {
 async fn run_scale(args: &Args, admin: &str, refs: u64, purge: bool) -> ScaleResult {
     let layout = Layout::new(refs);
     let name = format!("efs_iam_scale_{refs}_{}", std::process::id());
-    let admin_pool = MySqlPool::connect(admin).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))
-        .execute(&admin_pool)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE `{name}`"))
-        .execute(&admin_pool)
-        .await
-        .unwrap();
-    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
-    let url = format!("{base}/{name}");
+    let url = bench_common::fresh_database(admin, &name).await;
     let mut build = BTreeMap::new();
     let dir = tempfile::tempdir().unwrap();
 
@@ -1586,10 +1562,7 @@ async fn run_scale(args: &Args, admin: &str, refs: u64, purge: bool) -> ScaleRes
     pool.close().await;
     drop(conn);
     if !args.keep {
-        sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))
-            .execute(&admin_pool)
-            .await
-            .unwrap();
+        bench_common::drop_database(admin, &name).await;
     }
     ScaleResult {
         layout,
@@ -1817,10 +1790,7 @@ async fn set_buffer_pool(admin: &str, bytes: u64) -> u64 {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let admin = args
-        .mysql_admin_url
-        .clone()
-        .or_else(|| std::env::var("TEST_MYSQL_URL").ok())
+    let admin = bench_common::admin_url(&args.mysql_admin_url)
         .unwrap_or_else(|| "mysql://root@127.0.0.1:3306/test".into());
     let largest = args.scales.iter().copied().max().unwrap();
     let previous_pool = match args.buffer_pool_mib {

@@ -29,6 +29,9 @@
 //! Run it through `scripts/bench-sync` (release build, defaults from the brief: 50 ms
 //! latency, 600 requests per 6 s window, 10,000 users, 100,000 removals).
 
+#[path = "bench_common/mod.rs"]
+mod bench_common;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -119,15 +122,7 @@ impl Service {
 
     /// Peak resident set size so far, in KiB.
     fn peak_rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmHWM:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse().ok())
-            })
-            .unwrap_or(0)
+        bench_common::peak_rss_kib(self.child.id())
     }
 
     /// 429s efs-iam has seen, all buckets (from /sync/status).
@@ -269,16 +264,11 @@ async fn sequential_baseline(okta: &FakeOkta, n: usize) -> (f64, f64) {
             .await
             .unwrap();
         assert_eq!(found.status(), 404);
-        let created: Value = http
+        let create = http
             .post(format!("{base}/api/v1/users?activate=true"))
             .header("authorization", &auth)
-            .json(&json!({"profile": {"login": login, "email": login, "firstName": "S", "lastName": "Q"}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json(&json!({"profile": {"login": login, "email": login, "firstName": "S", "lastName": "Q"}}));
+        let created: Value = create.send().await.unwrap().json().await.unwrap();
         let id = created["id"].as_str().expect("created").to_owned();
         let added = http
             .put(format!("{base}/api/v1/groups/{group}/users/{id}"))
@@ -305,25 +295,11 @@ async fn sequential_baseline(okta: &FakeOkta, n: usize) -> (f64, f64) {
 }
 
 async fn database(args: &Args, dir: &std::path::Path) -> (String, Option<sqlx::MySqlPool>) {
-    let admin = args
-        .mysql_admin_url
-        .clone()
-        .or_else(|| std::env::var("TEST_MYSQL_URL").ok());
-    let Some(admin) = admin else {
+    let Some(admin) = bench_common::admin_url(&args.mysql_admin_url) else {
         return (format!("sqlite:{}", dir.join("bench.db").display()), None);
     };
     let name = format!("efs_iam_bench_{}", std::process::id());
-    let pool = sqlx::MySqlPool::connect(&admin).await.expect("MySQL admin");
-    sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE `{name}`"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    let url = format!("{base}/{name}");
+    let url = bench_common::fresh_database(&admin, &name).await;
     let db = sqlx::MySqlPool::connect(&url).await.unwrap();
     (url, Some(db))
 }
@@ -345,7 +321,7 @@ fn start_instance(
     dir: &std::path::Path,
     n: usize,
 ) -> Service {
-    let port = free_port();
+    let port = bench_common::free_port();
     let log = std::fs::File::create(dir.join(format!("efs-iam-{n}.log"))).unwrap();
     let child = Command::new(&args.bin)
         .arg("serve")
@@ -380,14 +356,6 @@ fn start_instance(
             .build()
             .unwrap(),
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::main]
@@ -435,18 +403,7 @@ async fn main() {
     let mut svcs: Vec<Service> = Vec::new();
     for n in 0..args.instances.max(1) {
         let svc = start_instance(&args, &db_url, &okta, dir.path(), n);
-        for _ in 0..300 {
-            if svc
-                .http
-                .get(format!("{}/health/ready", svc.base))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        bench_common::wait_ready(&svc.http, &svc.base, 300).await;
         svcs.push(svc);
     }
     let svc = &svcs[0];

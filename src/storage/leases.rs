@@ -151,24 +151,9 @@ pub(crate) struct ReadClaimed {
     pub order: &'static str,
 }
 
-/// A queue table's key: `i32`, `i64` or `String`, bound and read on both dialects.
-pub(crate) trait QueueKey:
-    Clone
-    + Send
-    + Sync
-    + Unpin
-    + 'static
-    + for<'q> sqlx::Encode<'q, MySql>
-    + for<'r> sqlx::Decode<'r, MySql>
-    + sqlx::Type<MySql>
-    + for<'q> sqlx::Encode<'q, Sqlite>
-    + for<'r> sqlx::Decode<'r, Sqlite>
-    + sqlx::Type<Sqlite>
-{
-}
-
-impl<T> QueueKey for T where
-    T: Clone
+crate::trait_alias!(
+    /// A queue table's key: `i32`, `i64` or `String`, bound and read on both dialects.
+    pub(crate) QueueKey: Clone
         + Send
         + Sync
         + Unpin
@@ -179,25 +164,21 @@ impl<T> QueueKey for T where
         + for<'q> sqlx::Encode<'q, Sqlite>
         + for<'r> sqlx::Decode<'r, Sqlite>
         + sqlx::Type<Sqlite>
-{
-}
+);
 
-/// A claimed row as its table reads it, on both dialects.
-pub(crate) trait QueueRow:
-    Send
-    + Unpin
-    + for<'r> sqlx::FromRow<'r, sqlx::mysql::MySqlRow>
-    + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
-{
-}
-
-impl<T> QueueRow for T where
-    T: Send
+crate::trait_alias!(
+    /// A claimed row as its table reads it, on both dialects.
+    pub(crate) QueueRow: Send
         + Unpin
         + for<'r> sqlx::FromRow<'r, sqlx::mysql::MySqlRow>
         + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
-{
-}
+);
+
+/// What makes a row of a queue with states due: pending, not backing off, and held by
+/// nobody (or by a holder whose lease ran out). Both `?` are the claim's `now`.
+pub(crate) const PENDING_AND_DUE: &str = "state = 'pending' \
+    AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
+    AND (locked_until IS NULL OR locked_until < ?)";
 
 /// A value an outcome writes into a column.
 #[derive(Debug, Clone, Copy)]

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
-use super::leases::{LeasedQueue, ReadClaimed, Value};
+use super::leases::{LeasedQueue, ReadClaimed, Value, PENDING_AND_DUE};
 use super::sql::{in_transaction, is_unique_violation, on_dialect, push_ids, SqlStore};
 use super::{StorageError, StorageResult};
 use crate::domain::{OktaUserId, PortalUserStatus};
@@ -165,8 +165,7 @@ const COLS: &str = "uuid, event_type, published, received_at, payload, state, at
 const LEASES: LeasedQueue = LeasedQueue {
     table: EVENTS,
     key: "uuid",
-    due: "state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
-          AND (locked_until IS NULL OR locked_until < ?)",
+    due: PENDING_AND_DUE,
     order: "published, uuid",
     held: " AND state = 'pending'",
     on_claim: "",
@@ -339,29 +338,28 @@ impl OktaEventStore for SqlStore {
                     .rows_affected(),
                     ReferenceChange::LeftPortals(portals) | ReferenceChange::JoinedPortals(portals)
                         if portals.is_empty() => 0,
-                    ReferenceChange::LeftPortals(portals) => {
+                    ReferenceChange::LeftPortals(portals) | ReferenceChange::JoinedPortals(portals) => {
+                        // Left: synced → pending. Joined: pending → synced, unless EFS's
+                        // data still has to be pushed.
+                        let (from, to, unchanged) = match change {
+                            ReferenceChange::LeftPortals(_) => {
+                                (PortalUserStatus::Synced, PortalUserStatus::Pending, "")
+                            }
+                            _ => (
+                                PortalUserStatus::Pending,
+                                PortalUserStatus::Synced,
+                                " AND (has_data_changes IS NULL OR has_data_changes = 0)",
+                            ),
+                        };
                         let mut q = pool.builder("UPDATE iam_portal_user_reference SET status = ");
-                        q.push_bind(PortalUserStatus::Pending.code())
+                        q.push_bind(to.code())
                             .push(", updated_at = ")
                             .push_bind(now)
                             .push(" WHERE uuid = ")
                             .push_bind(stored.clone())
                             .push(" AND status = ")
-                            .push_bind(PortalUserStatus::Synced.code())
-                            .push(" AND portal_id");
-                        push_ids(&mut q, portals);
-                        q.build().execute(&mut *tx).await?.rows_affected()
-                    }
-                    ReferenceChange::JoinedPortals(portals) => {
-                        let mut q = pool.builder("UPDATE iam_portal_user_reference SET status = ");
-                        q.push_bind(PortalUserStatus::Synced.code())
-                            .push(", updated_at = ")
-                            .push_bind(now)
-                            .push(" WHERE uuid = ")
-                            .push_bind(stored.clone())
-                            .push(" AND status = ")
-                            .push_bind(PortalUserStatus::Pending.code())
-                            .push(" AND (has_data_changes IS NULL OR has_data_changes = 0)")
+                            .push_bind(from.code())
+                            .push(unchanged)
                             .push(" AND portal_id");
                         push_ids(&mut q, portals);
                         q.build().execute(&mut *tx).await?.rows_affected()

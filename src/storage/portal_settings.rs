@@ -97,6 +97,16 @@ pub trait PortalSettingsStore: Send + Sync + 'static {
             .filter(|(_, group)| *group != PortalGroup::NotLinked)
             .collect())
     }
+
+    /// The ids of every linked portal.
+    async fn linked_portal_ids(&self) -> StorageResult<Vec<i32>> {
+        Ok(self
+            .linked_portals()
+            .await?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect())
+    }
 }
 
 const COLS: &str = "id, `key`, value";

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
-use super::leases::{LeasedQueue, ReadClaimed, Value};
+use super::leases::{LeasedQueue, ReadClaimed, Value, PENDING_AND_DUE};
 use super::sql::{in_transaction, on_dialect, push_page, SqlStore, CHUNK};
 use super::StorageResult;
 use crate::domain::{EfsUserId, PortalId};
@@ -181,8 +181,7 @@ const ITEMS: &str = "efs_iam_sync_job_item";
 const LEASES: LeasedQueue = LeasedQueue {
     table: ITEMS,
     key: "id",
-    due: "state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
-          AND (locked_until IS NULL OR locked_until < ?)",
+    due: PENDING_AND_DUE,
     order: "id",
     held: " AND state = 'pending'",
     on_claim: "",

@@ -216,10 +216,20 @@ fn newest_portal_sql() -> String {
     )
 }
 
-fn lock_portal_ref_sql(row_lock: &str) -> String {
-    format!(
-        "SELECT id FROM iam_portal_user_reference WHERE portal_id = ? AND user_id = ?{row_lock}"
-    )
+/// Locks the portal's references of the user (legacy data may hold several) in a
+/// write transaction of either dialect; their ids, as `Vec<i32>`.
+macro_rules! lock_portal_refs {
+    ($pool:expr, $tx:expr, $portal:expr, $user:expr) => {{
+        let ids: Vec<i32> = sqlx::query_scalar(&format!(
+            "SELECT id FROM iam_portal_user_reference WHERE portal_id = ? AND user_id = ?{}",
+            $pool.row_lock()
+        ))
+        .bind($portal.get())
+        .bind($user.get())
+        .fetch_all(&mut *$tx)
+        .await?;
+        ids
+    }};
 }
 
 #[async_trait]
@@ -377,11 +387,7 @@ impl UserReferenceStore for SqlStore {
     ) -> StorageResult<(PortalUserReference, bool)> {
         let now = now();
         in_transaction!(self, begin_write, pool, tx => {
-            let existing: Vec<i32> = sqlx::query_scalar(&lock_portal_ref_sql(pool.row_lock()))
-                .bind(portal.get())
-                .bind(user.get())
-                .fetch_all(&mut *tx)
-                .await?;
+            let existing = lock_portal_refs!(pool, tx, portal, user);
             // One bind order for both statements; an insert also sets created_at.
             let write = if existing.is_empty() {
                 "INSERT INTO iam_portal_user_reference \
@@ -420,11 +426,7 @@ impl UserReferenceStore for SqlStore {
         patch: &PortalUserReferencePatch,
     ) -> StorageResult<Option<PortalUserReference>> {
         in_transaction!(self, begin_write, pool, tx => {
-            let existing: Vec<i32> = sqlx::query_scalar(&lock_portal_ref_sql(pool.row_lock()))
-                .bind(portal.get())
-                .bind(user.get())
-                .fetch_all(&mut *tx)
-                .await?;
+            let existing = lock_portal_refs!(pool, tx, portal, user);
             if existing.is_empty() {
                 None
             } else {
@@ -465,11 +467,7 @@ impl UserReferenceStore for SqlStore {
         let uuid = okta_user_id.map(|o| o.to_stored());
         let now = now();
         in_transaction!(self, begin_write, pool, tx => {
-            let existing: Vec<i32> = sqlx::query_scalar(&lock_portal_ref_sql(pool.row_lock()))
-                .bind(portal.get())
-                .bind(user.get())
-                .fetch_all(&mut *tx)
-                .await?;
+            let existing = lock_portal_refs!(pool, tx, portal, user);
             // One bind order for both statements; an insert also sets created_at and
             // flags the data as changed (the user still needs a sync).
             let write = if existing.is_empty() {

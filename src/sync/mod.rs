@@ -41,22 +41,10 @@ use crate::storage::{
     SyncJobStore, UnassignmentQueueStore, UserReferenceStore,
 };
 
-/// The storage the sync engine and its workers use; each part takes its own narrow
-/// contract from it.
-pub trait SyncStorage:
-    PortalSettingsStore
-    + UserReferenceStore
-    + ErrorLogStore
-    + LeaseStore
-    + UnassignmentQueueStore
-    + SyncJobStore
-    + ReconcileRunStore
-    + OktaEventStore
-{
-}
-
-impl<S> SyncStorage for S where
-    S: PortalSettingsStore
+crate::trait_alias!(
+    /// The storage the sync engine and its workers use; each part takes its own narrow
+    /// contract from it.
+    pub SyncStorage: PortalSettingsStore
         + UserReferenceStore
         + ErrorLogStore
         + LeaseStore
@@ -64,5 +52,4 @@ impl<S> SyncStorage for S where
         + SyncJobStore
         + ReconcileRunStore
         + OktaEventStore
-{
-}
+);

@@ -348,13 +348,7 @@ impl SyncService {
     }
 
     async fn reconciliation_status(&self) -> Result<ReconciliationStatus, StorageError> {
-        let linked: Vec<i32> = self
-            .portal_settings
-            .linked_portals()
-            .await?
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
+        let linked = self.portal_settings.linked_portal_ids().await?;
         let mut status = ReconciliationStatus {
             interval: self.settings.reconcile_interval,
             linked_portals: linked.len(),

@@ -136,6 +136,24 @@ impl SyncSettings {
 
     /// Wait before the attempt after `attempts` failures: base × 2^(attempts−1), capped,
     /// plus up to 10 % jitter so rows failed together do not return together.
+    /// When the next attempt after `attempts` failed ones may start: the backoff from
+    /// now, rounded up to the whole second the database keeps, so that no attempt comes
+    /// early (a second cut off would make a 1 s backoff anything from 0 to 1 s).
+    pub fn retry_at(&self, attempts: u32) -> chrono::NaiveDateTime {
+        use chrono::{DurationRound, TimeDelta};
+        let wait = chrono::Duration::from_std(self.backoff(attempts)).unwrap_or(TimeDelta::MAX);
+        let at = chrono::Utc::now()
+            .naive_utc()
+            .checked_add_signed(wait)
+            .unwrap_or(chrono::NaiveDateTime::MAX);
+        let second = TimeDelta::seconds(1);
+        match at.duration_trunc(second) {
+            Ok(t) if t < at => t + second,
+            Ok(t) => t,
+            Err(_) => at,
+        }
+    }
+
     pub fn backoff(&self, attempts: u32) -> Duration {
         let exp = attempts.saturating_sub(1).min(30);
         let base = self.backoff_base.saturating_mul(1u32 << exp);
@@ -180,6 +198,20 @@ mod tests {
         assert!(settings(&["--sync-batch-size=0"]).is_err());
         assert!(settings(&["--sync-instance-id=a b"]).is_err());
         assert!(settings(&["--sync-instance-id=efs-iam-1"]).is_ok());
+    }
+
+    #[test]
+    fn a_retry_never_comes_before_its_backoff() {
+        let s = settings(&["--sync-backoff-base=1s", "--sync-backoff-max=5s"]).unwrap();
+        for _ in 0..20 {
+            let before = chrono::Utc::now().naive_utc();
+            let at = s.retry_at(1);
+            assert_eq!(at.and_utc().timestamp_subsec_nanos(), 0, "whole seconds");
+            assert!(
+                at - before >= chrono::TimeDelta::seconds(1),
+                "{at} vs {before}"
+            );
+        }
     }
 
     #[test]

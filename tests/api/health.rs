@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 use efs_iam::storage::ConnectOptions;
 
 use crate::common::{assert_problem, Api};
-use crate::common::{spawn_app, spawn_app_on, TestDb};
+use crate::common::{spawn_app, spawn_app_on, TestApp, TestDb};
 
 /// A little longer than a readiness answer is reused.
 const READY_TTL: Duration = Duration::from_millis(1100);
@@ -36,16 +36,7 @@ async fn ready_is_red_on_an_unmigrated_database() {
 /// the readiness timeout, and data calls into 503 problems, not hangs or 500s.
 #[tokio::test]
 async fn hanging_database_gives_bounded_503s() {
-    let options = ConnectOptions {
-        max_connections: 1,
-        acquire_timeout: Duration::from_millis(700),
-    };
-    let db = TestDb::sqlite_with(options, true).await;
-    let efs_iam::storage::sql::Db::Sqlite(store) = db.store.db() else {
-        unreachable!()
-    };
-    let store = store.clone();
-    let app = spawn_app_on(db, |s| s.ready_timeout = Duration::from_millis(300)).await;
+    let (app, store) = app_on_a_one_connection_pool().await;
     assert_eq!(app.get("/health/ready").await.0, 200);
 
     let held = store.acquire().await.unwrap();
@@ -238,16 +229,7 @@ async fn a_flood_of_ready_probes_leaves_the_pool_to_requests() {
 /// the database (here: held by someone else) and answers at once.
 #[tokio::test]
 async fn a_readiness_answer_is_reused_for_a_second() {
-    let options = ConnectOptions {
-        max_connections: 1,
-        acquire_timeout: Duration::from_millis(700),
-    };
-    let db = TestDb::sqlite_with(options, true).await;
-    let efs_iam::storage::sql::Db::Sqlite(store) = db.store.db() else {
-        unreachable!()
-    };
-    let store = store.clone();
-    let app = spawn_app_on(db, |s| s.ready_timeout = Duration::from_millis(300)).await;
+    let (app, store) = app_on_a_one_connection_pool().await;
     let (status, fresh) = app.get("/health/ready").await;
     assert_eq!(status, 200);
     let held = store.acquire().await.unwrap();
@@ -262,4 +244,21 @@ async fn a_readiness_answer_is_reused_for_a_second() {
     tokio::time::sleep(READY_TTL).await;
     assert_eq!(app.get("/health/ready").await.0, 503, "checked again");
     drop(held);
+}
+
+/// The service on a SQLite database whose pool holds one connection (700 ms to wait for
+/// it), readiness bounded at 300 ms; and that pool, for a test to hold its connection.
+async fn app_on_a_one_connection_pool(
+) -> (TestApp, efs_iam::storage::sql::pool::ConnPool<sqlx::Sqlite>) {
+    let options = ConnectOptions {
+        max_connections: 1,
+        acquire_timeout: Duration::from_millis(700),
+    };
+    let db = TestDb::sqlite_with(options, true).await;
+    let efs_iam::storage::sql::Db::Sqlite(store) = db.store.db() else {
+        unreachable!()
+    };
+    let store = store.clone();
+    let app = spawn_app_on(db, |s| s.ready_timeout = Duration::from_millis(300)).await;
+    (app, store)
 }

@@ -24,11 +24,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_efs-iam");
 const PORTAL: i32 = 21;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("a bound listener").port()
 }
 
 struct Instance {

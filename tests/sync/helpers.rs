@@ -172,20 +172,25 @@ pub async fn drain_unassignments(app: &SyncApp) -> Value {
     report
 }
 
-/// Asks for a repairing reconciliation (202 with its status URL) and waits until the
-/// run has ended; the run as `GET` answers it.
-pub async fn reconcile_and_wait(app: &SyncApp, portal: i32) -> Value {
+/// POSTs `body` to `path`, expects 202 Accepted; its `Location` and body.
+pub async fn post_accepted(app: &SyncApp, path: &str, body: &Value) -> (String, Value) {
     let res = app
         .client
-        .post(app.url(&format!(
-            "/api/v1/sync/portals/{portal}/reconcile?dry_run=false"
-        )))
+        .post(app.url(path))
+        .json(body)
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 202);
     let location = res.headers()["location"].to_str().unwrap().to_owned();
-    let accepted: Value = res.json().await.unwrap();
+    (location, res.json().await.unwrap())
+}
+
+/// Asks for a repairing reconciliation (202 with its status URL) and waits until the
+/// run has ended; the run as `GET` answers it.
+pub async fn reconcile_and_wait(app: &SyncApp, portal: i32) -> Value {
+    let path = format!("/api/v1/sync/portals/{portal}/reconcile?dry_run=false");
+    let (location, accepted) = post_accepted(app, &path, &Value::Null).await;
     assert_eq!(accepted["status_url"], location.as_str());
     assert_eq!(accepted["state"], "pending");
     wait_for_run(app, &location).await

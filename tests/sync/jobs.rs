@@ -37,16 +37,7 @@ async fn a_batch_runs_in_the_background_with_per_user_results(db: TestDb) {
     body["users"][7]["email"] = json!("p8@nodot");
     body["users"][9]["attributes"] = json!({"countryCode": "DEU"});
 
-    let res = app
-        .client
-        .post(app.url("/api/v1/sync/portals/3/users"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 202);
-    let location = res.headers()["location"].to_str().unwrap().to_owned();
-    let accepted: Value = res.json().await.unwrap();
+    let (location, accepted) = post_accepted(&app, "/api/v1/sync/portals/3/users", &body).await;
     assert_eq!(accepted["total"], 60);
     assert_eq!(accepted["state"], "running");
     let job = accepted["job_id"].as_str().unwrap().to_owned();

@@ -1498,7 +1498,7 @@ async fn a_nonsensical_token_lifetime_is_clamped_not_a_panic() {
     let e = env_with(fake, oauth(), |_| {}).await;
     let id = e.seed_user("clamp@example.com");
     // A real token, so the fake accepts it, with an absurd lifetime.
-    let real: serde_json::Value = reqwest::Client::new()
+    let request = reqwest::Client::new()
         .post(format!("{}/oauth2/v1/token", e.fake.base_url()))
         .form(&[
             ("grant_type", "client_credentials"),
@@ -1508,13 +1508,8 @@ async fn a_nonsensical_token_lifetime_is_clamped_not_a_panic() {
                 "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
             ),
             ("client_assertion", &e.fake.test_client_assertion()),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ]);
+    let real: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
     let mut absurd = real.clone();
     absurd["expires_in"] = json!(u64::MAX);
     e.fake.inject(Fault::new(

@@ -222,8 +222,7 @@ impl JobWorker {
                 if attempts as u32 >= self.settings.max_attempts {
                     return self.finish(&item, failed(&e)).await;
                 }
-                let wait = self.settings.backoff(attempts as u32);
-                let next = now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                let next = self.settings.retry_at(attempts as u32);
                 match store
                     .retry_sync_item(item.id, &self.owner, attempts, &e.to_string(), next)
                     .await

@@ -219,8 +219,7 @@ impl OktaEventWorker {
         if attempts as u32 >= self.settings.max_attempts {
             return self.fail(event, error).await;
         }
-        let wait = self.settings.backoff(attempts as u32);
-        let next = now() + chrono::Duration::from_std(wait).unwrap_or_default();
+        let next = self.settings.retry_at(attempts as u32);
         match self
             .events
             .retry_okta_event(

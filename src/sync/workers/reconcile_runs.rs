@@ -182,8 +182,7 @@ impl ReconcileWorker {
                 Some(true)
             }
             Err(e) if e.is_transient() && (run.attempts as u32) < self.settings.max_attempts => {
-                let wait = self.settings.backoff(run.attempts.max(1) as u32);
-                let at = now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                let at = self.settings.retry_at(run.attempts.max(1) as u32);
                 tracing::info!(run = %run.id, error = %e, "reconciliation failed; will retry");
                 self.release(
                     run,
@@ -266,13 +265,7 @@ impl ReconcileWorker {
 
     async fn store_due_runs(&self, interval: Duration) -> Result<usize, StorageError> {
         let mode_key = SettingKey::parse(RECONCILE_MODE).expect("a valid key");
-        let linked: Vec<i32> = self
-            .portal_settings
-            .linked_portals()
-            .await?
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
+        let linked = self.portal_settings.linked_portal_ids().await?;
         if linked.is_empty() {
             return Ok(0);
         }

@@ -410,11 +410,7 @@ impl UnassignmentWorker {
         let (next, dead_at) = if dead {
             (None, Some(t))
         } else {
-            let wait = self.settings.backoff(attempts as u32);
-            (
-                Some(t + chrono::Duration::from_std(wait).unwrap_or_default()),
-                None,
-            )
+            (Some(self.settings.retry_at(attempts as u32)), None)
         };
         let reason = if group_missing.is_some() {
             "okta-group-not-found"
