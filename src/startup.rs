@@ -61,6 +61,8 @@ impl Application {
         store: Arc<SqlStore>,
         vault: Arc<TokenVault>,
     ) -> anyhow::Result<Self> {
+        // First: what the parts register (the workers' series) must reach the recorder.
+        let metrics = Metrics::install();
         let auth = Authenticator::from_settings(&settings.auth, settings.tokens.jwks_options())?
             .map(Arc::new);
         if let Some(auth) = &auth {
@@ -109,7 +111,6 @@ impl Application {
             ready_cache: Default::default(),
             auth,
         });
-        let metrics = Metrics::install();
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
