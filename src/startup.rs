@@ -95,6 +95,8 @@ impl Application {
             queue: store.clone(),
             jobs: store.clone(),
             reconcile_runs: store.clone(),
+            managed: store.clone(),
+            adoptions: store.clone(),
             database: store,
             vault,
             settings_guard,

@@ -36,8 +36,10 @@ pub enum Scope {
     Sync,
     /// The session-token endpoints, and only those.
     Tokens,
-    /// Writing and deleting the portal settings that steer trust (`okta_issuer`,
-    /// `okta_client_id`, `okta_group_id`), in addition to `iam:write`.
+    /// The decisions about trust and about whose Okta identity efs-iam manages:
+    /// writing and deleting the trust settings (`okta_issuer`, `okta_client_id`,
+    /// `okta_group_id`, `reconcile_mode`; with `iam:write`), adopting Okta users, and
+    /// repairing a reconciliation (with `iam:sync`).
     Admin,
 }
 
@@ -75,9 +77,24 @@ pub fn required_scope(method: &axum::http::Method, route: &str) -> Scope {
         Scope::Sync
     } else if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
         Scope::Read
+    } else if path.starts_with("/adoptions") || path.ends_with("/management") {
+        // Bringing an Okta user under efs-iam's management is an admin's decision.
+        Scope::Admin
     } else {
         Scope::Write
     }
+}
+
+/// The route of a reconciliation; a repair (`dry_run=false`) may remove members from
+/// the portal's group, and needs [`Scope::Admin`] on top of [`required_scope`].
+pub const RECONCILE_ROUTE: &str = "/api/v1/sync/portals/{portal_id}/reconcile";
+
+/// The scope a reconciliation with this query needs beyond `iam:sync`: `iam:admin`
+/// for a repair (`dry_run=false`), whatever the portal's `reconcile_mode`.
+pub fn reconcile_scope(query: Option<&str>) -> Option<Scope> {
+    let repair = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .any(|(k, v)| k == "dry_run" && v.eq_ignore_ascii_case("false"));
+    repair.then_some(Scope::Admin)
 }
 
 /// The route of one portal setting; writing or deleting it may need [`Scope::Admin`]

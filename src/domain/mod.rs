@@ -6,7 +6,7 @@ mod duration;
 mod field_error;
 mod ids;
 mod okta_group_id;
-mod okta_user_id;
+pub mod okta_user_id;
 mod portal_user_status;
 mod session_id;
 mod setting_key;

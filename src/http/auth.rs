@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use super::problem::{ApiError, ProblemType};
 use super::state::AppState;
 use crate::auth::{
-    required_scope, setting_scope, writes_portal_settings, AuthError, Authenticator, Caller, Scope,
-    SETTING_ROUTE,
+    reconcile_scope, required_scope, setting_scope, writes_portal_settings, AuthError,
+    Authenticator, Caller, Scope, RECONCILE_ROUTE, SETTING_ROUTE,
 };
 use crate::domain::SettingKey;
 
@@ -60,7 +60,12 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         .flatten()
         .and_then(|raw| percent_encoding::percent_decode_str(raw).decode_utf8().ok())
         .and_then(|key| SettingKey::parse(&key).ok())
-        .and_then(|key| setting_scope(&key));
+        .and_then(|key| setting_scope(&key))
+        .or_else(|| {
+            (route == RECONCILE_ROUTE && req.method() == axum::http::Method::POST)
+                .then(|| reconcile_scope(req.uri().query()))
+                .flatten()
+        });
     let method = req.method().clone();
     let operation = Operation(&method, &route);
     let caller = match &state.auth {

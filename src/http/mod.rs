@@ -9,6 +9,7 @@ mod auth;
 mod error_log;
 pub mod extract;
 mod health;
+mod managed_users;
 pub mod metrics;
 mod middleware;
 mod okta_hooks;

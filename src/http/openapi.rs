@@ -6,7 +6,7 @@ use axum::http::Method;
 use utoipa::OpenApi;
 
 use super::problem::{FieldError, Problem, ProblemType};
-use crate::auth::{required_scope, writes_portal_settings, Scope};
+use crate::auth::{required_scope, writes_portal_settings, Scope, RECONCILE_ROUTE};
 use crate::domain::TRUST_SETTINGS;
 use crate::sync::WorkerHealthSnapshot;
 
@@ -214,6 +214,12 @@ fn document_security(api: &mut utoipa::openapi::OpenApi) {
                 );
                 let description = operation.description.get_or_insert_with(String::new);
                 description.push_str(&note);
+            }
+            if route == RECONCILE_ROUTE && method == Method::POST {
+                let admin = Scope::Admin.as_str();
+                forbidden.push_str(&format!(
+                    ", or, for a repair (`dry_run=false`), the scope {admin} as well"
+                ));
             }
             let responses = &mut operation.responses.responses;
             responses.insert(

@@ -74,6 +74,8 @@ problem_types! {
     OKTA_GROUP_NOT_FOUND = "okta-group-not-found", CONFLICT, "Okta group not found";
     OKTA_USER_DEPROVISIONED = "okta-user-deprovisioned", CONFLICT, "Okta user is deprovisioned";
     OKTA_LOGIN_CONFLICT = "okta-login-conflict", CONFLICT, "Login taken in Okta";
+    OKTA_USER_NOT_MANAGED = "okta-user-not-managed", CONFLICT, "Okta user not managed by efs-iam";
+    OKTA_USER_PRIVILEGED = "okta-user-privileged", CONFLICT, "Okta user is an administrator";
     ISSUER_NOT_ALLOWED = "issuer-not-allowed", CONFLICT, "Issuer not allowed";
     PAYLOAD_TOO_LARGE = "payload-too-large", PAYLOAD_TOO_LARGE, "Request body too large";
     TOKEN_TOO_LARGE = "token-too-large", PAYLOAD_TOO_LARGE, "Token response too large";
@@ -83,6 +85,7 @@ problem_types! {
     INVALID_ID_TOKEN = "invalid-id-token", UNPROCESSABLE_ENTITY, "Invalid id_token";
     OKTA_VALIDATION_FAILED = "okta-validation-failed", UNPROCESSABLE_ENTITY, "Okta refused the profile";
     OKTA_GROUP_UNKNOWN = "okta-group-not-found", UNPROCESSABLE_ENTITY, "Okta group not found";
+    OKTA_USER_NOT_FOUND = "okta-user-not-found", UNPROCESSABLE_ENTITY, "Okta user not found";
     INTERNAL = "internal", INTERNAL_SERVER_ERROR, "Internal server error";
     TOKEN_UNREADABLE = "token-unreadable", INTERNAL_SERVER_ERROR, "Stored token response unreadable";
     OKTA_AUTH_FAILED = "okta-auth-failed", BAD_GATEWAY, "Okta refused efs-iam's credentials";
@@ -309,6 +312,9 @@ fn sync_problem(e: &SyncError) -> (ProblemType, String, Vec<FieldError>) {
         K::OktaUnavailable => P::OKTA_UNAVAILABLE,
         K::OktaAuth => P::OKTA_AUTH_FAILED,
         K::OktaRefused => P::OKTA_REFUSED,
+        K::NotManaged => P::OKTA_USER_NOT_MANAGED,
+        K::Privileged => P::OKTA_USER_PRIVILEGED,
+        K::OktaUserNotFound => P::OKTA_USER_NOT_FOUND,
         K::Busy => P::USER_BUSY,
         K::UnknownEfsUser | K::DatabaseUnavailable | K::Internal => {
             return match e {

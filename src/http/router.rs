@@ -15,8 +15,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use super::state::{AppState, Cors};
 use super::{
-    auth, error_log, health, metrics, middleware, okta_hooks, portal_settings, sessions, sync,
-    unassignment_queue, user_references,
+    auth, error_log, health, managed_users, metrics, middleware, okta_hooks, portal_settings,
+    sessions, sync, unassignment_queue, user_references,
 };
 
 fn api_routes() -> OpenApiRouter<AppState> {
@@ -26,6 +26,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(sessions::router())
         .merge(error_log::router())
         .merge(unassignment_queue::router())
+        .merge(managed_users::router())
         .merge(sync::router())
 }
 

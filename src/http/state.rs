@@ -11,8 +11,8 @@ use subtle::ConstantTimeEq;
 use super::readiness::ReadyCache;
 use crate::auth::Authenticator;
 use crate::storage::{
-    DatabaseStatus, ErrorLogStore, PortalSettingsStore, ReconcileRunStore, SyncJobStore,
-    UnassignmentQueueStore, UserReferenceStore,
+    AdoptionStore, DatabaseStatus, ErrorLogStore, ManagedUserStore, PortalSettingsStore,
+    ReconcileRunStore, SyncJobStore, UnassignmentQueueStore, UserReferenceStore,
 };
 use crate::sync::SyncService;
 use crate::tokens::TokenVault;
@@ -68,6 +68,9 @@ pub struct Services {
     pub queue: Arc<dyn UnassignmentQueueStore>,
     pub jobs: Arc<dyn SyncJobStore>,
     pub reconcile_runs: Arc<dyn ReconcileRunStore>,
+    /// The Okta users efs-iam manages (reference writes must name one).
+    pub managed: Arc<dyn ManagedUserStore>,
+    pub adoptions: Arc<dyn AdoptionStore>,
     pub database: Arc<dyn DatabaseStatus>,
     pub vault: Arc<TokenVault>,
     /// Writes portal settings, checking and auditing the trust settings.

@@ -25,6 +25,7 @@ use crate::storage::{
     AdminUserReference, PortalUserReference, PortalUserReferencePatch, PortalUserReferenceQuery,
     PortalUserReferenceUpsert,
 };
+use crate::sync::SyncError;
 
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
@@ -215,6 +216,7 @@ async fn get_admin_user_reference(
         (status = 201, description = "Created", body = AdminUserReferenceBody),
         (status = 400, description = "Invalid user id or malformed JSON", body = Problem),
         (status = 415, description = "Not JSON", body = Problem),
+        (status = 409, description = "The Okta user is not managed by efs-iam (`okta-user-not-managed`): neither created by it nor adopted; nothing stored", body = Problem),
         (status = 422, description = "Invalid Okta user id, or no such EFS user (`unknown-efs-user`)", body = Problem),
         (status = 503, description = "Database unavailable", body = Problem),
     )
@@ -226,11 +228,25 @@ async fn put_admin_user_reference(
     AppJson(body): AppJson<PutAdminUserReference>,
 ) -> ApiResult<(StatusCode, Json<AdminUserReferenceBody>)> {
     let okta = okta_id("okta_user_id", &body.okta_user_id)?;
+    check_managed(&state, &okta).await?;
     let (reference, created) = state
         .references
         .put_admin_user_reference(user, &okta)
         .await?;
     Ok((created_or_ok(created), Json(reference.into())))
+}
+
+/// A reference may name only an Okta user efs-iam manages (created or adopted): the
+/// everyday scopes never decide whose identity an EFS user gets (SECURITY.md).
+async fn check_managed(state: &AppState, okta: &OktaUserId) -> ApiResult<()> {
+    if state.managed.managed_okta_user(okta).await?.is_none() {
+        return Err(SyncError::NotManaged {
+            okta_user_id: okta.to_string(),
+            login: None,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Removes an EFS-Admin user's Okta reference.
@@ -350,6 +366,7 @@ async fn get_portal_user_reference(
         (status = 201, description = "Created", body = PortalUserReferenceBody),
         (status = 400, description = "Invalid ids or malformed JSON", body = Problem),
         (status = 415, description = "Not JSON", body = Problem),
+        (status = 409, description = "The Okta user is not managed by efs-iam (`okta-user-not-managed`): neither created by it nor adopted; nothing stored", body = Problem),
         (status = 422, description = "Invalid field, or no such panelist (`unknown-efs-user`)", body = Problem),
         (status = 503, description = "Database unavailable", body = Problem),
     )
@@ -368,6 +385,7 @@ async fn put_portal_user_reference(
         status: body.status,
         has_data_changes: body.has_data_changes,
     };
+    check_managed(&state, &upsert.okta_user_id).await?;
     let (reference, created) = state
         .references
         .put_portal_user_reference(portal, user, &upsert)
@@ -387,6 +405,7 @@ async fn put_portal_user_reference(
         (status = 200, description = "The reference after the change", body = PortalUserReferenceBody),
         (status = 400, description = "Invalid ids or malformed JSON", body = Problem),
         (status = 404, description = "No such reference", body = Problem),
+        (status = 409, description = "The new Okta user is not managed by efs-iam (`okta-user-not-managed`); nothing changed", body = Problem),
         (status = 415, description = "Not JSON", body = Problem),
         (status = 422, description = "Invalid or no field", body = Problem),
         (status = 503, description = "Database unavailable", body = Problem),
@@ -415,6 +434,9 @@ async fn patch_portal_user_reference(
             "body",
             "name at least one of okta_user_id, status, has_data_changes",
         ));
+    }
+    if let Some(okta) = &patch.okta_user_id {
+        check_managed(&state, okta).await?;
     }
     let reference = state
         .references

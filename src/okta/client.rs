@@ -18,11 +18,11 @@ use super::error::{OktaConfigError, OktaError};
 use super::error_log::ErrorLog;
 use super::exchange::{
     Call, Route, Transport, GROUP_GET, GROUP_MEMBER, GROUP_MEMBERS, USERS, USER_DEACTIVATE,
-    USER_GET, USER_GROUPS, USER_UPDATE,
+    USER_GET, USER_GROUPS, USER_ROLES, USER_UPDATE,
 };
 use super::governor::{BucketStatus, Governor};
 use super::models::{
-    Activation, NewUserProfile, OktaGroup, OktaUser, OnMissing, ProfileUpdate, Removal,
+    Activation, NewUserProfile, OktaGroup, OktaRole, OktaUser, OnMissing, ProfileUpdate, Removal,
 };
 use crate::storage::ErrorLogStore;
 
@@ -435,6 +435,15 @@ impl OktaClient {
         url.query_pairs_mut()
             .append_pair("limit", &self.page_size.to_string());
         self.list_all(GROUP_MEMBERS, url).await
+    }
+
+    /// The user's admin role assignments (`GET /api/v1/users/{id}/roles`; empty for a
+    /// user without any). Needs the `okta.roles.read` scope.
+    pub async fn list_user_roles(&self, user_id: &str) -> Result<Vec<OktaRole>, OktaError> {
+        let url = self.url(&["api", "v1", "users", segment("user id", user_id)?, "roles"]);
+        let call = Call::new(Method::GET, USER_ROLES, url);
+        let ex = self.caller.execute(&call).await?;
+        self.caller.decode(&call, &ex).await
     }
 
     /// Every group the user belongs to (Okta's built-in `Everyone` included).

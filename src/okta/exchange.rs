@@ -36,6 +36,10 @@ pub(crate) const USER_GROUPS: Route = Route {
     template: "/api/v1/users/{id}/groups",
     bucket: Bucket::OtherApi,
 };
+pub(crate) const USER_ROLES: Route = Route {
+    template: "/api/v1/users/{id}/roles",
+    bucket: Bucket::OtherApi,
+};
 pub(crate) const GROUP_MEMBERS: Route = Route {
     template: "/api/v1/groups/{groupId}/users",
     bucket: Bucket::Groups,

@@ -55,7 +55,7 @@ pub use error_log::CallContext;
 pub use exchange::OKTA_OUTCOMES;
 pub use governor::{in_background, Bucket, BucketStatus};
 pub use models::{
-    Activation, NewUserProfile, OktaGroup, OktaGroupProfile, OktaGroupType, OktaUser,
+    Activation, NewUserProfile, OktaGroup, OktaGroupProfile, OktaGroupType, OktaRole, OktaUser,
     OktaUserProfile, OktaUserStatus, OnMissing, ProfileUpdate, Removal,
 };
 pub use settings::{client_from_settings, OktaSettings};

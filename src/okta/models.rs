@@ -24,8 +24,28 @@ pub struct OktaUser {
         skip_serializing_if = "Option::is_none"
     )]
     pub transitioning_to_status: Option<OktaUserStatus>,
+    /// When Okta created the user; `None` when the answer has no (readable) time.
+    #[serde(
+        default,
+        deserialize_with = "lenient_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
     #[serde(default)]
     pub profile: OktaUserProfile,
+}
+
+/// An RFC 3339 time, or `None` for anything else: a field efs-iam only consults is no
+/// reason to refuse the whole answer.
+fn lenient_time<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error> {
+    let raw = Option::<Value>::deserialize(d)?;
+    Ok(raw
+        .as_ref()
+        .and_then(Value::as_str)
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&chrono::Utc)))
 }
 
 /// A user's profile: the four fields of Okta's default schema plus every other
@@ -107,6 +127,21 @@ impl std::fmt::Display for OktaUserStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// One admin role assignment of a user (`GET /api/v1/users/{id}/roles`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OktaRole {
+    #[serde(default)]
+    pub id: String,
+    /// `SUPER_ADMIN`, `ORG_ADMIN`, `USER_ADMIN`, `CUSTOM`…
+    #[serde(rename = "type")]
+    pub role_type: String,
+    #[serde(default)]
+    pub label: Option<String>,
+    /// `ACTIVE` or `INACTIVE`.
+    #[serde(default)]
+    pub status: Option<String>,
 }
 
 /// An Okta group.

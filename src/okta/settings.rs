@@ -56,7 +56,7 @@ pub struct OktaSettings {
     #[arg(
         long = "okta-scopes",
         env = "EFS_IAM_OKTA_SCOPES",
-        default_value = "okta.users.manage okta.groups.manage",
+        default_value = "okta.users.manage okta.groups.manage okta.roles.read",
         global = true
     )]
     pub scopes: String,
@@ -268,7 +268,10 @@ mod tests {
         assert_eq!(s.max_concurrency, 10);
         assert_eq!(s.max_retries, 3);
         assert_eq!(s.timeout, Duration::from_secs(30));
-        assert_eq!(s.scopes, "okta.users.manage okta.groups.manage");
+        assert_eq!(
+            s.scopes,
+            "okta.users.manage okta.groups.manage okta.roles.read"
+        );
         assert!(build(&[]).unwrap().is_none());
     }
 

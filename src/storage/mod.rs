@@ -13,15 +13,19 @@
 //! | [`LeaseStore`] | `efs_iam_sync_lock` |
 //! | [`ReconcileRunStore`] | `efs_iam_reconcile_run` |
 //! | [`OktaEventStore`] | `efs_iam_okta_event`, `efs_iam_okta_event_watermark` |
+//! | [`ManagedUserStore`] | `efs_iam_managed_okta_user`, `efs_iam_okta_user_creation` |
+//! | [`AdoptionStore`] | `efs_iam_adoption_run`, `efs_iam_adoption_item` |
 //! | [`TokenStore`] | `iam_token_data`, or memcached ([`memcached`]) |
 //!
 //! [`SqlStore`] implements them all for MySQL/MariaDB and SQLite (see [`sql`]).
 //! Consumers take the narrowest contract they need as an `Arc<dyn …>`.
 
+pub mod adoptions;
 pub mod database;
 pub mod error;
 pub mod error_log;
 pub mod leases;
+pub mod managed_users;
 pub mod memcached;
 pub mod okta_events;
 pub mod portal_settings;
@@ -32,10 +36,14 @@ pub mod sync_jobs;
 pub mod unassignment_queue;
 pub mod user_references;
 
+pub use adoptions::{
+    AdoptionCounts, AdoptionItem, AdoptionRun, AdoptionStore, ClaimedAdoptionItem, ItemVerdict,
+};
 pub use database::{now, scheme, Backend, ConnectOptions, DatabaseStatus, PoolStats};
 pub use error::{StorageError, StorageResult};
 pub use error_log::{ErrorLogEntry, ErrorLogQuery, ErrorLogStore, NewErrorLogEntry};
 pub use leases::LeaseStore;
+pub use managed_users::{ManagedOktaUser, ManagedOrigin, ManagedUserStore};
 pub use okta_events::{
     Applied, NewOktaEvent, OktaEvent, OktaEventStats, OktaEventStore, ReferenceChange,
 };
@@ -61,7 +69,8 @@ pub use user_references::{
 /// Every contract at once, for code that works on the whole store (tests, tools).
 pub mod prelude {
     pub use super::{
-        DatabaseStatus, ErrorLogStore, LeaseStore, OktaEventStore, PortalSettingsStore,
-        ReconcileRunStore, SyncJobStore, TokenStore, UnassignmentQueueStore, UserReferenceStore,
+        AdoptionStore, DatabaseStatus, ErrorLogStore, LeaseStore, ManagedUserStore, OktaEventStore,
+        PortalSettingsStore, ReconcileRunStore, SyncJobStore, TokenStore, UnassignmentQueueStore,
+        UserReferenceStore,
     };
 }

@@ -85,24 +85,13 @@ impl SyncEngine {
         let outcome = if others > 0 {
             DeprovisionOutcome::StillReferenced
         } else {
-            match self.okta.deactivate_user(&okta_id).await {
-                Ok(()) => DeprovisionOutcome::Deactivated,
-                Err(OktaError::NotFound(_)) => DeprovisionOutcome::AlreadyGone,
-                Err(e @ OktaError::ForbiddenState(_)) => {
-                    match self
-                        .okta
-                        .get_user(&okta_id)
-                        .await
-                        .map_err(SyncError::from_okta)?
-                    {
-                        None => DeprovisionOutcome::AlreadyGone,
-                        Some(u) if u.status == OktaUserStatus::Deprovisioned => {
-                            DeprovisionOutcome::AlreadyDeactivated
-                        }
-                        Some(_) => return Err(SyncError::OktaRefused(e)),
-                    }
+            // Only an Okta user efs-iam manages, and no administrator, is deactivated.
+            match self.boundary.check_may_change_id(&okta_id).await {
+                Ok(()) => self.deactivate(&okta_id).await?,
+                Err(SyncError::OktaRefused(OktaError::NotFound(_))) => {
+                    DeprovisionOutcome::AlreadyGone
                 }
-                Err(e) => return Err(SyncError::from_okta(e)),
+                Err(e) => return Err(e),
             }
         };
         self.references.delete_admin_user_reference(user).await?;
@@ -111,5 +100,28 @@ impl SyncEngine {
             outcome,
             other_references: others,
         }))
+    }
+
+    /// Deactivates the Okta user; what Okta's answer means.
+    async fn deactivate(&self, okta_id: &str) -> Result<DeprovisionOutcome, SyncError> {
+        Ok(match self.okta.deactivate_user(okta_id).await {
+            Ok(()) => DeprovisionOutcome::Deactivated,
+            Err(OktaError::NotFound(_)) => DeprovisionOutcome::AlreadyGone,
+            Err(e @ OktaError::ForbiddenState(_)) => {
+                match self
+                    .okta
+                    .get_user(okta_id)
+                    .await
+                    .map_err(SyncError::from_okta)?
+                {
+                    None => DeprovisionOutcome::AlreadyGone,
+                    Some(u) if u.status == OktaUserStatus::Deprovisioned => {
+                        DeprovisionOutcome::AlreadyDeactivated
+                    }
+                    Some(_) => return Err(SyncError::OktaRefused(e)),
+                }
+            }
+            Err(e) => return Err(SyncError::from_okta(e)),
+        })
     }
 }

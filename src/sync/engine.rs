@@ -24,6 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::boundary::Boundary;
 use super::lock::{self, UserLocks};
 use super::profile::{update_fields, UserProfile};
 use super::{SyncError, SyncSettings, SyncStorage};
@@ -77,6 +78,7 @@ pub struct SyncEngine {
     error_log: Arc<dyn ErrorLogStore>,
     pub(super) okta: OktaClient,
     pub(super) locks: UserLocks,
+    pub(super) boundary: Boundary,
     activation: Activation,
 }
 
@@ -93,6 +95,7 @@ impl SyncEngine {
     ) -> Self {
         Self {
             locks: UserLocks::new(store.clone(), instance_id, settings.lease),
+            boundary: Boundary::new(store.clone(), okta.clone()),
             settings: store.clone(),
             references: store.clone(),
             error_log: store.clone(),
@@ -107,6 +110,11 @@ impl SyncEngine {
 
     pub fn okta(&self) -> &OktaClient {
         &self.okta
+    }
+
+    /// The managed-user boundary every change of an Okta user passes.
+    pub fn boundary(&self) -> &Boundary {
+        &self.boundary
     }
 
     pub fn references(&self) -> &Arc<dyn UserReferenceStore> {
@@ -351,24 +359,36 @@ impl SyncEngine {
             }
         }
         let (user, mut outcome) = match found {
+            Some((user, Outcome::Linked)) => {
+                // Found by login, not through a reference: only if it is efs-iam's.
+                self.boundary.claim_found(&user, &profile.login).await?;
+                (user, Outcome::Linked)
+            }
             Some(f) => f,
-            None => match self
-                .okta
-                .create_user(&profile.to_new(), self.activation)
-                .await
-            {
-                Ok(u) => return Ok((u, Outcome::Created, Vec::new())),
-                Err(e) if e.is_duplicate_login() => {
-                    // Someone else created it a moment ago, or our own earlier attempt
-                    // did before its answer was lost: link it either way.
-                    (
-                        self.find_after_duplicate(&profile.login).await?,
-                        Outcome::Linked,
-                    )
+            None => {
+                self.boundary.before_create(&profile.login).await?;
+                match self
+                    .okta
+                    .create_user(&profile.to_new(), self.activation)
+                    .await
+                {
+                    Ok(u) => {
+                        self.boundary.record_created(&u, &profile.login).await?;
+                        return Ok((u, Outcome::Created, Vec::new()));
+                    }
+                    Err(e) if e.is_duplicate_login() => {
+                        // Our own earlier attempt created it before its answer was lost
+                        // (then it is ours), or someone else did (then it is refused).
+                        let u = self.find_after_duplicate(&profile.login).await?;
+                        self.boundary.claim_found(&u, &profile.login).await?;
+                        (u, Outcome::Linked)
+                    }
+                    Err(e) => return Err(SyncError::from_profile_write(e, profile)),
                 }
-                Err(e) => return Err(SyncError::from_profile_write(e, profile)),
-            },
+            }
         };
+        // An existing user: efs-iam's, and no administrator, before anything changes.
+        self.boundary.check_may_change(&user).await?;
         if user.status == OktaUserStatus::Deprovisioned {
             return Err(SyncError::Deprovisioned {
                 okta_user_id: user.id,

@@ -34,6 +34,22 @@ pub enum SyncError {
     OktaAuth(OktaError),
     #[error("Okta refused the call: {0}")]
     OktaRefused(OktaError),
+    /// The Okta user is not EFS's: efs-iam neither created nor adopted it.
+    #[error("Okta user {okta_user_id}{} is not managed by efs-iam (it neither created it nor was told to adopt it); efs-iam does not act on it. An iam:admin adopts it with PUT /api/v1/okta-users/{okta_user_id}/management", login.as_deref().map(|l| format!(" (login {l:?})")).unwrap_or_default())]
+    NotManaged {
+        okta_user_id: String,
+        login: Option<String>,
+    },
+    /// The Okta user holds admin roles: efs-iam never changes, groups, adopts or
+    /// deactivates it, whatever the caller's scopes.
+    #[error("Okta user {okta_user_id} holds Okta admin roles ({}); efs-iam never changes, groups, adopts or deactivates an administrator", roles.join(", "))]
+    Privileged {
+        okta_user_id: String,
+        roles: Vec<String>,
+    },
+    /// Okta has no such user (adoption).
+    #[error("Okta has no user {okta_user_id} (never existed, or deleted)")]
+    OktaUserNotFound { okta_user_id: String },
     #[error("another sync of this user is still running; retry shortly")]
     Busy,
     #[error(transparent)]
@@ -52,6 +68,9 @@ pub enum SyncErrorKind {
     OktaUnavailable,
     OktaAuth,
     OktaRefused,
+    NotManaged,
+    Privileged,
+    OktaUserNotFound,
     Busy,
     UnknownEfsUser,
     DatabaseUnavailable,
@@ -71,6 +90,9 @@ impl SyncErrorKind {
             Self::OktaUnavailable => "okta-unavailable",
             Self::OktaAuth => "okta-auth-failed",
             Self::OktaRefused => "okta-refused",
+            Self::NotManaged => "okta-user-not-managed",
+            Self::Privileged => "okta-user-privileged",
+            Self::OktaUserNotFound => "okta-user-not-found",
             Self::Busy => "user-busy",
             Self::UnknownEfsUser => "unknown-efs-user",
             Self::DatabaseUnavailable => "database-unavailable",
@@ -188,6 +210,9 @@ impl SyncError {
             Self::OktaUnavailable(_) => K::OktaUnavailable,
             Self::OktaAuth(_) => K::OktaAuth,
             Self::OktaRefused(_) => K::OktaRefused,
+            Self::NotManaged { .. } => K::NotManaged,
+            Self::Privileged { .. } => K::Privileged,
+            Self::OktaUserNotFound { .. } => K::OktaUserNotFound,
             Self::Busy => K::Busy,
             Self::Storage(StorageError::UnknownEfsUser) => K::UnknownEfsUser,
             Self::Storage(e) if e.is_transient() => K::DatabaseUnavailable,

@@ -11,6 +11,7 @@
 //! - [`service`]: one instance's sync, as the HTTP layer calls it: the engine, the
 //!   workers, submissions and the [`status`] report.
 
+pub mod boundary;
 pub mod deprovision;
 pub mod engine;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod settings;
 pub mod status;
 pub mod workers;
 
+pub use boundary::{Boundary, Verdict};
 pub use deprovision::{Deprovision, DeprovisionOutcome};
 pub use engine::{Outcome, SyncEngine, UserSync};
 pub use error::{SyncError, SyncErrorKind};
@@ -30,6 +32,7 @@ pub use profile::UserProfile;
 pub use service::{SubmittedJob, SyncService};
 pub use settings::SyncSettings;
 pub use status::{ProbeResult, ReconciliationStatus, SyncStatusReport};
+pub use workers::adoptions::{AdoptionStep, AdoptionWorker};
 pub use workers::jobs::{JobStep, JobWorker};
 pub use workers::okta_events::{EventStep, OktaEventWorker};
 pub use workers::reconcile_runs::{ReconcileStep, ReconcileWorker};
@@ -37,8 +40,9 @@ pub use workers::unassignments::{MissingGroup, UnassignmentStep, UnassignmentWor
 pub use workers::{supervision, Triggered, Worker, WorkerExit, WorkerHealthSnapshot};
 
 use crate::storage::{
-    ErrorLogStore, LeaseStore, OktaEventStore, PortalSettingsStore, ReconcileRunStore,
-    SyncJobStore, UnassignmentQueueStore, UserReferenceStore,
+    AdoptionStore, ErrorLogStore, LeaseStore, ManagedUserStore, OktaEventStore,
+    PortalSettingsStore, ReconcileRunStore, SyncJobStore, UnassignmentQueueStore,
+    UserReferenceStore,
 };
 
 crate::trait_alias!(
@@ -46,6 +50,8 @@ crate::trait_alias!(
     /// contract from it.
     pub SyncStorage: PortalSettingsStore
         + UserReferenceStore
+        + ManagedUserStore
+        + AdoptionStore
         + ErrorLogStore
         + LeaseStore
         + UnassignmentQueueStore

@@ -297,7 +297,14 @@ impl SyncEngine {
         let group = group.as_str();
         let added: Vec<_> = stream::iter(missing)
             .map(|(user_id, okta_id)| async move {
-                let r = self.okta.add_group_member(group, &okta_id).await;
+                let r = match self.boundary.check_may_change_id(&okta_id).await {
+                    Ok(()) => self
+                        .okta
+                        .add_group_member(group, &okta_id)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(refused) => Err(refused.to_string()),
+                };
                 (user_id, okta_id, r)
             })
             .buffer_unordered(LOOKUPS)
@@ -306,17 +313,23 @@ impl SyncEngine {
         for (user_id, okta_id, r) in added {
             match r {
                 Ok(()) => report.repaired.added += 1,
-                Err(e) => failures.push((Some(user_id), okta_id, e.to_string())),
+                Err(e) => failures.push((Some(user_id), okta_id, e)),
             }
         }
         let extra_ids: Vec<(String, Option<i32>)> =
             extra.iter().map(|(m, u, _)| (m.id.clone(), *u)).collect();
         let removed: Vec<_> = stream::iter(extra_ids)
             .map(|(okta_id, user_id)| async move {
-                let r = self
-                    .okta
-                    .remove_group_member(group, &okta_id, OnMissing::TreatAsRemoved)
-                    .await;
+                // Someone else's user in the portal's group is reported, never removed.
+                let r = match self.boundary.check_may_change_id(&okta_id).await {
+                    Ok(()) => self
+                        .okta
+                        .remove_group_member(group, &okta_id, OnMissing::TreatAsRemoved)
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string()),
+                    Err(refused) => Err(refused.to_string()),
+                };
                 (user_id, okta_id, r)
             })
             .buffer_unordered(LOOKUPS)
@@ -324,8 +337,8 @@ impl SyncEngine {
             .await;
         for (user_id, okta_id, r) in removed {
             match r {
-                Ok(_) => report.repaired.removed += 1,
-                Err(e) => failures.push((user_id, okta_id, e.to_string())),
+                Ok(()) => report.repaired.removed += 1,
+                Err(e) => failures.push((user_id, okta_id, e)),
             }
         }
         for (user_id, okta_id, _) in stale {

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::reconcile::ReconcileReport;
 use super::status::{ProbeResult, ReconciliationStatus, SyncStatusReport};
+use super::workers::adoptions::AdoptionWorker;
 use super::workers::jobs::JobWorker;
 use super::workers::okta_events::OktaEventWorker;
 use super::workers::reconcile_runs::ReconcileWorker;
@@ -21,7 +22,7 @@ use super::{SyncEngine, SyncError, SyncSettings, SyncStorage};
 use crate::domain::PortalId;
 use crate::okta::OktaClient;
 use crate::storage::{
-    now, NewOktaEvent, NewReconcileRun, NewSyncJob, NewSyncJobItem, NewUnassignment,
+    now, AdoptionStore, NewOktaEvent, NewReconcileRun, NewSyncJob, NewSyncJobItem, NewUnassignment,
     OktaEventStore, PortalSettingsStore, QueueStats, ReconcileRunStore, RequeueOutcome,
     StorageError, SyncJobStore, UnassignmentCounts, UnassignmentQueueStore,
 };
@@ -43,6 +44,7 @@ pub struct SyncService {
     jobs_store: Arc<dyn SyncJobStore>,
     runs: Arc<dyn ReconcileRunStore>,
     events_store: Arc<dyn OktaEventStore>,
+    adoptions: Arc<dyn AdoptionStore>,
     portal_settings: Arc<dyn PortalSettingsStore>,
     okta: Option<OktaClient>,
     engine: Option<Arc<SyncEngine>>,
@@ -113,6 +115,15 @@ impl SyncService {
         workers.register(jobs.clone());
         workers.register(reconciles);
         workers.register(Some(okta_events));
+        workers.register(okta.clone().map(|client| {
+            Arc::new(AdoptionWorker::new(
+                &store,
+                client,
+                settings.clone(),
+                instance_id.clone(),
+                workers.stop_token(),
+            ))
+        }));
         Self {
             settings,
             instance_id,
@@ -120,6 +131,7 @@ impl SyncService {
             jobs_store: store.clone(),
             runs: store.clone(),
             portal_settings: store.clone(),
+            adoptions: store.clone(),
             events_store: store,
             okta,
             engine,
@@ -254,6 +266,23 @@ impl SyncService {
         tracing::info!(portal = portal.get(), enqueued, "unassignments queued");
         self.workers.wake(UnassignmentWorker::NAME);
         Ok((enqueued, self.queue.unassignment_counts(portal).await?))
+    }
+
+    /// Stores a bulk adoption run asked for by `requested_by` (an `iam:admin` caller's
+    /// `sub`) and wakes its worker; the run's id.
+    pub async fn submit_adoption(
+        &self,
+        dry_run: bool,
+        requested_by: &str,
+    ) -> Result<String, SyncError> {
+        self.engine()?;
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        self.adoptions
+            .create_adoption_run(&id, dry_run, requested_by, now())
+            .await?;
+        self.workers.wake(AdoptionWorker::NAME);
+        tracing::info!(target: "audit", sub = %requested_by, run = %id, dry_run, "bulk adoption of the referenced Okta users asked for");
+        Ok(id)
     }
 
     /// Makes dead letters pending again and wakes the worker.

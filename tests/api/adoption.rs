@@ -227,6 +227,7 @@ async fn existing_efs_database_is_adopted_without_loss() {
         json!({"access_token": "fresh"})
     );
     // A reference to a panelist EFS does not have is refused by the seed's foreign key.
+    app.db.manage_okta_users(&["00u4040"]).await;
     let got = app
         .put(
             "/api/v1/portals/5/user-references/4040",

@@ -9,6 +9,7 @@ mod bad_input;
 mod edge;
 mod error_log;
 mod health;
+mod managed_users;
 mod openapi;
 mod php_client;
 mod references;

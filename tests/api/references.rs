@@ -6,6 +6,9 @@ use crate::common::{assert_problem, Api};
 #[tokio::test]
 async fn admin_user_reference_lifecycle() {
     let app = spawn_app().await;
+    app.db
+        .manage_okta_users(&["00ub0oNGTSWTBKOLGLNR", "00uSHORT"])
+        .await;
     let path = "/api/v1/user-references/42";
     assert_problem(&app.get(path).await, 404, "not-found");
     let (status, body) = app
@@ -28,6 +31,7 @@ async fn admin_user_reference_lifecycle() {
 #[tokio::test]
 async fn portal_user_reference_lifecycle() {
     let app = spawn_app().await;
+    app.db.manage_okta_users(&["00u4711"]).await;
     let path = "/api/v1/portals/7/user-references/4711";
     assert_problem(&app.get(path).await, 404, "not-found");
     assert_problem(
@@ -77,6 +81,9 @@ async fn portal_user_reference_lifecycle() {
 #[tokio::test]
 async fn list_filters_and_paginates() {
     let app = spawn_app().await;
+    let ids: Vec<String> = (1..=9).map(|uid| format!("00u{uid}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    app.db.manage_okta_users(&ids).await;
     for uid in 1..=9 {
         let status = if uid % 3 == 0 { "failed" } else { "synced" };
         let (code, _) = app.put(&format!("/api/v1/portals/5/user-references/{uid}"),
@@ -123,6 +130,7 @@ async fn list_filters_and_paginates() {
 #[tokio::test]
 async fn reverse_lookup_finds_every_reference_of_one_person() {
     let app = spawn_app().await;
+    app.db.manage_okta_users(&["00uPERSON", "00uOTHER"]).await;
     app.put(
         "/api/v1/user-references/1",
         json!({"okta_user_id": "00uPERSON"}),

@@ -202,3 +202,23 @@ macro_rules! backend_matrix {
         );
     };
 }
+
+impl TestDb {
+    /// Records Okta users as managed by efs-iam (as an adoption does), so references
+    /// may name them.
+    pub async fn manage_okta_users(&self, ids: &[&str]) {
+        use efs_iam::storage::{ManagedOrigin, ManagedUserStore};
+        for id in ids {
+            self.store
+                .manage_okta_user(
+                    &efs_iam::domain::OktaUserId::parse(id).unwrap(),
+                    ManagedOrigin::Adopted,
+                    "test-admin",
+                    None,
+                    efs_iam::storage::now(),
+                )
+                .await
+                .unwrap();
+        }
+    }
+}

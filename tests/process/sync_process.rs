@@ -145,6 +145,7 @@ async fn setup(
             UserStatus::Active,
         );
         okta.add_group_member(&group, &id);
+        db.manage_okta_users(&[&id]).await;
         users.push(NewUnassignment {
             user_id: EfsUserId::new(i).unwrap(),
             okta_user_id: OktaUserId::parse(&id).unwrap(),

@@ -110,6 +110,35 @@ pub fn profile(login: &str) -> Value {
 }
 
 /// Seeds an Okta user directly in the fake.
+/// An Okta user of an EFS installation: in Okta, and managed by efs-iam (as if adopted
+/// when the installation took efs-iam on).
+pub async fn seed_efs_user(
+    db: &TestDb,
+    okta: &FakeOkta,
+    login: &str,
+    status: UserStatus,
+) -> String {
+    let id = seed_user(okta, login, status);
+    adopted(db, &id).await;
+    id
+}
+
+/// Records an Okta user as managed by efs-iam, as an adoption does.
+pub async fn adopted(db: &TestDb, okta_user_id: &str) {
+    use efs_iam::storage::{ManagedOrigin, ManagedUserStore};
+    db.store
+        .manage_okta_user(
+            &efs_iam::domain::OktaUserId::parse(okta_user_id).unwrap(),
+            ManagedOrigin::Adopted,
+            "test-admin",
+            None,
+            efs_iam::storage::now(),
+        )
+        .await
+        .unwrap();
+}
+
+/// An Okta user efs-iam does not manage (someone else's, as in a real org).
 pub fn seed_user(okta: &FakeOkta, login: &str, status: UserStatus) -> String {
     okta.create_user(login, login, "Grace", "Hopper", status)
 }

@@ -127,17 +127,18 @@ async fn changes_made_in_okta_reach_the_references(db: TestDb) {
     let other_group = okta.create_group("Not a portal");
     let app = hooked(&db, &okta).await;
     app.link_portal(1, &group).await;
-    let user = |n: i32| {
-        let id = seed_user(&okta, &format!("u{n}@example.com"), UserStatus::Active);
+    let mut ids = Vec::new();
+    for n in 1..=6 {
+        let id = seed_efs_user(&db, &okta, &format!("u{n}@example.com"), UserStatus::Active).await;
         okta.add_group_member(&group, &id);
-        id
-    };
-    let (a, b, c, d, e, bystander) = (user(1), user(2), user(3), user(4), user(5), user(6));
+        ids.push(id);
+    }
+    let [a, b, c, d, e, bystander] = <[String; 6]>::try_from(ids).unwrap();
     for (n, id) in [(1, &a), (2, &b), (3, &c), (4, &d), (5, &e), (6, &bystander)] {
         reference(&app, 1, n, id).await;
     }
     // An EFS-Admin user linked to an Okta user (admin references have no status).
-    let admin = seed_user(&okta, "admin.user@example.com", UserStatus::Active);
+    let admin = seed_efs_user(&db, &okta, "admin.user@example.com", UserStatus::Active).await;
     app.put("/api/v1/user-references/42", json!({"okta_user_id": admin}))
         .await;
     settled(&okta, &db).await; // the seeding's own membership events
@@ -227,7 +228,7 @@ async fn redelivered_and_reordered_events_change_nothing(db: TestDb) {
     let group = okta.create_group("Portal 2");
     let app = hooked(&db, &okta).await;
     app.link_portal(2, &group).await;
-    let id = seed_user(&okta, "ordered@example.com", UserStatus::Active);
+    let id = seed_efs_user(&db, &okta, "ordered@example.com", UserStatus::Active).await;
     reference(&app, 2, 7, &id).await;
     let target = vec![events::user_target(&id, "ordered@example.com", "O R")];
     let mut older = events::event("user.lifecycle.reactivate", target.clone());
@@ -295,7 +296,7 @@ async fn a_slow_database_does_not_delay_the_answer() {
     let group = okta.create_group("Locked portal");
     let app = hooked(&db, &okta).await;
     app.link_portal(3, &group).await;
-    let id = seed_user(&okta, "locked@example.com", UserStatus::Active);
+    let id = seed_efs_user(&db, &okta, "locked@example.com", UserStatus::Active).await;
     reference(&app, 3, 9, &id).await;
     use sqlx::Connection;
     let mut locker = sqlx::MySqlConnection::connect(&db.url).await.unwrap();

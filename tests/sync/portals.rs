@@ -169,7 +169,7 @@ async fn failures_are_recorded_on_the_reference_and_in_the_error_log() {
     assert_eq!(users_with_login(&okta, "lost@example.com").len(), 1);
 
     // A deprovisioned Okta user: the reference says so.
-    let gone = seed_user(&okta, "gone@example.com", UserStatus::Deprovisioned);
+    let gone = seed_efs_user(&db, &okta, "gone@example.com", UserStatus::Deprovisioned).await;
     let got = app
         .post(
             "/api/v1/sync/portals/6/users/62",

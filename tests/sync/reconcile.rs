@@ -26,23 +26,24 @@ async fn dry_run_reports_and_repair_fixes_every_kind_of_drift() {
         }
     };
     // in step
-    let fine = seed_user(&okta, "fine@example.com", UserStatus::Active);
+    let fine = seed_efs_user(&db, &okta, "fine@example.com", UserStatus::Active).await;
     okta.add_group_member(&group, &fine);
     reference(1, &fine, "synced").await;
     // referenced, not a member
-    let missing = seed_user(&okta, "missing@example.com", UserStatus::Active);
+    let missing = seed_efs_user(&db, &okta, "missing@example.com", UserStatus::Active).await;
     reference(2, &missing, "synced").await;
     // a member nobody references
-    let extra = seed_user(&okta, "extra@example.com", UserStatus::Active);
+    let extra = seed_efs_user(&db, &okta, "extra@example.com", UserStatus::Active).await;
     okta.add_group_member(&group, &extra);
     // a member whose reference is deprovisioned
-    let leaver = seed_user(&okta, "leaver@example.com", UserStatus::Active);
+    let leaver = seed_efs_user(&db, &okta, "leaver@example.com", UserStatus::Active).await;
     okta.add_group_member(&group, &leaver);
     reference(3, &leaver, "deprovisioned").await;
-    // referenced Okta user gone
+    // referenced Okta user gone (efs-iam managed it before it was deleted)
+    adopted(&db, "00uGONEGONEGONEGONE0").await;
     reference(4, "00uGONEGONEGONEGONE0", "synced").await;
     // referenced Okta user deprovisioned, still a member
-    let deact = seed_user(&okta, "deact@example.com", UserStatus::Deprovisioned);
+    let deact = seed_efs_user(&db, &okta, "deact@example.com", UserStatus::Deprovisioned).await;
     okta.add_group_member(&group, &deact);
     reference(5, &deact, "synced").await;
     // never linked
@@ -172,7 +173,7 @@ async fn nothing_is_removed_on_a_failed_read() {
     })
     .await;
     app.link_portal(13, &group).await;
-    let extra = seed_user(&okta, "keep@example.com", UserStatus::Active);
+    let extra = seed_efs_user(&db, &okta, "keep@example.com", UserStatus::Active).await;
     okta.add_group_member(&group, &extra);
     okta.inject(
         Fault::new(
@@ -197,7 +198,7 @@ async fn nothing_is_removed_on_a_failed_read() {
     okta.clear_faults();
 
     // A user whose own lookup fails is reported and left alone.
-    let elsewhere = seed_user(&okta, "elsewhere@example.com", UserStatus::Active);
+    let elsewhere = seed_efs_user(&db, &okta, "elsewhere@example.com", UserStatus::Active).await;
     app.put(
         "/api/v1/portals/13/user-references/2",
         json!({"okta_user_id": elsewhere, "status": "synced"}),
@@ -321,8 +322,8 @@ crate::backend_matrix!(
 async fn the_schedule_reports_drift_and_repairs_where_asked(db: TestDb) {
     let okta = fake_okta().await;
     let (g1, g2) = (okta.create_group("Reported"), okta.create_group("Repaired"));
-    let stray1 = seed_user(&okta, "stray1@example.com", UserStatus::Active);
-    let stray2 = seed_user(&okta, "stray2@example.com", UserStatus::Active);
+    let stray1 = seed_efs_user(&db, &okta, "stray1@example.com", UserStatus::Active).await;
+    let stray2 = seed_efs_user(&db, &okta, "stray2@example.com", UserStatus::Active).await;
     okta.add_group_member(&g1, &stray1);
     okta.add_group_member(&g2, &stray2);
     let app = spawn(&db, Some(&okta), |s| {

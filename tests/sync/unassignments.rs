@@ -14,6 +14,7 @@ use crate::helpers::*;
 
 /// `n` Okta users, members of `group`, queued for removal in `portal`.
 async fn queue_members(
+    db: &TestDb,
     app: &SyncApp,
     okta: &FakeOkta,
     group: &str,
@@ -23,11 +24,13 @@ async fn queue_members(
     let mut ids = Vec::new();
     let mut users = Vec::new();
     for i in 1..=n {
-        let id = seed_user(
+        let id = seed_efs_user(
+            db,
             okta,
             &format!("q{portal}-{i}@example.com"),
             UserStatus::Active,
-        );
+        )
+        .await;
         okta.add_group_member(group, &id);
         users.push(json!({"user_id": i, "okta_user_id": id, "email": format!("q{i}@example.com")}));
         ids.push(id);
@@ -54,7 +57,7 @@ async fn the_queue_is_drained_on_demand(db: TestDb) {
     let group = okta.create_group("Drained portal");
     let app = spawn(&db, Some(&okta), |s| s.sync.batch_size = 7).await;
     app.link_portal(1, &group).await;
-    let mut ids = queue_members(&app, &okta, &group, 1, 20).await;
+    let mut ids = queue_members(&db, &app, &okta, &group, 1, 20).await;
     // One user Okta no longer has (404): gone already, row deleted all the same.
     let (status, _) = app
         .post(
@@ -63,7 +66,7 @@ async fn the_queue_is_drained_on_demand(db: TestDb) {
         )
         .await;
     assert_eq!(status, 202);
-    let stranger = seed_user(&okta, "stays@example.com", UserStatus::Active);
+    let stranger = seed_efs_user(&db, &okta, "stays@example.com", UserStatus::Active).await;
     okta.add_group_member(&group, &stranger);
 
     let run = drain_unassignments(&app).await;
@@ -88,7 +91,7 @@ async fn two_workers_share_one_queue_without_duplicate_work(db: TestDb) {
     let a = spawn(&db, Some(&okta), |s| s.sync.batch_size = 10).await;
     let b = spawn(&db, Some(&okta), |s| s.sync.batch_size = 10).await;
     a.link_portal(2, &group).await;
-    queue_members(&a, &okta, &group, 2, 150).await;
+    queue_members(&db, &a, &okta, &group, 2, 150).await;
     let (ra, rb) = tokio::join!(drain_unassignments(&a), drain_unassignments(&b));
     let removed = ra["removed"].as_u64().unwrap() + rb["removed"].as_u64().unwrap();
     assert_eq!(removed, 150, "a: {ra} b: {rb}");
@@ -112,7 +115,7 @@ async fn failures_back_off_then_become_dead_letters_that_can_be_requeued() {
     })
     .await;
     app.link_portal(3, &group).await;
-    let ids = queue_members(&app, &okta, &group, 3, 2).await;
+    let ids = queue_members(&db, &app, &okta, &group, 3, 2).await;
     let path = format!("/api/v1/groups/{group}/users/{}", ids[0]);
     okta.inject(Fault::new("DELETE", &path, FaultKind::InternalServerError).times(10));
 
@@ -172,7 +175,7 @@ async fn legacy_rows_without_portal_are_dead_lettered_and_can_be_requeued_with_o
     let group = okta.create_group("Legacy");
     let app = spawn(&db, Some(&okta), |_| {}).await;
     app.link_portal(4, &group).await;
-    let id = seed_user(&okta, "legacy@example.com", UserStatus::Active);
+    let id = seed_efs_user(&db, &okta, "legacy@example.com", UserStatus::Active).await;
     okta.add_group_member(&group, &id);
     db.execute(&format!(
         "INSERT INTO iam_portal_user_group_unassignment_queue (user_id, uuid, email, created_at) \
@@ -209,7 +212,7 @@ async fn refused_credentials_block_the_worker_without_spending_attempts() {
     let group = okta.create_group("Locked out");
     let app = spawn(&db, Some(&okta), |_| {}).await;
     app.link_portal(5, &group).await;
-    queue_members(&app, &okta, &group, 5, 3).await;
+    queue_members(&db, &app, &okta, &group, 5, 3).await;
     okta.set_api_token(Some("rotated-token"));
     let run = drain_unassignments(&app).await;
     assert!(run["blocked"].as_str().unwrap().contains("Okta"), "{run}");
@@ -255,7 +258,7 @@ async fn concurrent_steps_hand_out_every_row_once() {
     let group = okta.create_group("Steps");
     let app = spawn(&db, Some(&okta), |_| {}).await;
     app.link_portal(7, &group).await;
-    queue_members(&app, &okta, &group, 7, 60).await;
+    queue_members(&db, &app, &okta, &group, 7, 60).await;
     let client = app.sync.okta().unwrap().clone();
     let mut tasks = Vec::new();
     for w in 0..3 {
@@ -301,7 +304,7 @@ async fn a_missing_group_keeps_the_rows_and_says_so(db: TestDb) {
     let real = okta.create_group("Real portal group");
     let app = spawn(&db, Some(&okta), |s| s.sync.max_attempts = 2).await;
     link_portal_unchecked(&db, 8, "00gMISTYPED000000000").await;
-    let members = queue_members(&app, &okta, &real, 8, 5).await;
+    let members = queue_members(&db, &app, &okta, &real, 8, 5).await;
 
     let run = drain_unassignments(&app).await;
     assert_eq!(
@@ -380,7 +383,7 @@ async fn a_run_trigger_answers_at_once_and_the_work_goes_on() {
     let group = okta.create_group("Slow Okta");
     let app = spawn(&db, Some(&okta), |s| s.sync.concurrency = 1).await;
     app.link_portal(9, &group).await;
-    queue_members(&app, &okta, &group, 9, 3).await;
+    queue_members(&db, &app, &okta, &group, 9, 3).await;
     okta.set_latency(Duration::from_millis(700));
 
     let impatient = reqwest::Client::builder()
@@ -434,7 +437,7 @@ async fn a_run_trigger_wakes_the_running_worker() {
     .await;
     app.link_portal(10, &group).await;
     // Queued behind the worker's back: nothing wakes it but the trigger.
-    let user = seed_user(&okta, "woken@example.com", UserStatus::Active);
+    let user = seed_efs_user(&db, &okta, "woken@example.com", UserStatus::Active).await;
     okta.add_group_member(&group, &user);
     use efs_iam::storage::UnassignmentQueueStore;
     db.store
@@ -473,7 +476,7 @@ async fn a_long_step_keeps_its_rows_by_heartbeat() {
     let group = okta.create_group("Slow removals");
     let app = spawn(&db, Some(&okta), |s| s.sync.lease = Duration::from_secs(1)).await;
     app.link_portal(11, &group).await;
-    queue_members(&app, &okta, &group, 11, 2).await;
+    queue_members(&db, &app, &okta, &group, 11, 2).await;
     okta.set_latency(Duration::from_millis(1500));
     let worker = |name: &str| {
         let mut settings = app.sync.settings.clone();

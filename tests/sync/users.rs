@@ -361,7 +361,7 @@ async fn an_okta_incident_leaves_a_few_counted_rows_in_the_error_log(db: TestDb)
 async fn an_existing_okta_user_is_linked_by_login() {
     let db = TestDb::sqlite().await;
     let okta = fake_okta().await;
-    let existing = seed_user(&okta, "Alan.Turing@example.com", UserStatus::Active);
+    let existing = seed_efs_user(&db, &okta, "Alan.Turing@example.com", UserStatus::Active).await;
     let app = spawn(&db, Some(&okta), |_| {}).await;
     let (status, body) = app
         .post("/api/v1/sync/users/5", profile("alan.turing@example.com"))
@@ -384,7 +384,7 @@ async fn an_existing_okta_user_is_linked_by_login() {
 async fn a_login_already_taken_is_resolved_by_linking() {
     let db = TestDb::sqlite().await;
     let okta = fake_okta().await;
-    let existing = seed_user(&okta, "late@example.com", UserStatus::Active);
+    let existing = seed_efs_user(&db, &okta, "late@example.com", UserStatus::Active).await;
     // The first lookup misses (another client created the user a moment ago, or
     // Okta's search lags), so efs-iam tries to create and Okta says "taken".
     okta.inject(Fault::new(
@@ -548,7 +548,7 @@ async fn server_errors_and_timeouts_are_retried_then_reported() {
 async fn a_deprovisioned_okta_user_is_reported_not_reactivated() {
     let db = TestDb::sqlite().await;
     let okta = fake_okta().await;
-    let gone = seed_user(&okta, "left@example.com", UserStatus::Deprovisioned);
+    let gone = seed_efs_user(&db, &okta, "left@example.com", UserStatus::Deprovisioned).await;
     let app = spawn(&db, Some(&okta), |_| {}).await;
     let got = app
         .post("/api/v1/sync/users/31", profile("left@example.com"))
@@ -642,6 +642,7 @@ async fn without_okta_settings_sync_answers_503_and_the_data_api_works() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["okta"]["configured"], false);
     assert_eq!(body["workers"]["enabled"], false);
+    adopted(&db, "00u1").await;
     let (status, _) = app
         .put("/api/v1/user-references/1", json!({"okta_user_id": "00u1"}))
         .await;

@@ -29,6 +29,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 .delete(delete_user),
         )
         .route("/api/v1/users/{id}/groups", get(user_groups))
+        .route("/api/v1/users/{id}/roles", get(user_roles))
         .route("/api/v1/users/{id}/lifecycle/{action}", post(lifecycle))
         .route("/api/v1/groups", get(list_groups).post(create_group))
         .route(
@@ -607,6 +608,16 @@ async fn user_groups(State(shared): State<Arc<Shared>>, Path(id): Path<String>) 
         .map(|g| store.render_group(g, false))
         .collect();
     Ok(json_ok(&Value::Array(body)))
+}
+
+/// `GET /api/v1/users/{id}/roles`: the user's admin role assignments; `[]` for a user
+/// without any.
+async fn user_roles(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult {
+    let store = shared.store.lock().unwrap();
+    let u = store
+        .user_by_id(&id)
+        .ok_or_else(|| OktaError::user_not_found(&id))?;
+    Ok(json_ok(&Value::Array(u.admin_roles.clone())))
 }
 
 fn activation_body(shared: &Shared, send_email: bool) -> Value {

@@ -134,6 +134,7 @@ impl Default for FakeOktaConfig {
                 "okta.users.manage",
                 "okta.groups.read",
                 "okta.groups.manage",
+                "okta.roles.read",
             ]
             .map(str::to_owned)
             .to_vec(),
@@ -764,6 +765,16 @@ impl FakeOkta {
         store
             .find_user(id_or_login)
             .map(|u| store.render_user(u, store::Render::Full))
+    }
+
+    /// Assigns a standard admin role (`SUPER_ADMIN`, `ORG_ADMIN`, …) to a user, as an
+    /// Okta admin does in the Admin Console. Returns false for an unknown user.
+    pub fn grant_admin_role(&self, user_id: &str, role_type: &str) -> bool {
+        self.shared
+            .store
+            .lock()
+            .unwrap()
+            .grant_admin_role(user_id, role_type)
     }
 
     /// The group as `GET /api/v1/groups/{id}` would render it.

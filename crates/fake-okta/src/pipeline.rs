@@ -76,6 +76,9 @@ pub(crate) fn classify(method: &Method, path: &str) -> RouteInfo {
         ["api", "v1", "users", _, "groups"] => {
             api("/api/v1/users/{id}/groups", OtherApi, "okta.users.read")
         }
+        ["api", "v1", "users", _, "roles"] => {
+            api("/api/v1/users/{id}/roles", OtherApi, "okta.roles.read")
+        }
         ["api", "v1", "users", _, "lifecycle", action] => RouteInfo {
             template: format!("/api/v1/users/{{id}}/lifecycle/{action}"),
             bucket: Some(UserWrite),

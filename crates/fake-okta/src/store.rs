@@ -85,6 +85,8 @@ pub(crate) struct User {
     pub has_password: bool,
     pub recovery_question: Option<String>,
     pub provider: (String, String),
+    /// Admin role assignments (`GET /api/v1/users/{id}/roles`), as Okta renders them.
+    pub admin_roles: Vec<Value>,
     /// Bumped on every change; feeds the ETag.
     pub version: u64,
 }
@@ -281,6 +283,7 @@ impl Store {
             has_password: new.has_password,
             recovery_question: new.recovery_question,
             provider: new.provider,
+            admin_roles: Vec::new(),
             version: 1,
         };
         self.user_seq.insert(user.id.clone(), seq);
@@ -378,6 +381,32 @@ impl Store {
     }
 
     /// Permanent deletion: the user leaves every group and its login becomes free.
+    /// Assigns the standard admin role `role_type` (`SUPER_ADMIN`, `ORG_ADMIN`,
+    /// `USER_ADMIN`…) to the user, as the Admin Console does; false for an unknown user.
+    pub(crate) fn grant_admin_role(&mut self, user_id: &str, role_type: &str) -> bool {
+        let Some(seq) = self.find_user_seq(user_id) else {
+            return false;
+        };
+        let now = ids::timestamp(&Utc::now());
+        let Some(user) = self.users.get_mut(&seq) else {
+            return false;
+        };
+        let id = ids::random_alnum(20);
+        user.admin_roles.push(json!({
+            "id": id,
+            "label": role_label(role_type),
+            "type": role_type,
+            "status": "ACTIVE",
+            "created": now,
+            "lastUpdated": now,
+            "assignmentType": "USER",
+            "_links": {
+                "assignee": {"href": format!("{}/api/v1/users/{}", self.base_url, user.id)}
+            }
+        }));
+        true
+    }
+
     pub(crate) fn delete_user(&mut self, seq: u64) {
         if let Some(u) = self.users.remove(&seq) {
             self.user_seq.remove(&u.id);
@@ -713,6 +742,20 @@ fn clean_profile(profile: &mut Map<String, Value>) {
 }
 
 /// Okta compares logins ignoring case and diacritical marks.
+/// Okta's label of a standard admin role.
+fn role_label(role_type: &str) -> &'static str {
+    match role_type {
+        "SUPER_ADMIN" => "Super Administrator",
+        "ORG_ADMIN" => "Organizational Administrator",
+        "USER_ADMIN" => "Group Administrator",
+        "GROUP_MEMBERSHIP_ADMIN" => "Group Membership Administrator",
+        "HELP_DESK_ADMIN" => "Help Desk Administrator",
+        "APP_ADMIN" => "Application Administrator",
+        "READ_ONLY_ADMIN" => "Read-only Administrator",
+        _ => "Custom Role",
+    }
+}
+
 pub(crate) fn fold_login(login: &str) -> String {
     let mut out = String::with_capacity(login.len());
     for c in login.chars().flat_map(char::to_lowercase) {

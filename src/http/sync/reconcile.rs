@@ -131,6 +131,11 @@ impl ReconcileRunBody {
 /// Nothing is changed unless the group's member list and the references were read in
 /// full; a user whose own lookup fails is reported under `errors` and left alone. Lists
 /// in the report hold at most 1000 entries each, `counts` are complete.
+///
+/// A repair (`dry_run=false`) may remove members: it needs `iam:admin` as well as
+/// `iam:sync`, whatever the portal's `reconcile_mode`. It adds and removes only Okta
+/// users efs-iam manages and that hold no admin role; others are reported under
+/// `errors` and left as they are.
 #[utoipa::path(
     post, path = "/sync/portals/{portal_id}/reconcile", tag = "sync",
     params(

@@ -75,7 +75,9 @@ pub struct DeprovisionResponse {
 /// Uses the stored reference, else finds the Okta user by login, else creates one;
 /// updates the Okta profile where it differs; stores the reference. Concurrent or
 /// retried calls for one user end with one Okta user. A profile Okta refuses is a 422
-/// naming the field.
+/// naming the field. Only Okta users efs-iam manages (created or adopted) are linked or
+/// changed, and never one holding an Okta admin role: an existing Okta user with the
+/// login that efs-iam does not manage is refused (`okta-user-not-managed`).
 #[utoipa::path(
     post, path = "/sync/users/{user_id}", tag = "sync",
     params(("user_id" = i32, Path, description = "EFS-Admin user id (`users.uid`)", minimum = 1, maximum = 2147483647)),
@@ -83,7 +85,7 @@ pub struct DeprovisionResponse {
     responses(
         (status = 200, description = "Synced; `outcome` says what happened in Okta", body = SyncUserResponse),
         (status = 400, description = "Invalid user id or malformed JSON", body = Problem),
-        (status = 409, description = "The Okta user is deprovisioned (`okta-user-deprovisioned`), or its login is taken by another Okta user (`okta-login-conflict`)", body = Problem),
+        (status = 409, description = "The Okta user is deprovisioned (`okta-user-deprovisioned`), its login is taken by another Okta user (`okta-login-conflict`), it is not managed by efs-iam (`okta-user-not-managed`, naming the login), or it holds Okta admin roles (`okta-user-privileged`); nothing changed in Okta", body = Problem),
         (status = 413, description = "Body too large", body = Problem),
         (status = 415, description = "Not JSON", body = Problem),
         (status = 422, description = "The profile is invalid, or Okta refused it (`okta-validation-failed`; `errors` names the fields), or EFS has no such user (`unknown-efs-user`)", body = Problem),
@@ -120,6 +122,7 @@ async fn sync_admin_user(
         (status = 200, description = "Deprovisioned; the reference is gone", body = DeprovisionResponse),
         (status = 400, description = "Invalid user id", body = Problem),
         (status = 404, description = "The user has no Okta reference", body = Problem),
+        (status = 409, description = "The referenced Okta user is not managed by efs-iam (`okta-user-not-managed`) or holds Okta admin roles (`okta-user-privileged`); nothing deactivated, the reference is kept", body = Problem),
         (status = 502, description = "Okta refused the deactivation; the reference is kept", body = Problem),
         (status = 503, description = "Okta not configured or unavailable (the reference is kept), or the database unavailable", body = Problem),
     )
@@ -161,7 +164,7 @@ async fn deprovision_admin_user(
     responses(
         (status = 200, description = "Synced and a member of the portal's group", body = SyncPortalUserResponse),
         (status = 400, description = "Invalid id or malformed JSON", body = Problem),
-        (status = 409, description = "The portal has no `okta_group_id` setting (`portal-not-linked`) or names no Okta group (`okta-group-not-found`); the Okta user is deprovisioned; the login is taken", body = Problem),
+        (status = 409, description = "The portal has no `okta_group_id` setting (`portal-not-linked`) or names no Okta group (`okta-group-not-found`); the Okta user is deprovisioned; the login is taken; the Okta user is not managed by efs-iam (`okta-user-not-managed`) or holds Okta admin roles (`okta-user-privileged`)", body = Problem),
         (status = 413, description = "Body too large", body = Problem),
         (status = 415, description = "Not JSON", body = Problem),
         (status = 422, description = "The profile is invalid or Okta refused it (`errors` names the fields), or EFS has no such panelist", body = Problem),

@@ -13,11 +13,12 @@
 //! - [`supervision`]: one worker's loop (backoff, restart after a panic) and its health;
 //! - the workers: [`unassignments`] (the unassignment queue), [`jobs`] (batch syncs),
 //!   [`reconcile_runs`] (reconciliations and their schedule), [`okta_events`] (Okta
-//!   Event Hook deliveries).
+//!   Event Hook deliveries), [`adoptions`] (bulk adoption runs).
 //!
 //! Adding a worker: implement [`Worker`] for it, and register it in
 //! `SyncService::new` (one line).
 
+pub mod adoptions;
 pub mod jobs;
 pub mod okta_events;
 pub mod reconcile_runs;

@@ -29,8 +29,8 @@ use super::{Step, Worker};
 use crate::domain::{storable_text, OktaUserId, TEXT_MAX_CHARS};
 use crate::storage::okta_events::event_state;
 use crate::storage::{
-    now, Applied, ErrorLogStore, NewErrorLogEntry, OktaEvent, OktaEventStore, PortalGroup,
-    PortalSettingsStore, ReferenceChange, StorageError,
+    now, Applied, ErrorLogStore, ManagedUserStore, NewErrorLogEntry, OktaEvent, OktaEventStore,
+    PortalGroup, PortalSettingsStore, ReferenceChange, StorageError,
 };
 use crate::sync::heartbeat::Heartbeat;
 use crate::sync::{SyncSettings, SyncStorage};
@@ -72,6 +72,7 @@ enum Meaning {
 
 pub struct OktaEventWorker {
     events: Arc<dyn OktaEventStore>,
+    managed: Arc<dyn ManagedUserStore>,
     portal_settings: Arc<dyn PortalSettingsStore>,
     error_log: Arc<dyn ErrorLogStore>,
     settings: SyncSettings,
@@ -100,6 +101,7 @@ impl OktaEventWorker {
     ) -> Self {
         Self {
             events: store.clone(),
+            managed: store.clone(),
             portal_settings: store.clone(),
             error_log: store.clone(),
             settings,
@@ -182,6 +184,25 @@ impl OktaEventWorker {
         let meaning = match serde_json::from_str::<Value>(&event.payload) {
             Ok(payload) => meaning(&event.event_type, &payload, groups),
             Err(e) => Err(format!("the stored event is not JSON: {e}")),
+        };
+        // Events about someone else's Okta user change nothing efs-iam keeps.
+        let meaning = match meaning {
+            Ok(Meaning::Change {
+                user,
+                subject,
+                change,
+            }) => match self.managed.managed_okta_user(&user).await {
+                Ok(Some(_)) => Ok(Meaning::Change {
+                    user,
+                    subject,
+                    change,
+                }),
+                Ok(None) => Ok(Meaning::Ignore(format!(
+                    "Okta user {user} is not managed by efs-iam; no reference changed"
+                ))),
+                Err(e) => return self.retry(event, &e.to_string()).await,
+            },
+            other => other,
         };
         let result = match meaning {
             Err(why) => return self.fail(event, &why).await,

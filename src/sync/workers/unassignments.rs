@@ -42,7 +42,7 @@ use crate::storage::{
     Unassignment, UnassignmentQueueStore,
 };
 use crate::sync::heartbeat::Heartbeat;
-use crate::sync::{SyncSettings, SyncStorage};
+use crate::sync::{Boundary, SyncError, SyncSettings, SyncStorage};
 
 /// How long an answer to "does this group exist?" is reused.
 pub const GROUP_CHECK_TTL: Duration = Duration::from_secs(30);
@@ -149,6 +149,7 @@ pub struct MissingGroup {
 
 pub struct UnassignmentWorker {
     queue: Arc<dyn UnassignmentQueueStore>,
+    boundary: Boundary,
     portal_settings: Arc<dyn PortalSettingsStore>,
     error_log: Arc<dyn ErrorLogStore>,
     okta: OktaClient,
@@ -192,6 +193,7 @@ impl UnassignmentWorker {
     ) -> Self {
         Self {
             queue: store.clone(),
+            boundary: Boundary::new(store.clone(), okta.clone()),
             portal_settings: store.clone(),
             error_log: store.clone(),
             okta,
@@ -333,6 +335,28 @@ impl UnassignmentWorker {
             Some(Err(why)) => return self.fail(&row, &why, None).await,
             None => return self.fail(&row, "row without portal", None).await,
         };
+        // Only EFS's own users are taken out of a group: someone else's, or an
+        // administrator, stays a dead letter until an admin adopts it (and requeues).
+        match self.boundary.check_may_change_id(&okta_id).await {
+            // Okta has no such user (any more): the removal below finds it gone.
+            Ok(()) | Err(SyncError::OktaRefused(OktaError::NotFound(_))) => {}
+            // A user Okta does not have is nobody's: removing it changes nothing and
+            // ends the row as before (a legacy row about a long deleted user).
+            Err(SyncError::NotManaged { .. })
+                if matches!(self.okta.get_user(&okta_id).await, Ok(None)) => {}
+            Err(refused @ (SyncError::NotManaged { .. } | SyncError::Privileged { .. })) => {
+                let why = format!("{}: {refused}", refused.slug());
+                return self.dead_letter(&row, &why).await;
+            }
+            Err(SyncError::OktaAuth(e) | SyncError::OktaRefused(e @ OktaError::NotConfigured)) => {
+                let why = format!("Okta refuses efs-iam: {e}");
+                return match self.release(&row).await {
+                    RowOutcome::Released => RowOutcome::Blocked(why),
+                    other => other,
+                };
+            }
+            Err(e) => return self.fail(&row, &e.to_string(), None).await,
+        }
         let removal = match self
             .okta
             .remove_group_member(&group, &okta_id, OnMissing::TreatAsRemoved)
@@ -398,15 +422,30 @@ impl UnassignmentWorker {
         RowOutcome::Released
     }
 
+    /// A row no retry can help: a dead letter at once.
+    async fn dead_letter(&self, row: &Unassignment, error: &str) -> RowOutcome {
+        self.failed(row, error, None, true).await
+    }
+
     async fn fail(
         &self,
         row: &Unassignment,
         error: &str,
         group_missing: Option<(i32, String)>,
     ) -> RowOutcome {
+        self.failed(row, error, group_missing, false).await
+    }
+
+    async fn failed(
+        &self,
+        row: &Unassignment,
+        error: &str,
+        group_missing: Option<(i32, String)>,
+        for_good: bool,
+    ) -> RowOutcome {
         let attempts = row.attempts.saturating_add(1);
         let t = now();
-        let dead = attempts as u32 >= self.settings.max_attempts;
+        let dead = for_good || attempts as u32 >= self.settings.max_attempts;
         let (next, dead_at) = if dead {
             (None, Some(t))
         } else {
