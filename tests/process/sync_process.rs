@@ -5,7 +5,9 @@
 //!   60 s (the dead instance's short leases run out unrenewed), none is lost, only the
 //!   rows in flight at the kill are done twice;
 //! - two processes draining one queue together: each user handled once (leases keep
-//!   them apart), both do part of the work.
+//!   them apart), both do part of the work;
+//! - a bulk adoption run with one of two instances killed mid-run: the other finishes
+//!   it, every referenced Okta user adopted once.
 //!
 //! Needs MariaDB (`TEST_MYSQL_URL`); skipped without it unless `EFS_IAM_REQUIRE_MYSQL=1`.
 
@@ -251,6 +253,7 @@ async fn kill_9_of_one_of_two_instances_its_rows_are_finished_by_the_other() {
     assert_eq!(
         stopped,
         [
+            "adoptions",
             "okta-events",
             "reconciliations",
             "sync-jobs",
@@ -291,4 +294,103 @@ async fn two_processes_drain_one_queue_together() {
     let (ra, rb) = (a.removed(), b.removed());
     assert_eq!(ra + rb, n as u64, "a: {ra}, b: {rb}");
     assert!(ra > 0 && rb > 0, "both worked: a {ra}, b {rb}");
+}
+
+/// A bulk adoption of 300 referenced Okta users, with the instance working on it killed
+/// (`kill -9`) mid-run: the other instance finishes the run, every user is adopted
+/// once (one record, one audit line), and only the items in flight at the kill are
+/// checked with Okta twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bulk_adoption_survives_kill_9() {
+    use efs_iam::storage::{AdoptionStore, PortalUserReferenceUpsert};
+    let n = 300;
+    let Some(db) = TestDb::mysql().await else {
+        return;
+    };
+    let okta = FakeOkta::start(FakeOktaConfig {
+        max_recorded_requests: 100,
+        ..FakeOktaConfig::default()
+    })
+    .await;
+    db.seed_efs_users(&[], &(1..=n).collect::<Vec<_>>()).await;
+    let portal = PortalId::new(PORTAL).unwrap();
+    for i in 1..=n {
+        let id = okta.create_user(
+            &format!("a{i}@example.com"),
+            &format!("a{i}@example.com"),
+            "A",
+            "B",
+            UserStatus::Active,
+        );
+        db.store
+            .put_portal_user_reference(
+                portal,
+                EfsUserId::new(i).unwrap(),
+                &PortalUserReferenceUpsert {
+                    okta_user_id: OktaUserId::parse(&id).unwrap(),
+                    status: efs_iam::domain::PortalUserStatus::Synced,
+                    has_data_changes: false,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    okta.set_latency(Duration::from_millis(40));
+    let dir = tempfile::tempdir().unwrap();
+    let mut victim = Instance::start(&db.url, &okta, "victim", dir.path(), None);
+    let survivor = Instance::start(&db.url, &okta, "survivor", dir.path(), None);
+    for instance in [&victim, &survivor] {
+        instance.wait_started().await;
+    }
+    let run = "0b9a0a55-6d2c-4f55-9d2e-1f1a5c3b7e01";
+    db.store
+        .create_adoption_run(run, false, "ops-admin", efs_iam::storage::now())
+        .await
+        .unwrap();
+    let held_by_victim = "SELECT COUNT(*) FROM efs_iam_adoption_item \
+                          WHERE locked_by = 'victim' AND locked_until > UTC_TIMESTAMP()";
+    let adopted = "SELECT COUNT(*) FROM efs_iam_adoption_item WHERE state = 'adopted'";
+    wait_until(
+        "the victim to hold items",
+        Duration::from_secs(60),
+        async || db.count(adopted).await > 20 && db.count(held_by_victim).await > 0,
+    )
+    .await;
+    victim.kill_9();
+    let held = db.count(held_by_victim).await;
+    eprintln!("killed holding {held} items");
+    wait_until("the run to finish", Duration::from_secs(120), async || {
+        db.store
+            .adoption_run(run)
+            .await
+            .unwrap()
+            .is_some_and(|(r, _)| r.state == "succeeded")
+    })
+    .await;
+    let (_, counts) = db.store.adoption_run(run).await.unwrap().unwrap();
+    assert_eq!(counts["adopted"], i64::from(n), "{counts:?}");
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM efs_iam_managed_okta_user")
+            .await,
+        i64::from(n)
+    );
+    let audits: usize = [&victim, &survivor]
+        .iter()
+        .map(|i| {
+            i.log_lines()
+                .iter()
+                .filter(|l| {
+                    l["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("Okta user adopted"))
+                })
+                .count()
+        })
+        .sum();
+    assert_eq!(audits, n as usize, "one audit line per adopted user");
+    let roles = okta.request_count("GET", "/api/v1/users/{id}/roles");
+    assert!(
+        (n as usize..=n as usize + held as usize).contains(&roles),
+        "{roles} role checks for {n} users; only the {held} in flight at the kill twice"
+    );
 }

@@ -1,6 +1,7 @@
 //! One storage contract, run on SQLite always and on MariaDB when `TEST_MYSQL_URL` is
 //! set (required under `EFS_IAM_REQUIRE_MYSQL=1`). Each test gets a fresh database.
 
+use crate::boundary_contract::*;
 use crate::common::TestDb;
 use crate::sync_contract::*;
 use chrono::{Duration as ChronoDuration, SubsecRound, Utc};
@@ -35,6 +36,9 @@ crate::backend_matrix!(
     leases_are_renewed_by_their_holder_only,
     reconcile_runs_claim_finish_and_list,
     okta_event_leases_are_renewed_and_finished_by_their_holder_only,
+    // The managed-user boundary (boundary_contract.rs).
+    managed_users_are_recorded_once,
+    adoption_runs_list_every_referenced_user_once_and_finish,
 );
 
 pub fn portal(n: i32) -> PortalId {

@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod boundary_contract;
 mod connection_pool;
 mod contract;
 mod scale_contract;

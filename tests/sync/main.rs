@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod boundary;
 mod helpers;
 mod jobs;
 mod okta_adapter;

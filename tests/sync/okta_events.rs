@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use efs_iam::storage::OktaEventStore;
+use efs_iam::storage::{OktaEventStore, UserReferenceStore};
 use fake_okta::{events, EventHook, FakeOkta, UserStatus};
 use serde_json::{json, Value};
 
@@ -341,6 +341,51 @@ async fn a_slow_database_does_not_delay_the_answer() {
 }
 
 /// An event that cannot be applied is kept as failed, in the error log and the status.
+/// An event about an Okta user efs-iam does not manage changes nothing, also when a
+/// legacy reference row names that user; it is recorded as ignored, saying why.
+#[tokio::test]
+async fn events_about_someone_else_s_user_change_nothing() {
+    let db = TestDb::sqlite().await;
+    let okta = fake_okta().await;
+    let app = hooked(&db, &okta).await;
+    let stranger = seed_user(&okta, "stranger@example.com", UserStatus::Active);
+    db.store
+        .put_portal_user_reference(
+            efs_iam::domain::PortalId::new(3).unwrap(),
+            efs_iam::domain::EfsUserId::new(9).unwrap(),
+            &efs_iam::storage::PortalUserReferenceUpsert {
+                okta_user_id: efs_iam::domain::OktaUserId::parse(&stranger).unwrap(),
+                status: efs_iam::domain::PortalUserStatus::Synced,
+                has_data_changes: false,
+            },
+        )
+        .await
+        .unwrap();
+    let event = events::event(
+        "user.lifecycle.deactivate",
+        vec![events::user_target(
+            &stranger,
+            "stranger@example.com",
+            "S T",
+        )],
+    );
+    okta.deliver_events(vec![event.clone()]);
+    settled(&okta, &db).await;
+    assert_eq!(
+        reference_state(&app, 3, 9).await,
+        ("synced".into(), false),
+        "the legacy reference is untouched"
+    );
+    let stored = db
+        .store
+        .okta_event(event["uuid"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state, "ignored");
+    assert!(stored.outcome.unwrap().contains("not managed by efs-iam"));
+}
+
 #[tokio::test]
 async fn an_event_that_cannot_be_applied_stays_visible() {
     let db = TestDb::sqlite().await;

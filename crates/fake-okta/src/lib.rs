@@ -213,6 +213,9 @@ pub enum FaultKind {
     Hang(Duration),
     /// Close the connection without sending a byte of response.
     DropConnection,
+    /// Carry the request out (Okta does the work), then close the connection without
+    /// answering: what a client sees when its request times out after Okta acted.
+    AnswerLost,
     /// Any other answer: this status and this body (an Okta error object, typically).
     Response { status: u16, body: Value },
 }

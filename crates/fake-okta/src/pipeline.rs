@@ -365,9 +365,11 @@ async fn process(
         tokio::time::sleep(settings.latency).await;
     }
 
+    let mut lose_answer = false;
     if let Some(kind) = take_fault(shared, req.method(), req.uri().path()) {
         match kind {
             FaultKind::Hang(d) => tokio::time::sleep(d).await,
+            FaultKind::AnswerLost => lose_answer = true,
             FaultKind::DropConnection => {
                 if let Some(killer) = req.extensions().get::<ConnectionKiller>() {
                     killer.kill();
@@ -418,7 +420,15 @@ async fn process(
         }
     }
 
-    (next.run(req).await, rate)
+    let killer = req.extensions().get::<ConnectionKiller>().cloned();
+    let response = next.run(req).await;
+    if lose_answer {
+        if let Some(killer) = killer {
+            killer.kill();
+        }
+        std::future::pending::<()>().await;
+    }
+    (response, rate)
 }
 
 fn take_fault(shared: &Shared, method: &Method, path: &str) -> Option<FaultKind> {
