@@ -20,7 +20,9 @@ use super::problem::{ApiError, ApiResult, Problem};
 use super::reply::{accepted, utc};
 use super::state::AppState;
 use crate::auth::Caller;
+use crate::domain::OktaUserId;
 use crate::storage::{AdoptionItem, ItemVerdict, ManagedOktaUser};
+use crate::sync::SyncError;
 
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
@@ -323,4 +325,18 @@ async fn get_adoption(
         items: items.into_iter().map(Into::into).collect(),
         next_cursor,
     }))
+}
+
+/// A reference may name only an Okta user efs-iam manages (created or adopted): the
+/// everyday scopes never decide whose identity an EFS user gets (SECURITY.md).
+pub(super) async fn check_managed(state: &AppState, okta: &OktaUserId) -> ApiResult<()> {
+    if state.managed.managed_okta_user(okta).await?.is_none() {
+        return Err(SyncError::NotManaged {
+            okta_user_id: okta.to_string(),
+            login: None,
+            field: Some("okta_user_id"),
+        }
+        .into());
+    }
+    Ok(())
 }

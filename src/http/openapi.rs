@@ -28,6 +28,7 @@ use crate::sync::WorkerHealthSnapshot;
         (name = "error log", description = "Errors received from Okta"),
         (name = "unassignment queue", description = "Portal users to remove from their portal's Okta group: enqueueing, the queue, the worker on demand, dead letters and requeueing"),
         (name = "sync", description = "Okta sync: users, portal memberships, batch jobs, reconciliation, status"),
+        (name = "managed okta users", description = "The Okta users efs-iam may act on (created by it, or adopted by an iam:admin): one user's management, adopting one, bulk adoption runs"),
         (name = "health", description = "Load-balancer probes (outside /api/v1)"),
         (name = "okta event hooks", description = "Okta tells efs-iam about changes made in Okta (outside /api/v1; authenticated by the hook's own secret)"),
     )

@@ -25,7 +25,6 @@ use crate::storage::{
     AdminUserReference, PortalUserReference, PortalUserReferencePatch, PortalUserReferenceQuery,
     PortalUserReferenceUpsert,
 };
-use crate::sync::SyncError;
 
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
@@ -228,25 +227,12 @@ async fn put_admin_user_reference(
     AppJson(body): AppJson<PutAdminUserReference>,
 ) -> ApiResult<(StatusCode, Json<AdminUserReferenceBody>)> {
     let okta = okta_id("okta_user_id", &body.okta_user_id)?;
-    check_managed(&state, &okta).await?;
+    super::managed_users::check_managed(&state, &okta).await?;
     let (reference, created) = state
         .references
         .put_admin_user_reference(user, &okta)
         .await?;
     Ok((created_or_ok(created), Json(reference.into())))
-}
-
-/// A reference may name only an Okta user efs-iam manages (created or adopted): the
-/// everyday scopes never decide whose identity an EFS user gets (SECURITY.md).
-async fn check_managed(state: &AppState, okta: &OktaUserId) -> ApiResult<()> {
-    if state.managed.managed_okta_user(okta).await?.is_none() {
-        return Err(SyncError::NotManaged {
-            okta_user_id: okta.to_string(),
-            login: None,
-        }
-        .into());
-    }
-    Ok(())
 }
 
 /// Removes an EFS-Admin user's Okta reference.
@@ -385,7 +371,7 @@ async fn put_portal_user_reference(
         status: body.status,
         has_data_changes: body.has_data_changes,
     };
-    check_managed(&state, &upsert.okta_user_id).await?;
+    super::managed_users::check_managed(&state, &upsert.okta_user_id).await?;
     let (reference, created) = state
         .references
         .put_portal_user_reference(portal, user, &upsert)
@@ -436,7 +422,7 @@ async fn patch_portal_user_reference(
         ));
     }
     if let Some(okta) = &patch.okta_user_id {
-        check_managed(&state, okta).await?;
+        super::managed_users::check_managed(&state, okta).await?;
     }
     let reference = state
         .references

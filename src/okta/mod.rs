@@ -46,6 +46,7 @@ mod call;
 mod error_log;
 mod exchange;
 mod headers;
+mod org_url;
 
 pub use access_token::AuthFailure;
 pub use client::{OktaClient, OktaClientConfig, OktaStatus};

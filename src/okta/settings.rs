@@ -114,7 +114,7 @@ fn parse_header_name(raw: &str) -> Result<String, String> {
 
 fn parse_org_url(raw: &str) -> Result<Url, String> {
     let url = Url::parse(raw.trim()).map_err(|e| format!("not a URL: {e}"))?;
-    super::client::validate_org_url(&url)
+    super::org_url::validate_org_url(&url)
 }
 
 /// Never echoes the value.

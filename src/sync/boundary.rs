@@ -62,7 +62,7 @@ impl Boundary {
     /// membership): the user must be managed and hold no admin role.
     pub async fn check_may_change(&self, user: &OktaUser) -> Result<(), SyncError> {
         if !self.is_managed(&user.id).await? {
-            return Err(not_managed(user));
+            return Err(not_managed(user, None));
         }
         self.check_no_admin_role(&user.id).await
     }
@@ -73,6 +73,7 @@ impl Boundary {
             return Err(SyncError::NotManaged {
                 okta_user_id: id.to_owned(),
                 login: None,
+                field: None,
             });
         }
         self.check_no_admin_role(id).await
@@ -107,7 +108,7 @@ impl Boundary {
             _ => false,
         };
         if !ours {
-            return Err(not_managed(user));
+            return Err(not_managed(user, Some("login")));
         }
         tracing::info!(okta_user_id = %user.id, "an Okta user efs-iam created earlier (its answer was lost) is recorded as managed");
         self.record_created(user, login).await
@@ -217,10 +218,11 @@ pub enum Verdict {
     Refused(SyncError),
 }
 
-fn not_managed(user: &OktaUser) -> SyncError {
+fn not_managed(user: &OktaUser, field: Option<&'static str>) -> SyncError {
     SyncError::NotManaged {
         okta_user_id: user.id.clone(),
         login: Some(user.profile.login.clone()),
+        field,
     }
 }
 

@@ -39,6 +39,8 @@ pub enum SyncError {
     NotManaged {
         okta_user_id: String,
         login: Option<String>,
+        /// The request field that named the user (`login`, `okta_user_id`), when one did.
+        field: Option<&'static str>,
     },
     /// The Okta user holds admin roles: efs-iam never changes, groups, adopts or
     /// deactivates it, whatever the caller's scopes.
@@ -242,6 +244,12 @@ impl SyncError {
             Self::LoginConflict { .. } => {
                 vec![FieldError::new("login", "taken by another Okta user")]
             }
+            Self::NotManaged {
+                field: Some(field), ..
+            } => vec![FieldError::new(
+                *field,
+                "names an Okta user efs-iam does not manage",
+            )],
             _ => Vec::new(),
         }
     }
@@ -252,6 +260,7 @@ impl SyncError {
         match self {
             Self::OktaValidation { errors, .. } => errors.iter().find_map(|e| e.field.as_deref()),
             Self::LoginConflict { .. } => Some("login"),
+            Self::NotManaged { field, .. } => *field,
             _ => None,
         }
     }

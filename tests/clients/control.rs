@@ -14,6 +14,8 @@
 //! | `PUT /okta/groups/{id}/members/{user}` | a member added in Okta, behind efs-iam's back |
 //! | `POST /okta/users` `{"login", "status"}` → `{"id"}` | a user in any status (`DEPROVISIONED`…) |
 //! | `GET /okta/users/{id or login}` | the user as Okta renders it, 404 when absent |
+//! | `POST /okta/users/{id}/roles` `{"type"}` | grants the user an Okta admin role (`SUPER_ADMIN`…) |
+//! | `POST /managed-okta-users` `{"ids": ["00u…"]}` | Okta users efs-iam manages in the `main` database, as if adopted before the test |
 //! | `POST /okta/faults` `{"org", "method", "path_prefix", "kind", "status", "body", "ms", "times"}` | a fault (`kind`: `response`, `hang`, `internal_server_error`, `service_unavailable`, `drop_connection`) in `org` `okta` (default), `slow_okta` or `caller_idp` |
 //! | `DELETE /okta/faults?org=` | forgets the org's faults |
 //! | `PUT /okta/api-token` `{"token": "…"\|null}` | the SSWS token the fake accepts (`test-token` is efs-iam's) |
@@ -82,6 +84,8 @@ pub async fn serve(control: Control) -> String {
         .route("/okta/groups/{id}/members/{user}", put(add_member))
         .route("/okta/users", post(create_user))
         .route("/okta/users/{id}", get(okta_user))
+        .route("/okta/users/{id}/roles", post(grant_role))
+        .route("/managed-okta-users", post(manage_okta_users))
         .route("/okta/faults", post(inject_fault).delete(clear_faults))
         .route("/okta/api-token", put(api_token))
         .route("/okta/id-token", post(id_token))
@@ -211,6 +215,43 @@ async fn okta_user(State(c): Shared, Path(id): Path<String>) -> Answer {
         Some(user) => Ok(Json(user).into_response()),
         None => Err((StatusCode::NOT_FOUND, format!("no Okta user {id}"))),
     }
+}
+
+#[derive(Deserialize)]
+struct NewRole {
+    r#type: String,
+}
+
+async fn grant_role(State(c): Shared, Path(id): Path<String>, Json(req): Json<NewRole>) -> Answer {
+    if !c.okta.grant_admin_role(&id, &req.r#type) {
+        return Err((StatusCode::NOT_FOUND, format!("no Okta user {id}")));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct ManagedIds {
+    ids: Vec<String>,
+}
+
+/// What an administrator's adoption left behind before the test began.
+async fn manage_okta_users(State(c): Shared, Json(req): Json<ManagedIds>) -> Answer {
+    use efs_iam::domain::OktaUserId;
+    use efs_iam::storage::{now as stored_now, ManagedOrigin, ManagedUserStore};
+    for id in &req.ids {
+        let id = OktaUserId::parse(id).map_err(bad)?;
+        c.main_store
+            .manage_okta_user(
+                &id,
+                ManagedOrigin::Adopted,
+                "control-server",
+                None,
+                stored_now(),
+            )
+            .await
+            .map_err(failed)?;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]

@@ -222,7 +222,8 @@ async fn swagger_ui_lists_authorizes_and_tries_a_lookup_in_chromium() {
         Duration::from_secs(600),
     )
     .unwrap();
-    // A reference to look up.
+    // A reference to look up, to an Okta user efs-iam manages.
+    app.db.manage_okta_users(&["00ub0oNGTSWTBKOLGLNR"]).await;
     let res = app
         .client
         .put(app.url("/api/v1/user-references/42"))

@@ -78,6 +78,10 @@ final class Client
         'runUnassignments' => ['POST', '/sync/unassignments/run', Scope::SYNC],
         'syncAdminUser' => ['POST', '/sync/users/{user_id}', Scope::SYNC],
         'deprovisionAdminUser' => ['DELETE', '/sync/users/{user_id}', Scope::SYNC],
+        'getOktaUserManagement' => ['GET', '/okta-users/{okta_user_id}/management', Scope::READ],
+        'adoptOktaUser' => ['PUT', '/okta-users/{okta_user_id}/management', Scope::ADMIN],
+        'submitAdoption' => ['POST', '/adoptions', Scope::ADMIN],
+        'getAdoption' => ['GET', '/adoptions/{run_id}', Scope::READ],
         'getAdminUserReference' => ['GET', '/user-references/{user_id}', Scope::READ],
         'putAdminUserReference' => ['PUT', '/user-references/{user_id}', Scope::WRITE],
         'deleteAdminUserReference' => ['DELETE', '/user-references/{user_id}', Scope::WRITE],
@@ -112,6 +116,7 @@ final class Client
         'recordError' => 'each call appends an error-log row: a repeat writes a duplicate',
         'enqueueUnassignments' => 'each call appends queue rows: a repeat queues the users twice',
         'submitSyncJob' => 'each call creates a batch job: a repeat runs the batch twice',
+        'submitAdoption' => 'each call creates an adoption run: a repeat checks every user twice',
         'reconcilePortal' => 'with dryRun: false each call queues a repair run: a repeat queues a second one',
     ];
 
@@ -682,8 +687,68 @@ final class Client
             'reconcilePortal',
             ['portal_id' => $portalId],
             query: ['dry_run' => $dryRun],
+            scope: $dryRun ? Scope::SYNC : Scope::SYNC . ' ' . Scope::ADMIN,
             retrySafe: $dryRun,
         );
+    }
+
+    // ---- the Okta users efs-iam manages ---------------------------------------------
+
+    /**
+     * `get_okta_user_management`: whether efs-iam manages the Okta user (created or
+     * adopted it); {@see Exception\NotFound} when it does not. Returns schema
+     * ManagedOktaUserBody.
+     *
+     * @return array{okta_user_id: string, origin: string, managed_by: string, managed_at: string,
+     *         login?: string|null}
+     */
+    public function getOktaUserManagement(string $oktaUserId): array
+    {
+        return $this->call('getOktaUserManagement', ['okta_user_id' => $oktaUserId]);
+    }
+
+    /**
+     * `adopt_okta_user` (iam:admin): efs-iam manages the Okta user from now on (it must
+     * exist in Okta, not be deactivated, and hold no admin role). Audited with the
+     * token's `sub`; adopting a managed user changes nothing. Returns schema
+     * ManagedOktaUserBody.
+     *
+     * @return array{okta_user_id: string, origin: string, managed_by: string, managed_at: string,
+     *         login?: string|null}
+     */
+    public function adoptOktaUser(string $oktaUserId): array
+    {
+        return $this->call('adoptOktaUser', ['okta_user_id' => $oktaUserId]);
+    }
+
+    /**
+     * `submit_adoption` (iam:admin): a bulk adoption of every Okta user EFS's tables
+     * reference, checked in the background; a dry run (the default) adopts nobody and
+     * lists who would be refused and why. Never retried by the client. Returns schema
+     * AdoptionAccepted; follow it with {@see getAdoption()}.
+     *
+     * @return array{run_id: string, dry_run: bool, state: string, status_url: string}
+     */
+    public function submitAdoption(bool $dryRun = true): array
+    {
+        return $this->call('submitAdoption', body: ['dry_run' => $dryRun]);
+    }
+
+    /**
+     * `get_adoption`: a bulk adoption run, its counts by outcome and one page of its
+     * items. Returns schema AdoptionRunBody.
+     *
+     * @param string|null $state `pending`, `adopted`, `already_managed`, `would_adopt`, `refused`, `failed`
+     * @return array{run_id: string, dry_run: bool, state: string, requested_by: string, created_at: string,
+     *         counts: array<string, int>, items: list<array<string, mixed>>, next_cursor?: string}
+     */
+    public function getAdoption(string $runId, ?string $state = null, ?int $limit = null, ?string $cursor = null): array
+    {
+        return $this->call('getAdoption', ['run_id' => $runId], query: [
+            'state' => $state,
+            'limit' => $limit,
+            'cursor' => $cursor,
+        ]);
     }
 
     /**

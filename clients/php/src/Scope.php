@@ -19,11 +19,15 @@ final class Scope
     public const SYNC = 'iam:sync';
     /** The session-token endpoints, and only those. */
     public const TOKENS = 'iam:tokens';
-    /** On top of iam:write: writing or deleting the settings efs-iam trusts. */
+    /**
+     * The decisions about trust and about whose Okta identity efs-iam manages: writing
+     * or deleting the trust settings (with iam:write), adopting Okta users, repairing a
+     * reconciliation (with iam:sync).
+     */
     public const ADMIN = 'iam:admin';
 
     /** The portal settings whose writes and deletes also need {@see ADMIN} (keys compare case-insensitively). */
-    public const TRUST_SETTINGS = ['okta_issuer', 'okta_client_id', 'okta_group_id'];
+    public const TRUST_SETTINGS = ['okta_issuer', 'okta_client_id', 'okta_group_id', 'reconcile_mode'];
 
     /**
      * The scope writing or deleting these portal setting keys needs.

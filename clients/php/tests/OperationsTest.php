@@ -48,6 +48,7 @@ final class OperationsTest extends LiveTestCase
         $user = self::nextId();
         self::seedEfsUsers([$user]);
         $okta = '00uPHPADMIN' . $user;
+        self::manageOktaUsers([$okta]);
         $stored = $iam->putAdminUserReference($user, $okta);
         $this->assertSame($user, $stored['user_id']);
         $this->assertSame($okta, $stored['okta_user_id']);
@@ -70,6 +71,7 @@ final class OperationsTest extends LiveTestCase
         $portal = self::nextId();
         [$first, $second] = [self::nextId(), self::nextId()];
         self::seedEfsUsers([], [$first, $second]);
+        self::manageOktaUsers(['00uPHPPANEL' . $first, '00uPHPPANEL' . $second]);
         $reference = $iam->putPortalUserReference($portal, $first, '00uPHPPANEL' . $first, 'pending', true);
         $this->assertSame($portal, $reference['portal_id']);
         $this->assertSame($first, $reference['user_id']);
@@ -300,7 +302,10 @@ final class OperationsTest extends LiveTestCase
         $panelist = self::nextId();
         self::seedEfsUsers([], [$panelist]);
         $iam->syncPortalUser($portal, $panelist, self::profile(self::uniqueLogin('member')));
-        $stranger = self::control('POST', '/okta/users', ['login' => self::uniqueLogin('stranger'), 'status' => 'ACTIVE'])['id'];
+        // A repair removes only a stranger efs-iam manages: one it adopted and no EFS
+        // reference names; someone else's user would be reported and kept.
+        $stranger = self::oktaUser('stranger');
+        self::manageOktaUsers([$stranger]);
         self::control('PUT', "/okta/groups/$group/members/$stranger");
 
         $report = $iam->reconcilePortal($portal);
@@ -326,6 +331,46 @@ final class OperationsTest extends LiveTestCase
         $this->assertNotContains($stranger, self::control('GET', "/okta/groups/$group/members"));
         $this->assertSame([$run['run_id']], array_column($iam->listReconcileRuns($portal)['items'], 'run_id'));
         $this->assertContains($run['run_id'], array_column($iam->listReconcileRuns(limit: 500)['items'], 'run_id'));
+    }
+
+    public function testAdoptingOktaUsers(): void
+    {
+        $iam = self::client();
+        $person = self::oktaUser('adopted');
+        self::expectProblem(NotFound::class, 404, 'not-found', fn () => $iam->getOktaUserManagement($person));
+
+        $adopted = $iam->adoptOktaUser($person);
+        $this->assertSame(201, $iam->lastResponse()?->getStatusCode());
+        $this->assertSame(
+            [$person, 'adopted', 'efs-iam-php-client-tests'],
+            [$adopted['okta_user_id'], $adopted['origin'], $adopted['managed_by']],
+        );
+        $this->assertSame($adopted, $iam->adoptOktaUser($person), 'adopting again changes nothing');
+        $this->assertSame(200, $iam->lastResponse()?->getStatusCode());
+        $this->assertSame($adopted, $iam->getOktaUserManagement($person));
+
+        // A bulk adoption, dry run: lists, adopts nobody.
+        $accepted = $iam->submitAdoption();
+        $this->assertSame(202, $iam->lastResponse()?->getStatusCode());
+        $this->assertTrue($accepted['dry_run']);
+        $this->assertSame("/api/v1/adoptions/{$accepted['run_id']}", $accepted['status_url']);
+        $this->assertSame($accepted['status_url'], $iam->lastResponse()?->getHeaderLine('Location'));
+        $run = self::eventually(function () use ($iam, $accepted) {
+            $now = $iam->getAdoption($accepted['run_id'], limit: 1);
+            return $now['state'] === 'succeeded' ? $now : null;
+        }, 30, 'the dry run ending');
+        $this->assertSame('efs-iam-php-client-tests', $run['requested_by']);
+        $this->assertArrayNotHasKey('adopted', array_filter($run['counts']), 'a dry run adopts nobody');
+        $this->assertSame(0, $run['counts']['pending'] ?? 0);
+        $this->assertLessThanOrEqual(1, count($run['items']));
+        if (isset($run['next_cursor'])) {
+            $next = $iam->getAdoption($accepted['run_id'], limit: 1, cursor: $run['next_cursor']);
+            $this->assertNotSame($run['items'][0]['okta_user_id'], $next['items'][0]['okta_user_id'] ?? null);
+        }
+        foreach ($iam->getAdoption($accepted['run_id'], state: 'refused', limit: 100)['items'] as $item) {
+            $this->assertSame('refused', $item['state']);
+            $this->assertNotEmpty($item['reason']);
+        }
     }
 
     public function testSyncStatusAndHealth(): void

@@ -37,7 +37,7 @@ final class ProblemMappingTest extends TestCase
             $this->assertSame($slug, $e->slug());
             $this->assertStringEndsWith(str_replace('-', '', ucwords($slug, '-')), $class, 'the class is the slug in PascalCase');
         }
-        $this->assertCount(32, ProblemException::CLASSES);
+        $this->assertCount(35, ProblemException::CLASSES);
     }
 
     public function testAnUnknownTypeIsTheBaseClass(): void

@@ -24,6 +24,9 @@ use Efs\Iam\Exception\OktaNotConfigured;
 use Efs\Iam\Exception\OktaRefused;
 use Efs\Iam\Exception\OktaUnavailable;
 use Efs\Iam\Exception\OktaUserDeprovisioned;
+use Efs\Iam\Exception\OktaUserNotFound;
+use Efs\Iam\Exception\OktaUserNotManaged;
+use Efs\Iam\Exception\OktaUserPrivileged;
 use Efs\Iam\Exception\OktaValidationFailed;
 use Efs\Iam\Exception\Overloaded;
 use Efs\Iam\Exception\PayloadTooLarge;
@@ -161,6 +164,7 @@ final class ProblemTypesTest extends LiveTestCase
     public function testUnknownEfsUser(): void
     {
         // No row in EFS's `users` for this id: MariaDB's foreign key refuses the reference.
+        self::manageOktaUsers(['00uPHPNOBODY00000001']);
         $e = self::expectProblem(
             UnknownEfsUser::class,
             422,
@@ -231,6 +235,7 @@ final class ProblemTypesTest extends LiveTestCase
         self::seedEfsUsers([$user]);
         $login = self::uniqueLogin('left');
         $gone = self::control('POST', '/okta/users', ['login' => $login, 'status' => 'DEPROVISIONED'])['id'];
+        self::manageOktaUsers([$gone]);
         $e = self::expectProblem(
             OktaUserDeprovisioned::class,
             409,
@@ -239,6 +244,63 @@ final class ProblemTypesTest extends LiveTestCase
         );
         $this->assertStringContainsString($gone, $e->detail);
         $this->assertSame('DEPROVISIONED', self::control('GET', "/okta/users/$gone")['status'], 'not reactivated');
+    }
+
+    // ---- the Okta users efs-iam manages ---------------------------------------------
+
+    public function testOktaUserNotManaged(): void
+    {
+        $iam = self::client();
+        $user = self::nextId();
+        self::seedEfsUsers([$user]);
+        // Someone else's Okta user (an IT account, another application's user) has the
+        // login the sync names: efs-iam neither links, renames nor groups it.
+        $login = self::uniqueLogin('someone-else');
+        $theirs = self::control('POST', '/okta/users', ['login' => $login, 'status' => 'ACTIVE'])['id'];
+        $e = self::expectProblem(
+            OktaUserNotManaged::class,
+            409,
+            'okta-user-not-managed',
+            fn () => $iam->syncAdminUser($user, self::profile($login)),
+        );
+        $this->assertStringContainsString($theirs, $e->detail);
+        $this->assertSame(['login'], array_keys($e->fieldMessages()));
+        self::expectProblem(NotFound::class, 404, 'not-found', fn () => $iam->getAdminUserReference($user));
+
+        // Nor may a reference name it.
+        $e = self::expectProblem(
+            OktaUserNotManaged::class,
+            409,
+            'okta-user-not-managed',
+            fn () => $iam->putAdminUserReference($user, $theirs),
+        );
+        $this->assertSame(['okta_user_id'], array_keys($e->fieldMessages()));
+        self::expectProblem(NotFound::class, 404, 'not-found', fn () => $iam->getAdminUserReference($user));
+    }
+
+    public function testOktaUserPrivileged(): void
+    {
+        $admin = self::oktaUser('okta-admin');
+        self::control('POST', "/okta/users/$admin/roles", ['type' => 'SUPER_ADMIN']);
+        $e = self::expectProblem(
+            OktaUserPrivileged::class,
+            409,
+            'okta-user-privileged',
+            fn () => self::client()->adoptOktaUser($admin),
+        );
+        $this->assertStringContainsString('SUPER_ADMIN', $e->detail);
+        self::expectProblem(NotFound::class, 404, 'not-found', fn () => self::client()->getOktaUserManagement($admin));
+    }
+
+    public function testOktaUserNotFound(): void
+    {
+        $e = self::expectProblem(
+            OktaUserNotFound::class,
+            422,
+            'okta-user-not-found',
+            fn () => self::client()->adoptOktaUser('00uPHPNOSUCHUSER0001'),
+        );
+        $this->assertStringContainsString('00uPHPNOSUCHUSER0001', $e->detail);
     }
 
     public function testOktaLoginConflict(): void

@@ -24,6 +24,7 @@ pub mod okta_events;
 pub mod reconcile_runs;
 pub mod registry;
 pub mod supervision;
+mod unassignment_groups;
 pub mod unassignments;
 
 use std::future::Future;

@@ -25,27 +25,21 @@
 //!   processed; each step dead-letters them with an explanation.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
+use super::unassignment_groups::PortalGroups;
+pub use super::unassignment_groups::{MissingGroup, GROUP_CHECK_TTL};
 use super::{Step, Worker};
-use crate::domain::{storable_text, PortalId, TEXT_MAX_CHARS};
+use crate::domain::{storable_text, TEXT_MAX_CHARS};
 use crate::okta::{OktaClient, OktaError, OnMissing, Removal};
-use crate::storage::{
-    now, ErrorLogStore, NewErrorLogEntry, PortalGroup, PortalSettingsStore, StorageError,
-    Unassignment, UnassignmentQueueStore,
-};
+use crate::storage::{now, StorageError, Unassignment, UnassignmentQueueStore};
 use crate::sync::heartbeat::Heartbeat;
 use crate::sync::{Boundary, SyncError, SyncSettings, SyncStorage};
-
-/// How long an answer to "does this group exist?" is reused.
-pub const GROUP_CHECK_TTL: Duration = Duration::from_secs(30);
 
 /// What one step did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -139,27 +133,14 @@ enum RowOutcome {
     Blocked(String),
 }
 
-/// A portal whose `okta_group_id` names no group Okta has, as last seen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct MissingGroup {
-    pub portal_id: i32,
-    pub group_id: String,
-    pub checked_at: DateTime<Utc>,
-}
-
 pub struct UnassignmentWorker {
     queue: Arc<dyn UnassignmentQueueStore>,
     boundary: Boundary,
-    portal_settings: Arc<dyn PortalSettingsStore>,
-    error_log: Arc<dyn ErrorLogStore>,
+    groups: PortalGroups,
     okta: OktaClient,
     settings: SyncSettings,
     owner: String,
     cancel: CancellationToken,
-    /// group id → (when asked, whether Okta has it)
-    group_checks: tokio::sync::Mutex<HashMap<String, (Instant, bool)>>,
-    /// portal → its missing group, for `/sync/status` (until a check finds it again).
-    missing: Mutex<BTreeMap<i32, MissingGroup>>,
 }
 
 impl Step for UnassignmentStep {
@@ -194,20 +175,17 @@ impl UnassignmentWorker {
         Self {
             queue: store.clone(),
             boundary: Boundary::new(store.clone(), okta.clone()),
-            portal_settings: store.clone(),
-            error_log: store.clone(),
+            groups: PortalGroups::new(store, okta.clone()),
             okta,
             settings,
             owner,
             cancel,
-            group_checks: tokio::sync::Mutex::new(HashMap::new()),
-            missing: Mutex::new(BTreeMap::new()),
         }
     }
 
     /// Portals whose `okta_group_id` names no group Okta has, as this instance last saw.
     pub fn missing_groups(&self) -> Vec<MissingGroup> {
-        self.missing.lock().unwrap().values().cloned().collect()
+        self.groups.missing_groups()
     }
 
     /// One round: dead-letter unroutable rows, lease a batch of due rows, remove each
@@ -234,7 +212,7 @@ impl UnassignmentWorker {
             return Ok(step);
         }
         let _heartbeat = self.heartbeat(rows.iter().map(|r| r.id).collect());
-        let groups = self.groups_of(&rows).await?;
+        let groups = self.groups.groups_of(&rows).await?;
         let outcomes: Vec<RowOutcome> = stream::iter(rows)
             .map(|row| {
                 let groups = &groups;
@@ -254,7 +232,7 @@ impl UnassignmentWorker {
             }
             step.add(o);
         }
-        self.report_missing_groups(missing).await;
+        self.groups.report_missing(missing).await;
         tracing::info!(
             claimed = step.claimed,
             removed = step.removed,
@@ -275,49 +253,6 @@ impl UnassignmentWorker {
             let (queue, owner, ids) = (queue.clone(), owner.clone(), ids.clone());
             async move { queue.renew_unassignment_leases(&ids, &owner, until).await }
         })
-    }
-
-    /// Each claimed portal's Okta group, or why there is none.
-    async fn groups_of(
-        &self,
-        rows: &[Unassignment],
-    ) -> Result<HashMap<i32, Result<String, String>>, StorageError> {
-        let mut groups = HashMap::new();
-        for portal in rows.iter().filter_map(|r| r.portal_id) {
-            if groups.contains_key(&portal) {
-                continue;
-            }
-            let group = match PortalId::new(portal) {
-                Ok(p) => match self.portal_settings.portal_group(p).await? {
-                    PortalGroup::Linked(g) => Ok(g.as_str().to_owned()),
-                    PortalGroup::NotLinked => Err(format!(
-                        "portal {portal} has no okta_group_id setting; set it, then requeue"
-                    )),
-                    PortalGroup::Malformed(v) => Err(format!(
-                        "okta-group-not-found: the okta_group_id of portal {portal} ({v:?}) is \
-                         no Okta group id; correct the setting, then requeue"
-                    )),
-                },
-                Err(_) => Err(format!("portal id {portal} is not valid")),
-            };
-            groups.insert(portal, group);
-        }
-        Ok(groups)
-    }
-
-    /// Whether Okta has the group; asked at most once per [`GROUP_CHECK_TTL`]. The
-    /// lock is held across the question, so the rows of a step that all got a 404 at
-    /// once wait for one answer instead of each asking.
-    async fn group_exists(&self, group: &str) -> Result<bool, OktaError> {
-        let mut checks = self.group_checks.lock().await;
-        if let Some((at, exists)) = checks.get(group) {
-            if at.elapsed() < GROUP_CHECK_TTL {
-                return Ok(*exists);
-            }
-        }
-        let exists = self.okta.get_group(group).await?.is_some();
-        checks.insert(group.to_owned(), (Instant::now(), exists));
-        Ok(exists)
     }
 
     async fn process(
@@ -374,7 +309,7 @@ impl UnassignmentWorker {
         };
         if removal == Removal::AlreadyGone {
             // No such user, or no such group: only the first is done.
-            match self.group_exists(&group).await {
+            match self.groups.exists(&group).await {
                 Ok(true) => {}
                 Ok(false) => {
                     let why = format!(
@@ -390,7 +325,7 @@ impl UnassignmentWorker {
             }
         }
         // Okta removed a member from this group, or confirmed the group: it exists.
-        self.missing.lock().unwrap().remove(&portal);
+        self.groups.found(portal);
         match self.queue.complete_unassignment(row.id, &self.owner).await {
             Ok(true) => match removal {
                 Removal::Removed => RowOutcome::Removed,
@@ -487,31 +422,5 @@ impl UnassignmentWorker {
             dead,
             group_missing,
         }
-    }
-
-    /// One error-log row per portal whose group is missing, and the status list.
-    async fn report_missing_groups(&self, missing: BTreeMap<i32, (String, usize)>) {
-        let checked_at = Utc::now();
-        for (portal, (group, rows)) in missing {
-            self.missing.lock().unwrap().insert(
-                portal,
-                MissingGroup {
-                    portal_id: portal,
-                    group_id: group.clone(),
-                    checked_at,
-                },
-            );
-            let message = format!(
-                "portal {portal}: okta_group_id {group} names no group in Okta; {rows} \
-                 unassignment(s) of this step failed and wait (retried, then kept as dead \
-                 letters); correct the setting, then requeue"
-            );
-            let entry = NewErrorLogEntry::new(404, "efs-iam:okta-group-not-found", &message, None);
-            if let Err(e) = self.error_log.record_error(&entry).await {
-                tracing::warn!(error = %e, "could not write the missing group to the error log");
-            }
-        }
-        metrics::gauge!("efs_iam_portals_missing_okta_group")
-            .set(self.missing.lock().unwrap().len() as f64);
     }
 }

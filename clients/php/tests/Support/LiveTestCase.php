@@ -144,6 +144,23 @@ abstract class LiveTestCase extends TestCase
         ]);
     }
 
+    /**
+     * Okta user ids efs-iam manages in the `main` database, as an administrator's
+     * adoption before the test would have left them.
+     *
+     * @param list<string> $oktaUserIds
+     */
+    protected static function manageOktaUsers(array $oktaUserIds): void
+    {
+        self::control('POST', '/managed-okta-users', ['ids' => $oktaUserIds]);
+    }
+
+    /** An active user in the fake Okta that efs-iam did not create; its id. */
+    protected static function oktaUser(string $name, string $status = 'ACTIVE'): string
+    {
+        return self::control('POST', '/okta/users', ['login' => self::uniqueLogin($name), 'status' => $status])['id'];
+    }
+
     /** A profile for the sync calls (schema SyncUserRequest). */
     protected static function profile(string $login, array $overrides = []): array
     {
