@@ -83,6 +83,11 @@ impl Application {
             okta.clone(),
             settings.sync.clone(),
         ));
+        // What Okta makes of a service app's credentials (a token, the scopes granted) is
+        // logged and shown from the start, not at the first sync.
+        if let Some(client) = okta.clone() {
+            tokio::spawn(async move { client.check_credentials().await });
+        }
         let settings_guard = Arc::new(SettingsGuard::new(
             store.clone(),
             vault.issuer_policy().clone(),
@@ -109,6 +114,7 @@ impl Application {
                 metrics_require_auth: settings.auth.metrics_require_auth,
                 cors,
                 okta_event_hook: event_hook_auth(settings)?,
+                okta_required: settings.okta.required,
             }),
             ready_cache: Default::default(),
             auth,

@@ -167,6 +167,10 @@ async fn a_full_cycle_logs_no_token_and_no_session_id() {
         assert_eq!(res.status(), 503);
     }
 
+    // The Okta service app with DPoP: client assertions, DPoP proofs, the proof key and
+    // DPoP-bound access tokens, through syncs, a nonce change and a refused proof.
+    secrets.extend(dpop_sync_secrets().await);
+
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.lines().count() > 50,
@@ -181,9 +185,81 @@ async fn a_full_cycle_logs_no_token_and_no_session_id() {
         logs.contains("token-unreadable") || logs.contains("cannot be read"),
         "the 500 was logged"
     );
+    assert!(
+        logs.contains("the Okta service app requires DPoP"),
+        "the DPoP path ran under the capture"
+    );
     for secret in &secrets {
         if let Some(line) = logs.lines().find(|l| l.contains(secret.as_str())) {
             panic!("a secret is in the logs:\n{line}");
         }
     }
+}
+
+/// Syncs users through a service app against an Okta that requires DPoP, with a
+/// configured proof key; the secrets that went by: the keys (PEM lines and the private
+/// scalar), and the signature and payload of every proof, client assertion and access
+/// token.
+async fn dpop_sync_secrets() -> Vec<String> {
+    use base64::Engine;
+    use p256::pkcs8::EncodePrivateKey;
+    let okta = FakeOkta::start(FakeOktaConfig {
+        api_token: None,
+        require_dpop: true,
+        access_token_lifetime: std::time::Duration::from_secs(2),
+        ..FakeOktaConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let client_key = dir.path().join("client.pem");
+    std::fs::write(&client_key, FakeOkta::test_client_private_key_pem()).unwrap();
+    let secret = p256::SecretKey::random(&mut rsa::rand_core::OsRng);
+    let dpop_pem = secret.to_pkcs8_pem(p256::pkcs8::LineEnding::LF).unwrap();
+    let dpop_key = dir.path().join("dpop.pem");
+    std::fs::write(&dpop_key, dpop_pem.as_bytes()).unwrap();
+    let db = TestDb::sqlite().await;
+    db.seed_efs_users(&[1, 2], &[]).await;
+    let app = spawn_app_on(db, |s| {
+        s.okta.org_url = Some(reqwest::Url::parse(&okta.base_url()).unwrap());
+        s.okta.client_id = Some(FakeOkta::TEST_CLIENT_ID.into());
+        s.okta.private_key_file = Some(client_key.clone());
+        s.okta.dpop_key_file = Some(dpop_key.clone());
+        s.okta.timeout = std::time::Duration::from_secs(5);
+    })
+    .await;
+    let sync = |user: u32, login: &str| {
+        app.client
+            .post(app.url(&format!("/api/v1/sync/users/{user}")))
+            .json(&json!({"login": login, "email": login, "first_name": "D", "last_name": "P"}))
+            .send()
+    };
+    assert_eq!(sync(1, "dpop-1@example.com").await.unwrap().status(), 200);
+    okta.expire_dpop_nonce();
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    assert_eq!(sync(2, "dpop-2@example.com").await.unwrap().status(), 200);
+    // A refused credential on the way (Okta stops accepting the app's tokens).
+    okta.revoke_access_tokens();
+    okta.set_require_dpop(false);
+    let _ = app.client.get(app.url("/api/v1/sync/status")).send().await;
+
+    let proofs = okta.dpop_proofs();
+    assert!(proofs.len() >= 4, "proofs went by: {}", proofs.len());
+    let mut secrets: Vec<String> = Vec::new();
+    for jwt in proofs
+        .iter()
+        .map(|p| p.proof.clone())
+        .chain(okta.oauth_secrets_seen())
+    {
+        secrets.extend(jwt.split('.').skip(1).map(str::to_owned));
+        secrets.push(jwt);
+    }
+    secrets.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret.to_bytes()));
+    for pem in [dpop_pem.as_str(), FakeOkta::test_client_private_key_pem()] {
+        secrets.extend(
+            pem.lines()
+                .filter(|l| !l.starts_with("-----") && l.len() > 20)
+                .map(str::to_owned),
+        );
+    }
+    secrets
 }

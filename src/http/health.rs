@@ -64,11 +64,14 @@ async fn check_readiness(state: &AppState) -> (StatusCode, Readiness) {
         component(timeout, state.database.check_ready()),
         component(timeout, state.vault.check_ready()),
     );
-    let components = BTreeMap::from([
+    let mut components = BTreeMap::from([
         ("database".to_owned(), database),
         ("token_store".to_owned(), token_store),
         ("sync_workers".to_owned(), sync_workers(state)),
     ]);
+    if let Some(okta) = okta(state) {
+        components.insert("okta".to_owned(), okta);
+    }
     let up = components.values().all(|c| c.status != "down");
     let (code, status) = if up {
         (StatusCode::OK, "ready")
@@ -94,4 +97,43 @@ fn sync_workers(state: &AppState) -> ComponentHealth {
         .map(|(name, _, health)| (name, health))
         .collect();
     workers_component(state.sync.workers_enabled(), &workers, chrono::Utc::now())
+}
+
+/// Okta, when configured: does it answer, accept efs-iam's credentials, grant the
+/// scopes the features need? From the last probe (30 s old at most; a new one runs in
+/// the background), so readiness never waits for Okta. `degraded` unless
+/// `EFS_IAM_OKTA_REQUIRED` makes it `down`. The detail names Okta's error code and the
+/// missing scopes, never more (the answer is public); `/sync/status` has the rest.
+fn okta(state: &AppState) -> Option<ComponentHealth> {
+    let client = state.sync.okta()?;
+    let probe = state.sync.okta_probe_now();
+    let status = client.status();
+    let mut problems = Vec::new();
+    match &probe {
+        None => problems.push("not probed yet".to_owned()),
+        Some(p) if !p.reachable => problems.push("Okta does not answer".to_owned()),
+        Some(p) if !p.credentials_accepted => problems.push(format!(
+            "Okta refuses efs-iam's credentials ({})",
+            status
+                .last_auth_failure
+                .as_ref()
+                .map(|f| f.error_code.as_str())
+                .filter(|c| !c.is_empty())
+                .unwrap_or("no error code")
+        )),
+        Some(_) => {}
+    }
+    if let Some(scopes) = status.scopes.filter(|s| !s.missing.is_empty()) {
+        let names: Vec<&str> = scopes.missing.iter().map(|m| m.scope.as_str()).collect();
+        problems.push(format!("scopes not granted: {}", names.join(" ")));
+    }
+    let health = match (problems.is_empty(), state.config.okta_required) {
+        (true, _) => "up",
+        (false, false) => "degraded",
+        (false, true) => "down",
+    };
+    Some(ComponentHealth {
+        status: health.into(),
+        detail: (!problems.is_empty()).then(|| problems.join("; ")),
+    })
 }

@@ -139,6 +139,8 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("efs_iam_token_store_duration_seconds", "Time of a session token store operation, by op"),
     ("efs_iam_okta_configured", "1 when an Okta org is configured in this instance"),
     ("efs_iam_okta_up", "1 when Okta answered the last reachability probe (cached 30 s)"),
+    ("efs_iam_okta_credentials_ok", "1 when Okta accepted efs-iam's credentials in the last probe"),
+    ("efs_iam_okta_scopes_missing", "OAuth scopes efs-iam's features need that the service app was not granted (or not asked for)"),
     ("efs_iam_okta_requests_total", "Requests sent to Okta (each attempt), by rate-limit bucket and outcome"),
     ("efs_iam_okta_request_duration_seconds", "Time of an Okta request, by rate-limit bucket"),
     ("efs_iam_okta_auth_failures_total", "Okta calls that failed because Okta refused efs-iam's credentials"),
@@ -221,6 +223,8 @@ fn export_at_zero() {
     }
     metrics::gauge!("efs_iam_okta_configured").set(0.0);
     metrics::gauge!("efs_iam_okta_up").set(0.0);
+    metrics::gauge!("efs_iam_okta_credentials_ok").set(0.0);
+    metrics::gauge!("efs_iam_okta_scopes_missing").set(0.0);
     metrics::counter!("efs_iam_okta_auth_failures_total").absolute(0);
     for bucket in Bucket::ALL {
         let b = bucket.as_str();

@@ -29,6 +29,8 @@ pub struct HttpConfig {
     pub cors: Cors,
     /// Okta Event Hooks (`/hooks/okta/events`), when a secret is configured.
     pub okta_event_hook: Option<EventHookAuth>,
+    /// `EFS_IAM_OKTA_REQUIRED`: readiness fails while Okta does not work for efs-iam.
+    pub okta_required: bool,
 }
 
 /// Which browser origins may call the API.

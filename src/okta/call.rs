@@ -127,6 +127,25 @@ impl Caller {
         *self.last_success.lock().unwrap()
     }
 
+    /// Fetches an access token (service apps; see `OktaClient::check_credentials`).
+    pub(crate) async fn check_credentials(&self) {
+        if !self.tokens.is_oauth() {
+            return;
+        }
+        match self
+            .tokens
+            .authorization(&self.transport, &self.governor)
+            .await
+        {
+            Ok(_) => {}
+            Err((OktaError::Auth(api), _)) => {
+                tracing::warn!(error = %api, "Okta refuses efs-iam's credentials");
+                self.tokens.record_refusal(&api);
+            }
+            Err((e, _)) => tracing::warn!(error = %e, "could not check the Okta credentials"),
+        }
+    }
+
     /// Writes the counts of coalesced error answers still pending (shutdown).
     pub(crate) async fn flush_error_log(&self) {
         if let Some(log) = &self.error_log {
@@ -292,7 +311,7 @@ impl Caller {
                         tokio::time::sleep(delay).await;
                         continue;
                     }
-                    let err = with_attempts(err, attempt);
+                    let err = err.with_attempts(attempt);
                     return Err(self.fail(call, err, ex.as_ref()).await);
                 }
             }
@@ -322,12 +341,23 @@ impl Caller {
             Ok(c) => c,
             Err((err, ex)) => return Attempt::CredentialFailed(err, ex),
         };
+        // Made here, for this attempt only: a retried request never replays a proof.
+        let proof = self
+            .tokens
+            .api_proof(call.method.as_str(), &call.url, &credential);
+        let proof = match proof.transpose() {
+            Ok(p) => p,
+            Err(e) => return Attempt::CredentialFailed(OktaError::InvalidInput(e), None),
+        };
         let _admission = self.governor.admit(call.route.bucket).await;
         let mut request = self
             .transport
             .request(call.method.clone(), call.url.clone())
             .header(AUTHORIZATION, credential.header)
             .header(ACCEPT, "application/json");
+        if let Some(proof) = proof {
+            request = request.header("DPoP", proof);
+        }
         if let Some(body) = &call.body {
             request = request
                 .header(CONTENT_TYPE, "application/json")
@@ -351,7 +381,7 @@ impl Caller {
             )
             .await;
         match sent {
-            Ok(ex) => Attempt::Answer(ex, credential.bearer),
+            Ok(ex) => Attempt::Answer(ex, credential.access_token),
             Err(no) => Attempt::NoAnswer {
                 timeout: no.timeout,
                 reason: no.reason,
@@ -458,40 +488,6 @@ impl Caller {
                 &scrub,
             ))
             .await;
-        }
-    }
-}
-
-/// The error with the number of requests the call sent.
-fn with_attempts(err: OktaError, attempts: u32) -> OktaError {
-    match err {
-        OktaError::Timeout { method, route, .. } => OktaError::Timeout {
-            method,
-            route,
-            attempts,
-        },
-        OktaError::Connection {
-            method,
-            route,
-            reason,
-            ..
-        } => OktaError::Connection {
-            method,
-            route,
-            attempts,
-            reason,
-        },
-        mut other => {
-            if let Some(api) = match &mut other {
-                OktaError::Auth(a)
-                | OktaError::RateLimited(a)
-                | OktaError::Server(a)
-                | OktaError::Rejected(a) => Some(a),
-                _ => None,
-            } {
-                api.attempts = attempts;
-            }
-            other
         }
     }
 }

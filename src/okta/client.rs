@@ -13,7 +13,8 @@ use serde::Serialize;
 
 use super::access_token::{AccessTokens, AuthFailure};
 use super::call::{Caller, RetryPolicy};
-use super::credentials::{Credential, OktaAuth};
+use super::credentials::{Credential, OktaAuth, Scheme};
+use super::dpop::DpopMode;
 use super::error::{OktaConfigError, OktaError};
 use super::error_log::ErrorLog;
 use super::exchange::{
@@ -24,6 +25,7 @@ use super::governor::{BucketStatus, Governor};
 use super::models::{
     Activation, NewUserProfile, OktaGroup, OktaRole, OktaUser, OnMissing, ProfileUpdate, Removal,
 };
+use super::scopes::ScopeCheck;
 use crate::storage::ErrorLogStore;
 
 /// Everything an [`OktaClient`] needs; [`OktaClientConfig::new`] fills in the defaults
@@ -93,6 +95,10 @@ pub struct OktaStatus {
     /// Last time Okta refused the credentials (kept after later successes; compare with
     /// `last_success_at`).
     pub last_auth_failure: Option<AuthFailure>,
+    /// Service apps: the DPoP mode (`auto`, `on`, `off`) and whether proofs are sent now.
+    pub dpop: Option<(DpopMode, bool)>,
+    /// Service apps: the scopes asked for, granted and missing.
+    pub scopes: Option<ScopeCheck>,
 }
 
 /// Client for Okta's Management API. Cheap to clone; clones share the governor, the
@@ -163,7 +169,7 @@ impl OktaClient {
                 if t.trim().is_empty() {
                     return Err(OktaConfigError::ApiToken("is empty"));
                 }
-                if Credential::new("SSWS", token).is_err() || t.trim() != t {
+                if Credential::new(Scheme::Ssws, token).is_err() || t.trim() != t {
                     return Err(OktaConfigError::ApiToken(
                         "contains whitespace or characters not allowed in an HTTP header",
                     ));
@@ -450,7 +456,17 @@ impl OktaClient {
             buckets: governor.snapshot(),
             last_success_at: self.caller.last_success(),
             last_auth_failure: self.caller.tokens().last_failure(),
+            dpop: self.caller.tokens().dpop_state(),
+            scopes: self.caller.tokens().scope_check(),
         }
+    }
+
+    /// With a service app: fetches an access token now (if none is cached), so a
+    /// refusal and the scopes Okta grants are known and logged from start-up, before
+    /// any call needs them. A refusal is remembered as [`Self::last_auth_failure`].
+    /// Nothing to check for an API token without calling the Management API.
+    pub async fn check_credentials(&self) {
+        self.caller.check_credentials().await;
     }
 
     /// Writes the counts of coalesced error answers that are still pending in memory

@@ -19,6 +19,8 @@ use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
+use super::dpop::{DpopKey, DpopMode};
+
 /// How efs-iam authenticates to Okta.
 #[derive(Clone)]
 pub enum OktaAuth {
@@ -46,7 +48,8 @@ impl OktaAuth {
     }
 }
 
-/// A service app's client id and the RSA key its client assertions are signed with.
+/// A service app's client id and the RSA key its client assertions are signed with,
+/// and the DPoP proof key and mode (`dpop.rs`).
 #[derive(Clone)]
 pub struct PrivateKeyJwt {
     pub client_id: String,
@@ -54,6 +57,8 @@ pub struct PrivateKeyJwt {
     pub key_id: Option<String>,
     /// Scopes requested with every token, e.g. `okta.users.manage`.
     pub scopes: Vec<String>,
+    pub dpop_mode: DpopMode,
+    pub dpop_key: std::sync::Arc<DpopKey>,
     key: EncodingKey,
 }
 
@@ -63,6 +68,7 @@ impl fmt::Debug for PrivateKeyJwt {
             .field("client_id", &self.client_id)
             .field("key_id", &self.key_id)
             .field("scopes", &self.scopes)
+            .field("dpop_mode", &self.dpop_mode)
             .field("key", &"[redacted]")
             .finish()
     }
@@ -93,8 +99,19 @@ impl PrivateKeyJwt {
             client_id: client_id.into(),
             key_id,
             scopes,
+            dpop_mode: DpopMode::default(),
+            dpop_key: std::sync::Arc::new(DpopKey::generate()),
             key: EncodingKey::from_rsa_der(der.as_bytes()),
         })
+    }
+
+    /// The same credential with this DPoP mode and proof key.
+    pub fn with_dpop(mut self, mode: DpopMode, key: Option<DpopKey>) -> Self {
+        self.dpop_mode = mode;
+        if let Some(key) = key {
+            self.dpop_key = std::sync::Arc::new(key);
+        }
+        self
     }
 
     /// A fresh client assertion for `token_url` (RS256; `iss` = `sub` = client id).
@@ -129,21 +146,44 @@ impl PrivateKeyJwt {
 
 const ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
 
-/// The `Authorization` value for one request, and the bearer token it carries (to
-/// drop exactly that token from the cache if Okta answers 401).
+/// How a credential is presented: `SSWS`, `Bearer` or `DPoP` (a token bound to the
+/// proof key, sent with a proof).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    Ssws,
+    Bearer,
+    Dpop,
+}
+
+impl Scheme {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ssws => "SSWS",
+            Self::Bearer => "Bearer",
+            Self::Dpop => "DPoP",
+        }
+    }
+}
+
+/// The `Authorization` value for one request, and the access token it carries (to
+/// drop exactly that token from the cache if Okta answers 401, and for a DPoP proof's
+/// `ath`).
 pub(crate) struct Credential {
     pub header: HeaderValue,
-    pub bearer: Option<SecretString>,
+    pub scheme: Scheme,
+    pub access_token: Option<SecretString>,
 }
 
 impl Credential {
-    pub(crate) fn new(scheme: &str, secret: &SecretString) -> Result<Self, String> {
-        let mut header = HeaderValue::from_str(&format!("{scheme} {}", secret.expose_secret()))
+    pub(crate) fn new(scheme: Scheme, secret: &SecretString) -> Result<Self, String> {
+        let value = format!("{} {}", scheme.as_str(), secret.expose_secret());
+        let mut header = HeaderValue::from_str(&value)
             .map_err(|_| "the credential contains characters not allowed in a header")?;
         header.set_sensitive(true);
         Ok(Self {
             header,
-            bearer: (scheme == "Bearer").then(|| secret.clone()),
+            scheme,
+            access_token: (scheme != Scheme::Ssws).then(|| secret.clone()),
         })
     }
 }

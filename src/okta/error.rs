@@ -87,9 +87,16 @@ impl OktaApiError {
         scrub: &dyn Fn(String) -> String,
     ) -> Self {
         let body = ErrorBody::read(&ex.body);
+        // A refused token or DPoP proof: an empty body, the reason in the challenge.
+        let challenge = super::headers::challenge_error(&ex.headers);
+        let (challenge_code, challenge_text) = match challenge {
+            Some((code, text)) => (Some(code), text),
+            None => (None, None),
+        };
         let summary = body
             .error_summary
             .or(body.error_description)
+            .or(challenge_text)
             .unwrap_or_else(|| {
                 let text = String::from_utf8_lossy(&ex.body);
                 let text = text.trim();
@@ -105,7 +112,11 @@ impl OktaApiError {
             });
         Self {
             status: ex.status,
-            error_code: body.error_code.or(body.error).unwrap_or_default(),
+            error_code: body
+                .error_code
+                .or(body.error)
+                .or(challenge_code)
+                .unwrap_or_default(),
             summary: scrub(summary),
             causes: body
                 .error_causes
@@ -152,6 +163,8 @@ impl ErrorBody {
 /// The variant for a final error answer.
 pub(crate) fn classify(status: u16, api: Box<OktaApiError>) -> OktaError {
     match status {
+        // Okta refused efs-iam's DPoP proof (400, empty body): the credentials' fault.
+        400 if api.error_code == "invalid_dpop_proof" => OktaError::Auth(api),
         400 => OktaError::Validation(api),
         401 => OktaError::Auth(api),
         403 if api.error_code == "E0000038" => OktaError::ForbiddenState(api),
@@ -353,6 +366,40 @@ impl OktaError {
             Self::RateLimited(_) | Self::Server(_) | Self::Timeout { .. } | Self::Connection { .. }
         )
     }
+
+    /// The error with the number of requests the call sent.
+    pub(crate) fn with_attempts(self, attempts: u32) -> OktaError {
+        match self {
+            OktaError::Timeout { method, route, .. } => OktaError::Timeout {
+                method,
+                route,
+                attempts,
+            },
+            OktaError::Connection {
+                method,
+                route,
+                reason,
+                ..
+            } => OktaError::Connection {
+                method,
+                route,
+                attempts,
+                reason,
+            },
+            mut other => {
+                if let Some(api) = match &mut other {
+                    OktaError::Auth(a)
+                    | OktaError::RateLimited(a)
+                    | OktaError::Server(a)
+                    | OktaError::Rejected(a) => Some(a),
+                    _ => None,
+                } {
+                    api.attempts = attempts;
+                }
+                other
+            }
+        }
+    }
 }
 
 /// Why [`super::OktaClient`] could not be built from settings. Never echoes a token or
@@ -371,8 +418,9 @@ pub enum OktaConfigError {
     ClientIdWithoutKey,
     #[error("{0} is only used with EFS_IAM_OKTA_CLIENT_ID, which is not set")]
     OAuthSettingWithoutClientId(&'static str),
-    #[error("EFS_IAM_OKTA_PRIVATE_KEY_FILE {path}: cannot read it: {source}")]
+    #[error("{variable} {path}: cannot read it: {source}")]
     KeyFile {
+        variable: &'static str,
         path: String,
         #[source]
         source: std::io::Error,
@@ -381,6 +429,8 @@ pub enum OktaConfigError {
         "EFS_IAM_OKTA_PRIVATE_KEY_FILE {path}: not an RSA private key in PEM (PKCS#8 or PKCS#1)"
     )]
     InvalidKey { path: String },
+    #[error("EFS_IAM_OKTA_DPOP_KEY_FILE {path}: not a P-256 private key in PKCS#8 PEM")]
+    InvalidDpopKey { path: String },
     #[error("EFS_IAM_OKTA_SCOPES: {0}")]
     Scopes(String),
     #[error("EFS_IAM_OKTA_API_TOKEN: {0}")]

@@ -1,11 +1,12 @@
 //! What the headers of Okta's answers say, read defensively: the rate-limit figures,
-//! the server's `Date`, and the `rel="next"` link of a listing page. Nothing here trusts
+//! the server's `Date`, the `rel="next"` link of a listing page, and the error a
+//! `WWW-Authenticate` challenge names. Nothing here trusts
 //! a value to be sane: a header that does not parse is absent.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::DateTime;
-use reqwest::header::{HeaderMap, LINK};
+use reqwest::header::{HeaderMap, LINK, WWW_AUTHENTICATE};
 
 /// The rate-limit headers of one answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +119,36 @@ fn parse_link_header(value: &str) -> Vec<(String, Vec<String>)> {
     links
 }
 
+/// The `error` and `error_description` of a `WWW-Authenticate` challenge (`Bearer` or
+/// `DPoP`): what Okta says about a refused token or DPoP proof, whose body is empty
+/// (`invalid_dpop_proof`, `invalid_token`, `insufficient_scope`).
+pub(crate) fn challenge_error(headers: &HeaderMap) -> Option<(String, Option<String>)> {
+    let value = headers.get(WWW_AUTHENTICATE)?.to_str().ok()?;
+    let param = |name: &str| -> Option<String> {
+        let mut rest = value;
+        while let Some(at) = rest.find(name) {
+            let before = rest[..at].chars().last();
+            let after = &rest[at + name.len()..];
+            rest = after;
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                continue;
+            }
+            let Some(v) = after.trim_start().strip_prefix('=') else {
+                continue;
+            };
+            let v = v.trim_start();
+            let text = match v.strip_prefix('"') {
+                Some(q) => q.split('"').next().unwrap_or_default(),
+                None => v.split([',', ' ']).next().unwrap_or_default(),
+            };
+            return Some(text.chars().take(300).collect());
+        }
+        None
+    };
+    let error = param("error").filter(|e| !e.is_empty())?;
+    Some((error, param("error_description")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,5 +222,31 @@ mod tests {
             HeaderValue::from_static("<https://x/a>; rel=\"self\""),
         );
         assert_eq!(next_link(&h), None);
+    }
+
+    #[test]
+    fn a_challenge_names_its_error() {
+        let mut h = HeaderMap::new();
+        assert_eq!(challenge_error(&h), None);
+        h.insert(
+            WWW_AUTHENTICATE,
+            r#"DPoP algs="RS256 ES256", realm="http://acme", error="invalid_dpop_proof", error_description="'htu' claim in the DPoP proof JWT is invalid.", resource="/api/v1/users""#
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            challenge_error(&h),
+            Some((
+                "invalid_dpop_proof".into(),
+                Some("'htu' claim in the DPoP proof JWT is invalid.".into())
+            ))
+        );
+        h.insert(
+            WWW_AUTHENTICATE,
+            "Bearer error=invalid_token".parse().unwrap(),
+        );
+        assert_eq!(challenge_error(&h), Some(("invalid_token".into(), None)));
+        h.insert(WWW_AUTHENTICATE, r#"Bearer realm="x""#.parse().unwrap());
+        assert_eq!(challenge_error(&h), None);
     }
 }

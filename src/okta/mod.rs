@@ -36,9 +36,11 @@
 
 pub mod client;
 pub mod credentials;
+pub mod dpop;
 pub mod error;
 pub mod governor;
 pub mod models;
+pub mod scopes;
 pub mod settings;
 
 mod access_token;
@@ -51,6 +53,7 @@ mod org_url;
 pub use access_token::AuthFailure;
 pub use client::{OktaClient, OktaClientConfig, OktaStatus};
 pub use credentials::{InvalidPrivateKey, OktaAuth, PrivateKeyJwt};
+pub use dpop::{DpopKey, DpopMode, InvalidDpopKey};
 pub use error::{OktaApiError, OktaConfigError, OktaError};
 pub use error_log::CallContext;
 pub use exchange::OKTA_OUTCOMES;
@@ -59,4 +62,5 @@ pub use models::{
     Activation, NewUserProfile, OktaGroup, OktaGroupProfile, OktaGroupType, OktaRole, OktaUser,
     OktaUserProfile, OktaUserStatus, OnMissing, ProfileUpdate, Removal,
 };
+pub use scopes::{MissingScope, ScopeCheck};
 pub use settings::{client_from_settings, OktaSettings};

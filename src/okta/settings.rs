@@ -16,7 +16,9 @@ use clap::Args;
 use reqwest::Url;
 use secrecy::SecretString;
 
-use super::{OktaAuth, OktaClient, OktaClientConfig, OktaConfigError, PrivateKeyJwt};
+use super::{
+    DpopKey, DpopMode, OktaAuth, OktaClient, OktaClientConfig, OktaConfigError, PrivateKeyJwt,
+};
 use crate::domain::parse_duration;
 use crate::storage::ErrorLogStore;
 
@@ -60,6 +62,28 @@ pub struct OktaSettings {
         global = true
     )]
     pub scopes: String,
+
+    /// DPoP for the service app's tokens: `auto` (when Okta asks for it, as it does for
+    /// API Services apps created since 2024), `on` (always), `off` (never).
+    #[arg(long = "okta-dpop", env = "EFS_IAM_OKTA_DPOP", value_enum, default_value_t = DpopMode::Auto,
+          global = true)]
+    pub dpop: DpopMode,
+
+    /// PEM file (PKCS#8) with a P-256 key for DPoP proofs. Unset: a key generated at
+    /// start-up, which never leaves the process.
+    #[arg(
+        long = "okta-dpop-key-file",
+        env = "EFS_IAM_OKTA_DPOP_KEY_FILE",
+        global = true
+    )]
+    pub dpop_key_file: Option<PathBuf>,
+
+    /// Readiness (`/health/ready`) fails while Okta does not answer, refuses efs-iam's
+    /// credentials or lacks a needed scope. Off: Okta shows as `degraded` and the data
+    /// API keeps serving.
+    #[arg(long = "okta-required", env = "EFS_IAM_OKTA_REQUIRED", default_value_t = false,
+          action = clap::ArgAction::Set, global = true)]
+    pub required: bool,
 
     /// Fraction of each Okta rate-limit bucket that efs-iam (all instances together) may
     /// use per window, more than 0 and at most 1; the rest is left to the org's other
@@ -160,6 +184,20 @@ fn parse_scopes(raw: &str) -> Result<Vec<String>, OktaConfigError> {
     Ok(scopes)
 }
 
+fn read_dpop_key(path: &std::path::Path) -> Result<DpopKey, OktaConfigError> {
+    use secrecy::ExposeSecret;
+    let shown = path.display().to_string();
+    let pem = SecretString::from(std::fs::read_to_string(path).map_err(|source| {
+        OktaConfigError::KeyFile {
+            variable: "EFS_IAM_OKTA_DPOP_KEY_FILE",
+            path: shown.clone(),
+            source,
+        }
+    })?);
+    DpopKey::from_pem(pem.expose_secret())
+        .map_err(|_| OktaConfigError::InvalidDpopKey { path: shown })
+}
+
 /// Builds the Okta client the settings describe: `Ok(None)` when no org is configured,
 /// an error for an incomplete or contradictory configuration. `error_log` receives a
 /// row for every failed Okta call and every 429.
@@ -188,6 +226,10 @@ pub fn client_from_settings(
             "EFS_IAM_OKTA_PRIVATE_KEY_FILE",
         ),
         (settings.key_id.is_some(), "EFS_IAM_OKTA_KEY_ID"),
+        (
+            settings.dpop_key_file.is_some(),
+            "EFS_IAM_OKTA_DPOP_KEY_FILE",
+        ),
     ];
     let auth = match (&settings.api_token, &settings.client_id) {
         (Some(_), Some(_)) => return Err(OktaConfigError::TokenAndClientId),
@@ -210,6 +252,7 @@ pub fn client_from_settings(
             // Wrapped so the key text is wiped from memory once parsed.
             let pem = SecretString::from(std::fs::read_to_string(path).map_err(|source| {
                 OktaConfigError::KeyFile {
+                    variable: "EFS_IAM_OKTA_PRIVATE_KEY_FILE",
                     path: shown.clone(),
                     source,
                 }
@@ -220,7 +263,11 @@ pub fn client_from_settings(
             let jwt =
                 PrivateKeyJwt::from_pem(client_id.trim(), pem.expose_secret(), key_id, scopes)
                     .map_err(|_| OktaConfigError::InvalidKey { path: shown })?;
-            OktaAuth::PrivateKeyJwt(jwt)
+            let dpop_key = match &settings.dpop_key_file {
+                None => None,
+                Some(path) => Some(read_dpop_key(path)?),
+            };
+            OktaAuth::PrivateKeyJwt(jwt.with_dpop(settings.dpop, dpop_key))
         }
     };
     let mut config = OktaClientConfig::new(org_url.clone(), auth);

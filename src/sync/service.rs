@@ -54,6 +54,8 @@ pub struct SyncService {
     jobs: Option<Arc<JobWorker>>,
     workers: WorkerRegistry,
     probe: tokio::sync::Mutex<Option<(Instant, ProbeResult)>>,
+    /// The last probe's result, readable while the next probe runs.
+    last_probe: std::sync::Mutex<Option<(Instant, ProbeResult)>>,
 }
 
 impl SyncService {
@@ -139,6 +141,7 @@ impl SyncService {
             jobs,
             workers,
             probe: tokio::sync::Mutex::new(None),
+            last_probe: std::sync::Mutex::new(None),
         }
     }
 
@@ -314,8 +317,9 @@ impl SyncService {
 
     // --- the status ---
 
-    /// Whether Okta answers, by a lookup of a user that does not exist (404 is an
-    /// answer). Cached for 30 s.
+    /// Whether Okta answers, and accepts efs-iam's credentials, by a lookup of a user
+    /// that does not exist (404 is an answer; with a service app, this fetches an
+    /// access token first). Cached for 30 s.
     pub async fn probe_okta(&self) -> Option<ProbeResult> {
         let okta = self.okta.as_ref()?;
         let mut cached = self.probe.lock().await;
@@ -330,21 +334,45 @@ impl SyncService {
             okta.get_user("efsiamreachabilityprobe"),
         )
         .await;
-        let error = match answer {
-            Err(_) => Some("no answer within 5 s".to_owned()),
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) if e.is_transient() => Some(e.to_string()),
-            // Okta answered, if only to refuse: it is reachable.
-            Ok(Err(_)) => None,
+        let (reachable, credentials_accepted, error) = match answer {
+            Err(_) => (false, false, Some("no answer within 5 s".to_owned())),
+            Ok(Ok(_)) => (true, true, None),
+            Ok(Err(e)) if e.is_transient() => (false, false, Some(e.to_string())),
+            // Okta answered, refusing the credentials: reachable, and a failure.
+            Ok(Err(e @ crate::okta::OktaError::Auth(_))) => (true, false, Some(e.to_string())),
+            // Any other answer (a 403 for the lookup, say) still says Okta answered
+            // with the credentials in hand.
+            Ok(Err(_)) => (true, true, None),
         };
+        metrics::gauge!("efs_iam_okta_credentials_ok")
+            .set(f64::from(u8::from(credentials_accepted)));
         let result = ProbeResult {
-            reachable: error.is_none(),
+            reachable,
+            credentials_accepted,
             checked_at: Utc::now(),
             latency_ms: started.elapsed().as_millis() as u64,
             error,
         };
         *cached = Some((Instant::now(), result.clone()));
+        *self.last_probe.lock().unwrap() = Some((Instant::now(), result.clone()));
         Some(result)
+    }
+
+    /// The last probe's result without waiting for Okta (`None` before the first), and
+    /// a new probe started in the background when it is older than 30 s: readiness
+    /// must answer within its own timeout whatever Okta does.
+    pub fn okta_probe_now(self: &Arc<Self>) -> Option<ProbeResult> {
+        self.okta.as_ref()?;
+        let (last, stale) = match self.last_probe.lock().unwrap().as_ref() {
+            Some((at, result)) => (Some(result.clone()), at.elapsed() >= PROBE_TTL),
+            None => (None, true),
+        };
+        // A probe already running makes this one wait for it and return its result.
+        if stale {
+            let this = self.clone();
+            tokio::spawn(async move { this.probe_okta().await });
+        }
+        last
     }
 
     pub async fn status(&self) -> Result<SyncStatusReport, StorageError> {
@@ -352,7 +380,12 @@ impl SyncService {
         let jobs = self.jobs_store.sync_job_stats(now()).await?;
         let okta = match &self.okta {
             None => None,
-            Some(client) => Some((client.status(), self.probe_okta().await)),
+            // The probe first: what it learns (a refusal, the granted scopes) is in the
+            // status read after it.
+            Some(client) => {
+                let probe = self.probe_okta().await;
+                Some((client.status(), probe))
+            }
         };
         Ok(SyncStatusReport {
             queue,

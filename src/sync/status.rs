@@ -18,6 +18,10 @@ use crate::storage::{JobStats, OktaEventStats, QueueStats, ReconcileRun};
 pub struct ProbeResult {
     /// Okta answered (any answer but a 5xx, timeout or connection failure counts).
     pub reachable: bool,
+    /// Okta accepted efs-iam's credentials (an access token could be had, and the call
+    /// was not refused with 401 or an invalid DPoP proof). `false` also when Okta did
+    /// not answer.
+    pub credentials_accepted: bool,
     pub checked_at: DateTime<Utc>,
     pub latency_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]

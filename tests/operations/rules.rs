@@ -29,7 +29,7 @@ fn the_alert_rules_pass_promtool_and_their_unit_tests() {
     }
     let dir = deploy().join("prometheus");
     let checked = promtool(&dir, &["check", "rules", "efs-iam-rules.yml"]);
-    assert!(checked.contains("SUCCESS: 16 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 17 rules found"), "{checked}");
     let tested = promtool(&dir, &["test", "rules", "efs-iam-rules.test.yml"]);
     assert!(tested.contains("SUCCESS"), "{tested}");
     promtool(&dir, &["check", "config", "prometheus.yml"]);

@@ -368,7 +368,17 @@ async fn a_bulk_adoption_survives_kill_9() {
     })
     .await;
     let (_, counts) = db.store.adoption_run(run).await.unwrap().unwrap();
-    assert_eq!(counts["adopted"], i64::from(n), "{counts:?}");
+    // An item the victim had adopted but not yet marked when it died is found managed
+    // by the survivor: `already_managed`, never adopted twice.
+    assert_eq!(
+        counts["adopted"] + counts["already_managed"],
+        i64::from(n),
+        "{counts:?}"
+    );
+    assert!(
+        counts["already_managed"] <= held,
+        "{counts:?}, {held} in flight"
+    );
     assert_eq!(
         db.count("SELECT COUNT(*) FROM efs_iam_managed_okta_user")
             .await,

@@ -6,9 +6,11 @@
 mod common;
 
 mod boundary;
+mod dpop;
 mod helpers;
 mod jobs;
 mod okta_adapter;
+mod okta_env;
 mod okta_events;
 mod portals;
 mod reconcile;

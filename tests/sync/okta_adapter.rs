@@ -4,107 +4,19 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::common::TestDb;
+use crate::okta_env::*;
 use efs_iam::okta::{
-    Activation, Bucket, NewUserProfile, OktaAuth, OktaClient, OktaClientConfig, OktaError,
-    OktaGroupType, OktaUserStatus, OnMissing, PrivateKeyJwt, ProfileUpdate, Removal,
+    Activation, Bucket, NewUserProfile, OktaAuth, OktaClient, OktaError, OktaGroupType,
+    OktaUserStatus, OnMissing, PrivateKeyJwt, ProfileUpdate, Removal,
 };
-use efs_iam::storage::{ErrorLogEntry, ErrorLogQuery, ErrorLogStore};
+use efs_iam::storage::{ErrorLogQuery, ErrorLogStore};
 use fake_okta::{
     FakeOkta, FakeOktaConfig, Fault, FaultKind, RateLimitBucket, RecordedRequest, UserStatus,
 };
-use reqwest::Url;
-use secrecy::SecretString;
 use serde_json::json;
-
-// ---- helpers -----------------------------------------------------------------------
-
-async fn fake() -> FakeOkta {
-    FakeOkta::start(FakeOktaConfig::default()).await
-}
-
-/// A client config for the fake with test-sized waits.
-fn config(fake: &FakeOkta, auth: OktaAuth) -> OktaClientConfig {
-    let mut c = OktaClientConfig::new(Url::parse(&fake.base_url()).unwrap(), auth);
-    c.timeout = Duration::from_secs(5);
-    c.backoff_min = Duration::from_millis(20);
-    c.backoff_max = Duration::from_millis(200);
-    c.rate_limit_jitter = Duration::from_millis(200);
-    c
-}
-
-fn ssws(token: &str) -> OktaAuth {
-    OktaAuth::ApiToken(SecretString::from(token.to_owned()))
-}
-
-fn oauth() -> OktaAuth {
-    OktaAuth::PrivateKeyJwt(
-        PrivateKeyJwt::from_pem(
-            FakeOkta::TEST_CLIENT_ID,
-            FakeOkta::test_client_private_key_pem(),
-            Some("efs-iam-test".into()),
-            vec!["okta.users.manage".into(), "okta.groups.manage".into()],
-        )
-        .unwrap(),
-    )
-}
-
-struct Env {
-    fake: FakeOkta,
-    db: TestDb,
-    okta: OktaClient,
-}
-
-async fn env_with(
-    fake: FakeOkta,
-    auth: OktaAuth,
-    tweak: impl FnOnce(&mut OktaClientConfig),
-) -> Env {
-    let db = TestDb::sqlite().await;
-    let mut c = config(&fake, auth);
-    tweak(&mut c);
-    let okta = OktaClient::new(c, Some(db.store.clone())).expect("client builds");
-    Env { fake, db, okta }
-}
-
-async fn env() -> Env {
-    env_with(fake().await, ssws("test-token"), |_| {}).await
-}
-
-impl Env {
-    async fn errors(&self) -> Vec<ErrorLogEntry> {
-        self.db
-            .store
-            .query_error_log(&ErrorLogQuery {
-                limit: 500,
-                ..Default::default()
-            })
-            .await
-            .expect("error log readable")
-    }
-
-    fn seed_user(&self, login: &str) -> String {
-        self.fake
-            .create_user(login, login, "Ada", "Lovelace", UserStatus::Active)
-    }
-}
-
-fn profile(login: &str) -> NewUserProfile {
-    NewUserProfile::new(login, login, "Grace", "Hopper")
-}
-
-fn retries(requests: &[RecordedRequest]) -> Vec<&RecordedRequest> {
-    requests
-        .iter()
-        .filter(|r| r.header("x-okta-retry-count").is_some())
-        .collect()
-}
-
-fn epoch(t: SystemTime) -> Duration {
-    t.duration_since(UNIX_EPOCH).unwrap()
-}
 
 // ---- users -------------------------------------------------------------------------
 

@@ -779,7 +779,10 @@ final class Client
 
     /**
      * `sync_status`: queue depth, jobs, the Okta rate-limit governor, the workers,
-     * portals whose group is missing. Returns schema SyncStatus.
+     * portals whose group is missing. Returns schema SyncStatus. Under `okta`:
+     * `reachability.credentials_accepted`, `last_auth_failure` (Okta's error code),
+     * and for a service app `dpop` (`mode`, `active`) and `scopes` (`requested`,
+     * `granted`, `missing` with what each is `needed_for`).
      *
      * @return array{okta: array<string, mixed>, unassignments: array<string, mixed>, jobs: array<string, mixed>,
      *         workers: array<string, mixed>, missing_okta_groups: list<array<string, mixed>>}

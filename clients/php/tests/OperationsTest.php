@@ -378,6 +378,8 @@ final class OperationsTest extends LiveTestCase
         $iam = self::client();
         $status = $iam->syncStatus();
         $this->assertTrue($status['okta']['configured']);
+        $this->assertTrue($status['okta']['reachability']['credentials_accepted']);
+        $this->assertNull($status['okta']['dpop'], 'an API token: no DPoP');
         $this->assertTrue($status['workers']['enabled']);
         $this->assertIsInt($status['unassignments']['pending']);
         $this->assertIsInt($status['jobs']['running']);
@@ -387,6 +389,7 @@ final class OperationsTest extends LiveTestCase
         $ready = $iam->ready();
         $this->assertSame('ready', $ready['status']);
         $this->assertSame('up', $ready['components']['database']['status']);
+        $this->assertContains($ready['components']['okta']['status'], ['up', 'degraded']);
     }
 
     public function testTheCallersRequestIdFollowsTheCall(): void

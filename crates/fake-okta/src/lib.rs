@@ -40,6 +40,7 @@
 //! spec with Prism.
 
 mod api;
+mod dpop;
 mod errors;
 pub mod events;
 mod ids;
@@ -63,6 +64,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tower::ServiceExt;
 
+pub use dpop::{DpopProofSeen, IAT_WINDOW as DPOP_IAT_WINDOW};
 pub use events::{Delivery, EventHook};
 pub use pipeline::RateLimitBucket;
 pub use store::{GroupType, UserStatus};
@@ -86,6 +88,9 @@ pub struct FakeOktaConfig {
     /// Lifetime of issued access tokens. Okta fixes it at one hour; shorten it to test
     /// token refresh.
     pub access_token_lifetime: Duration,
+    /// The service app requires DPoP ("Require Demonstrating Proof of Possession",
+    /// Okta's default for API Services apps since 2024): see `dpop.rs`.
+    pub require_dpop: bool,
     /// Requests allowed per bucket per window (Okta's per-minute limits, scaled to taste).
     pub rate_limit: u32,
     /// Per-bucket overrides of `rate_limit`, since Okta's buckets have different ceilings.
@@ -139,6 +144,7 @@ impl Default for FakeOktaConfig {
             .map(str::to_owned)
             .to_vec(),
             access_token_lifetime: Duration::from_secs(3600),
+            require_dpop: false,
             rate_limit: 10_000,
             bucket_limits: HashMap::new(),
             window: Duration::from_secs(60),
@@ -230,6 +236,8 @@ pub struct RecordedRequest {
     pub query: Option<String>,
     /// The route template, e.g. `/api/v1/users/{id}`, as used by [`FakeOkta::request_count`].
     pub route: String,
+    /// The scheme of `Authorization` (`SSWS`, `Bearer`, `DPoP`), never the credential.
+    pub auth_scheme: Option<String>,
     /// All request headers except `Authorization` (lower-case names).
     pub headers: Vec<(String, String)>,
     /// The status answered; `None` if the request was dropped or is still in flight.
@@ -266,6 +274,7 @@ pub(crate) struct Settings {
     pub require_email_login: bool,
     pub custom_profile_attributes: BTreeSet<String>,
     pub api_token: Option<String>,
+    pub require_dpop: bool,
 }
 
 /// Everything the server and the handles share.
@@ -279,6 +288,7 @@ pub(crate) struct Shared {
     pub faults: Mutex<Vec<Fault>>,
     pub log: Mutex<pipeline::RequestLog>,
     pub oauth: oauth::OAuth,
+    pub dpop: dpop::Dpop,
     /// Salt that makes pagination cursors opaque and tamper-evident.
     pub cursor_salt: String,
     pub shutdown: watch::Sender<bool>,
@@ -451,8 +461,34 @@ impl FakeOkta {
         let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
         self.shared
             .oauth
-            .issue_access_token(&self.shared.base_url, Self::TEST_CLIENT_ID, &scopes)
+            .issue_access_token(&self.shared.base_url, Self::TEST_CLIENT_ID, &scopes, None)
             .0
+    }
+
+    /// Turns the service app's "Require DPoP" on or off.
+    pub fn set_require_dpop(&self, yes: bool) {
+        self.shared.settings.lock().unwrap().require_dpop = yes;
+    }
+
+    /// Okta renews its DPoP nonce; the previous one is still accepted.
+    pub fn rotate_dpop_nonce(&self) {
+        self.shared.dpop.rotate_nonce();
+    }
+
+    /// Okta renews its DPoP nonce and no longer accepts the previous one.
+    pub fn expire_dpop_nonce(&self) {
+        self.shared.dpop.expire_nonce();
+    }
+
+    /// Every access token the fake issued and every client assertion it received: what
+    /// must never show up in a client's logs.
+    pub fn oauth_secrets_seen(&self) -> Vec<String> {
+        self.shared.oauth.secrets_seen()
+    }
+
+    /// Every DPoP proof the fake checked, in order, with its outcome.
+    pub fn dpop_proofs(&self) -> Vec<DpopProofSeen> {
+        self.shared.dpop.seen()
     }
 
     /// Mints an RS256 id_token signed with the fake's key (`kid` [`Self::SIGNING_KEY_ID`])
@@ -841,11 +877,13 @@ fn build_shared(listener: &TcpListener, config: FakeOktaConfig) -> Arc<Shared> {
         require_email_login: config.require_email_login,
         custom_profile_attributes: config.custom_profile_attributes.iter().cloned().collect(),
         api_token: config.api_token.clone(),
+        require_dpop: config.require_dpop,
     };
     let (shutdown, _) = watch::channel(false);
     Arc::new(Shared {
         store: Mutex::new(store::Store::new(&base_url, config.everyone_group)),
         oauth: oauth::OAuth::new(&config),
+        dpop: dpop::Dpop::new(),
         settings: Mutex::new(settings),
         limiter: Mutex::new(pipeline::RateLimiter::default()),
         in_flight: Arc::new(AtomicUsize::new(0)),

@@ -16,6 +16,7 @@ use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{json, Value};
 
+use super::dpop::Dpop;
 use super::errors::{json_body, OktaError};
 use super::{ids, FakeOkta, FakeOktaConfig, Shared};
 
@@ -55,14 +56,23 @@ pub(crate) fn decoding_key_from_pem(pem: &str) -> Result<DecodingKey, String> {
     ))
 }
 
+/// An issued access token: its scopes, expiry and DPoP binding (`cnf.jkt`).
+struct Issued {
+    scopes: Vec<String>,
+    expiry: SystemTime,
+    jkt: Option<String>,
+}
+
 pub(crate) struct OAuth {
     client: Option<(String, DecodingKey)>,
     scopes: Vec<String>,
     lifetime: Duration,
     static_tokens: Vec<String>,
-    /// access token → (scopes, expiry)
-    issued: Mutex<HashMap<String, (Vec<String>, SystemTime)>>,
+    /// access token → what it grants
+    issued: Mutex<HashMap<String, Issued>>,
     used_jtis: Mutex<HashSet<String>>,
+    /// Every client assertion received, for tests that look for it in logs.
+    assertions: Mutex<Vec<String>>,
     keys: Vec<(&'static str, EncodingKey)>,
     jwks: Value,
     idp: String,
@@ -100,6 +110,7 @@ impl OAuth {
             static_tokens: config.access_tokens.clone(),
             issued: Mutex::new(HashMap::new()),
             used_jtis: Mutex::new(HashSet::new()),
+            assertions: Mutex::new(Vec::new()),
             keys,
             jwks: json!({ "keys": jwks_keys }),
             idp: ids::idp_id(),
@@ -115,6 +126,13 @@ impl OAuth {
             .1
     }
 
+    /// Every access token issued, and every client assertion received.
+    pub(crate) fn secrets_seen(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.issued.lock().unwrap().keys().cloned().collect();
+        all.extend(self.assertions.lock().unwrap().iter().cloned());
+        all
+    }
+
     pub(crate) fn revoke_all(&self) {
         self.issued.lock().unwrap().clear();
     }
@@ -126,10 +144,11 @@ impl OAuth {
         base_url: &str,
         client_id: &str,
         scopes: &[String],
+        jkt: Option<&str>,
     ) -> (String, u64) {
         let now = SystemTime::now();
         let lifetime = self.lifetime.as_secs().max(1);
-        let claims = json!({
+        let mut claims = json!({
             "ver": 1,
             "jti": format!("AT.{}", ids::random_alnum(43)),
             "iss": base_url,
@@ -140,13 +159,20 @@ impl OAuth {
             "exp": epoch(now) + lifetime,
             "scp": scopes,
         });
+        if let Some(jkt) = jkt {
+            claims["cnf"] = json!({ "jkt": jkt });
+        }
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(KID_1.to_owned());
         let token = jsonwebtoken::encode(&header, &claims, self.key(KID_1)).expect("sign");
-        self.issued
-            .lock()
-            .unwrap()
-            .insert(token.clone(), (scopes.to_vec(), now + self.lifetime));
+        self.issued.lock().unwrap().insert(
+            token.clone(),
+            Issued {
+                scopes: scopes.to_vec(),
+                expiry: now + self.lifetime,
+                jkt: jkt.map(str::to_owned),
+            },
+        );
         (token, lifetime)
     }
 
@@ -178,12 +204,18 @@ impl OAuth {
     /// token and 403 E0000006 when an OAuth token lacks the endpoint's scope.
     pub(crate) fn authorize(
         &self,
-        base_url: &str,
+        request: ApiRequest<'_>,
         api_token: Option<&str>,
-        headers: &HeaderMap,
-        scope: Option<&str>,
-        path: &str,
-    ) -> Result<(), OktaError> {
+        dpop: &Dpop,
+    ) -> Result<(), Box<Response>> {
+        let ApiRequest {
+            base_url,
+            method,
+            headers,
+            scope,
+            path,
+            url,
+        } = request;
         let value = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -193,38 +225,60 @@ impl OAuth {
         if scheme.eq_ignore_ascii_case("SSWS") {
             return match api_token {
                 Some(expected) if !token.is_empty() && token == expected => Ok(()),
-                _ => Err(OktaError::invalid_token()),
+                _ => Err(Box::new(OktaError::invalid_token().into_response())),
             };
         }
-        if !scheme.eq_ignore_ascii_case("Bearer") {
-            return Err(OktaError::invalid_token());
+        let dpop_scheme = scheme.eq_ignore_ascii_case("DPoP");
+        if !scheme.eq_ignore_ascii_case("Bearer") && !dpop_scheme {
+            return Err(Box::new(OktaError::invalid_token().into_response()));
         }
         let www = |error: &str, description: &str| {
             format!(
-                "Bearer authorization_uri=\"{base_url}/oauth2/v1/authorize\", realm=\"{base_url}\", scope=\"{}\", error=\"{error}\", error_description=\"{description}\", resource=\"{path}\"",
+                "{} authorization_uri=\"{base_url}/oauth2/v1/authorize\", realm=\"{base_url}\", scope=\"{}\", error=\"{error}\", error_description=\"{description}\", resource=\"{path}\"",
+                if dpop_scheme { "DPoP" } else { "Bearer" },
                 scope.unwrap_or_default()
             )
         };
-        let granted: Vec<String> = if self.static_tokens.iter().any(|t| t == token) {
-            vec!["okta.users.manage".into(), "okta.groups.manage".into()]
-        } else {
-            let issued = self.issued.lock().unwrap();
-            match issued.get(token) {
-                Some((scopes, expiry)) if *expiry > SystemTime::now() => scopes.clone(),
-                Some(_) => {
-                    return Err(OktaError::invalid_token().with_header(
-                        header::WWW_AUTHENTICATE,
-                        www("invalid_token", "The token has expired."),
-                    ))
+        let refuse = |description: &str| {
+            Err(Box::new(
+                OktaError::invalid_token()
+                    .with_header(header::WWW_AUTHENTICATE, www("invalid_token", description))
+                    .into_response(),
+            ))
+        };
+        let (granted, jkt): (Vec<String>, Option<String>) =
+            if self.static_tokens.iter().any(|t| t == token) {
+                (
+                    vec!["okta.users.manage".into(), "okta.groups.manage".into()],
+                    None,
+                )
+            } else {
+                let issued = self.issued.lock().unwrap();
+                match issued.get(token) {
+                    Some(i) if i.expiry > SystemTime::now() => (i.scopes.clone(), i.jkt.clone()),
+                    Some(_) => return refuse("The token has expired."),
+                    None => return refuse("The access token is invalid."),
                 }
-                None => {
-                    return Err(OktaError::invalid_token().with_header(
-                        header::WWW_AUTHENTICATE,
-                        www("invalid_token", "The access token is invalid."),
-                    ))
+            };
+        // RFC 9449 §7.1-7.2: a bound token only with its proof, an unbound one never
+        // as DPoP. (Okta's exact answer to a bound token sent as Bearer is not on
+        // record; this is the RFC's.)
+        match (&jkt, dpop_scheme) {
+            (Some(_), false) => {
+                return refuse(
+                    "The access token is DPoP-bound; present it with the DPoP scheme and a proof.",
+                )
+            }
+            (None, true) => return refuse("The access token is not DPoP-bound."),
+            (Some(jkt), true) => {
+                if let Err(why) = dpop.check_api_request(headers, method, url, token, jkt) {
+                    return Err(Box::new(super::dpop::api_refusal(
+                        base_url, scope, path, &why,
+                    )));
                 }
             }
-        };
+            (None, false) => {}
+        }
         match scope {
             None => Ok(()),
             Some(needed) => {
@@ -233,13 +287,15 @@ impl OAuth {
                 if granted.iter().any(|g| g == needed || *g == manage) {
                     Ok(())
                 } else {
-                    Err(OktaError::forbidden().with_header(
-                        header::WWW_AUTHENTICATE,
-                        www(
-                            "insufficient_scope",
-                            "The access token provided does not contain the required scopes.",
-                        ),
-                    ))
+                    Err(Box::new(OktaError::forbidden()
+                        .with_header(
+                            header::WWW_AUTHENTICATE,
+                            www(
+                                "insufficient_scope",
+                                "The access token provided does not contain the required scopes.",
+                            ),
+                        )
+                        .into_response()))
                 }
             }
         }
@@ -253,6 +309,7 @@ impl OAuth {
         token_url: &str,
         form_client_id: Option<&str>,
     ) -> Result<String, &'static str> {
+        self.assertions.lock().unwrap().push(assertion.to_owned());
         let header = jsonwebtoken::decode_header(assertion)
             .map_err(|_| "The client_assertion token is malformed.")?;
         if !matches!(
@@ -336,7 +393,24 @@ fn no_store(r: &mut Response) {
     );
 }
 
-pub(crate) async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+/// A Management API request, as [`OAuth::authorize`] checks it.
+pub(crate) struct ApiRequest<'a> {
+    pub base_url: &'a str,
+    pub method: &'a str,
+    pub headers: &'a HeaderMap,
+    /// The OAuth scope the endpoint needs with a Bearer token.
+    pub scope: Option<&'a str>,
+    /// The raw path, for `resource` in challenges.
+    pub path: &'a str,
+    /// The request URL as the client addressed it (origin and raw path and query).
+    pub url: &'a str,
+}
+
+pub(crate) async fn token(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     let get = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
     match get("grant_type") {
@@ -395,10 +469,23 @@ pub(crate) async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
             "One or more scopes are not configured for the authorization server resource.",
         );
     }
+    // A DPoP-requiring app: a proof, then the nonce, before a token; a proof sent to an
+    // app that does not require DPoP is ignored (see ASSUMPTIONS.md).
+    let jkt = if shared.settings().require_dpop {
+        match shared.dpop.check_token_request(&headers, &token_url) {
+            Ok(proof) => Some(proof.jkt),
+            Err(mut refusal) => {
+                no_store(&mut refusal);
+                return *refusal;
+            }
+        }
+    } else {
+        None
+    };
     let (access_token, expires_in) =
-        oauth.issue_access_token(&shared.base_url, &client_id, &requested);
+        oauth.issue_access_token(&shared.base_url, &client_id, &requested, jkt.as_deref());
     let mut r = json_body(&json!({
-        "token_type": "Bearer",
+        "token_type": if jkt.is_some() { "DPoP" } else { "Bearer" },
         "expires_in": expires_in,
         "access_token": access_token,
         "scope": requested.join(" "),

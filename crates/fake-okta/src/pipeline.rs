@@ -269,6 +269,12 @@ pub(crate) async fn middleware(
         path: path.clone(),
         query: req.uri().query().map(str::to_owned),
         route: route.template.clone(),
+        auth_scheme: req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(' ').next())
+            .map(str::to_owned),
         headers: req
             .headers()
             .iter()
@@ -330,6 +336,7 @@ async fn process(
 
     // Concurrency first: a request turned away here never reached a bucket.
     let Some(_slot) = enter(&shared.in_flight, settings.concurrency_limit) else {
+        shared.dpop.burn(req.headers());
         return (
             OktaError::rate_limited().into_response(),
             Some(RateInfo {
@@ -355,7 +362,10 @@ async fn process(
                     .consume(bucket, limit, settings.window, now);
             match result {
                 Ok(info) => Some(info),
-                Err(info) => return (OktaError::rate_limited().into_response(), Some(info)),
+                Err(info) => {
+                    shared.dpop.burn(req.headers());
+                    return (OktaError::rate_limited().into_response(), Some(info));
+                }
             }
         }
         None => None,
@@ -367,6 +377,10 @@ async fn process(
 
     let mut lose_answer = false;
     if let Some(kind) = take_fault(shared, req.method(), req.uri().path()) {
+        if !matches!(kind, FaultKind::Hang(_) | FaultKind::AnswerLost) {
+            // Okta had the request: its proof is used, whatever the answer.
+            shared.dpop.burn(req.headers());
+        }
         match kind {
             FaultKind::Hang(d) => tokio::time::sleep(d).await,
             FaultKind::AnswerLost => lose_answer = true,
@@ -409,14 +423,24 @@ async fn process(
     }
 
     if route.needs_auth {
-        if let Err(e) = shared.oauth.authorize(
-            &shared.base_url,
-            settings.api_token.as_deref(),
-            req.headers(),
-            route.scope,
-            req.uri().path(),
-        ) {
-            return (e.into_response(), rate);
+        let url = match req.uri().query() {
+            Some(q) => format!("{}{}?{q}", shared.base_url, req.uri().path()),
+            None => format!("{}{}", shared.base_url, req.uri().path()),
+        };
+        let request = crate::oauth::ApiRequest {
+            base_url: &shared.base_url,
+            method: req.method().as_str(),
+            headers: req.headers(),
+            scope: route.scope,
+            path: req.uri().path(),
+            url: &url,
+        };
+        if let Err(refusal) =
+            shared
+                .oauth
+                .authorize(request, settings.api_token.as_deref(), &shared.dpop)
+        {
+            return (*refusal, rate);
         }
     }
 

@@ -12,7 +12,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::unassignments::QueueBody;
 use crate::http::problem::{ApiResult, Problem};
 use crate::http::AppState;
-use crate::okta::BucketStatus;
+use crate::okta::{BucketStatus, DpopMode, ScopeCheck};
 use crate::sync::{ProbeResult, WorkerHealthSnapshot};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -50,6 +50,11 @@ pub struct OktaBody {
     /// Last time Okta refused the credentials (kept after later successes; compare
     /// with `last_success_at`).
     pub last_auth_failure: Option<AuthFailureBody>,
+    /// Service apps: DPoP (`mode` `auto`/`on`/`off`; `active`: proofs are sent now).
+    pub dpop: Option<DpopBody>,
+    /// Service apps: the scopes asked for, granted (by the last token) and missing
+    /// (needed by a feature, not granted or not asked for).
+    pub scopes: Option<ScopeCheck>,
     pub rate_share: Option<f64>,
     pub max_concurrency: Option<usize>,
     pub in_flight: Option<usize>,
@@ -58,8 +63,18 @@ pub struct OktaBody {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DpopBody {
+    pub mode: DpopMode,
+    pub active: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProbeResultBody {
+    /// Okta answered.
     pub reachable: bool,
+    /// Okta accepted efs-iam's credentials (a refusal also shows in
+    /// `last_auth_failure`, with Okta's error code).
+    pub credentials_accepted: bool,
     pub checked_at: DateTime<Utc>,
     pub latency_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,6 +85,7 @@ impl From<ProbeResult> for ProbeResultBody {
     fn from(p: ProbeResult) -> Self {
         Self {
             reachable: p.reachable,
+            credentials_accepted: p.credentials_accepted,
             checked_at: p.checked_at,
             latency_ms: p.latency_ms,
             error: p.error,
@@ -184,6 +200,8 @@ async fn sync_status(State(state): State<AppState>) -> ApiResult<Json<SyncStatus
             reachability: None,
             last_success_at: None,
             last_auth_failure: None,
+            dpop: None,
+            scopes: None,
             rate_share: None,
             max_concurrency: None,
             in_flight: None,
@@ -201,6 +219,8 @@ async fn sync_status(State(state): State<AppState>) -> ApiResult<Json<SyncStatus
                 error_code: f.error_code,
                 message: f.message,
             }),
+            dpop: s.dpop.map(|(mode, active)| DpopBody { mode, active }),
+            scopes: s.scopes,
             rate_share: Some(s.rate_share),
             max_concurrency: Some(s.max_concurrency),
             in_flight: Some(s.in_flight),
