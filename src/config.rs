@@ -107,8 +107,15 @@ pub struct Settings {
           value_parser = parse_duration, global = true)]
     pub header_read_timeout: Duration,
 
-    /// Most client connections open at once; at the cap, new connections wait in the
-    /// kernel's backlog. Lowered at start-up to fit the process's open-file limit.
+    /// Longest a client may take none of an answer's bytes (it stopped reading); then
+    /// the connection is closed.
+    #[arg(long, env = "EFS_IAM_WRITE_TIMEOUT", default_value = "10s",
+          value_parser = parse_duration, global = true)]
+    pub write_timeout: Duration,
+
+    /// Most client connections open at once. At the cap a new connection takes the
+    /// place of the one stalled longest (idle or not reading); when all are busy it
+    /// waits in the kernel's backlog. Lowered at start-up to fit the open-file limit.
     #[arg(long, env = "EFS_IAM_MAX_CONNECTIONS", default_value_t = 4096,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000), global = true)]
     pub max_connections: u64,

@@ -131,6 +131,7 @@ impl Application {
             sync,
             edge: EdgeLimits {
                 header_read_timeout: settings.header_read_timeout,
+                write_timeout: settings.write_timeout,
                 max_connections: EdgeLimits::fit_connection_cap(
                     settings.max_connections,
                     u64::from(settings.database_max_connections)

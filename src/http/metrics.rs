@@ -132,6 +132,8 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("http_request_duration_seconds", "Time to answer an API request, by method and route template"),
     ("efs_iam_http_connections_open", "Client connections open"),
     ("efs_iam_http_connection_limit", "Most client connections open at once (EFS_IAM_MAX_CONNECTIONS, fitted to the open-file limit)"),
+    ("efs_iam_http_connections_evicted_total", "Stalled connections closed at the cap to make room for a new one"),
+    ("efs_iam_http_write_timeouts_total", "Connections closed because the client took no bytes of an answer within EFS_IAM_WRITE_TIMEOUT"),
     ("db_pool_connections", "Database connections open"),
     ("db_pool_idle_connections", "Database connections idle"),
     ("efs_iam_component_up", "Readiness of a component (database, token_store): 1 up, 0 down"),
@@ -221,6 +223,8 @@ fn export_at_zero() {
                 .absolute(0);
         }
     }
+    metrics::counter!("efs_iam_http_connections_evicted_total").absolute(0);
+    metrics::counter!("efs_iam_http_write_timeouts_total").absolute(0);
     metrics::gauge!("efs_iam_okta_configured").set(0.0);
     metrics::gauge!("efs_iam_okta_up").set(0.0);
     metrics::gauge!("efs_iam_okta_credentials_ok").set(0.0);

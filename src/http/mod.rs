@@ -6,6 +6,8 @@
 //! result; every failure becomes a problem document in one place ([`problem`]).
 
 mod auth;
+mod connections;
+mod docs;
 mod error_log;
 pub mod extract;
 mod health;

@@ -11,7 +11,6 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_swagger_ui::SwaggerUi;
 
 use super::state::{AppState, Cors};
 use super::{
@@ -92,7 +91,7 @@ pub fn router(state: AppState) -> Router {
             ])
     });
     api_router
-        .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", api))
+        .merge(super::docs::router(&api))
         .route(
             "/metrics",
             axum::routing::get(metrics::render).route_layer(axum::middleware::from_fn_with_state(

@@ -4,10 +4,16 @@
 //! - a **header read timeout**: a connection that has not sent a complete request head
 //!   within `EFS_IAM_HEADER_READ_TIMEOUT` (also between keep-alive requests) is closed,
 //!   so slowloris-style clients cannot hold connections open;
+//! - a **write timeout** (`EFS_IAM_WRITE_TIMEOUT`): a client that takes none of an
+//!   answer's bytes for that long has its connection closed (`connections.rs`), so a
+//!   client that pipelines requests and never reads holds nothing for long; hyper reads
+//!   at most [`MAX_BUFFERED_BYTES`] of pipelined requests ahead of the one it answers;
 //! - a **connection cap** (`EFS_IAM_MAX_CONNECTIONS`, lowered at start-up to fit the
-//!   process's open-file limit): at the cap, no more connections are accepted until one
-//!   closes (new ones wait in the kernel's backlog), so the process never runs out of
-//!   file descriptors for its database and Okta connections;
+//!   process's open-file limit), so the process never runs out of file descriptors for
+//!   its database and Okta connections. At the cap, a new connection takes the place
+//!   of the one stalled longest (idle, or not reading, for half a second, with no
+//!   request in the handler); only when every connection is busy does it wait (in the
+//!   kernel's backlog);
 //! - a **graceful shutdown with a deadline**: on the signal the listener closes,
 //!   requests in flight finish, idle keep-alive connections are closed, and whatever is
 //!   still open at `EFS_IAM_SHUTDOWN_TIMEOUT` is dropped.
@@ -25,12 +31,18 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+
+use super::connections::{Registry, WatchedIo};
+
+/// How much of the requests a client pipelines hyper reads ahead (its read buffer).
+pub const MAX_BUFFERED_BYTES: usize = 64 * 1024;
 
 /// Limits of the HTTP edge.
 #[derive(Debug, Clone)]
 pub struct EdgeLimits {
     pub header_read_timeout: Duration,
+    /// Longest a client may take none of an answer's bytes.
+    pub write_timeout: Duration,
     pub max_connections: usize,
     /// Longest the graceful shutdown waits for open connections.
     pub shutdown_timeout: Duration,
@@ -85,17 +97,16 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_BUFFERED_BYTES)
         .keep_alive(true);
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let registry = Arc::new(Registry::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let service = TowerToHyperService::new(router);
     tokio::pin!(shutdown);
     metrics::gauge!("efs_iam_http_connection_limit").set(limits.max_connections as f64);
     loop {
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-            _ = &mut shutdown => break,
-        };
+        // Accept first, then find the newcomer a slot: a stalled connection is closed
+        // for it only when someone is actually waiting.
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -106,17 +117,38 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        let (slot, watched) = tokio::select! {
+            admitted = registry.admit() => admitted,
+            _ = &mut shutdown => break,
+        };
         // Small request/response exchanges: send each answer at once.
         let _ = stream.set_nodelay(true);
-        let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
+        let io = WatchedIo::new(stream, watched.clone(), limits.write_timeout);
+        let in_service = watched.clone();
+        let inner = service.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let guard = in_service.in_service();
+            let answer = hyper::service::Service::call(&inner, request);
+            async move {
+                let answer = answer.await;
+                drop(guard);
+                answer
+            }
+        });
+        let connection = builder.serve_connection(TokioIo::new(io), service);
         let connection = graceful.watch(connection);
         metrics::gauge!("efs_iam_http_connections_open").increment(1.0);
+        let registry = registry.clone();
         tokio::spawn(async move {
-            // Errors here are the client's (reset, timed out, malformed): not ours to log
-            // above debug.
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            tokio::select! {
+                // Errors here are the client's (reset, timed out, malformed): not ours
+                // to log above debug.
+                ended = connection => if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                },
+                _ = watched.close.cancelled() => {}
             }
+            registry.closed(&watched);
             metrics::gauge!("efs_iam_http_connections_open").decrement(1.0);
             drop(slot);
         });

@@ -158,3 +158,59 @@ fn each_accepted_answer_documents_its_own_body() {
     let job = body_of("/sync/portals/{portal_id}/users");
     assert!(job.contains(&"job_id".to_owned()), "{job:?}");
 }
+
+/// The public documents cost little to serve: gzip'ed once, cacheable, and a repeat
+/// with the `ETag` gets a bodiless 304 (SECURITY.md §5: no amplifier).
+#[tokio::test]
+async fn the_public_documents_are_compressed_and_cacheable() {
+    use std::io::Read;
+    let app = spawn_app().await;
+    for path in ["/api-docs/openapi.json", "/swagger-ui/swagger-ui-bundle.js"] {
+        let plain = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(plain.status(), 200, "{path}");
+        let etag = plain.headers()["etag"].to_str().unwrap().to_owned();
+        assert!(plain.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .starts_with("public, max-age="));
+        let plain = plain.bytes().await.unwrap();
+
+        let zipped = app
+            .client
+            .get(app.url(path))
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(zipped.headers()["content-encoding"], "gzip", "{path}");
+        let zipped = zipped.bytes().await.unwrap();
+        assert!(
+            zipped.len() * 3 < plain.len(),
+            "{path}: {} of {}",
+            zipped.len(),
+            plain.len()
+        );
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&zipped[..])
+            .read_to_end(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, plain, "{path}");
+
+        let again = app
+            .client
+            .get(app.url(path))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+        assert!(again.bytes().await.unwrap().is_empty());
+    }
+    let missing = app
+        .client
+        .get(app.url("/swagger-ui/nope.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
