@@ -139,9 +139,17 @@ impl SettingsGuard {
         };
         let Some(value) = value else { return Ok(()) };
         check_text(value, VALUE_LIMIT).map_err(|e| invalid(e.to_string()))?;
-        let value = value.trim();
-        if value.is_empty() || !key.is_trust_setting() {
+        if !key.is_trust_setting() || value.is_empty() {
             return Ok(());
+        }
+        // What is checked is what is stored: a trust value is refused, not trimmed, so
+        // `"https://org.example.com\n"` never reaches the table next to a check that
+        // passed on its trimmed form.
+        if value.trim() != value {
+            return Err(invalid(format!(
+                "{} must not begin or end with white space",
+                key.as_str()
+            )));
         }
         if key.is(OKTA_ISSUER) {
             self.issuers

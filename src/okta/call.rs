@@ -228,7 +228,9 @@ impl Caller {
                     if ex.status == 429 {
                         let concurrency = ex.rate.is_some_and(|r| r.is_concurrency());
                         let wait = match ex.rate {
-                            Some(r) => r.until_reset(ex.date) + Duration::from_secs(1),
+                            Some(r) => r
+                                .until_reset(ex.date)
+                                .saturating_add(Duration::from_secs(1)),
                             None => backoff_delay(),
                         }
                         .min(self.retry.max_rate_limit_wait);
@@ -425,19 +427,32 @@ impl Caller {
         let org = self.transport.org();
         match org.join(&next) {
             Ok(u) if u.origin() == org.origin() && !seen.contains(&u) => Ok(Some(u)),
-            _ => {
-                let err = OktaError::InvalidResponse {
-                    method: call.method.to_string(),
-                    route: call.route.template,
-                    status: ex.status,
-                    request_id: ex.request_id.clone(),
-                    reason:
-                        "the next-page link points outside the Okta org or back at the same page"
-                            .into(),
-                };
-                Err(self.fail(call, err, Some(ex)).await)
-            }
+            _ => Err(self
+                .invalid_answer(
+                    call,
+                    ex,
+                    "the next-page link points outside the Okta org or back at the same page",
+                )
+                .await),
         }
+    }
+
+    /// An answer efs-iam will not go on with (a listing past its bound, a link it will
+    /// not follow): an `InvalidResponse`, logged and recorded like any failure.
+    pub(crate) async fn invalid_answer(
+        &self,
+        call: &Call,
+        ex: &Exchange,
+        reason: impl Into<String>,
+    ) -> OktaError {
+        let err = OktaError::InvalidResponse {
+            method: call.method.to_string(),
+            route: call.route.template,
+            status: ex.status,
+            request_id: ex.request_id.clone(),
+            reason: reason.into(),
+        };
+        self.fail(call, err, Some(ex)).await
     }
 
     /// What an error answer that the call took as its answer (`not_found_ok`) means,

@@ -101,6 +101,47 @@ pub struct OktaStatus {
     pub scopes: Option<ScopeCheck>,
 }
 
+/// How far a listing may go before efs-iam stops following its pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListBound {
+    pub max_items: usize,
+    pub max_pages: usize,
+    pub deadline: std::time::Duration,
+}
+
+impl Default for ListBound {
+    /// Far beyond any EFS portal (the largest panels hold thousands), still finite.
+    fn default() -> Self {
+        Self {
+            max_items: 1_000_000,
+            max_pages: 10_000,
+            deadline: std::time::Duration::from_secs(1800),
+        }
+    }
+}
+
+impl ListBound {
+    /// Why a listing that has read `items` in `pages` over `elapsed`, and has more,
+    /// stops here.
+    fn passed(&self, items: usize, pages: usize, elapsed: std::time::Duration) -> Option<String> {
+        let why = if items >= self.max_items {
+            format!("{items} items")
+        } else if pages >= self.max_pages {
+            format!("{pages} pages")
+        } else if elapsed >= self.deadline {
+            format!("{:.0} s", elapsed.as_secs_f64())
+        } else {
+            return None;
+        };
+        Some(format!(
+            "the listing went on past its bound ({why}; at most {} items, {} pages, {} s); stopped without using it",
+            self.max_items,
+            self.max_pages,
+            self.deadline.as_secs()
+        ))
+    }
+}
+
 /// Client for Okta's Management API. Cheap to clone; clones share the governor, the
 /// token cache and the connection pool.
 #[derive(Clone)]
@@ -202,7 +243,10 @@ impl OktaClient {
         let caller = Caller::new(
             Transport::new(http, org),
             AccessTokens::new(config.auth),
-            Arc::new(Governor::new(config.rate_share, config.max_concurrency)),
+            Arc::new(
+                Governor::new(config.rate_share, config.max_concurrency)
+                    .with_reset_horizon(config.max_rate_limit_wait),
+            ),
             error_log.map(|store| ErrorLog::new(store, config.error_log_window)),
             RetryPolicy {
                 max_retries: config.max_retries,
@@ -398,6 +442,18 @@ impl OktaClient {
 
     /// Every member of a group, following Okta's `next` links page by page.
     pub async fn list_group_members(&self, group_id: &str) -> Result<Vec<OktaUser>, OktaError> {
+        self.list_group_members_within(group_id, ListBound::default())
+            .await
+    }
+
+    /// [`Self::list_group_members`] that gives up (an error, nothing returned) once the
+    /// listing passes `bound`: an Okta, or a proxy, that links page after page never
+    /// holds a caller for long.
+    pub async fn list_group_members_within(
+        &self,
+        group_id: &str,
+        bound: ListBound,
+    ) -> Result<Vec<OktaUser>, OktaError> {
         let mut url = self.url(&[
             "api",
             "v1",
@@ -407,7 +463,7 @@ impl OktaClient {
         ]);
         url.query_pairs_mut()
             .append_pair("limit", &self.page_size.to_string());
-        self.list_all(GROUP_MEMBERS, url).await
+        self.list_all(GROUP_MEMBERS, url, bound).await
     }
 
     /// The user's admin role assignments (`GET /api/v1/users/{id}/roles`; empty for a
@@ -422,14 +478,16 @@ impl OktaClient {
     /// Every group the user belongs to (Okta's built-in `Everyone` included).
     pub async fn list_user_groups(&self, user_id: &str) -> Result<Vec<OktaGroup>, OktaError> {
         let url = self.url(&["api", "v1", "users", segment("user id", user_id)?, "groups"]);
-        self.list_all(USER_GROUPS, url).await
+        self.list_all(USER_GROUPS, url, ListBound::default()).await
     }
 
     async fn list_all<T: serde::de::DeserializeOwned>(
         &self,
         route: Route,
         first: Url,
+        bound: ListBound,
     ) -> Result<Vec<T>, OktaError> {
+        let started = std::time::Instant::now();
         let mut items = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut next = Some(first);
@@ -440,6 +498,11 @@ impl OktaClient {
             let page: Vec<T> = self.caller.decode(&call, &ex).await?;
             items.extend(page);
             next = self.caller.next_page(&call, &ex, &seen).await?;
+            if next.is_some() {
+                if let Some(why) = bound.passed(items.len(), seen.len(), started.elapsed()) {
+                    return Err(self.caller.invalid_answer(&call, &ex, why).await);
+                }
+            }
         }
         Ok(items)
     }

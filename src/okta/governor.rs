@@ -224,7 +224,14 @@ pub(crate) struct Governor {
     background_slots: Arc<Semaphore>,
     buckets: Mutex<HashMap<Bucket, BucketState>>,
     changed: Notify,
+    /// The furthest ahead of the local clock a `Reset` is believed (see
+    /// [`Governor::with_reset_horizon`]).
+    horizon: Duration,
 }
+
+/// The default of [`Governor::with_reset_horizon`]: Okta's windows are a minute long;
+/// the second minute is room for the two clocks to differ.
+pub(crate) const RESET_HORIZON: Duration = Duration::from_secs(120);
 
 /// A request's permission to go: a concurrency slot and a place in its bucket's
 /// in-flight count, both given back on drop.
@@ -254,7 +261,17 @@ impl Governor {
             background_slots: Arc::new(Semaphore::new((max_concurrency / 2).max(1))),
             buckets: Mutex::new(HashMap::new()),
             changed: Notify::new(),
+            horizon: RESET_HORIZON,
         }
+    }
+
+    /// No answer's `Reset` is believed further ahead of the local clock than
+    /// `horizon`, whatever it says (ten years, `u64::MAX`): a lying header can close a
+    /// bucket, or freeze its window's identity, for `horizon` at most, and no time
+    /// arithmetic can overflow.
+    pub(crate) fn with_reset_horizon(mut self, horizon: Duration) -> Self {
+        self.horizon = horizon.max(Duration::from_secs(1));
+        self
     }
 
     fn allowance(&self, limit: u32) -> u32 {
@@ -383,7 +400,9 @@ impl Governor {
 
     /// Learns from an answer and its rate-limit headers (if it had them).
     pub(crate) fn observe(&self, bucket: Bucket, rate: Option<&RateHeaders>, date: Option<u64>) {
-        let deadline = rate.map(|r| Instant::now() + r.until_reset(date));
+        let believed = rate.map(|r| self.believable(r));
+        let rate = believed.as_ref();
+        let deadline = rate.map(|r| Instant::now() + r.until_reset(date).min(self.horizon));
         let mut buckets = self.buckets.lock().unwrap();
         let st = buckets.entry(bucket).or_default();
         if rate.is_none() {
@@ -421,6 +440,18 @@ impl Governor {
         self.changed.notify_waiters();
     }
 
+    /// `rate` with its `Reset` no further ahead of the local clock than the horizon.
+    fn believable(&self, rate: &RateHeaders) -> RateHeaders {
+        let local = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        RateHeaders {
+            reset: rate.reset.min(local.saturating_add(self.horizon.as_secs())),
+            ..*rate
+        }
+    }
+
     /// Notes a 429, which does not count against this instance's allowance (Okta does
     /// not count it either). A rate-limit 429 also closes the bucket for everyone until
     /// `wait` has passed; a concurrency 429 is about the whole org, not this bucket, so
@@ -435,7 +466,7 @@ impl Governor {
         }
         st.rate_limited += 1;
         st.remaining = Some(0);
-        let until = Instant::now() + wait;
+        let until = Instant::now() + wait.min(self.horizon);
         st.blocked_until = Some(st.blocked_until.map_or(until, |b| b.max(until)));
     }
 

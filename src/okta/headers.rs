@@ -19,7 +19,8 @@ pub(crate) struct RateHeaders {
 
 impl RateHeaders {
     /// Reads the three headers; a header repeated (or a comma list) counts by its
-    /// smallest value, as okta-sdk-python does.
+    /// smallest value, as okta-sdk-python does. What the values mean is the governor's
+    /// to judge (it believes no `Reset` beyond its horizon).
     pub(crate) fn parse(headers: &HeaderMap) -> Option<Self> {
         Some(Self {
             limit: min_value(headers, "x-rate-limit-limit")?,

@@ -51,7 +51,7 @@ mod headers;
 mod org_url;
 
 pub use access_token::AuthFailure;
-pub use client::{OktaClient, OktaClientConfig, OktaStatus};
+pub use client::{ListBound, OktaClient, OktaClientConfig, OktaStatus};
 pub use credentials::{InvalidPrivateKey, OktaAuth, PrivateKeyJwt};
 pub use dpop::{DpopKey, DpopMode, InvalidDpopKey};
 pub use error::{OktaApiError, OktaConfigError, OktaError};

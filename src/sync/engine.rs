@@ -80,6 +80,8 @@ pub struct SyncEngine {
     pub(super) locks: UserLocks,
     pub(super) boundary: Boundary,
     activation: Activation,
+    /// Members read beyond twice the references, and the read's deadline.
+    pub(super) reconcile_bound: (usize, std::time::Duration),
 }
 
 fn login_lock(login: &str) -> String {
@@ -105,6 +107,10 @@ impl SyncEngine {
             } else {
                 Activation::Stage
             },
+            reconcile_bound: (
+                settings.reconcile_member_headroom,
+                settings.reconcile_read_timeout,
+            ),
         }
     }
 

@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 
 use super::{SyncEngine, SyncError};
 use crate::domain::{PortalId, PortalUserStatus};
-use crate::okta::{OktaError, OktaUser, OktaUserStatus, OnMissing};
+use crate::okta::{ListBound, OktaError, OktaUser, OktaUserStatus, OnMissing};
 use crate::storage::{PortalUserReference, PortalUserReferencePatch, PortalUserReferenceQuery};
 
 /// Entries listed per finding; the counts are always complete.
@@ -123,25 +123,11 @@ fn newest_per_user(refs: Vec<PortalUserReference>) -> Vec<PortalUserReference> {
 }
 
 impl SyncEngine {
-    /// Compares the portal's Okta group with its references and reports (dry run) or
-    /// repairs the differences.
-    #[tracing::instrument(skip(self), fields(portal = portal.get()), err(level = "info"))]
-    pub async fn reconcile(
+    /// Every reference of the portal, in pages.
+    async fn all_references(
         &self,
         portal: PortalId,
-        dry_run: bool,
-    ) -> Result<ReconcileReport, SyncError> {
-        let group = self.portal_group(portal).await?;
-        let members: Vec<OktaUser> = match self.okta.list_group_members(&group).await {
-            Ok(m) => m,
-            Err(OktaError::NotFound(_)) => {
-                return Err(SyncError::GroupNotFound {
-                    portal: portal.get(),
-                    group_id: group,
-                })
-            }
-            Err(e) => return Err(SyncError::from_okta(e)),
-        };
+    ) -> Result<Vec<PortalUserReference>, SyncError> {
         let mut refs = Vec::new();
         let mut after = None;
         loop {
@@ -160,6 +146,39 @@ impl SyncEngine {
             after = Some(last.id);
             refs.extend(page);
         }
+        Ok(refs)
+    }
+
+    /// Compares the portal's Okta group with its references and reports (dry run) or
+    /// repairs the differences.
+    #[tracing::instrument(skip(self), fields(portal = portal.get()), err(level = "info"))]
+    pub async fn reconcile(
+        &self,
+        portal: PortalId,
+        dry_run: bool,
+    ) -> Result<ReconcileReport, SyncError> {
+        let group = self.portal_group(portal).await?;
+        let refs = self.all_references(portal).await?;
+        // The group should hold about the referenced users: twice that, plus headroom,
+        // is as far as the listing goes. A run that passes it fails (nothing removed).
+        let (headroom, deadline) = self.reconcile_bound;
+        let max_items = refs.len().saturating_mul(2).saturating_add(headroom);
+        let bound = ListBound {
+            max_items,
+            max_pages: max_items / 100 + 10,
+            deadline,
+        };
+        let members: Vec<OktaUser> = match self.okta.list_group_members_within(&group, bound).await
+        {
+            Ok(m) => m,
+            Err(OktaError::NotFound(_)) => {
+                return Err(SyncError::GroupNotFound {
+                    portal: portal.get(),
+                    group_id: group,
+                })
+            }
+            Err(e) => return Err(SyncError::from_okta(e)),
+        };
         let refs = newest_per_user(refs);
 
         let mut report = ReconcileReport {

@@ -70,6 +70,23 @@ pub struct SyncSettings {
           value_parser = parse_interval, global = true)]
     pub reconcile_interval: Duration,
 
+    /// Members a reconciliation reads from a portal's Okta group beyond twice the
+    /// portal's references before it gives up (the run fails, nobody is removed): an
+    /// Okta, or a proxy, that lists page after page cannot hold a run for ever.
+    #[arg(
+        long = "reconcile-member-headroom",
+        env = "EFS_IAM_RECONCILE_MEMBER_HEADROOM",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub reconcile_member_headroom: usize,
+
+    /// Longest a reconciliation reads a group's member list; then the run fails and
+    /// nobody is removed.
+    #[arg(long = "reconcile-read-timeout", env = "EFS_IAM_RECONCILE_READ_TIMEOUT",
+          default_value = "10m", value_parser = parse_duration, global = true)]
+    pub reconcile_read_timeout: Duration,
+
     /// Activate users efs-iam creates in Okta (`activate=true`: Okta emails an
     /// activation link, as Okta's own API default does); `false` creates them STAGED,
     /// without email.

@@ -289,6 +289,9 @@ async fn an_issuer_outside_the_allow_list_is_refused_when_written() {
         "https://user:pass@acme.okta.com",
         &okta.base_url(),
         "ftp://acme.okta.com",
+        // Fine once trimmed, but stored as sent: refused, not trimmed.
+        "https://acme.okta.com\n",
+        " https://acme.okta.com",
     ] {
         let got = app
             .put(&format!("{PORTAL}/okta_issuer"), json!({"value": bad}))
@@ -320,6 +323,8 @@ async fn an_issuer_outside_the_allow_list_is_refused_when_written() {
             .put(&format!("{PORTAL}/okta_issuer"), json!({"value": good}))
             .await;
         assert!(got.0.is_success(), "{good}: {got:?}");
+        let (_, stored) = app.get(&format!("{PORTAL}/okta_issuer")).await;
+        assert_eq!(stored["value"], good, "stored exactly as checked");
     }
     assert_eq!(okta.requests().len(), 0, "nothing fetched from anywhere");
 }

@@ -8,6 +8,7 @@ mod common;
 mod boundary;
 mod dpop;
 mod helpers;
+mod hostile_okta;
 mod jobs;
 mod okta_adapter;
 mod okta_env;

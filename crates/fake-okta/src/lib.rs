@@ -224,6 +224,14 @@ pub enum FaultKind {
     AnswerLost,
     /// Any other answer: this status and this body (an Okta error object, typically).
     Response { status: u16, body: Value },
+    /// The normal answer, with rate-limit headers that lie: this `Remaining` and this
+    /// `Reset` (epoch seconds, any value, `u64::MAX` included), as a broken proxy or a
+    /// hostile peer might send.
+    LyingRateHeaders { remaining: u32, reset: u64 },
+    /// A listing page of made-up users whose `Link` always names a new next page, as an
+    /// Okta (or a proxy) that never ends a listing would: inject it with a large
+    /// `times` on a listing route.
+    EndlessPages,
 }
 
 /// One request as the fake saw it, for assertions about what the client sent.

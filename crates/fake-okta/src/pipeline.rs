@@ -376,14 +376,25 @@ async fn process(
     }
 
     let mut lose_answer = false;
+    let mut lying = None;
     if let Some(kind) = take_fault(shared, req.method(), req.uri().path()) {
-        if !matches!(kind, FaultKind::Hang(_) | FaultKind::AnswerLost) {
+        if !matches!(
+            kind,
+            FaultKind::Hang(_) | FaultKind::AnswerLost | FaultKind::LyingRateHeaders { .. }
+        ) {
             // Okta had the request: its proof is used, whatever the answer.
             shared.dpop.burn(req.headers());
         }
         match kind {
             FaultKind::Hang(d) => tokio::time::sleep(d).await,
             FaultKind::AnswerLost => lose_answer = true,
+            FaultKind::LyingRateHeaders { remaining, reset } => {
+                lying = Some(RateInfo {
+                    limit: rate.map(|r| r.limit).unwrap_or(settings.rate_limit),
+                    remaining,
+                    reset,
+                });
+            }
             FaultKind::DropConnection => {
                 if let Some(killer) = req.extensions().get::<ConnectionKiller>() {
                     killer.kill();
@@ -408,6 +419,34 @@ async fn process(
                     reset: epoch_secs_ceil(SystemTime::now() + Duration::from_secs(1)),
                 };
                 return (OktaError::rate_limited().into_response(), Some(info));
+            }
+            FaultKind::EndlessPages => {
+                let page: Vec<serde_json::Value> = (0..200)
+                    .map(|_| {
+                        let id = format!("00u{}", ids::random_alnum(17));
+                        let login = format!("{}@endless.example", id.to_lowercase());
+                        serde_json::json!({
+                            "id": id, "status": "ACTIVE", "created": "2024-01-01T00:00:00.000Z",
+                            "profile": {"login": login, "email": login, "firstName": "E", "lastName": "N"},
+                        })
+                    })
+                    .collect();
+                let next = format!(
+                    "<{}{}?limit=200&after={}>; rel=\"next\"",
+                    shared.base_url,
+                    req.uri().path(),
+                    ids::random_alnum(24)
+                );
+                let mut response = (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    Body::from(serde_json::Value::Array(page).to_string()),
+                )
+                    .into_response();
+                if let Ok(link) = HeaderValue::from_str(&next) {
+                    response.headers_mut().insert(header::LINK, link);
+                }
+                return (response, rate);
             }
             FaultKind::Response { status, body } => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT);
@@ -452,7 +491,7 @@ async fn process(
         }
         std::future::pending::<()>().await;
     }
-    (response, rate)
+    (response, lying.or(rate))
 }
 
 fn take_fault(shared: &Shared, method: &Method, path: &str) -> Option<FaultKind> {
