@@ -243,7 +243,7 @@ fn sealed_session(keys: &Keys, id: &str, n: u64, expires_at: NaiveDateTime) -> S
     }))
     .unwrap();
     let value = keys.ring.seal(&plaintext, &hashed);
-    let subject = (n % 2 == 0).then(|| keys.hasher.subject_key(&Layout::okta_id(n)));
+    let subject = n.is_multiple_of(2).then(|| keys.hasher.subject_key(&Layout::okta_id(n)));
     (hashed, value, stored_at, expires_at, subject)
 }
 
@@ -1431,6 +1431,8 @@ async fn run_scale(args: &Args, admin: &str, refs: u64, purge: bool) -> ScaleRes
             &ConnectOptions {
                 max_connections: 4,
                 acquire_timeout: Duration::from_secs(30),
+                // Seeding a million rows takes statements far longer than a request's.
+                statement_timeout: Duration::from_secs(3600),
             },
         )
         .await

@@ -76,6 +76,14 @@ pub struct Settings {
           value_parser = parse_duration, global = true)]
     pub database_acquire_timeout: Duration,
 
+    /// Longest one storage operation may take (a statement, or a whole short
+    /// transaction), waiting for a connection included: then the request answers 503
+    /// and the connection is dropped. MariaDB also stops a statement after this long
+    /// (`max_statement_time`), so its locks do not outlive the wait for it.
+    #[arg(long, env = "EFS_IAM_DATABASE_STATEMENT_TIMEOUT", default_value = "5s",
+          value_parser = parse_duration, global = true)]
+    pub database_statement_timeout: Duration,
+
     /// Apply migrations when `serve` starts.
     #[arg(long, env = "EFS_IAM_MIGRATE_ON_START", default_value_t = true,
           action = clap::ArgAction::Set, global = true)]

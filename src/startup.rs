@@ -265,6 +265,7 @@ pub async fn connect_storage(settings: &Settings, migrate: bool) -> anyhow::Resu
     let options = ConnectOptions {
         max_connections: settings.database_max_connections,
         acquire_timeout: settings.database_acquire_timeout,
+        statement_timeout: settings.database_statement_timeout,
     };
     storage::connect(settings.database_url(), &options, migrate).await
 }

@@ -77,8 +77,12 @@ pub fn required_scope(method: &axum::http::Method, route: &str) -> Scope {
         Scope::Sync
     } else if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
         Scope::Read
-    } else if path.starts_with("/adoptions") || path.ends_with("/management") {
-        // Bringing an Okta user under efs-iam's management is an admin's decision.
+    } else if path.starts_with("/adoptions")
+        || path.ends_with("/management")
+        || path.ends_with("/event-watermarks")
+    {
+        // Bringing an Okta user under efs-iam's management is an admin's decision, and
+        // so is overriding which of its Okta events count as newest.
         Scope::Admin
     } else {
         Scope::Write
@@ -554,6 +558,13 @@ mod tests {
         assert_eq!(
             required_scope(&Method::GET, "/api/v1/sync/status"),
             Scope::Sync
+        );
+        assert_eq!(
+            required_scope(
+                &Method::DELETE,
+                "/api/v1/okta-users/{okta_user_id}/event-watermarks"
+            ),
+            Scope::Admin
         );
     }
 }

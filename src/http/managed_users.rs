@@ -32,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_okta_user_management, adopt_okta_user))
         .routes(routes!(submit_adoption))
         .routes(routes!(get_adoption))
+        .routes(routes!(clear_event_watermarks))
 }
 
 /// An Okta user efs-iam manages.
@@ -119,6 +120,59 @@ async fn adopt_okta_user(
         StatusCode::OK
     };
     Ok((status, Json(record.into())))
+}
+
+/// The newest Okta event applied about an Okta user and subject.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventWatermarkBody {
+    /// `user` (lifecycle and profile events) or an Okta group id (membership events).
+    pub subject: String,
+    pub published: DateTime<Utc>,
+    pub event_uuid: String,
+}
+
+/// The watermarks a clearing removed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"okta_user_id": "00ub0oNGTSWTBKOLGLNR", "cleared": [{"subject": "user", "published": "2026-12-01T09:00:00Z", "event_uuid": "a6f3c0c2-7f4e-11ef-9f6b-1b2c3d4e5f60"}]}))]
+pub struct ClearedWatermarks {
+    pub okta_user_id: String,
+    pub cleared: Vec<EventWatermarkBody>,
+}
+
+/// Clears the Okta user's event watermarks (the newest event applied per subject), so
+/// the next event about the user applies whatever its `published`: the way out when a
+/// wrong watermark holds genuine events back (`superseded`). Audited with the caller's
+/// `sub`. Idempotent: a user without watermarks answers 200 with none cleared.
+#[utoipa::path(
+    delete, path = "/okta-users/{okta_user_id}/event-watermarks", tag = "managed okta users",
+    params(("okta_user_id" = String, Path, description = "Okta user id", max_length = 20, pattern = "^[A-Za-z0-9]{1,20}$")),
+    responses(
+        (status = 200, description = "The watermarks cleared (none if the user had none)", body = ClearedWatermarks),
+        (status = 400, description = "Not an Okta user id", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn clear_event_watermarks(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+    AppPath(OktaUserPath { okta_user_id: id }): AppPath<OktaUserPath>,
+) -> ApiResult<Json<ClearedWatermarks>> {
+    let cleared = state
+        .sync
+        .clear_event_watermarks(&id, &caller.subject)
+        .await?;
+    Ok(Json(ClearedWatermarks {
+        okta_user_id: id.to_string(),
+        cleared: cleared
+            .into_iter()
+            .map(|w| EventWatermarkBody {
+                subject: w.subject,
+                published: utc(w.published),
+                event_uuid: w.event_uuid,
+            })
+            .collect(),
+    }))
 }
 
 /// A bulk adoption run to start.

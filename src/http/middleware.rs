@@ -28,7 +28,31 @@ pub fn make_span(req: &Request) -> tracing::Span {
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    tracing::info_span!("request", method = %req.method(), route, request_id)
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route,
+        request_id,
+        error = tracing::field::Empty
+    )
+}
+
+/// The access log: one line per request when its answer is ready, with status and
+/// latency; a failed request's cause is on the same line (the span's `error`, set by
+/// `ApiError`), at WARN for a 503 (something efs-iam depends on is down) and ERROR for
+/// any other 5xx. No other line is written for a failed request, and never a backtrace.
+pub fn access_log(
+    res: &axum::http::Response<axum::body::Body>,
+    latency: std::time::Duration,
+    _span: &tracing::Span,
+) {
+    let status = res.status().as_u16();
+    let latency_ms = latency.as_millis() as u64;
+    match status {
+        503 => tracing::warn!(status, latency_ms, "answered"),
+        500..=599 => tracing::error!(status, latency_ms, "answered"),
+        _ => tracing::info!(status, latency_ms, "answered"),
+    }
 }
 
 pub async fn record_metrics(req: Request, next: Next) -> Response {

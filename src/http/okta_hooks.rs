@@ -138,11 +138,9 @@ async fn receive_events(
 ) -> ApiResult<Json<Received>> {
     let events = parse_envelope(&envelope)?;
     tracing::Span::current().record("events", events.len());
-    let new = state.sync.accept_okta_events(&events).await?;
-    Ok(Json(Received {
-        received: events.len(),
-        new,
-    }))
+    let received = events.len();
+    let new = state.sync.accept_okta_events(events).await?;
+    Ok(Json(Received { received, new }))
 }
 
 /// The events of an envelope, or the fields at fault (nothing is stored then).

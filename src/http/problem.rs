@@ -361,7 +361,10 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         if problem.status.is_server_error() {
-            tracing::error!(error = ?anyhow::Error::from(self), "request failed");
+            // On the request's access-log line (`middleware::access_log`): its causes,
+            // one after the other, never a backtrace.
+            let cause = format!("{:#}", anyhow::Error::from(self));
+            tracing::Span::current().record("error", cause.as_str());
         }
         let mut res = problem.response(detail, errors);
         if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {

@@ -8,7 +8,7 @@ use axum::http::{Method, StatusCode};
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -115,8 +115,10 @@ pub fn router(state: AppState) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(middleware::make_span)
-                // One line per request at info: the access log (status, latency).
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                // One line per request: the access log (status, latency, the cause of
+                // a failure); tower-http's own failure line would repeat it.
+                .on_response(middleware::access_log)
+                .on_failure(()),
         )
         .layer(SetRequestIdLayer::new(
             middleware::REQUEST_ID_HEADER,

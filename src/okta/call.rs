@@ -35,7 +35,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::BackoffBuilder;
 use chrono::{DateTime, Utc};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::Url;
@@ -49,15 +49,7 @@ use super::error_log::{occurrence, CallContext, Disposition, ErrorLog};
 use super::exchange::{Call, Exchange, Transport};
 use super::governor::Governor;
 use super::headers::next_link;
-
-/// Retry knobs.
-#[derive(Debug, Clone)]
-pub(crate) struct RetryPolicy {
-    pub max_retries: u32,
-    pub backoff: ExponentialBuilder,
-    pub rate_limit_jitter: Duration,
-    pub max_rate_limit_wait: Duration,
-}
+use super::retry_policy::{jitter, RetryPolicy};
 
 /// What every call shares: the transport, the credentials and access tokens, the
 /// governor, the error-log sink and the retry policy.
@@ -81,15 +73,6 @@ enum Attempt {
     },
     /// Getting an access token failed.
     CredentialFailed(OktaError, Option<Exchange>),
-}
-
-fn jitter(max: Duration) -> Duration {
-    let max_ms = max.as_millis() as u64;
-    if max_ms == 0 {
-        Duration::ZERO
-    } else {
-        Duration::from_millis(fastrand::u64(0..=max_ms))
-    }
 }
 
 impl Caller {

@@ -7,25 +7,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::ExponentialBuilder;
-use chrono::{DateTime, Utc};
+
 use reqwest::{Method, Url};
-use serde::Serialize;
 
 use super::access_token::{AccessTokens, AuthFailure};
-use super::call::{Caller, RetryPolicy};
+use super::call::Caller;
 use super::credentials::{Credential, OktaAuth, Scheme};
-use super::dpop::DpopMode;
+use super::retry_policy::RetryPolicy;
+
 use super::error::{OktaConfigError, OktaError};
 use super::error_log::ErrorLog;
 use super::exchange::{
     Call, Route, Transport, GROUP_GET, GROUP_MEMBER, GROUP_MEMBERS, USERS, USER_DEACTIVATE,
     USER_GET, USER_GROUPS, USER_ROLES, USER_UPDATE,
 };
-use super::governor::{BucketStatus, Governor};
+use super::governor::Governor;
+use super::list_bound::ListBound;
 use super::models::{
     Activation, NewUserProfile, OktaGroup, OktaRole, OktaUser, OnMissing, ProfileUpdate, Removal,
 };
-use super::scopes::ScopeCheck;
+use super::status::OktaStatus;
 use crate::storage::ErrorLogStore;
 
 /// Everything an [`OktaClient`] needs; [`OktaClientConfig::new`] fills in the defaults
@@ -75,70 +76,6 @@ impl OktaClientConfig {
             page_size: 200,
             error_log_window: Duration::from_secs(60),
         }
-    }
-}
-
-/// The adapter's state for `/sync/status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct OktaStatus {
-    pub org_url: String,
-    /// `api_token` or `private_key_jwt`.
-    pub auth_method: &'static str,
-    pub rate_share: f64,
-    pub max_concurrency: usize,
-    /// Requests in flight now, all buckets.
-    pub in_flight: usize,
-    /// Buckets efs-iam has used since start, by name.
-    pub buckets: Vec<BucketStatus>,
-    /// Last time Okta answered a call successfully.
-    pub last_success_at: Option<DateTime<Utc>>,
-    /// Last time Okta refused the credentials (kept after later successes; compare with
-    /// `last_success_at`).
-    pub last_auth_failure: Option<AuthFailure>,
-    /// Service apps: the DPoP mode (`auto`, `on`, `off`) and whether proofs are sent now.
-    pub dpop: Option<(DpopMode, bool)>,
-    /// Service apps: the scopes asked for, granted and missing.
-    pub scopes: Option<ScopeCheck>,
-}
-
-/// How far a listing may go before efs-iam stops following its pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListBound {
-    pub max_items: usize,
-    pub max_pages: usize,
-    pub deadline: std::time::Duration,
-}
-
-impl Default for ListBound {
-    /// Far beyond any EFS portal (the largest panels hold thousands), still finite.
-    fn default() -> Self {
-        Self {
-            max_items: 1_000_000,
-            max_pages: 10_000,
-            deadline: std::time::Duration::from_secs(1800),
-        }
-    }
-}
-
-impl ListBound {
-    /// Why a listing that has read `items` in `pages` over `elapsed`, and has more,
-    /// stops here.
-    fn passed(&self, items: usize, pages: usize, elapsed: std::time::Duration) -> Option<String> {
-        let why = if items >= self.max_items {
-            format!("{items} items")
-        } else if pages >= self.max_pages {
-            format!("{pages} pages")
-        } else if elapsed >= self.deadline {
-            format!("{:.0} s", elapsed.as_secs_f64())
-        } else {
-            return None;
-        };
-        Some(format!(
-            "the listing went on past its bound ({why}; at most {} items, {} pages, {} s); stopped without using it",
-            self.max_items,
-            self.max_pages,
-            self.deadline.as_secs()
-        ))
     }
 }
 

@@ -6,7 +6,8 @@
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Url};
 
-use super::governor::{Bucket, Governor};
+use super::bucket::Bucket;
+use super::governor::Governor;
 use super::headers::{server_date, RateHeaders};
 
 /// A route template and the bucket Okta counts it in.

@@ -63,10 +63,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::DateTime;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use utoipa::ToSchema;
+
+use super::bucket::{Bucket, BucketStatus};
 
 use super::headers::RateHeaders;
 
@@ -74,56 +74,6 @@ use super::headers::RateHeaders;
 /// already turned. `Reset` and `Date` have whole seconds, so Okta's window really ends
 /// up to two seconds before the deadline computed from them.
 const EARLY_PROBE: Duration = Duration::from_secs(1);
-
-/// Okta's rate-limit buckets for the endpoints efs-iam calls. The mapping
-/// is a best guess from Okta's last published table and recorded headers; if Okta
-/// counts an endpoint elsewhere, the reserve rule still holds because `Remaining` comes
-/// from Okta either way.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Bucket {
-    /// `GET`/`POST /api/v1/users` (list, search, create).
-    UsersCreateList,
-    /// `GET /api/v1/users/{idOrLogin}`.
-    UserGet,
-    /// `POST`/`PUT`/`DELETE /api/v1/users/{id}` and `/api/v1/users/{id}/lifecycle/*`.
-    UserWrite,
-    /// `/api/v1/groups` and `/api/v1/groups/{id}/users*` (members).
-    Groups,
-    /// `/api/v1/groups/{id}` only.
-    GroupById,
-    /// `POST /oauth2/v1/token`.
-    OAuthToken,
-    /// Any other `/api/v1` endpoint (e.g. `GET /api/v1/users/{id}/groups`).
-    OtherApi,
-}
-
-impl Bucket {
-    pub const ALL: [Bucket; 7] = [
-        Self::UsersCreateList,
-        Self::UserGet,
-        Self::UserWrite,
-        Self::Groups,
-        Self::GroupById,
-        Self::OAuthToken,
-        Self::OtherApi,
-    ];
-
-    /// The name in the API and in metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::UsersCreateList => "users_create_list",
-            Self::UserGet => "user_get",
-            Self::UserWrite => "user_write",
-            Self::Groups => "groups",
-            Self::GroupById => "group_by_id",
-            Self::OAuthToken => "o_auth_token",
-            Self::OtherApi => "other_api",
-        }
-    }
-}
 
 #[derive(Debug, Default)]
 struct BucketState {
@@ -176,31 +126,6 @@ enum Decision {
     /// The window ended locally and this instance already used the allowance of the
     /// next one, but no answer has told the new reset yet.
     WaitForAnswer,
-}
-
-/// Per-bucket state for `/sync/status` (shown there as `BucketBody`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[schema(as = BucketBody)]
-pub struct BucketStatus {
-    /// Okta's rate-limit bucket.
-    pub bucket: Bucket,
-    /// `X-Rate-Limit-Limit` last seen.
-    pub limit: Option<u32>,
-    /// Org-wide requests left in the window (Okta's figure minus requests sent since).
-    pub remaining: Option<u32>,
-    /// When the current window resets (from `X-Rate-Limit-Reset`).
-    pub reset_at: Option<DateTime<Utc>>,
-    /// Requests this instance may send per window (`share × limit`).
-    pub allowance: Option<u32>,
-    /// Requests this instance sent in the current window.
-    pub used_in_window: u32,
-    pub in_flight: u32,
-    /// 429 answers seen (rate limit).
-    pub rate_limited: u64,
-    /// 429 answers seen (Okta's concurrency limit).
-    pub concurrency_limited: u64,
-    /// Calls held back to stay within the share.
-    pub paced: u64,
 }
 
 tokio::task_local! {
@@ -515,6 +440,19 @@ impl Governor {
 mod tests {
     use super::*;
 
+    /// Unix seconds `offset` from one fixed "now" of the test run: the governor
+    /// believes no `Reset` further than its horizon ahead of the local clock, so the
+    /// headers must be about now (and equal offsets must give equal times).
+    fn at(offset: i64) -> u64 {
+        static NOW: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        });
+        NOW.saturating_add_signed(offset)
+    }
+
     fn rate(limit: u32, remaining: u32, reset: u64) -> RateHeaders {
         RateHeaders {
             limit,
@@ -537,8 +475,8 @@ mod tests {
         let now = Instant::now();
         g.observe(
             Bucket::UserGet,
-            Some(&rate(4, 4, 2_000_000_000)),
-            Some(1_999_999_990),
+            Some(&rate(4, 4, at(0))),
+            Some(at(-10)),
         );
         let mut buckets = g.buckets.lock().unwrap();
         let st = buckets.get_mut(&Bucket::UserGet).unwrap();
@@ -568,8 +506,8 @@ mod tests {
         let now = Instant::now();
         g.observe(
             Bucket::Groups,
-            Some(&rate(10, 6, 2_000_000_000)),
-            Some(1_999_999_990),
+            Some(&rate(10, 6, at(0))),
+            Some(at(-10)),
         );
         let mut buckets = g.buckets.lock().unwrap();
         let st = buckets.get_mut(&Bucket::Groups).unwrap();
@@ -582,8 +520,8 @@ mod tests {
         let g = Governor::new(1.0, 4);
         g.observe(
             Bucket::UserGet,
-            Some(&rate(5, 0, 2_000_000_000)),
-            Some(2_000_000_000),
+            Some(&rate(5, 0, at(0))),
+            Some(at(0)),
         );
         {
             let mut buckets = g.buckets.lock().unwrap();
@@ -596,8 +534,8 @@ mod tests {
         }
         g.observe(
             Bucket::UserGet,
-            Some(&rate(5, 0, 2_000_000_000)),
-            Some(1_999_999_999),
+            Some(&rate(5, 0, at(0))),
+            Some(at(-1)),
         );
         let buckets = g.buckets.lock().unwrap();
         let st = &buckets[&Bucket::UserGet];
@@ -648,8 +586,8 @@ mod tests {
         // Limit 4, share 0.5: allowance 2, reserve 2; the deadline is 10 s away.
         g.observe(
             Bucket::UserGet,
-            Some(&rate(4, 4, 2_000_000_010)),
-            Some(2_000_000_000),
+            Some(&rate(4, 4, at(10))),
+            Some(at(0)),
         );
         {
             let mut buckets = g.buckets.lock().unwrap();
@@ -666,8 +604,8 @@ mod tests {
         // Its answer shows a new window: it opens now, counting only unanswered calls.
         g.observe(
             Bucket::UserGet,
-            Some(&rate(4, 3, 2_000_000_020)),
-            Some(2_000_000_010),
+            Some(&rate(4, 3, at(20))),
+            Some(at(10)),
         );
         let mut buckets = g.buckets.lock().unwrap();
         let st = buckets.get_mut(&Bucket::UserGet).unwrap();
@@ -689,8 +627,8 @@ mod tests {
             let now = Instant::now();
             g.observe(
                 Bucket::UserGet,
-                Some(&rate(4, remaining, 2_000_000_010)),
-                Some(2_000_000_000),
+                Some(&rate(4, remaining, at(10))),
+                Some(at(0)),
             );
             let mut buckets = g.buckets.lock().unwrap();
             let st = buckets.get_mut(&Bucket::UserGet).unwrap();
@@ -712,8 +650,8 @@ mod tests {
         // Limit 20, share 0.5: allowance 10, of which background may use 5.
         g.observe(
             Bucket::Groups,
-            Some(&rate(20, 20, 2_000_000_060)),
-            Some(2_000_000_000),
+            Some(&rate(20, 20, at(60))),
+            Some(at(0)),
         );
         let mut buckets = g.buckets.lock().unwrap();
         let st = buckets.get_mut(&Bucket::Groups).unwrap();

@@ -44,23 +44,30 @@ pub mod scopes;
 pub mod settings;
 
 mod access_token;
+mod bucket;
 mod call;
 mod error_log;
 mod exchange;
 mod headers;
+mod list_bound;
 mod org_url;
+mod retry_policy;
+mod status;
 
 pub use access_token::AuthFailure;
-pub use client::{ListBound, OktaClient, OktaClientConfig, OktaStatus};
+pub use bucket::{Bucket, BucketStatus};
+pub use client::{OktaClient, OktaClientConfig};
 pub use credentials::{InvalidPrivateKey, OktaAuth, PrivateKeyJwt};
 pub use dpop::{DpopKey, DpopMode, InvalidDpopKey};
 pub use error::{OktaApiError, OktaConfigError, OktaError};
 pub use error_log::CallContext;
 pub use exchange::OKTA_OUTCOMES;
-pub use governor::{in_background, Bucket, BucketStatus};
+pub use governor::in_background;
+pub use list_bound::ListBound;
 pub use models::{
     Activation, NewUserProfile, OktaGroup, OktaGroupProfile, OktaGroupType, OktaRole, OktaUser,
     OktaUserProfile, OktaUserStatus, OnMissing, ProfileUpdate, Removal,
 };
 pub use scopes::{MissingScope, ScopeCheck};
 pub use settings::{client_from_settings, OktaSettings};
+pub use status::OktaStatus;

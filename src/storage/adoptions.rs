@@ -220,7 +220,7 @@ const ITEM_LEASES: LeasedQueue = LeasedQueue {
 
 #[async_trait]
 impl AdoptionStore for SqlStore {
-    #[tracing::instrument(skip(self, requested_by), err(level = "warn"))]
+    #[tracing::instrument(skip(self, requested_by), err(level = "debug"))]
     async fn create_adoption_run(
         &self,
         id: &str,
@@ -244,7 +244,7 @@ impl AdoptionStore for SqlStore {
         Ok(())
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn adoption_run(&self, id: &str) -> StorageResult<Option<(AdoptionRun, AdoptionCounts)>> {
         let run_sql = format!("SELECT {RUN_COLS} FROM {RUNS} WHERE id = ?");
         let counts_sql =
@@ -264,7 +264,7 @@ impl AdoptionStore for SqlStore {
         })
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn adoption_items(
         &self,
         run_id: &str,
@@ -298,7 +298,7 @@ impl AdoptionStore for SqlStore {
             .collect())
     }
 
-    #[tracing::instrument(skip(self, owner), err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner), err(level = "debug"))]
     async fn claim_adoption_collection(
         &self,
         owner: &str,
@@ -311,7 +311,7 @@ impl AdoptionStore for SqlStore {
         Ok(runs.into_iter().next())
     }
 
-    #[tracing::instrument(skip(self, owner), err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner), err(level = "debug"))]
     async fn collect_adoption_items(
         &self,
         run_id: &str,
@@ -362,7 +362,7 @@ impl AdoptionStore for SqlStore {
         })
     }
 
-    #[tracing::instrument(skip(self, owner), err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner), err(level = "debug"))]
     async fn claim_adoption_items(
         &self,
         owner: &str,
@@ -374,7 +374,7 @@ impl AdoptionStore for SqlStore {
             .await
     }
 
-    #[tracing::instrument(skip(self, ids, owner), level = "debug", fields(items = ids.len()), err(level = "warn"))]
+    #[tracing::instrument(skip(self, ids, owner), level = "debug", fields(items = ids.len()), err(level = "debug"))]
     async fn renew_adoption_items(
         &self,
         ids: &[i64],
@@ -384,7 +384,7 @@ impl AdoptionStore for SqlStore {
         self.renew(&ITEM_LEASES, ids, owner, until).await
     }
 
-    #[tracing::instrument(skip(self, owner, reason, login), level = "debug", err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner, reason, login), level = "debug", err(level = "debug"))]
     async fn finish_adoption_item(
         &self,
         id: i64,
@@ -405,7 +405,7 @@ impl AdoptionStore for SqlStore {
         self.finish(&ITEM_LEASES, id, owner, &set).await
     }
 
-    #[tracing::instrument(skip(self, owner, reason), level = "debug", err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner, reason), level = "debug", err(level = "debug"))]
     async fn retry_adoption_item(
         &self,
         id: i64,
@@ -421,12 +421,12 @@ impl AdoptionStore for SqlStore {
         self.finish(&ITEM_LEASES, id, owner, &set).await
     }
 
-    #[tracing::instrument(skip(self, ids, owner), fields(items = ids.len()), err(level = "warn"))]
+    #[tracing::instrument(skip(self, ids, owner), fields(items = ids.len()), err(level = "debug"))]
     async fn release_adoption_items(&self, ids: &[i64], owner: &str) -> StorageResult<u64> {
         self.release(&ITEM_LEASES, ids, owner).await
     }
 
-    #[tracing::instrument(skip(self), level = "debug", err(level = "warn"))]
+    #[tracing::instrument(skip(self), level = "debug", err(level = "debug"))]
     async fn finish_adoption_runs(&self, now: NaiveDateTime) -> StorageResult<Vec<String>> {
         let done = format!(
             "SELECT r.id FROM {RUNS} r WHERE r.state = 'checking' AND NOT EXISTS \

@@ -27,7 +27,21 @@ pub struct PoolStats {
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
     pub max_connections: u32,
+    /// The whole wait for a connection (a free one, a new one, or one reset).
     pub acquire_timeout: std::time::Duration,
+    /// The whole of one storage operation: a statement, or a short transaction.
+    pub statement_timeout: std::time::Duration,
+}
+
+impl Default for ConnectOptions {
+    /// The settings' defaults.
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: std::time::Duration::from_secs(3),
+            statement_timeout: std::time::Duration::from_secs(5),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -91,7 +91,7 @@ const COLS: &str = "id, created_at, message, status_code, trace, error_code";
 
 #[async_trait]
 impl ErrorLogStore for SqlStore {
-    #[tracing::instrument(skip_all, fields(status_code = entry.status_code), err(level = "warn"))]
+    #[tracing::instrument(skip_all, fields(status_code = entry.status_code), err(level = "debug"))]
     async fn record_error(&self, entry: &NewErrorLogEntry) -> StorageResult<ErrorLogEntry> {
         let insert =
             "INSERT INTO iam_error_log (created_at, message, status_code, trace, error_code) \
@@ -113,7 +113,7 @@ impl ErrorLogStore for SqlStore {
         }))
     }
 
-    #[tracing::instrument(skip(self, message, trace), err(level = "warn"))]
+    #[tracing::instrument(skip(self, message, trace), err(level = "debug"))]
     async fn amend_error_log_entry(
         &self,
         id: i32,
@@ -133,7 +133,7 @@ impl ErrorLogStore for SqlStore {
         }))
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn error_log_entry(&self, id: i32) -> StorageResult<Option<ErrorLogEntry>> {
         let sql = format!("SELECT {COLS} FROM iam_error_log WHERE id = ?");
         Ok(on_dialect!(self, pool => {
@@ -141,7 +141,7 @@ impl ErrorLogStore for SqlStore {
         }))
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn query_error_log(&self, query: &ErrorLogQuery) -> StorageResult<Vec<ErrorLogEntry>> {
         // Newest first along the index of the filter's column (migration 0007), else
         // along (created_at, id).
@@ -192,7 +192,7 @@ impl ErrorLogStore for SqlStore {
     }
 
     /// In batches, oldest first ([`SqlStore::purge_in_batches`]).
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn purge_error_log(&self, before: NaiveDateTime) -> StorageResult<u64> {
         let range = PurgeRange {
             table: "iam_error_log",

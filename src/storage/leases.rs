@@ -57,7 +57,7 @@ pub trait LeaseStore: Send + Sync + 'static {
 
 #[async_trait]
 impl LeaseStore for SqlStore {
-    #[tracing::instrument(skip(self, owner), level = "debug", err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner), level = "debug", err(level = "debug"))]
     async fn try_lock(
         &self,
         name: &str,
@@ -93,7 +93,7 @@ impl LeaseStore for SqlStore {
         })
     }
 
-    #[tracing::instrument(skip(self, owner), level = "debug", err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner), level = "debug", err(level = "debug"))]
     async fn renew_lock(
         &self,
         name: &str,
@@ -113,7 +113,7 @@ impl LeaseStore for SqlStore {
         }))
     }
 
-    #[tracing::instrument(skip(self, owner), level = "debug", err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner), level = "debug", err(level = "debug"))]
     async fn unlock(&self, name: &str, owner: &str) -> StorageResult<()> {
         let sql = "DELETE FROM efs_iam_sync_lock WHERE name = ? AND locked_by = ?";
         on_dialect!(self, pool => {

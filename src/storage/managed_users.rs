@@ -96,7 +96,7 @@ fn login_key(login: &str) -> String {
 
 #[async_trait]
 impl ManagedUserStore for SqlStore {
-    #[tracing::instrument(skip(self), level = "debug", err(level = "warn"))]
+    #[tracing::instrument(skip(self), level = "debug", err(level = "debug"))]
     async fn managed_okta_user(&self, id: &OktaUserId) -> StorageResult<Option<ManagedOktaUser>> {
         let sql = format!("SELECT {COLS} FROM efs_iam_managed_okta_user WHERE okta_user_id = ?");
         let row: Option<ManagedRow> = on_dialect!(self, pool => {
@@ -105,7 +105,7 @@ impl ManagedUserStore for SqlStore {
         Ok(row.map(Into::into))
     }
 
-    #[tracing::instrument(skip(self, ids), level = "debug", fields(ids = ids.len()), err(level = "warn"))]
+    #[tracing::instrument(skip(self, ids), level = "debug", fields(ids = ids.len()), err(level = "debug"))]
     async fn managed_among(&self, ids: &[OktaUserId]) -> StorageResult<HashSet<String>> {
         let stored: Vec<Vec<u8>> = ids.iter().map(OktaUserId::to_stored).collect();
         let mut managed = HashSet::new();
@@ -123,7 +123,7 @@ impl ManagedUserStore for SqlStore {
         Ok(managed)
     }
 
-    #[tracing::instrument(skip(self, managed_by), err(level = "warn"))]
+    #[tracing::instrument(skip(self, managed_by), err(level = "debug"))]
     async fn manage_okta_user(
         &self,
         id: &OktaUserId,
@@ -152,7 +152,7 @@ impl ManagedUserStore for SqlStore {
         }
     }
 
-    #[tracing::instrument(skip(self, login), level = "debug", err(level = "warn"))]
+    #[tracing::instrument(skip(self, login), level = "debug", err(level = "debug"))]
     async fn mark_creation(&self, login: &str, now: NaiveDateTime) -> StorageResult<()> {
         let sql = "INSERT INTO efs_iam_okta_user_creation (login_key, started_at) VALUES (?, ?)";
         let inserted = on_dialect!(self, pool => {
@@ -169,7 +169,7 @@ impl ManagedUserStore for SqlStore {
         }
     }
 
-    #[tracing::instrument(skip(self, login), level = "debug", err(level = "warn"))]
+    #[tracing::instrument(skip(self, login), level = "debug", err(level = "debug"))]
     async fn creation_started(&self, login: &str) -> StorageResult<Option<NaiveDateTime>> {
         let sql = "SELECT started_at FROM efs_iam_okta_user_creation WHERE login_key = ?";
         Ok(on_dialect!(self, pool => {
@@ -180,7 +180,7 @@ impl ManagedUserStore for SqlStore {
         }))
     }
 
-    #[tracing::instrument(skip(self, login), level = "debug", err(level = "warn"))]
+    #[tracing::instrument(skip(self, login), level = "debug", err(level = "debug"))]
     async fn clear_creation(&self, login: &str) -> StorageResult<()> {
         let sql = "DELETE FROM efs_iam_okta_user_creation WHERE login_key = ?";
         on_dialect!(self, pool => {

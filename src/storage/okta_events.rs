@@ -10,16 +10,26 @@
 //!   events, the group id for membership events) the watermark keeps the newest event
 //!   applied; an older one that arrives later is `superseded` and changes nothing.
 //!   Checking the watermark, changing the references, moving the watermark and
-//!   recording the outcome are one transaction.
+//!   recording the outcome are one transaction. A watermark more than [`FUTURE_SKEW`]
+//!   ahead of the time it is compared at is not believed (the service clamps
+//!   `published` at receipt, so only a row written before that rule can be one).
+//! - **Retention:** processed, ignored and superseded events are purged once older
+//!   than the retention; pending and failed ones stay until handled.
 
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
 use super::leases::{LeasedQueue, ReadClaimed, Value, PENDING_AND_DUE};
-use super::sql::{in_transaction, is_unique_violation, on_dialect, push_ids, SqlStore};
+use super::sql::{
+    in_transaction, is_unique_violation, on_dialect, push_ids, ExactText, SqlStore,
+};
 use super::{StorageError, StorageResult};
 use crate::domain::{OktaUserId, PortalUserStatus};
+
+/// How far ahead of the receiving clock an event's `published` is believed: Okta's
+/// clock and this host's may differ a little, by minutes only if one of them is wrong.
+pub const FUTURE_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 /// `pending`, `processed`, `ignored`, `superseded`, `failed`.
 pub mod event_state {
@@ -43,6 +53,7 @@ pub struct NewOktaEvent {
 /// A stored event.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct OktaEvent {
+    #[sqlx(try_from = "ExactText")]
     pub uuid: String,
     pub event_type: String,
     pub published: NaiveDateTime,
@@ -84,6 +95,16 @@ pub enum Applied {
     Superseded,
     /// The lease was lost (another instance holds the event now).
     LeaseLost,
+}
+
+/// The newest event applied about an Okta user and subject.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct EventWatermark {
+    /// `user`, or a group id.
+    pub subject: String,
+    pub published: NaiveDateTime,
+    #[sqlx(try_from = "ExactText")]
+    pub event_uuid: String,
 }
 
 /// Counts for `/sync/status` and the metrics.
@@ -156,6 +177,15 @@ pub trait OktaEventStore: Send + Sync + 'static {
         next_attempt_at: NaiveDateTime,
     ) -> StorageResult<bool>;
     async fn okta_event_stats(&self) -> StorageResult<OktaEventStats>;
+    /// Deletes the user's watermarks (all subjects) and returns them: the next event
+    /// about the user applies whatever its `published`.
+    async fn clear_okta_event_watermarks(
+        &self,
+        user: &OktaUserId,
+    ) -> StorageResult<Vec<EventWatermark>>;
+    /// Deletes up to `limit` processed, ignored or superseded events received before
+    /// `before`, oldest first; how many. Pending and failed events are kept.
+    async fn purge_okta_events(&self, before: NaiveDateTime, limit: u32) -> StorageResult<u64>;
 }
 
 const EVENTS: &str = "efs_iam_okta_event";
@@ -179,7 +209,7 @@ const LEASES: LeasedQueue = LeasedQueue {
 
 #[async_trait]
 impl OktaEventStore for SqlStore {
-    #[tracing::instrument(skip(self, events), fields(events = events.len()), err(level = "warn"))]
+    #[tracing::instrument(skip(self, events), fields(events = events.len()), err(level = "debug"))]
     async fn store_okta_events(
         &self,
         events: &[NewOktaEvent],
@@ -211,7 +241,7 @@ impl OktaEventStore for SqlStore {
         })
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn okta_event(&self, uuid: &str) -> StorageResult<Option<OktaEvent>> {
         let sql = format!("SELECT {COLS} FROM {EVENTS} WHERE uuid = ?");
         Ok(on_dialect!(self, pool => {
@@ -219,7 +249,7 @@ impl OktaEventStore for SqlStore {
         }))
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn list_okta_events(
         &self,
         state: Option<&str>,
@@ -236,7 +266,7 @@ impl OktaEventStore for SqlStore {
         }))
     }
 
-    #[tracing::instrument(skip(self, owner), err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner), err(level = "debug"))]
     async fn claim_okta_events(
         &self,
         owner: &str,
@@ -244,11 +274,11 @@ impl OktaEventStore for SqlStore {
         lease_until: NaiveDateTime,
         limit: u32,
     ) -> StorageResult<Vec<OktaEvent>> {
-        self.claim::<String, _>(&LEASES, owner, now, lease_until, limit)
+        self.claim::<ExactText, _>(&LEASES, owner, now, lease_until, limit)
             .await
     }
 
-    #[tracing::instrument(skip(self, uuids, owner), level = "debug", fields(events = uuids.len()), err(level = "warn"))]
+    #[tracing::instrument(skip(self, uuids, owner), level = "debug", fields(events = uuids.len()), err(level = "debug"))]
     async fn renew_okta_event_leases(
         &self,
         uuids: &[String],
@@ -258,7 +288,7 @@ impl OktaEventStore for SqlStore {
         self.renew(&LEASES, uuids, owner, until).await
     }
 
-    #[tracing::instrument(skip(self, event, owner, user, change), fields(event = %event.uuid, subject), err(level = "warn"))]
+    #[tracing::instrument(skip(self, event, owner, user, change), fields(event = %event.uuid, subject), err(level = "debug"))]
     async fn apply_okta_event(
         &self,
         event: &OktaEvent,
@@ -283,7 +313,7 @@ impl OktaEventStore for SqlStore {
             if !held {
                 return Ok(Applied::LeaseLost);
             }
-            let mark: Option<(NaiveDateTime, String)> = sqlx::query_as(&format!(
+            let mark: Option<(NaiveDateTime, ExactText)> = sqlx::query_as(&format!(
                 "SELECT published, event_uuid FROM efs_iam_okta_event_watermark \
                  WHERE okta_user_id = ? AND subject = ?{}",
                 pool.row_lock()
@@ -293,10 +323,11 @@ impl OktaEventStore for SqlStore {
             .fetch_optional(&mut *tx)
             .await?;
             let newer_applied = mark.as_ref().is_some_and(|(published, uuid)| {
-                (*published, uuid.as_str()) > (event.published, event.uuid.as_str())
+                *published <= now + FUTURE_SKEW
+                    && (*published, uuid.0.as_str()) > (event.published, event.uuid.as_str())
             });
             let (applied, state, outcome) = if newer_applied {
-                let (_, by) = mark.clone().unwrap_or_default();
+                let by = mark.as_ref().map(|(_, by)| by.0.as_str()).unwrap_or_default();
                 (
                     Applied::Superseded,
                     event_state::SUPERSEDED,
@@ -427,7 +458,7 @@ impl OktaEventStore for SqlStore {
         })
     }
 
-    #[tracing::instrument(skip(self, owner, outcome), err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner, outcome), err(level = "debug"))]
     async fn finish_okta_event(
         &self,
         uuid: &str,
@@ -445,7 +476,7 @@ impl OktaEventStore for SqlStore {
         self.finish(&LEASES, uuid.to_owned(), owner, &set).await
     }
 
-    #[tracing::instrument(skip(self, owner, error), err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner, error), err(level = "debug"))]
     async fn retry_okta_event(
         &self,
         uuid: &str,
@@ -462,7 +493,7 @@ impl OktaEventStore for SqlStore {
         self.finish(&LEASES, uuid.to_owned(), owner, &set).await
     }
 
-    #[tracing::instrument(skip(self), level = "debug", err(level = "warn"))]
+    #[tracing::instrument(skip(self), level = "debug", err(level = "debug"))]
     async fn okta_event_stats(&self) -> StorageResult<OktaEventStats> {
         // COUNT, not SUM: MariaDB's SUM is DECIMAL.
         let count =
@@ -479,6 +510,60 @@ impl OktaEventStore for SqlStore {
             failed,
             oldest_pending_published: oldest,
         })
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn clear_okta_event_watermarks(
+        &self,
+        user: &OktaUserId,
+    ) -> StorageResult<Vec<EventWatermark>> {
+        in_transaction!(self, begin_write, pool, tx => {
+            let marks: Vec<EventWatermark> = sqlx::query_as(&format!(
+                "SELECT subject, published, event_uuid FROM efs_iam_okta_event_watermark \
+                 WHERE okta_user_id = ? ORDER BY subject{}",
+                pool.row_lock()
+            ))
+            .bind(user.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM efs_iam_okta_event_watermark WHERE okta_user_id = ?")
+                .bind(user.as_str())
+                .execute(&mut *tx)
+                .await?;
+            marks
+        })
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn purge_okta_events(&self, before: NaiveDateTime, limit: u32) -> StorageResult<u64> {
+        // The keys first, then a DELETE by key (MariaDB refuses LIMIT in an IN
+        // subquery); the caller repeats while batches come back full, so each statement
+        // stays short beside live traffic. The state again in the DELETE: an event
+        // changed since it was read is left alone.
+        let pick = format!(
+            "SELECT uuid FROM {EVENTS} WHERE state IN ('processed', 'ignored', 'superseded') \
+             AND received_at < ? LIMIT ?"
+        );
+        Ok(on_dialect!(self, pool => {
+            let uuids: Vec<ExactText> = sqlx::query_scalar(&pick)
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            if uuids.is_empty() {
+                0
+            } else {
+                let mut q = pool.builder(format!(
+                    "DELETE FROM {EVENTS} WHERE state IN ('processed', 'ignored', 'superseded') AND uuid"
+                ));
+                let mut list = q.push(" IN (").separated(", ");
+                for uuid in &uuids {
+                    list.push_bind(uuid.clone());
+                }
+                list.push_unseparated(")");
+                q.build().execute(pool).await?.rows_affected()
+            }
+        }))
     }
 }
 

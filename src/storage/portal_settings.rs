@@ -113,7 +113,7 @@ const COLS: &str = "id, `key`, value";
 
 #[async_trait]
 impl PortalSettingsStore for SqlStore {
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn portal_settings(&self, portal: PortalId) -> StorageResult<Vec<PortalSetting>> {
         let sql = format!("SELECT {COLS} FROM iam_portal_settings WHERE portal_id = ? ORDER BY id");
         Ok(on_dialect!(self, pool => {
@@ -121,7 +121,7 @@ impl PortalSettingsStore for SqlStore {
         }))
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn portal_setting(
         &self,
         portal: PortalId,
@@ -140,7 +140,7 @@ impl PortalSettingsStore for SqlStore {
         }))
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn settings_with_key(
         &self,
         key: &SettingKey,
@@ -161,7 +161,7 @@ impl PortalSettingsStore for SqlStore {
         Ok(newest)
     }
 
-    #[tracing::instrument(skip(self, entries), fields(keys = entries.len()), err(level = "warn"))]
+    #[tracing::instrument(skip(self, entries), fields(keys = entries.len()), err(level = "debug"))]
     async fn put_portal_settings(
         &self,
         portal: PortalId,
@@ -202,7 +202,7 @@ impl PortalSettingsStore for SqlStore {
         })
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn delete_portal_setting(
         &self,
         portal: PortalId,

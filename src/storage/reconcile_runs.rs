@@ -139,7 +139,7 @@ const LEASES: LeasedQueue = LeasedQueue {
 
 #[async_trait]
 impl ReconcileRunStore for SqlStore {
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn create_reconcile_run(
         &self,
         run: &NewReconcileRun,
@@ -162,7 +162,7 @@ impl ReconcileRunStore for SqlStore {
         Ok(())
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn reconcile_run(&self, id: &str) -> StorageResult<Option<ReconcileRun>> {
         let sql = format!("SELECT {COLS} FROM {RUNS} WHERE id = ?");
         Ok(on_dialect!(self, pool => {
@@ -170,7 +170,7 @@ impl ReconcileRunStore for SqlStore {
         }))
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn list_reconcile_runs(
         &self,
         portal: Option<PortalId>,
@@ -197,7 +197,7 @@ impl ReconcileRunStore for SqlStore {
         }))
     }
 
-    #[tracing::instrument(skip(self, owner), err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner), err(level = "debug"))]
     async fn claim_reconcile_runs(
         &self,
         owner: &str,
@@ -209,7 +209,7 @@ impl ReconcileRunStore for SqlStore {
             .await
     }
 
-    #[tracing::instrument(skip(self, owner), level = "debug", err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner), level = "debug", err(level = "debug"))]
     async fn renew_reconcile_run(
         &self,
         id: &str,
@@ -219,7 +219,7 @@ impl ReconcileRunStore for SqlStore {
         Ok(self.renew(&LEASES, &[id.to_owned()], owner, until).await? > 0)
     }
 
-    #[tracing::instrument(skip(self, owner, outcome), err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner, outcome), err(level = "debug"))]
     async fn finish_reconcile_run(
         &self,
         id: &str,
@@ -248,7 +248,7 @@ impl ReconcileRunStore for SqlStore {
         self.finish(&LEASES, id.to_owned(), owner, &set).await
     }
 
-    #[tracing::instrument(skip(self, owner, error), err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner, error), err(level = "debug"))]
     async fn release_reconcile_run(
         &self,
         id: &str,
@@ -265,7 +265,7 @@ impl ReconcileRunStore for SqlStore {
         self.finish(&LEASES, id.to_owned(), owner, &set).await
     }
 
-    #[tracing::instrument(skip(self, portals), fields(portals = portals.len()), err(level = "warn"))]
+    #[tracing::instrument(skip(self, portals), fields(portals = portals.len()), err(level = "debug"))]
     async fn latest_reconcile_runs(
         &self,
         portals: &[i32],

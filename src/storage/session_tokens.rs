@@ -156,13 +156,13 @@ impl TokenStore for SqlStore {
         }
     }
 
-    #[tracing::instrument(skip_all, err(level = "warn"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn check_token_store(&self) -> TokenStoreResult<()> {
         // Same database as everything else: reachable and migrated.
         Ok(self.check_ready().await?)
     }
 
-    #[tracing::instrument(skip_all, err(level = "warn"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn put_token(&self, key: TokenKey<'_>, new: &NewTokenRecord<'_>) -> TokenStoreResult<()> {
         let (hashed, legacy) = either(key);
         Ok(in_transaction!(self, begin_write, pool, tx => {
@@ -186,7 +186,7 @@ impl TokenStore for SqlStore {
         })?)
     }
 
-    #[tracing::instrument(skip_all, err(level = "warn"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn get_token(&self, key: TokenKey<'_>) -> TokenStoreResult<Option<StoredToken>> {
         type Row = (
             Vec<u8>,
@@ -217,7 +217,7 @@ impl TokenStore for SqlStore {
         ))
     }
 
-    #[tracing::instrument(skip_all, err(level = "warn"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn delete_token(&self, key: TokenKey<'_>) -> TokenStoreResult<bool> {
         let (hashed, legacy) = either(key);
         Ok(on_dialect!(self, pool => {
@@ -231,7 +231,7 @@ impl TokenStore for SqlStore {
         }))
     }
 
-    #[tracing::instrument(skip_all, err(level = "warn"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn delete_subject_tokens(&self, subject: &[u8]) -> TokenStoreResult<u64> {
         let sql = "DELETE FROM iam_token_data WHERE subject_hash = ?";
         Ok(on_dialect!(self, pool => {
@@ -242,7 +242,7 @@ impl TokenStore for SqlStore {
     /// In batches of [`PURGE_BATCH`] rows, each read from an index after the previous
     /// batch's last row and written by a statement of its own, so that at a million
     /// sessions no statement holds its locks for long ([`SqlStore::purge_in_batches`]).
-    #[tracing::instrument(skip_all, err(level = "warn"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn purge_expired_tokens(
         &self,
         now: DateTime<Utc>,
@@ -286,7 +286,7 @@ impl TokenStore for SqlStore {
         Ok(self.purge_in_batches(&range, now).await?)
     }
 
-    #[tracing::instrument(skip_all, err(level = "warn"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn scan_tokens(&self, after: i64, limit: u32) -> TokenStoreResult<Option<Vec<TokenRow>>> {
         let sql = "SELECT id, session_id, idp_response, stored_at, expires_at \
                    FROM iam_token_data WHERE id > ? ORDER BY id LIMIT ?";
@@ -299,7 +299,7 @@ impl TokenStore for SqlStore {
         })))
     }
 
-    #[tracing::instrument(skip_all, err(level = "warn"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn rewrite_token(
         &self,
         row: &TokenRow,

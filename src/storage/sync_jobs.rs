@@ -197,7 +197,7 @@ const ITEM_COLS: &str = "seq, user_id, state, outcome, okta_user_id, error_type,
 
 #[async_trait]
 impl SyncJobStore for SqlStore {
-    #[tracing::instrument(skip(self, job), fields(job = %job.id, items = job.items.len()), err(level = "warn"))]
+    #[tracing::instrument(skip(self, job), fields(job = %job.id, items = job.items.len()), err(level = "debug"))]
     async fn create_sync_job(&self, job: &NewSyncJob, now: NaiveDateTime) -> StorageResult<()> {
         in_transaction!(self, begin_write, pool, tx => {
             sqlx::query(
@@ -228,7 +228,7 @@ impl SyncJobStore for SqlStore {
         })
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn sync_job(&self, id: &str) -> StorageResult<Option<(SyncJob, SyncJobCounts)>> {
         let job_sql = "SELECT id, portal_id, total, created_at, finished_at \
                        FROM efs_iam_sync_job WHERE id = ?";
@@ -265,7 +265,7 @@ impl SyncJobStore for SqlStore {
         })
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn sync_job_items(
         &self,
         id: &str,
@@ -291,7 +291,7 @@ impl SyncJobStore for SqlStore {
         }))
     }
 
-    #[tracing::instrument(skip(self, owner), err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner), err(level = "debug"))]
     async fn claim_sync_items(
         &self,
         owner: &str,
@@ -303,7 +303,7 @@ impl SyncJobStore for SqlStore {
             .await
     }
 
-    #[tracing::instrument(skip(self, owner, result), level = "debug", err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner, result), level = "debug", err(level = "debug"))]
     async fn finish_sync_item(
         &self,
         id: i64,
@@ -351,7 +351,7 @@ impl SyncJobStore for SqlStore {
         self.finish(&LEASES, id, owner, &set).await
     }
 
-    #[tracing::instrument(skip(self, owner, error), level = "debug", err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner, error), level = "debug", err(level = "debug"))]
     async fn retry_sync_item(
         &self,
         id: i64,
@@ -368,12 +368,12 @@ impl SyncJobStore for SqlStore {
         self.finish(&LEASES, id, owner, &set).await
     }
 
-    #[tracing::instrument(skip(self, ids, owner), fields(items = ids.len()), err(level = "warn"))]
+    #[tracing::instrument(skip(self, ids, owner), fields(items = ids.len()), err(level = "debug"))]
     async fn release_sync_items(&self, ids: &[i64], owner: &str) -> StorageResult<u64> {
         self.release(&LEASES, ids, owner).await
     }
 
-    #[tracing::instrument(skip(self, ids, owner), level = "debug", fields(items = ids.len()), err(level = "warn"))]
+    #[tracing::instrument(skip(self, ids, owner), level = "debug", fields(items = ids.len()), err(level = "debug"))]
     async fn renew_sync_item_leases(
         &self,
         ids: &[i64],
@@ -383,7 +383,7 @@ impl SyncJobStore for SqlStore {
         self.renew(&LEASES, ids, owner, until).await
     }
 
-    #[tracing::instrument(skip(self), level = "debug", err(level = "warn"))]
+    #[tracing::instrument(skip(self), level = "debug", err(level = "debug"))]
     async fn finish_sync_jobs(&self, now: NaiveDateTime) -> StorageResult<Vec<String>> {
         let done_sql = "SELECT j.id FROM efs_iam_sync_job j WHERE j.finished_at IS NULL \
                         AND NOT EXISTS (SELECT 1 FROM efs_iam_sync_job_item i \
@@ -399,7 +399,7 @@ impl SyncJobStore for SqlStore {
         })
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn purge_sync_jobs(&self, before: NaiveDateTime) -> StorageResult<u64> {
         // Items first: SQLite enforces the cascade only with foreign keys on, and an
         // explicit delete does not depend on it.
@@ -412,7 +412,7 @@ impl SyncJobStore for SqlStore {
         }))
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn sync_job_stats(&self, now: NaiveDateTime) -> StorageResult<JobStats> {
         let jobs_sql = "SELECT COUNT(*) FROM efs_iam_sync_job WHERE finished_at IS NULL";
         let items_sql = "SELECT COUNT(*), COUNT(CASE WHEN locked_until >= ? THEN 1 END) \

@@ -240,7 +240,7 @@ fn requeue_skip(row: Option<&RequeueRow>, portal: PortalId) -> Option<RequeueSki
 
 #[async_trait]
 impl UnassignmentQueueStore for SqlStore {
-    #[tracing::instrument(skip(self, users), fields(users = users.len()), err(level = "warn"))]
+    #[tracing::instrument(skip(self, users), fields(users = users.len()), err(level = "debug"))]
     async fn enqueue_unassignments(
         &self,
         portal: PortalId,
@@ -267,7 +267,7 @@ impl UnassignmentQueueStore for SqlStore {
         })
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn list_unassignments(
         &self,
         portal: PortalId,
@@ -302,7 +302,7 @@ impl UnassignmentQueueStore for SqlStore {
         Ok(rows(found))
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn unassignment_counts(&self, portal: PortalId) -> StorageResult<UnassignmentCounts> {
         // Two counts of ranges of the (portal_id, dead_at) index, each answered from the
         // index alone. They still read every queued entry of the portal: a few
@@ -328,7 +328,7 @@ impl UnassignmentQueueStore for SqlStore {
         Ok(UnassignmentCounts { pending, dead })
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn dead_letter_unroutable_unassignments(&self, now: NaiveDateTime) -> StorageResult<u64> {
         let dead_letter = format!(
             "UPDATE {QUEUE} SET dead_at = ?, last_error = ?, locked_by = NULL, \
@@ -357,7 +357,7 @@ impl UnassignmentQueueStore for SqlStore {
         Ok(dead)
     }
 
-    #[tracing::instrument(skip(self, owner), err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner), err(level = "debug"))]
     async fn claim_unassignments(
         &self,
         owner: &str,
@@ -371,12 +371,12 @@ impl UnassignmentQueueStore for SqlStore {
         Ok(rows(claimed))
     }
 
-    #[tracing::instrument(skip(self, owner), level = "debug", err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner), level = "debug", err(level = "debug"))]
     async fn complete_unassignment(&self, id: i32, owner: &str) -> StorageResult<bool> {
         self.complete(&LEASES, id, owner).await
     }
 
-    #[tracing::instrument(skip(self, ids, owner), level = "debug", fields(rows = ids.len()), err(level = "warn"))]
+    #[tracing::instrument(skip(self, ids, owner), level = "debug", fields(rows = ids.len()), err(level = "debug"))]
     async fn renew_unassignment_leases(
         &self,
         ids: &[i32],
@@ -386,7 +386,7 @@ impl UnassignmentQueueStore for SqlStore {
         self.renew(&LEASES, ids, owner, until).await
     }
 
-    #[tracing::instrument(skip(self, owner, last_error), err(level = "warn"))]
+    #[tracing::instrument(skip(self, owner, last_error), err(level = "debug"))]
     async fn fail_unassignment(
         &self,
         id: i32,
@@ -405,12 +405,12 @@ impl UnassignmentQueueStore for SqlStore {
         self.finish(&LEASES, id, owner, &set).await
     }
 
-    #[tracing::instrument(skip(self, ids, owner), fields(rows = ids.len()), err(level = "warn"))]
+    #[tracing::instrument(skip(self, ids, owner), fields(rows = ids.len()), err(level = "debug"))]
     async fn release_unassignments(&self, ids: &[i32], owner: &str) -> StorageResult<u64> {
         self.release(&LEASES, ids, owner).await
     }
 
-    #[tracing::instrument(skip(self, ids), err(level = "warn"))]
+    #[tracing::instrument(skip(self, ids), err(level = "debug"))]
     async fn requeue_unassignments(
         &self,
         portal: PortalId,
@@ -459,7 +459,7 @@ impl UnassignmentQueueStore for SqlStore {
         })
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn list_dead_unassignments(
         &self,
         without_portal_only: bool,
@@ -486,7 +486,7 @@ impl UnassignmentQueueStore for SqlStore {
         Ok(rows(found))
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn unassignment_queue_stats(&self, now: NaiveDateTime) -> StorageResult<QueueStats> {
         let sql = format!(
             "SELECT COUNT(CASE WHEN dead_at IS NULL THEN 1 END), \

@@ -234,7 +234,7 @@ macro_rules! lock_portal_refs {
 
 #[async_trait]
 impl UserReferenceStore for SqlStore {
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn admin_user_reference(
         &self,
         user: EfsUserId,
@@ -246,7 +246,7 @@ impl UserReferenceStore for SqlStore {
         Ok(row.map(Into::into))
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn put_admin_user_reference(
         &self,
         user: EfsUserId,
@@ -284,7 +284,7 @@ impl UserReferenceStore for SqlStore {
         })
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn delete_admin_user_reference(&self, user: EfsUserId) -> StorageResult<u64> {
         let sql = "DELETE FROM iam_user_reference WHERE user_id = ?";
         Ok(on_dialect!(self, pool => {
@@ -292,7 +292,7 @@ impl UserReferenceStore for SqlStore {
         }))
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn list_portal_user_references(
         &self,
         portal: PortalId,
@@ -347,7 +347,7 @@ impl UserReferenceStore for SqlStore {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn portal_user_reference(
         &self,
         portal: PortalId,
@@ -364,7 +364,7 @@ impl UserReferenceStore for SqlStore {
         Ok(row.map(Into::into))
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn portal_references_of_user(
         &self,
         user: EfsUserId,
@@ -378,7 +378,7 @@ impl UserReferenceStore for SqlStore {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn put_portal_user_reference(
         &self,
         portal: PortalId,
@@ -418,7 +418,7 @@ impl UserReferenceStore for SqlStore {
         })
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn patch_portal_user_reference(
         &self,
         portal: PortalId,
@@ -456,7 +456,7 @@ impl UserReferenceStore for SqlStore {
         })
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn mark_portal_sync_failed(
         &self,
         portal: PortalId,
@@ -491,7 +491,7 @@ impl UserReferenceStore for SqlStore {
         })
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn delete_portal_user_reference(
         &self,
         portal: PortalId,
@@ -508,7 +508,7 @@ impl UserReferenceStore for SqlStore {
         }))
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn references_to_okta_user(
         &self,
         okta_user_id: &OktaUserId,
@@ -529,7 +529,7 @@ impl UserReferenceStore for SqlStore {
         ))
     }
 
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn efs_user_exists(&self, kind: EfsUserKind, user: EfsUserId) -> StorageResult<bool> {
         let table = match kind {
             EfsUserKind::Admin => "users",

@@ -2,6 +2,8 @@
 //! crashed instance's work waits little) however long the work takes.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
@@ -9,8 +11,23 @@ use chrono::NaiveDateTime;
 /// Renews the leases of work in progress until dropped, so a lease can be short (a
 /// crashed instance's work waits little) however long the work takes: every third of
 /// `lease`, `renew` is called with the new end of the lease. A renewal that fails is
-/// logged; the lease then runs out and another instance takes the work.
-pub struct Heartbeat(tokio::task::JoinHandle<()>);
+/// logged and marks the leases [lost](Heartbeat::lost): the work may belong to another
+/// instance by now, so its holder starts nothing more of it (no further Okta call) and
+/// lets the lease run out.
+pub struct Heartbeat {
+    task: tokio::task::JoinHandle<()>,
+    lost: LeaseLost,
+}
+
+/// Whether a heartbeat's renewal failed; cheap to clone into the work it guards.
+#[derive(Clone, Default)]
+pub struct LeaseLost(Arc<AtomicBool>);
+
+impl LeaseLost {
+    pub fn is_lost(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 impl Heartbeat {
     pub fn start<F, Fut, T, E>(what: &'static str, lease: Duration, renew: F) -> Self
@@ -20,7 +37,9 @@ impl Heartbeat {
         E: std::fmt::Display,
     {
         let extend = chrono::Duration::from_std(lease).unwrap_or_default();
-        Self(tokio::spawn(async move {
+        let lost = LeaseLost::default();
+        let flag = lost.clone();
+        let task = tokio::spawn(async move {
             let every = (lease / 3).max(Duration::from_millis(100));
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -28,15 +47,25 @@ impl Heartbeat {
             loop {
                 tick.tick().await;
                 if let Err(e) = renew(crate::storage::now() + extend).await {
-                    tracing::warn!(work = what, error = %e, "could not renew leases");
+                    tracing::warn!(work = what, error = %e, "could not renew leases; starting nothing more of this work");
+                    metrics::counter!("efs_iam_lease_renewals_failed_total", "work" => what)
+                        .increment(1);
+                    flag.0.store(true, Ordering::Relaxed);
+                    return;
                 }
             }
-        }))
+        });
+        Self { task, lost }
+    }
+
+    /// The flag the work checks before each step it starts.
+    pub fn lost(&self) -> LeaseLost {
+        self.lost.clone()
     }
 }
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
     }
 }

@@ -19,12 +19,12 @@ use super::workers::reconcile_runs::ReconcileWorker;
 use super::workers::unassignments::UnassignmentWorker;
 use super::workers::{Triggered, Worker, WorkerExit, WorkerHealthSnapshot, WorkerRegistry};
 use super::{SyncEngine, SyncError, SyncSettings, SyncStorage};
-use crate::domain::PortalId;
+use crate::domain::{OktaUserId, PortalId};
 use crate::okta::OktaClient;
 use crate::storage::{
-    now, AdoptionStore, NewOktaEvent, NewReconcileRun, NewSyncJob, NewSyncJobItem, NewUnassignment,
+    now, AdoptionStore, EventWatermark, NewOktaEvent, NewReconcileRun, NewSyncJob, NewSyncJobItem, NewUnassignment,
     OktaEventStore, PortalSettingsStore, QueueStats, ReconcileRunStore, RequeueOutcome,
-    StorageError, SyncJobStore, UnassignmentCounts, UnassignmentQueueStore,
+    StorageError, SyncJobStore, UnassignmentCounts, UnassignmentQueueStore, FUTURE_SKEW,
 };
 
 /// How long a reachability probe's answer is reused (monitoring may poll the status
@@ -245,9 +245,26 @@ impl SyncService {
     }
 
     /// Stores an Okta Event Hook delivery's events (an event stored before is skipped)
-    /// and triggers their worker; how many were new.
-    pub async fn accept_okta_events(&self, events: &[NewOktaEvent]) -> Result<u64, StorageError> {
-        let stored = self.events_store.store_okta_events(events, now()).await?;
+    /// and triggers their worker; how many were new. An event `published` more than
+    /// [`FUTURE_SKEW`] ahead of now is stored as published now: a clock that far off is
+    /// wrong, and believing it would make the event newer than every genuine later one
+    /// about its user (its payload keeps the time Okta sent). Clamped rather than
+    /// refused: Okta retries a refused delivery, and the delivery's other events are
+    /// genuine.
+    pub async fn accept_okta_events(
+        &self,
+        mut events: Vec<NewOktaEvent>,
+    ) -> Result<u64, StorageError> {
+        let received = now();
+        for e in events.iter_mut().filter(|e| e.published > received + FUTURE_SKEW) {
+            tracing::warn!(event = %e.uuid, published = %e.published, "Okta event published in the future; stored as published now");
+            metrics::counter!("efs_iam_okta_events_future_dated_total").increment(1);
+            e.published = received;
+        }
+        let stored = self
+            .events_store
+            .store_okta_events(&events, received)
+            .await?;
         metrics::counter!("efs_iam_okta_event_deliveries_total").increment(1);
         metrics::counter!("efs_iam_okta_events_received_total", "new" => "true").increment(stored);
         metrics::counter!("efs_iam_okta_events_received_total", "new" => "false")
@@ -269,6 +286,19 @@ impl SyncService {
         tracing::info!(portal = portal.get(), enqueued, "unassignments queued");
         self.workers.wake(UnassignmentWorker::NAME);
         Ok((enqueued, self.queue.unassignment_counts(portal).await?))
+    }
+
+    /// Forgets which events about an Okta user were applied last (an `iam:admin` act,
+    /// audited with `by`): the user's next event applies whatever its `published`. The
+    /// way out when a wrong watermark holds genuine events back. The watermarks cleared.
+    pub async fn clear_event_watermarks(
+        &self,
+        user: &OktaUserId,
+        by: &str,
+    ) -> Result<Vec<EventWatermark>, StorageError> {
+        let cleared = self.events_store.clear_okta_event_watermarks(user).await?;
+        tracing::info!(target: "audit", sub = %by, okta_user_id = %user, cleared = cleared.len(), "Okta event watermarks cleared");
+        Ok(cleared)
     }
 
     /// Stores a bulk adoption run asked for by `requested_by` (an `iam:admin` caller's

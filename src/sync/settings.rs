@@ -87,6 +87,13 @@ pub struct SyncSettings {
           default_value = "10m", value_parser = parse_duration, global = true)]
     pub reconcile_read_timeout: Duration,
 
+    /// How long processed, ignored and superseded Okta events are kept after they were
+    /// received; the event worker purges older ones in batches, hourly. Pending and
+    /// failed events stay until handled.
+    #[arg(long = "okta-event-retention", env = "EFS_IAM_OKTA_EVENT_RETENTION",
+          default_value = "30d", value_parser = parse_duration, global = true)]
+    pub okta_event_retention: Duration,
+
     /// Activate users efs-iam creates in Okta (`activate=true`: Okta emails an
     /// activation link, as Okta's own API default does); `false` creates them STAGED,
     /// without email.

@@ -111,6 +111,7 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
     let options = ConnectOptions {
         max_connections: 1,
         acquire_timeout: Duration::from_secs(10),
+        ..ConnectOptions::default()
     };
     let db = TestDb::sqlite_with(options, true).await;
     let efs_iam::storage::sql::Db::Sqlite(store) = db.store.db() else {
@@ -195,6 +196,7 @@ async fn a_flood_of_ready_probes_leaves_the_pool_to_requests() {
     let options = ConnectOptions {
         max_connections: 1,
         acquire_timeout: Duration::from_millis(500),
+        ..ConnectOptions::default()
     };
     let db = TestDb::sqlite_with(options, true).await;
     let app = spawn_app_on(db, |s| s.max_concurrent_requests = 10_000).await;
@@ -253,6 +255,7 @@ async fn app_on_a_one_connection_pool(
     let options = ConnectOptions {
         max_connections: 1,
         acquire_timeout: Duration::from_millis(700),
+        ..ConnectOptions::default()
     };
     let db = TestDb::sqlite_with(options, true).await;
     let efs_iam::storage::sql::Db::Sqlite(store) = db.store.db() else {

@@ -6,6 +6,7 @@ mod common;
 mod adoption;
 mod auth;
 mod bad_input;
+mod database_faults;
 mod edge;
 mod error_log;
 mod health;

@@ -434,6 +434,51 @@ async fn memcached_down_is_503_and_red_readiness_until_it_returns() {
     assert_eq!(app.put(path, json!({"access_token": "c"})).await.0, 204);
 }
 
+/// memcached frozen (SIGSTOP, a partition: connections open, no bytes back): token
+/// calls answer 503 within the memcached timeout (500 ms by default; the test allows
+/// scheduling slack), and the vault works again once it thaws.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached_frozen_is_503_within_its_timeout_and_recovers() {
+    let Some(servers) = memcached_servers() else {
+        return;
+    };
+    let proxy = CuttableProxy::start(servers.split(',').next().unwrap().trim()).await;
+    let app = spawn_app_on(TestDb::sqlite().await, |s| {
+        use_keys(s, KEY_1);
+        use_memcached(s, &proxy.addr);
+    })
+    .await;
+    let path = "/api/v1/sessions/mc-frozen/token";
+    assert_eq!(app.put(path, json!({"access_token": "a"})).await.0, 204);
+    proxy.freeze();
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let got = app.get(path).await;
+        assert_problem(&got, 503, "token-store-unavailable");
+        let write = app.put(path, json!({"access_token": "b"})).await;
+        assert_problem(&write, 503, "token-store-unavailable");
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "a lookup and a write took {:?}",
+            started.elapsed()
+        );
+    }
+    proxy.thaw();
+    let mut back = false;
+    for _ in 0..50 {
+        if app.get(path).await.0 == 200 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "the vault did not come back within 5 s of the thaw");
+    // A write answered 503 may still land when the bytes flow again (its outcome is
+    // unknown to the caller, as after any timeout); a new one is read back.
+    assert_eq!(app.put(path, json!({"access_token": "c"})).await.0, 204);
+    assert_eq!(app.get(path).await.1["idp_response"]["access_token"], "c");
+}
+
 #[tokio::test]
 async fn over_large_responses_are_413_on_memcached() {
     let Some(servers) = memcached_servers() else {

@@ -93,6 +93,7 @@ impl Deployment {
                 &ConnectOptions {
                     max_connections: 1,
                     acquire_timeout: TIGHT_ACQUIRE_TIMEOUT,
+                    ..ConnectOptions::default()
                 },
             )
             .await

@@ -22,6 +22,8 @@ pub fn options() -> ConnectOptions {
     ConnectOptions {
         max_connections: 10,
         acquire_timeout: Duration::from_secs(5),
+        // Generous: a loaded CI machine must not turn a slow statement into a failure.
+        statement_timeout: Duration::from_secs(30),
     }
 }
 
@@ -78,6 +80,36 @@ impl TestDb {
             .map(|(b, _)| b)
             .unwrap_or(&admin_url);
         Some((format!("{base}/{name}"), admin_url, name))
+    }
+
+    /// A fresh, migrated MariaDB database reached through a [`CuttableProxy`] that the
+    /// test can cut (the database is down) or freeze (it hangs), with these pool
+    /// limits; `None` as [`Self::mysql`].
+    pub async fn mysql_behind_proxy(
+        options: ConnectOptions,
+    ) -> Option<(Self, crate::common::CuttableProxy)> {
+        let (url, admin, name) = Self::empty_mysql().await?;
+        let direct = SqlStore::connect(&url, &self::options())
+            .await
+            .expect("mysql");
+        direct.migrate().await.expect("mysql migrations");
+        let mut proxied = reqwest::Url::parse(&url).expect("a URL");
+        let target = format!(
+            "{}:{}",
+            proxied.host_str().unwrap_or("127.0.0.1"),
+            proxied.port().unwrap_or(3306)
+        );
+        let proxy = crate::common::CuttableProxy::start(&target).await;
+        let (host, port) = proxy.addr.rsplit_once(':').expect("host:port");
+        proxied.set_host(Some(host)).unwrap();
+        proxied.set_port(Some(port.parse().unwrap())).unwrap();
+        let url = proxied.to_string();
+        let store = Arc::new(
+            SqlStore::connect(&url, &options)
+                .await
+                .expect("mysql via proxy"),
+        );
+        Some((Self::from_mysql((url, admin, name), store), proxy))
     }
 
     pub fn from_mysql(db: (String, String, String), store: Arc<SqlStore>) -> Self {

@@ -46,15 +46,39 @@ pub fn use_memcached(settings: &mut Settings, servers: &str) {
         format!("efs-iam-test-{}:", uuid::Uuid::new_v4().simple());
 }
 
-/// A TCP forwarder in front of a real server that a test can cut and restore, to
-/// play "memcached is down" without touching the shared memcached. Counts the
-/// connections it accepted.
+/// A TCP forwarder in front of a real server that a test can cut and restore (play
+/// "memcached is down" without touching the shared memcached), or freeze and thaw
+/// (bytes stop flowing both ways, connections stay open: a server under SIGSTOP, a
+/// network partition). Counts the connections it accepted.
 pub struct CuttableProxy {
     pub addr: String,
     up: Arc<std::sync::atomic::AtomicBool>,
     pub accepted: Arc<std::sync::atomic::AtomicUsize>,
     generation: Arc<tokio::sync::watch::Sender<u64>>,
+    frozen: Arc<tokio::sync::watch::Sender<bool>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Copies `from` to `to`, holding the bytes while `frozen` says so.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl CuttableProxy {
@@ -66,11 +90,14 @@ impl CuttableProxy {
         let accepted = Arc::new(AtomicUsize::new(0));
         let (generation, _) = tokio::sync::watch::channel(0u64);
         let generation = Arc::new(generation);
+        let (frozen, _) = tokio::sync::watch::channel(false);
+        let frozen = Arc::new(frozen);
         let target = target.to_owned();
         let (up2, accepted2, gen2) = (up.clone(), accepted.clone(), generation.clone());
+        let frozen2 = frozen.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
                 if !up2.load(Ordering::SeqCst) {
@@ -80,12 +107,16 @@ impl CuttableProxy {
                 accepted2.fetch_add(1, Ordering::SeqCst);
                 let target = target.clone();
                 let mut cut = gen2.subscribe();
+                let (up_frozen, down_frozen) = (frozen2.subscribe(), frozen2.subscribe());
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
                         return;
                     };
+                    let (in_read, in_write) = inbound.into_split();
+                    let (out_read, out_write) = outbound.into_split();
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = forward(in_read, out_write, up_frozen) => {}
+                        _ = forward(out_read, in_write, down_frozen) => {}
                         _ = cut.changed() => {}
                     }
                 });
@@ -96,8 +127,18 @@ impl CuttableProxy {
             up,
             accepted,
             generation,
+            frozen,
             task,
         }
+    }
+
+    /// Stops every byte, both ways, on every connection (new ones too); nothing closes.
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    pub fn thaw(&self) {
+        self.frozen.send_replace(false);
     }
 
     /// Drops every open connection and refuses new ones.

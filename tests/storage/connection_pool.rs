@@ -14,9 +14,7 @@ use sqlx::{Executor, Row};
 async fn mysql_pool(max: u32) -> Option<(ConnPool<MySql>, crate::common::TestDb)> {
     let db = crate::common::TestDb::mysql().await?;
     let options = MySqlConnectOptions::from_str(&db.url).unwrap();
-    let pool = ConnPool::connect(options, max, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let pool = ConnPool::connect(options, &limits(max)).await.unwrap();
     (&pool)
         .execute("CREATE TABLE scratch (id INT PRIMARY KEY) ENGINE=InnoDB")
         .await
@@ -30,9 +28,7 @@ async fn sqlite_pool(max: u32) -> (ConnPool<Sqlite>, tempfile::TempDir) {
         .filename(dir.path().join("pool.db"))
         .create_if_missing(true)
         .busy_timeout(Duration::from_secs(5));
-    let pool = ConnPool::connect(options, max, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let pool = ConnPool::connect(options, &limits(max)).await.unwrap();
     (&pool)
         .execute("CREATE TABLE scratch (id INTEGER PRIMARY KEY)")
         .await
@@ -264,7 +260,7 @@ async fn sqlite_writers_queue_for_their_turn_instead_of_meeting_the_file_lock() 
         .filename(dir.path().join("pool.db"))
         .create_if_missing(true)
         .busy_timeout(Duration::ZERO);
-    let pool: ConnPool<Sqlite> = ConnPool::connect(options, 8, Duration::from_secs(5))
+    let pool: ConnPool<Sqlite> = ConnPool::connect(options, &limits(8))
         .await
         .unwrap()
         .serialize_transactions();
@@ -297,12 +293,28 @@ async fn an_exhausted_pool_times_out_instead_of_hanging() {
     let options = SqliteConnectOptions::new()
         .filename(dir.path().join("pool.db"))
         .create_if_missing(true);
-    let pool: ConnPool<Sqlite> = ConnPool::connect(options, 1, Duration::from_millis(200))
-        .await
-        .unwrap();
+    let pool: ConnPool<Sqlite> = ConnPool::connect(
+        options,
+        &efs_iam::storage::ConnectOptions {
+            max_connections: 1,
+            acquire_timeout: Duration::from_millis(200),
+            statement_timeout: Duration::from_secs(30),
+        },
+    )
+    .await
+    .unwrap();
     let held = pool.acquire().await.unwrap();
     let err = sqlx::query("SELECT 1").execute(&pool).await.unwrap_err();
     assert!(matches!(err, sqlx::Error::PoolTimedOut), "{err:?}");
     held.release_clean();
     sqlx::query("SELECT 1").execute(&pool).await.unwrap();
+}
+
+/// A pool of `max` connections with the tests' timeouts.
+fn limits(max: u32) -> efs_iam::storage::ConnectOptions {
+    efs_iam::storage::ConnectOptions {
+        max_connections: max,
+        acquire_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(30),
+    }
 }

@@ -36,6 +36,7 @@ crate::backend_matrix!(
     leases_are_renewed_by_their_holder_only,
     reconcile_runs_claim_finish_and_list,
     okta_event_leases_are_renewed_and_finished_by_their_holder_only,
+    old_finished_okta_events_are_purged_and_uuids_compare_exactly,
     // The managed-user boundary (boundary_contract.rs).
     managed_users_are_recorded_once,
     adoption_runs_list_every_referenced_user_once_and_finish,

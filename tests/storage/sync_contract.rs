@@ -876,3 +876,71 @@ pub async fn okta_event_leases_are_renewed_and_finished_by_their_holder_only(db:
         (event_state::IGNORED, Some("done"))
     );
 }
+
+/// The retention purge removes exactly the processed, ignored and superseded events
+/// received before its bound, in batches; pending and failed ones stay. Okta's event
+/// ids compare exactly: two that differ only in case are two events.
+pub async fn old_finished_okta_events_are_purged_and_uuids_compare_exactly(db: TestDb) {
+    let s = &db.store;
+    let t0 = now();
+    let old = t0 - chrono::TimeDelta::days(40);
+    let event = |uuid: &str, published| NewOktaEvent {
+        uuid: uuid.into(),
+        event_type: "user.lifecycle.deactivate".into(),
+        published,
+        payload: "{}".into(),
+    };
+    let states = [
+        ("old-processed", event_state::PROCESSED),
+        ("old-ignored", event_state::IGNORED),
+        ("old-superseded", event_state::SUPERSEDED),
+        ("old-failed", event_state::FAILED),
+        ("old-pending", event_state::PENDING),
+    ];
+    let olds: Vec<NewOktaEvent> = states.iter().map(|(u, _)| event(u, old)).collect();
+    assert_eq!(s.store_okta_events(&olds, old).await.unwrap(), 5);
+    assert_eq!(
+        s.store_okta_events(&[event("new-processed", t0)], t0)
+            .await
+            .unwrap(),
+        1
+    );
+    let claimed = s
+        .claim_okta_events("w", t0, t0 + secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 6);
+    for (uuid, state) in states
+        .iter()
+        .copied()
+        .chain([("new-processed", event_state::PROCESSED)])
+    {
+        if state != event_state::PENDING {
+            assert!(s
+                .finish_okta_event(uuid, "w", state, "done", t0)
+                .await
+                .unwrap());
+        }
+    }
+    let bound = t0 - chrono::TimeDelta::days(30);
+    assert_eq!(s.purge_okta_events(bound, 2).await.unwrap(), 2, "a batch");
+    assert_eq!(s.purge_okta_events(bound, 2).await.unwrap(), 1);
+    assert_eq!(s.purge_okta_events(bound, 2).await.unwrap(), 0);
+    let mut left: Vec<String> = s
+        .list_okta_events(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.uuid)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["new-processed", "old-failed", "old-pending"]);
+
+    let cased = [event("Evt-Case-1", t0), event("evt-case-1", t0)];
+    assert_eq!(s.store_okta_events(&cased, t0).await.unwrap(), 2);
+    assert!(s.okta_event("EVT-CASE-1").await.unwrap().is_none());
+    assert_eq!(
+        s.okta_event("Evt-Case-1").await.unwrap().unwrap().uuid,
+        "Evt-Case-1"
+    );
+}

@@ -117,6 +117,7 @@ crate::backend_matrix!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)] sqlite, mysql;
     changes_made_in_okta_reach_the_references,
     redelivered_and_reordered_events_change_nothing,
+    an_event_from_the_future_holds_nothing_back,
 );
 
 /// Each Admin Console change, delivered by the hook, changes what it should and nothing
@@ -435,4 +436,80 @@ async fn an_event_that_cannot_be_applied_stays_visible() {
         .await
         .unwrap();
     assert_eq!(res.status(), 422);
+}
+
+/// An event `published` in 9999 is stored as published at receipt: it applies, and the
+/// user's next genuine event applies after it rather than ending `superseded`. A
+/// watermark from the future written before that rule is not believed, and an
+/// `iam:admin` can clear a user's watermarks (`DELETE …/event-watermarks`).
+async fn an_event_from_the_future_holds_nothing_back(db: TestDb) {
+    let okta = fake_okta().await;
+    let group = okta.create_group("Portal 4");
+    let app = hooked(&db, &okta).await;
+    app.link_portal(4, &group).await;
+    let id = seed_efs_user(&db, &okta, "future@example.com", UserStatus::Active).await;
+    reference(&app, 4, 11, &id).await;
+    let target = vec![events::user_target(&id, "future@example.com", "F U")];
+
+    let mut forged = events::event("user.lifecycle.deactivate", target.clone());
+    forged["published"] = json!("9999-12-31T23:59:59.000Z");
+    okta.deliver_events(vec![forged.clone()]);
+    settled(&okta, &db).await;
+    assert_eq!(reference_state(&app, 4, 11).await.0, "deprovisioned");
+    let stored = db
+        .store
+        .okta_event(forged["uuid"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored.published < chrono::Utc::now().naive_utc() + chrono::TimeDelta::minutes(1),
+        "stored as published at receipt: {}",
+        stored.published
+    );
+
+    // The user's next genuine event (published now) applies.
+    okta.deliver_events(vec![events::event(
+        "user.lifecycle.reactivate",
+        target.clone(),
+    )]);
+    settled(&okta, &db).await;
+    assert_eq!(
+        reference_state(&app, 4, 11).await,
+        ("pending".into(), true),
+        "the reactivation after the forged event applied"
+    );
+
+    // A watermark from the future written straight into the database (as before the
+    // clamp) holds nothing back either.
+    let forged_mark = format!(
+        "UPDATE efs_iam_okta_event_watermark SET published = '9999-12-31 23:59:59' \
+         WHERE okta_user_id = '{id}'"
+    );
+    db.execute(&forged_mark).await;
+    okta.deliver_events(vec![events::event(
+        "user.lifecycle.deactivate",
+        target.clone(),
+    )]);
+    settled(&okta, &db).await;
+    assert_eq!(reference_state(&app, 4, 11).await.0, "deprovisioned");
+
+    // Clearing: the watermarks are reported and gone; a second clearing finds none.
+    let path = format!("/api/v1/okta-users/{id}/event-watermarks");
+    let (status, body) = app.delete(&path).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["okta_user_id"], id.as_str());
+    let cleared = body["cleared"].as_array().unwrap();
+    assert_eq!(cleared.len(), 1, "{body}");
+    assert_eq!(cleared[0]["subject"], "user");
+    let (status, body) = app.delete(&path).await;
+    assert_eq!((status.as_u16(), body["cleared"].clone()), (200, json!([])));
+    // With no watermark, an older event applies again (what clearing is for).
+    let mut older = events::event("user.lifecycle.reactivate", target);
+    older["published"] = json!("2026-01-01T00:00:00.000Z");
+    okta.deliver_events(vec![older]);
+    settled(&okta, &db).await;
+    assert_eq!(reference_state(&app, 4, 11).await.0, "pending");
+    let (status, _) = app.delete("/api/v1/okta-users/not!an-id/event-watermarks").await;
+    assert_eq!(status, 400);
 }

@@ -80,6 +80,7 @@ final class Client
         'deprovisionAdminUser' => ['DELETE', '/sync/users/{user_id}', Scope::SYNC],
         'getOktaUserManagement' => ['GET', '/okta-users/{okta_user_id}/management', Scope::READ],
         'adoptOktaUser' => ['PUT', '/okta-users/{okta_user_id}/management', Scope::ADMIN],
+        'clearOktaEventWatermarks' => ['DELETE', '/okta-users/{okta_user_id}/event-watermarks', Scope::ADMIN],
         'submitAdoption' => ['POST', '/adoptions', Scope::ADMIN],
         'getAdoption' => ['GET', '/adoptions/{run_id}', Scope::READ],
         'getAdminUserReference' => ['GET', '/user-references/{user_id}', Scope::READ],
@@ -719,6 +720,20 @@ final class Client
     public function adoptOktaUser(string $oktaUserId): array
     {
         return $this->call('adoptOktaUser', ['okta_user_id' => $oktaUserId]);
+    }
+
+    /**
+     * `clear_event_watermarks` (iam:admin): forgets which Okta events about the user were
+     * applied last, so its next event applies whatever its `published` (the way out when
+     * a wrong watermark keeps marking genuine events `superseded`). Audited with the
+     * token's `sub`. Returns schema ClearedWatermarks: what was cleared (none is fine).
+     *
+     * @return array{okta_user_id: string, cleared: list<array{subject: string, published: string,
+     *         event_uuid: string}>}
+     */
+    public function clearOktaEventWatermarks(string $oktaUserId): array
+    {
+        return $this->call('clearOktaEventWatermarks', ['okta_user_id' => $oktaUserId]);
     }
 
     /**

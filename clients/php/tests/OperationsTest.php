@@ -349,6 +349,13 @@ final class OperationsTest extends LiveTestCase
         $this->assertSame(200, $iam->lastResponse()?->getStatusCode());
         $this->assertSame($adopted, $iam->getOktaUserManagement($person));
 
+        // No event about the user was applied: clearing its watermarks clears none.
+        $this->assertSame(
+            ['okta_user_id' => $person, 'cleared' => []],
+            $iam->clearOktaEventWatermarks($person),
+        );
+        $this->assertSame(200, $iam->lastResponse()?->getStatusCode());
+
         // A bulk adoption, dry run: lists, adopts nobody.
         $accepted = $iam->submitAdoption();
         $this->assertSame(202, $iam->lastResponse()?->getStatusCode());

@@ -224,7 +224,7 @@ impl TokenStore for MemcachedStore {
 
     /// Every server answers `version`. One server down makes the store unready: its
     /// share of the sessions cannot be served.
-    #[tracing::instrument(skip_all, err(level = "warn"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn check_token_store(&self) -> TokenStoreResult<()> {
         let checks = self.servers.all().iter().map(|server| async move {
             match self
@@ -258,7 +258,7 @@ impl TokenStore for MemcachedStore {
         }
     }
 
-    #[tracing::instrument(skip_all, err(level = "warn"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn put_token(
         &self,
         key: TokenKey<'_>,
@@ -296,7 +296,7 @@ impl TokenStore for MemcachedStore {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, err(level = "warn"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn get_token(&self, key: TokenKey<'_>) -> TokenStoreResult<Option<StoredToken>> {
         let item_key = self.keys.session(key.hashed);
         let k = item_key.clone();
@@ -322,12 +322,12 @@ impl TokenStore for MemcachedStore {
         }))
     }
 
-    #[tracing::instrument(skip_all, err(level = "warn"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn delete_token(&self, key: TokenKey<'_>) -> TokenStoreResult<bool> {
         self.delete_key(&self.keys.session(key.hashed)).await
     }
 
-    #[tracing::instrument(skip_all, err(level = "warn"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn delete_subject_tokens(&self, subject: &[u8]) -> TokenStoreResult<u64> {
         let list_key = self.keys.subject(subject);
         let k = list_key.clone();
@@ -365,7 +365,7 @@ impl TokenStore for MemcachedStore {
     /// an entry written after that is already under the newest key, and one that has
     /// expired or been deleted since is skipped. `id` is the position, `expires_at`
     /// comes from memcached's remaining TTL.
-    #[tracing::instrument(skip(self), err(level = "warn"))]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn scan_tokens(&self, after: i64, limit: u32) -> TokenStoreResult<Option<Vec<TokenRow>>> {
         if after == 0 {
             let mut listed = Vec::new();
@@ -425,7 +425,7 @@ impl TokenStore for MemcachedStore {
 
     /// Compare-and-swap: the entry is replaced only if it still holds the scanned
     /// value, and keeps its remaining TTL (the sealed record carries its own expiry).
-    #[tracing::instrument(skip_all, err(level = "warn"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn rewrite_token(
         &self,
         row: &TokenRow,

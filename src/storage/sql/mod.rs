@@ -7,6 +7,8 @@
 //! concrete pool of the connected dialect, so each body is compiled once per dialect
 //! without the trait bounds a generic-over-`sqlx::Database` function would need.
 
+mod dialect;
+mod exact_text;
 mod mysql;
 pub mod pool;
 mod sqlite;
@@ -30,6 +32,8 @@ pub enum Db {
 /// Both dialects' storage: one type, the dialect chosen by the URL's scheme.
 pub struct SqlStore {
     db: Db,
+    /// SQLite: the file locked while migrations run (`None` in memory).
+    migration_lock: Option<std::path::PathBuf>,
 }
 
 /// Evaluates `$body` with `$pool` bound to the store's pool, once per dialect.
@@ -43,6 +47,8 @@ macro_rules! on_dialect {
 }
 pub(crate) use on_dialect;
 
+pub(crate) use exact_text::ExactText;
+
 /// Evaluates `$body` in a transaction opened by `$begin` (`begin_write` or
 /// `begin_claim`) on the store's dialect, with `$pool` and `$tx` bound, and commits it;
 /// the whole runs again when the database rolled it back for a lock conflict
@@ -50,16 +56,33 @@ pub(crate) use on_dialect;
 /// transaction is rolled back.
 macro_rules! in_transaction {
     ($store:expr, $begin:ident, $pool:ident, $tx:ident => $body:expr) => {
-        $crate::storage::sql::retry_conflicts(|| async {
-            $crate::storage::sql::on_dialect!($store, $pool => {
-                let mut $tx = $pool.$begin().await?;
-                let value = $body;
-                $tx.commit().await?;
-                Ok(value)
-            })
-        })
+        $crate::storage::sql::within_deadline(
+            $store.statement_timeout(),
+            $crate::storage::sql::retry_conflicts(|| async {
+                $crate::storage::sql::on_dialect!($store, $pool => {
+                    let mut $tx = $pool.$begin().await?;
+                    let value = $body;
+                    $tx.commit().await?;
+                    Ok(value)
+                })
+            }),
+        )
         .await
     };
+}
+
+/// A whole storage operation, bounded: its error once `limit` has passed (the work,
+/// its connection and any open transaction are dropped and rolled back).
+pub(crate) async fn within_deadline<T>(
+    limit: Duration,
+    work: impl Future<Output = StorageResult<T>>,
+) -> StorageResult<T> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(result) => result,
+        Err(_) => Err(StorageError::Unavailable(pool::timed_out(
+            pool::STATEMENT_LIMIT,
+        ))),
+    }
 }
 pub(crate) use in_transaction;
 
@@ -89,11 +112,19 @@ pub async fn connect(
 impl SqlStore {
     /// Connects by URL scheme (`mysql://` or `sqlite:`).
     pub async fn connect(url: &str, options: &ConnectOptions) -> anyhow::Result<Self> {
-        let db = match scheme(url)? {
-            Backend::MySql => Db::MySql(mysql::connect(url, options).await?),
-            Backend::Sqlite => Db::Sqlite(sqlite::connect(url, options).await?),
+        let (db, migration_lock) = match scheme(url)? {
+            Backend::MySql => (Db::MySql(mysql::connect(url, options).await?), None),
+            Backend::Sqlite => {
+                let (pool, file) = sqlite::connect(url, options).await?;
+                let lock = file.map(|f| {
+                    let mut name = f.into_os_string();
+                    name.push(".migrate-lock");
+                    std::path::PathBuf::from(name)
+                });
+                (Db::Sqlite(pool), lock)
+            }
         };
-        Ok(Self { db })
+        Ok(Self { db, migration_lock })
     }
 
     /// The pool, for tests and tools that need a raw statement.
@@ -101,14 +132,30 @@ impl SqlStore {
         &self.db
     }
 
+    /// How long one storage operation may take.
+    pub fn statement_timeout(&self) -> Duration {
+        on_dialect!(self, pool => pool.statement_timeout())
+    }
+
     /// Applies the dialect's migrations. Safe with several instances starting at once:
-    /// sqlx takes a database lock.
+    /// one runs them under a lock it has checked it holds (MariaDB: a named lock,
+    /// `GET_LOCK` asked again until it answers 1 — sqlx's own lock ignores the answer,
+    /// and MariaDB 10.11 answered NULL to its `GET_LOCK(…, -1)` while another session
+    /// held it; SQLite: an exclusive lock on `<file>.migrate-lock`); the others wait,
+    /// then find nothing left to apply. Migrations have no statement time limit.
     pub async fn migrate(&self) -> StorageResult<()> {
-        on_dialect!(self, pool => {
-            let mut conn = pool.acquire().await?;
-            self.migrator().run(&mut *conn).await?;
-            conn.release_clean();
-        });
+        match &self.db {
+            Db::MySql(pool) => mysql::migrate(pool).await?,
+            Db::Sqlite(pool) => {
+                let _lock = match &self.migration_lock {
+                    Some(path) => Some(lock_file(path).await?),
+                    None => None,
+                };
+                let mut conn = pool.acquire().await?;
+                sqlite::MIGRATOR.run(&mut *conn).await?;
+                conn.release_clean();
+            }
+        }
         Ok(())
     }
 
@@ -130,7 +177,7 @@ impl DatabaseStatus for SqlStore {
         }
     }
 
-    #[tracing::instrument(skip_all, err(level = "warn"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn check_ready(&self) -> StorageResult<()> {
         let expected = self.migrator().iter().map(|m| m.version).max().unwrap_or(0);
         let applied: Option<i64> = on_dialect!(self, pool => {
@@ -151,6 +198,24 @@ impl DatabaseStatus for SqlStore {
             idle: pool.num_idle() as u32,
         })
     }
+}
+
+/// Holds an exclusive lock on `path` (created if missing) until the file is dropped;
+/// waits for another process's.
+async fn lock_file(path: &std::path::Path) -> StorageResult<std::fs::File> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| StorageError::Unavailable(sqlx::Error::Io(std::io::Error::other(e))))?
+    .map_err(|e| StorageError::Unavailable(sqlx::Error::Io(e)))
 }
 
 /// Re-runs a whole write transaction when the database rolled it back for a lock

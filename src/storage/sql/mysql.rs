@@ -6,7 +6,8 @@ use futures_util::future::BoxFuture;
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlQueryResult};
 use sqlx::Executor;
 
-use super::pool::{run_statement, ConnPool, Dialect};
+use super::dialect::{run_statement, Dialect};
+use super::pool::ConnPool;
 use crate::storage::database::ConnectOptions;
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
@@ -35,6 +36,20 @@ impl Dialect for MySql {
     fn reset(conn: &mut Self::Connection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
         Self::run(conn, "ROLLBACK")
     }
+
+    /// MariaDB ends any statement of this session after `statement_timeout`
+    /// (`max_statement_time`, seconds): a statement whose client gave up does not hold
+    /// its locks on.
+    fn on_connect(
+        conn: &mut Self::Connection,
+        statement_timeout: std::time::Duration,
+    ) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+        let sql = format!(
+            "SET SESSION max_statement_time = {:.3}",
+            statement_timeout.as_secs_f64()
+        );
+        Box::pin(async move { conn.execute(sql.as_str()).await.map(|_| ()) })
+    }
 }
 
 pub(super) async fn connect(
@@ -44,5 +59,50 @@ pub(super) async fn connect(
     let connect = MySqlConnectOptions::from_str(url)?;
     // Our own pool, not sqlx's: sqlx pings every connection on release, a second round
     // trip per lookup (see `pool`).
-    ConnPool::connect(connect, options.max_connections, options.acquire_timeout).await
+    ConnPool::connect(connect, options).await
+}
+
+/// The migrations under a named lock this connection has checked it holds (see
+/// `SqlStore::migrate`), without a statement time limit.
+pub(super) async fn migrate(pool: &ConnPool<MySql>) -> Result<(), crate::storage::StorageError> {
+    static UNLOCKED: std::sync::LazyLock<sqlx::migrate::Migrator> =
+        std::sync::LazyLock::new(|| {
+            let mut migrator = sqlx::migrate!("./migrations/mysql");
+            migrator.set_locking(false);
+            migrator
+        });
+    let mut conn = pool.acquire().await?;
+    conn.execute("SET SESSION max_statement_time = 0").await?;
+    let started = std::time::Instant::now();
+    loop {
+        let held: Option<i64> =
+            sqlx::query_scalar("SELECT GET_LOCK(CONCAT('efs_iam_migrate:', DATABASE()), 10)")
+                .fetch_one(&mut *conn)
+                .await?;
+        if held == Some(1) {
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(600) {
+            return Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "another instance has held the migration lock for 10 minutes",
+            ))
+            .into());
+        }
+        tracing::info!("another instance is applying the migrations; waiting for it");
+    }
+    let applied = UNLOCKED.run(&mut *conn).await;
+    let released = sqlx::query("SELECT RELEASE_LOCK(CONCAT('efs_iam_migrate:', DATABASE()))")
+        .execute(&mut *conn)
+        .await;
+    applied?;
+    released?;
+    // Back to the pool's statement time limit for the connection's next user.
+    let limit = format!(
+        "SET SESSION max_statement_time = {:.3}",
+        pool.statement_timeout().as_secs_f64()
+    );
+    conn.execute(limit.as_str()).await?;
+    conn.release_clean();
+    Ok(())
 }

@@ -17,6 +17,15 @@
 //!   its `BEGIN` was still waiting for a lock — is rolled back at once in a spawned
 //!   task, so its locks do not wait for the connection's next user;
 //! - connections are replaced after [`MAX_LIFETIME`], as sqlx does.
+//!
+//! Nothing waits on the database without a bound: the wait for a connection (a free
+//! one, a new one, or the reset of one) is one total `acquire_timeout`; a statement run
+//! on the pool, and a whole transaction (`in_transaction!`), has `statement_timeout`,
+//! after which its connection is dropped rather than reused; the rollback of an
+//! abandoned transaction has `acquire_timeout`; and MariaDB stops any statement after
+//! `statement_timeout` itself (`max_statement_time`), so the locks of a statement whose
+//! client gave up do not linger. A frozen or unreachable database answers every
+//! operation with an error within `statement_timeout`.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -27,6 +36,8 @@ use deadpool::Runtime;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use sqlx::{Connection, Database, Describe, Either, Execute, Executor};
+
+pub use super::dialect::{bounded, timed_out, Dialect, STATEMENT_LIMIT};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// A connection idle longer than this is reset before it is handed out.
@@ -37,6 +48,7 @@ pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
 pub struct Manager<DB: Database> {
     options: <DB::Connection as Connection>::Options,
+    statement_timeout: Duration,
 }
 
 pub struct Tracked<C> {
@@ -50,7 +62,8 @@ impl<DB: Dialect> managed::Manager for Manager<DB> {
     type Error = sqlx::Error;
 
     async fn create(&self) -> Result<Self::Type, sqlx::Error> {
-        let conn = DB::Connection::connect_with(&self.options).await?;
+        let mut conn = DB::Connection::connect_with(&self.options).await?;
+        DB::on_connect(&mut conn, self.statement_timeout).await?;
         Ok(Tracked { conn, clean: true })
     }
 
@@ -66,51 +79,6 @@ impl<DB: Dialect> managed::Manager for Manager<DB> {
     }
 }
 
-/// What differs between the two SQL dialects, as data: the statements that open
-/// transactions, the locking clauses, and how the last insert id is read. Concrete
-/// impls (in `mysql.rs` and `sqlite.rs`), so generic code needs no higher-ranked
-/// `Executor` bound.
-pub trait Dialect: Database {
-    /// `mysql` or `sqlite`, for logs and health answers.
-    const NAME: &'static str;
-    /// Opens a transaction that serialises writers of one logical key.
-    const BEGIN_WRITE: &'static str;
-    /// The row-lock suffix of a `SELECT` inside such a transaction.
-    const ROW_LOCK: &'static str;
-    /// Opens a claim transaction (leases on queue rows and job items).
-    const BEGIN_CLAIM: &'static str;
-    /// The locking clause of a claim's `SELECT`: rows another instance holds are skipped.
-    const SKIP_LOCKED: &'static str;
-    /// Whether the EFS core tables (`users`, `panelists`) exist in this database.
-    const HAS_EFS_CORE: bool;
-
-    fn last_insert_id(result: &Self::QueryResult) -> i64;
-
-    /// Runs a statement without arguments.
-    fn run<'c>(
-        conn: &'c mut Self::Connection,
-        sql: &'static str,
-    ) -> BoxFuture<'c, Result<(), sqlx::Error>>;
-
-    /// Leaves the connection outside any transaction, with nothing pending.
-    fn reset(conn: &mut Self::Connection) -> BoxFuture<'_, Result<(), sqlx::Error>>;
-}
-
-/// `Dialect::run`, the same for both (a macro: a generic body would need the
-/// higher-ranked bound the trait exists to avoid).
-macro_rules! run_statement {
-    () => {
-        fn run<'c>(
-            conn: &'c mut Self::Connection,
-            sql: &'static str,
-        ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
-            let done = conn.execute(sql);
-            Box::pin(async move { done.await.map(|_| ()) })
-        }
-    };
-}
-pub(super) use run_statement;
-
 /// A pool of connections to one database; cheap to clone.
 pub struct ConnPool<DB: Dialect> {
     inner: managed::Pool<Manager<DB>>,
@@ -118,6 +86,7 @@ pub struct ConnPool<DB: Dialect> {
     /// [`ConnPool::serialize_transactions`]).
     transactions: Option<Arc<Mutex<()>>>,
     acquire_timeout: Duration,
+    statement_timeout: Duration,
 }
 
 impl<DB: Dialect> std::fmt::Debug for ConnPool<DB> {
@@ -134,6 +103,7 @@ impl<DB: Dialect> Clone for ConnPool<DB> {
             inner: self.inner.clone(),
             transactions: self.transactions.clone(),
             acquire_timeout: self.acquire_timeout,
+            statement_timeout: self.statement_timeout,
         }
     }
 }
@@ -143,21 +113,26 @@ impl<DB: Dialect> ConnPool<DB> {
     /// start-up instead of the first request.
     pub async fn connect(
         options: <DB::Connection as Connection>::Options,
-        max_connections: u32,
-        acquire_timeout: Duration,
+        limits: &crate::storage::database::ConnectOptions,
     ) -> Result<Self, sqlx::Error> {
-        let inner = managed::Pool::builder(Manager { options })
-            .max_size(max_connections.max(1) as usize)
-            .wait_timeout(Some(acquire_timeout))
-            .create_timeout(Some(acquire_timeout))
-            .recycle_timeout(Some(acquire_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| sqlx::Error::Configuration(e.to_string().into()))?;
+        let acquire_timeout = limits.acquire_timeout;
+        let statement_timeout = limits.statement_timeout;
+        let inner = managed::Pool::builder(Manager {
+            options,
+            statement_timeout,
+        })
+        .max_size(limits.max_connections.max(1) as usize)
+        .wait_timeout(Some(acquire_timeout))
+        .create_timeout(Some(acquire_timeout))
+        .recycle_timeout(Some(acquire_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| sqlx::Error::Configuration(e.to_string().into()))?;
         let pool = Self {
             inner,
             transactions: None,
             acquire_timeout,
+            statement_timeout,
         };
         pool.acquire().await?.release_clean();
         Ok(pool)
@@ -178,11 +153,21 @@ impl<DB: Dialect> ConnPool<DB> {
         Ok(PoolConnection(self.checkout().await?))
     }
 
-    /// A connection marked in use: unclean until its user says otherwise.
+    /// A connection marked in use: unclean until its user says otherwise. The wait,
+    /// the connect and the reset together take at most `acquire_timeout`.
     async fn checkout(&self) -> Result<Object<Manager<DB>>, sqlx::Error> {
-        let mut obj = self.inner.get().await.map_err(pool_error)?;
+        let get = async { self.inner.get().await.map_err(pool_error) };
+        let mut obj = match tokio::time::timeout(self.acquire_timeout, get).await {
+            Ok(obj) => obj?,
+            Err(_) => return Err(sqlx::Error::PoolTimedOut),
+        };
         obj.clean = false;
         Ok(obj)
+    }
+
+    /// How long one storage operation may take (`EFS_IAM_DATABASE_STATEMENT_TIMEOUT`).
+    pub fn statement_timeout(&self) -> Duration {
+        self.statement_timeout
     }
 
     pub async fn begin(&self) -> Result<PoolTransaction<DB>, sqlx::Error> {
@@ -368,16 +353,21 @@ impl<DB: Dialect> Drop for PoolTransaction<DB> {
             return;
         };
         let turn = self.turn.take();
+        let limit = Object::pool(&obj)
+            .map(|p| p.timeouts().recycle.unwrap_or(Duration::from_secs(3)))
+            .unwrap_or(Duration::from_secs(3));
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
                     let _turn = turn;
-                    match DB::reset(&mut obj.conn).await {
-                        Ok(()) => obj.clean = true,
-                        Err(e) => {
+                    match tokio::time::timeout(limit, DB::reset(&mut obj.conn)).await {
+                        Ok(Ok(())) => obj.clean = true,
+                        Ok(Err(e)) => {
                             tracing::warn!(error = %e, "rollback of an abandoned transaction failed; the connection is closed");
                             drop(Object::take(obj));
                         }
+                        // A frozen database: the connection goes, the pool stays whole.
+                        Err(_) => drop(Object::take(obj)),
                     }
                 });
             }
@@ -405,9 +395,14 @@ where
     {
         let pool = self.clone();
         stream::once(async move {
-            let mut conn = pool.acquire().await?;
-            let items: Vec<_> = (&mut *conn).fetch_many(query).try_collect().await?;
-            conn.release_clean();
+            let limit = pool.statement_timeout;
+            let items: Vec<_> = bounded(limit, STATEMENT_LIMIT, async {
+                let mut conn = pool.acquire().await?;
+                let items: Vec<_> = (&mut *conn).fetch_many(query).try_collect().await?;
+                conn.release_clean();
+                Ok(items)
+            })
+            .await?;
             Ok::<_, sqlx::Error>(stream::iter(items.into_iter().map(Ok)))
         })
         .try_flatten()
@@ -423,10 +418,13 @@ where
     {
         let pool = self.clone();
         Box::pin(async move {
-            let mut conn = pool.acquire().await?;
-            let row = (&mut *conn).fetch_optional(query).await?;
-            conn.release_clean();
-            Ok(row)
+            bounded(pool.statement_timeout, STATEMENT_LIMIT, async {
+                let mut conn = pool.acquire().await?;
+                let row = (&mut *conn).fetch_optional(query).await?;
+                conn.release_clean();
+                Ok(row)
+            })
+            .await
         })
     }
 

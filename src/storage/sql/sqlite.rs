@@ -9,7 +9,8 @@ use sqlx::sqlite::{
 };
 use sqlx::Executor;
 
-use super::pool::{run_statement, ConnPool, Dialect};
+use super::dialect::{run_statement, Dialect};
+use super::pool::ConnPool;
 use crate::storage::database::ConnectOptions;
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -46,12 +47,21 @@ impl Dialect for Sqlite {
             }
         })
     }
+
+    /// The client-side deadline is all an embedded file needs.
+    fn on_connect(
+        _conn: &mut Self::Connection,
+        _statement_timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
+/// The pool, and the database file (`None` in memory).
 pub(super) async fn connect(
     url: &str,
     options: &ConnectOptions,
-) -> Result<ConnPool<Sqlite>, sqlx::Error> {
+) -> Result<(ConnPool<Sqlite>, Option<std::path::PathBuf>), sqlx::Error> {
     let connect = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -60,9 +70,13 @@ pub(super) async fn connect(
         .foreign_keys(true);
     // An embedded file's connections do not drop; sqlx's pool would still ping each one
     // on release, a round trip to its worker thread (see `pool`).
-    Ok(
-        ConnPool::connect(connect, options.max_connections, options.acquire_timeout)
-            .await?
-            .serialize_transactions(),
-    )
+    let file = connect.get_filename();
+    let in_memory = file.as_os_str().is_empty()
+        || file.to_string_lossy().contains(":memory:")
+        || url.contains("mode=memory");
+    let file = (!in_memory).then(|| file.to_owned());
+    let pool = ConnPool::connect(connect, options)
+        .await?
+        .serialize_transactions();
+    Ok((pool, file))
 }

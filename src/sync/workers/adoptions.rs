@@ -123,10 +123,20 @@ impl AdoptionWorker {
             .await?;
         step.claimed = items.len();
         step.batch_full = items.len() as u32 >= self.settings.batch_size;
-        let _heartbeat =
+        let heartbeat =
             (!items.is_empty()).then(|| self.heartbeat(items.iter().map(|i| i.id).collect()));
+        let lost = heartbeat.as_ref().map(Heartbeat::lost).unwrap_or_default();
         let outcomes: Vec<ItemOutcome> = stream::iter(items)
-            .map(|item| self.process(item))
+            .map(|item| {
+                let lost = &lost;
+                async move {
+                    // The items may be another instance's by now: no Okta call for them.
+                    if lost.is_lost() {
+                        return ItemOutcome::Released;
+                    }
+                    self.process(item).await
+                }
+            })
             .buffer_unordered(self.settings.concurrency as usize)
             .collect()
             .await;

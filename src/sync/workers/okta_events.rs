@@ -18,6 +18,7 @@
 //! the error log and counted; it stays listed, never dropped.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -78,7 +79,12 @@ pub struct OktaEventWorker {
     settings: SyncSettings,
     owner: String,
     cancel: CancellationToken,
+    /// When this instance last purged old events (Unix seconds; 0: not yet).
+    last_purge: AtomicI64,
 }
+
+/// Events deleted per purge statement.
+const PURGE_BATCH: u32 = 1000;
 
 impl Worker for OktaEventWorker {
     const NAME: &'static str = "okta-events";
@@ -107,13 +113,51 @@ impl OktaEventWorker {
             settings,
             owner,
             cancel,
+            last_purge: AtomicI64::new(0),
         }
+    }
+
+    /// Deletes the events past the retention, at most hourly per instance, in batches
+    /// (each its own statement, so live deliveries are not held up); `None` when not due.
+    pub async fn purge_old_events(&self) -> Option<Result<u64, StorageError>> {
+        let t = now();
+        let last = self.last_purge.load(Ordering::Relaxed);
+        if t.and_utc().timestamp() - last < 3600 {
+            return None;
+        }
+        self.last_purge
+            .store(t.and_utc().timestamp(), Ordering::Relaxed);
+        let retention = chrono::Duration::from_std(self.settings.okta_event_retention)
+            .unwrap_or(chrono::Duration::MAX);
+        let Some(before) = t.checked_sub_signed(retention) else {
+            return Some(Ok(0));
+        };
+        let mut purged = 0;
+        loop {
+            match self.events.purge_okta_events(before, PURGE_BATCH).await {
+                Ok(n) => {
+                    purged += n;
+                    if n < u64::from(PURGE_BATCH) || self.cancel.is_cancelled() {
+                        break;
+                    }
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        if purged > 0 {
+            tracing::info!(events = purged, "Okta events past their retention purged");
+            metrics::counter!("efs_iam_okta_events_purged_total").increment(purged);
+        }
+        Some(Ok(purged))
     }
 
     /// One round: lease a batch of due events and apply them in `published` order.
     #[tracing::instrument(name = "okta_events.step", skip(self), err(level = "warn"))]
     pub async fn run_once(&self) -> Result<EventStep, StorageError> {
         let mut step = EventStep::default();
+        if let Some(Err(e)) = self.purge_old_events().await {
+            tracing::warn!(error = %e, "could not purge old Okta events");
+        }
         let t = now();
         let lease = chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
         let events = self

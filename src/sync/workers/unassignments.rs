@@ -38,7 +38,7 @@ use super::{Step, Worker};
 use crate::domain::{storable_text, TEXT_MAX_CHARS};
 use crate::okta::{OktaClient, OktaError, OnMissing, Removal};
 use crate::storage::{now, StorageError, Unassignment, UnassignmentQueueStore};
-use crate::sync::heartbeat::Heartbeat;
+use crate::sync::heartbeat::{Heartbeat, LeaseLost};
 use crate::sync::{Boundary, SyncError, SyncSettings, SyncStorage};
 
 /// What one step did.
@@ -211,12 +211,13 @@ impl UnassignmentWorker {
         if rows.is_empty() {
             return Ok(step);
         }
-        let _heartbeat = self.heartbeat(rows.iter().map(|r| r.id).collect());
+        let heartbeat = self.heartbeat(rows.iter().map(|r| r.id).collect());
+        let lost = heartbeat.lost();
         let groups = self.groups.groups_of(&rows).await?;
         let outcomes: Vec<RowOutcome> = stream::iter(rows)
             .map(|row| {
-                let groups = &groups;
-                async move { self.process(row, groups).await }
+                let (groups, lost) = (&groups, &lost);
+                async move { self.process(row, groups, lost).await }
             })
             .buffer_unordered(self.settings.concurrency as usize)
             .collect()
@@ -259,9 +260,14 @@ impl UnassignmentWorker {
         &self,
         row: Unassignment,
         groups: &HashMap<i32, Result<String, String>>,
+        lost: &LeaseLost,
     ) -> RowOutcome {
         if self.cancel.is_cancelled() {
             return self.release(&row).await;
+        }
+        // The rows may be another instance's by now: no Okta call for them.
+        if lost.is_lost() {
+            return RowOutcome::Released;
         }
         let okta_id = row.okta_user_id.clone().unwrap_or_default();
         let portal = row.portal_id.unwrap_or_default();
@@ -291,6 +297,9 @@ impl UnassignmentWorker {
                 };
             }
             Err(e) => return self.fail(&row, &e.to_string(), None).await,
+        }
+        if lost.is_lost() {
+            return RowOutcome::Released;
         }
         let removal = match self
             .okta
