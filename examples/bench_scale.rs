@@ -243,7 +243,9 @@ fn sealed_session(keys: &Keys, id: &str, n: u64, expires_at: NaiveDateTime) -> S
     }))
     .unwrap();
     let value = keys.ring.seal(&plaintext, &hashed);
-    let subject = n.is_multiple_of(2).then(|| keys.hasher.subject_key(&Layout::okta_id(n)));
+    let subject = n
+        .is_multiple_of(2)
+        .then(|| keys.hasher.subject_key(&Layout::okta_id(n)));
     (hashed, value, stored_at, expires_at, subject)
 }
 

@@ -473,11 +473,7 @@ mod tests {
     fn own_use_stops_at_the_allowance() {
         let g = Governor::new(0.5, 4);
         let now = Instant::now();
-        g.observe(
-            Bucket::UserGet,
-            Some(&rate(4, 4, at(0))),
-            Some(at(-10)),
-        );
+        g.observe(Bucket::UserGet, Some(&rate(4, 4, at(0))), Some(at(-10)));
         let mut buckets = g.buckets.lock().unwrap();
         let st = buckets.get_mut(&Bucket::UserGet).unwrap();
         assert!(matches!(g.decide(st, now, false), Decision::Admit));
@@ -504,11 +500,7 @@ mod tests {
         // used 4), so efs-iam may send one more, not five.
         let g = Governor::new(0.5, 4);
         let now = Instant::now();
-        g.observe(
-            Bucket::Groups,
-            Some(&rate(10, 6, at(0))),
-            Some(at(-10)),
-        );
+        g.observe(Bucket::Groups, Some(&rate(10, 6, at(0))), Some(at(-10)));
         let mut buckets = g.buckets.lock().unwrap();
         let st = buckets.get_mut(&Bucket::Groups).unwrap();
         assert!(matches!(g.decide(st, now, false), Decision::Admit));
@@ -518,11 +510,7 @@ mod tests {
     #[test]
     fn late_answers_do_not_revive_an_ended_window() {
         let g = Governor::new(1.0, 4);
-        g.observe(
-            Bucket::UserGet,
-            Some(&rate(5, 0, at(0))),
-            Some(at(0)),
-        );
+        g.observe(Bucket::UserGet, Some(&rate(5, 0, at(0))), Some(at(0)));
         {
             let mut buckets = g.buckets.lock().unwrap();
             let st = buckets.get_mut(&Bucket::UserGet).unwrap();
@@ -532,11 +520,7 @@ mod tests {
                 Decision::Admit
             ));
         }
-        g.observe(
-            Bucket::UserGet,
-            Some(&rate(5, 0, at(0))),
-            Some(at(-1)),
-        );
+        g.observe(Bucket::UserGet, Some(&rate(5, 0, at(0))), Some(at(-1)));
         let buckets = g.buckets.lock().unwrap();
         let st = &buckets[&Bucket::UserGet];
         assert_eq!(st.remaining, None, "the old window's figure is ignored");
@@ -584,11 +568,7 @@ mod tests {
         let g = Governor::new(0.5, 4);
         let now = Instant::now();
         // Limit 4, share 0.5: allowance 2, reserve 2; the deadline is 10 s away.
-        g.observe(
-            Bucket::UserGet,
-            Some(&rate(4, 4, at(10))),
-            Some(at(0)),
-        );
+        g.observe(Bucket::UserGet, Some(&rate(4, 4, at(10))), Some(at(0)));
         {
             let mut buckets = g.buckets.lock().unwrap();
             let st = buckets.get_mut(&Bucket::UserGet).unwrap();
@@ -602,11 +582,7 @@ mod tests {
             assert!(matches!(g.decide(st, near, false), Decision::WaitForAnswer));
         }
         // Its answer shows a new window: it opens now, counting only unanswered calls.
-        g.observe(
-            Bucket::UserGet,
-            Some(&rate(4, 3, at(20))),
-            Some(at(10)),
-        );
+        g.observe(Bucket::UserGet, Some(&rate(4, 3, at(20))), Some(at(10)));
         let mut buckets = g.buckets.lock().unwrap();
         let st = buckets.get_mut(&Bucket::UserGet).unwrap();
         assert_eq!(
@@ -648,11 +624,7 @@ mod tests {
         let g = Governor::new(0.5, 4);
         let now = Instant::now();
         // Limit 20, share 0.5: allowance 10, of which background may use 5.
-        g.observe(
-            Bucket::Groups,
-            Some(&rate(20, 20, at(60))),
-            Some(at(0)),
-        );
+        g.observe(Bucket::Groups, Some(&rate(20, 20, at(60))), Some(at(0)));
         let mut buckets = g.buckets.lock().unwrap();
         let st = buckets.get_mut(&Bucket::Groups).unwrap();
         let mut background = 0;

@@ -384,7 +384,11 @@ impl AdoptionStore for SqlStore {
         self.renew(&ITEM_LEASES, ids, owner, until).await
     }
 
-    #[tracing::instrument(skip(self, owner, reason, login), level = "debug", err(level = "debug"))]
+    #[tracing::instrument(
+        skip(self, owner, reason, login),
+        level = "debug",
+        err(level = "debug")
+    )]
     async fn finish_adoption_item(
         &self,
         id: i64,

@@ -45,7 +45,8 @@ pub use error_log::{ErrorLogEntry, ErrorLogQuery, ErrorLogStore, NewErrorLogEntr
 pub use leases::LeaseStore;
 pub use managed_users::{ManagedOktaUser, ManagedOrigin, ManagedUserStore};
 pub use okta_events::{
-    Applied, EventWatermark, NewOktaEvent, OktaEvent, OktaEventStats, OktaEventStore, ReferenceChange, FUTURE_SKEW,
+    Applied, EventWatermark, NewOktaEvent, OktaEvent, OktaEventStats, OktaEventStore,
+    ReferenceChange, FUTURE_SKEW,
 };
 pub use portal_settings::{PortalGroup, PortalSetting, PortalSettingsStore, SettingWrite};
 pub use reconcile_runs::{NewReconcileRun, ReconcileRun, ReconcileRunStore, RunOutcome};

@@ -21,9 +21,7 @@ use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
 use super::leases::{LeasedQueue, ReadClaimed, Value, PENDING_AND_DUE};
-use super::sql::{
-    in_transaction, is_unique_violation, on_dialect, push_ids, ExactText, SqlStore,
-};
+use super::sql::{in_transaction, is_unique_violation, on_dialect, push_ids, ExactText, SqlStore};
 use super::{StorageError, StorageResult};
 use crate::domain::{OktaUserId, PortalUserStatus};
 

@@ -22,9 +22,10 @@ use super::{SyncEngine, SyncError, SyncSettings, SyncStorage};
 use crate::domain::{OktaUserId, PortalId};
 use crate::okta::OktaClient;
 use crate::storage::{
-    now, AdoptionStore, EventWatermark, NewOktaEvent, NewReconcileRun, NewSyncJob, NewSyncJobItem, NewUnassignment,
-    OktaEventStore, PortalSettingsStore, QueueStats, ReconcileRunStore, RequeueOutcome,
-    StorageError, SyncJobStore, UnassignmentCounts, UnassignmentQueueStore, FUTURE_SKEW,
+    now, AdoptionStore, EventWatermark, NewOktaEvent, NewReconcileRun, NewSyncJob, NewSyncJobItem,
+    NewUnassignment, OktaEventStore, PortalSettingsStore, QueueStats, ReconcileRunStore,
+    RequeueOutcome, StorageError, SyncJobStore, UnassignmentCounts, UnassignmentQueueStore,
+    FUTURE_SKEW,
 };
 
 /// How long a reachability probe's answer is reused (monitoring may poll the status
@@ -256,7 +257,10 @@ impl SyncService {
         mut events: Vec<NewOktaEvent>,
     ) -> Result<u64, StorageError> {
         let received = now();
-        for e in events.iter_mut().filter(|e| e.published > received + FUTURE_SKEW) {
+        for e in events
+            .iter_mut()
+            .filter(|e| e.published > received + FUTURE_SKEW)
+        {
             tracing::warn!(event = %e.uuid, published = %e.published, "Okta event published in the future; stored as published now");
             metrics::counter!("efs_iam_okta_events_future_dated_total").increment(1);
             e.published = received;

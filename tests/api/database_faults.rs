@@ -180,5 +180,9 @@ async fn event_deliveries_are_refused_while_the_database_is_down() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let stored = stored.expect("the retry was stored once the database was back");
-    assert_eq!(stored, json!({"received": 1, "new": 1}), "nothing was stored before");
+    assert_eq!(
+        stored,
+        json!({"received": 1, "new": 1}),
+        "nothing was stored before"
+    );
 }

@@ -318,3 +318,39 @@ fn limits(max: u32) -> efs_iam::storage::ConnectOptions {
         statement_timeout: Duration::from_secs(30),
     }
 }
+
+/// Three stores migrating one new SQLite file at once (as three instances starting
+/// together would): all succeed, each migration applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_migrations_all_succeed_and_apply_once() {
+    use efs_iam::storage::SqlStore;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("migrated.db").display());
+    let expected = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count() as i64;
+    let runs = (0..3).map(|_| {
+        let url = url.clone();
+        async move {
+            let store = SqlStore::connect(&url, &crate::common::options())
+                .await
+                .map_err(|e| e.to_string())?;
+            store.migrate().await.map_err(|e| e.to_string())
+        }
+    });
+    for run in futures::future::join_all(runs).await {
+        assert_eq!(run, Ok(()), "every migration run succeeds");
+    }
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let (applied, ok): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(CASE WHEN success THEN 1 END) FROM _sqlx_migrations",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((applied, ok), (expected, expected));
+}

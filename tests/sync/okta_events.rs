@@ -510,6 +510,8 @@ async fn an_event_from_the_future_holds_nothing_back(db: TestDb) {
     okta.deliver_events(vec![older]);
     settled(&okta, &db).await;
     assert_eq!(reference_state(&app, 4, 11).await.0, "pending");
-    let (status, _) = app.delete("/api/v1/okta-users/not!an-id/event-watermarks").await;
+    let (status, _) = app
+        .delete("/api/v1/okta-users/not!an-id/event-watermarks")
+        .await;
     assert_eq!(status, 400);
 }

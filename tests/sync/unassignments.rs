@@ -503,3 +503,53 @@ async fn a_long_step_keeps_its_rows_by_heartbeat() {
         "each user removed once"
     );
 }
+
+/// The batch's lease renewal fails mid-batch (another session holds its rows' locks,
+/// so the renewal passes the statement limit) while everything else still works: the
+/// worker starts no further Okta removal of that batch, since its rows may be another
+/// instance's by the time their lease runs out. Without the check all 10 are removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_cannot_renew_its_leases_stops_calling_okta() {
+    let options = efs_iam::storage::ConnectOptions {
+        max_connections: 5,
+        acquire_timeout: Duration::from_millis(500),
+        statement_timeout: Duration::from_millis(500),
+    };
+    let Some((db, _proxy)) = TestDb::mysql_behind_proxy(options).await else {
+        return;
+    };
+    let okta = fake_okta().await;
+    let group = okta.create_group("Lost leases");
+    let app = spawn(&db, Some(&okta), |s| s.sync.lease = Duration::from_secs(1)).await;
+    app.link_portal(12, &group).await;
+    queue_members(&db, &app, &okta, &group, 12, 10).await;
+    okta.set_latency(Duration::from_millis(400));
+    let mut settings = app.sync.settings.clone();
+    settings.concurrency = 1;
+    let worker = UnassignmentWorker::new(
+        &db.store,
+        app.sync.okta().unwrap().clone(),
+        settings,
+        "a".to_owned(),
+        CancellationToken::new(),
+    );
+    let step = tokio::spawn(async move { worker.run_once().await });
+    // After the claim, before the first renewal (a third of the 1 s lease): another
+    // session locks the queue's rows and keeps them locked.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let other = sqlx::MySqlPool::connect(&db.url).await.unwrap();
+    let mut tx = other.begin().await.unwrap();
+    sqlx::query("SELECT id FROM iam_portal_user_group_unassignment_queue FOR UPDATE")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(30), step)
+        .await
+        .expect("the step ends");
+    tx.rollback().await.unwrap();
+    let removals = okta.request_count("DELETE", "/api/v1/groups/{groupId}/users/{userId}");
+    assert!(
+        (1..=3).contains(&removals),
+        "{removals} removals: the batch must stop once its leases are lost (10 without the check)"
+    );
+}

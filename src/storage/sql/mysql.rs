@@ -64,6 +64,10 @@ pub(super) async fn connect(
 
 /// The migrations under a named lock this connection has checked it holds (see
 /// `SqlStore::migrate`), without a statement time limit.
+/// The migration lock's name: per database, within MariaDB's 64 characters whatever
+/// the database's name.
+const MIGRATION_LOCK: &str = "CONCAT('efs_iam_migrate:', SHA1(DATABASE()))";
+
 pub(super) async fn migrate(pool: &ConnPool<MySql>) -> Result<(), crate::storage::StorageError> {
     static UNLOCKED: std::sync::LazyLock<sqlx::migrate::Migrator> =
         std::sync::LazyLock::new(|| {
@@ -76,11 +80,15 @@ pub(super) async fn migrate(pool: &ConnPool<MySql>) -> Result<(), crate::storage
     let started = std::time::Instant::now();
     loop {
         let held: Option<i64> =
-            sqlx::query_scalar("SELECT GET_LOCK(CONCAT('efs_iam_migrate:', DATABASE()), 10)")
+            sqlx::query_scalar(&format!("SELECT GET_LOCK({MIGRATION_LOCK}, 10)"))
                 .fetch_one(&mut *conn)
                 .await?;
         if held == Some(1) {
             break;
+        }
+        if held.is_none() {
+            // An error rather than a time-out (MariaDB answers NULL then): no busy loop.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
         if started.elapsed() > std::time::Duration::from_secs(600) {
             return Err(sqlx::Error::Io(std::io::Error::new(
@@ -92,7 +100,7 @@ pub(super) async fn migrate(pool: &ConnPool<MySql>) -> Result<(), crate::storage
         tracing::info!("another instance is applying the migrations; waiting for it");
     }
     let applied = UNLOCKED.run(&mut *conn).await;
-    let released = sqlx::query("SELECT RELEASE_LOCK(CONCAT('efs_iam_migrate:', DATABASE()))")
+    let released = sqlx::query(&format!("SELECT RELEASE_LOCK({MIGRATION_LOCK})"))
         .execute(&mut *conn)
         .await;
     applied?;
