@@ -568,3 +568,77 @@ mod tests {
         );
     }
 }
+
+/// Whatever a caller puts in a token's header and claims, verification answers with a
+/// caller or an error, never a panic; a caller's scopes are words of its `scope`.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use base64::Engine;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    const SECRET: &str = "a-test-secret-of-at-least-32-bytes-long";
+
+    fn authenticator() -> Authenticator {
+        Authenticator {
+            keys: vec![VerifyingKey {
+                kid: None,
+                algorithm: Algorithm::HS256,
+                key: DecodingKey::from_secret(SECRET.as_bytes()),
+            }],
+            jwks: None,
+            issuer: "iss".into(),
+            audience: "aud".into(),
+            leeway: Duration::from_secs(5),
+            verified: quick_cache::sync::Cache::new(VERIFIED_CAPACITY),
+        }
+    }
+
+    fn runtime() -> &'static tokio::runtime::Runtime {
+        static RT: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+        });
+        &RT
+    }
+
+    fn claim() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            ".{0,60}".prop_map(Value::from),
+            proptest::collection::vec(".{0,10}", 0..4).prop_map(|v| json!(v)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn signed_tokens_with_any_claims(iss in claim(), aud in claim(), sub in claim(), scope in claim(),
+                                         exp in claim(), nbf in claim(), iat in claim(), kid in proptest::option::of(".{0,40}")) {
+            let claims = json!({"iss": iss, "aud": aud, "sub": sub, "scope": scope, "exp": exp, "nbf": nbf, "iat": iat});
+            let mut header = Header::new(Algorithm::HS256);
+            header.kid = kid;
+            let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+            if let Ok(caller) = runtime().block_on(authenticator().verify(&token)) {
+                let words = scope.as_str().unwrap_or_default();
+                prop_assert!(caller.scopes.iter().all(|s| words.split_whitespace().any(|w| w == s)));
+            }
+        }
+
+        #[test]
+        fn any_three_parts(header in proptest::collection::vec(any::<u8>(), 0..200),
+                           claims in proptest::collection::vec(any::<u8>(), 0..200),
+                           signature in proptest::collection::vec(any::<u8>(), 0..80),
+                           raw in ".{0,300}") {
+            let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+            let token = format!("{}.{}.{}", b64(&header), b64(&claims), b64(&signature));
+            let auth = authenticator();
+            prop_assert!(runtime().block_on(auth.verify(&token)).is_err());
+            prop_assert!(runtime().block_on(auth.verify(&raw)).is_err());
+        }
+    }
+}

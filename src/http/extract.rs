@@ -357,3 +357,25 @@ mod tests {
         assert!(decode_cursor::<i32>(&encode_cursor(&"x")).is_err());
     }
 }
+
+/// A cursor is whatever the caller sends: it decodes to a position or is refused.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_cursor_decodes_or_is_refused(cursor in ".{0,300}|[A-Za-z0-9_-]{0,300}") {
+            let _ = decode_cursor::<(i64, String)>(&cursor);
+            let _ = decode_cursor::<i32>(&cursor);
+        }
+
+        #[test]
+        fn positions_round_trip(at in any::<i64>(), key in ".{0,40}") {
+            let cursor = encode_cursor(&(at, key.clone()));
+            let back = decode_cursor::<(i64, String)>(&cursor);
+            prop_assert!(matches!(back, Ok((a, k)) if a == at && k == key));
+        }
+    }
+}

@@ -223,3 +223,77 @@ fn parse_envelope(envelope: &Value) -> ApiResult<Vec<NewOktaEvent>> {
         Err(ApiError::Validation(errors))
     }
 }
+
+/// Any JSON a hook delivery may carry is either refused with the fields at fault or
+/// read into events within the stored columns' bounds; nothing panics.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            ".{0,40}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::from),
+                proptest::collection::hash_map(".{0,12}", inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Envelopes close to Okta's, with each field sometimes wrong.
+    fn event() -> impl Strategy<Value = Value> {
+        (
+            prop_oneof![".{0,80}".prop_map(Value::from), any_json()],
+            prop_oneof![".{0,140}".prop_map(Value::from), any_json()],
+            prop_oneof![
+                "[0-9]{1,6}-[0-9]{1,2}-[0-9]{1,2}T[0-9]{1,2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})"
+                    .prop_map(Value::from),
+                any_json(),
+            ],
+            any_json(),
+        )
+            .prop_map(|(uuid, event_type, published, target)| {
+                json!({"uuid": uuid, "eventType": event_type, "published": published, "target": target})
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn any_json_is_refused_or_read_within_bounds(envelope in any_json()) {
+            check(&envelope)?;
+        }
+
+        #[test]
+        fn okta_shaped_envelopes_are_refused_or_read_within_bounds(
+            events in proptest::collection::vec(event(), 0..20)
+        ) {
+            check(&json!({"eventType": "com.okta.event_hook", "data": {"events": events}}))?;
+        }
+    }
+
+    fn check(envelope: &Value) -> Result<(), TestCaseError> {
+        match parse_envelope(envelope) {
+            Ok(events) => {
+                prop_assert!(events.len() <= MAX_EVENTS);
+                for e in events {
+                    prop_assert!(!e.uuid.is_empty() && e.uuid.chars().count() <= UUID_MAX);
+                    prop_assert!(e.event_type.chars().count() <= TYPE_MAX);
+                    prop_assert!((1970..=9999).contains(&e.published.and_utc().year()));
+                    prop_assert!(e.payload.len() <= EVENT_MAX_BYTES);
+                }
+            }
+            Err(ApiError::Validation(fields)) => prop_assert!(!fields.is_empty()),
+            Err(_) => {}
+        }
+        Ok(())
+    }
+}

@@ -649,3 +649,35 @@ mod tests {
         assert!(!is_background());
     }
 }
+
+/// No header values, however wrong, panic the governor or close a bucket beyond its
+/// horizon.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn no_header_closes_a_bucket_past_the_horizon(limit in any::<u32>(), remaining in any::<u32>(),
+                                                      reset in any::<u64>(), date in proptest::option::of(any::<u64>()),
+                                                      wait_secs in any::<u64>(), concurrency in any::<bool>()) {
+            let g = Governor::new(0.5, 4);
+            let before = Instant::now();
+            g.observe(Bucket::UserGet, Some(&RateHeaders { limit, remaining, reset }), date);
+            g.record_429(Bucket::UserGet, concurrency, Duration::from_secs(wait_secs));
+            let mut buckets = g.buckets.lock().unwrap();
+            let st = buckets.get_mut(&Bucket::UserGet).unwrap();
+            let horizon = Instant::now() + RESET_HORIZON + Duration::from_secs(1);
+            if let Some(blocked) = st.blocked_until {
+                prop_assert!(blocked <= horizon);
+            }
+            if let Some((_, deadline)) = st.reset {
+                prop_assert!(deadline <= horizon);
+            }
+            if let Decision::WaitUntil(t) = g.decide(st, before, false) {
+                prop_assert!(t <= horizon);
+            }
+        }
+    }
+}

@@ -251,3 +251,72 @@ mod tests {
         assert_eq!(challenge_error(&h), None);
     }
 }
+
+/// Whatever Okta (or a proxy in between) sends in these headers, reading them neither
+/// panics nor yields more than the header said.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use reqwest::header::HeaderValue;
+
+    /// Header values: visible ASCII and spaces, leaning towards the characters the
+    /// parsers split on.
+    fn header_text() -> impl Strategy<Value = String> {
+        proptest::string::string_regex(r#"[ -~]{0,200}|[0-9, <>;="a-z-]{0,80}"#).unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                map.append(*name, v);
+            }
+        }
+        map
+    }
+
+    proptest! {
+        #[test]
+        fn rate_headers_parse_or_are_absent(limit in header_text(), remaining in header_text(),
+                                            reset in header_text(), date in header_text(),
+                                            now in any::<u64>()) {
+            let map = headers(&[
+                ("x-rate-limit-limit", &limit),
+                ("x-rate-limit-remaining", &remaining),
+                ("x-rate-limit-reset", &reset),
+                ("date", &date),
+            ]);
+            if let Some(rate) = RateHeaders::parse(&map) {
+                prop_assert!(reset.contains(&rate.reset.to_string()));
+                let _ = rate.until_reset(server_date(&map));
+                let _ = rate.until_reset(Some(now));
+            }
+        }
+
+        #[test]
+        fn any_reset_and_date_give_a_duration(reset in any::<u64>(), date in proptest::option::of(any::<u64>())) {
+            let rate = RateHeaders { limit: 1, remaining: 0, reset };
+            let wait = rate.until_reset(date);
+            prop_assert!(wait.as_secs() <= reset);
+        }
+
+        #[test]
+        fn a_next_link_comes_from_the_header(lines in proptest::collection::vec(header_text(), 0..4)) {
+            let pairs: Vec<(&'static str, &str)> = lines.iter().map(|l| ("link", l.as_str())).collect();
+            if let Some(next) = next_link(&headers(&pairs)) {
+                prop_assert!(lines.iter().any(|l| l.contains(&next)));
+            }
+        }
+
+        #[test]
+        fn a_challenge_error_comes_from_the_header(value in header_text()) {
+            if let Some((error, description)) = challenge_error(&headers(&[("www-authenticate", &value)])) {
+                prop_assert!(value.contains(&error));
+                if let Some(d) = description {
+                    prop_assert!(d.len() <= value.len());
+                }
+            }
+        }
+    }
+}
