@@ -174,7 +174,7 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("efs_iam_okta_events_oldest_pending_age_seconds", "Age of the oldest pending Okta event by its published time (0 when none)"),
     ("efs_iam_okta_events_future_dated_total", "Okta events published more than 5 minutes ahead of their receipt, stored as published at receipt"),
     ("efs_iam_okta_events_purged_total", "Processed, ignored and superseded Okta events purged past EFS_IAM_OKTA_EVENT_RETENTION by this instance"),
-    ("efs_iam_lease_renewals_failed_total", "Lease renewals that failed, by work; the worker stops that work and leaves it to whoever holds the lease next"),
+    ("efs_iam_lease_renewals_failed_total", "Lease renewals that failed; the worker starts nothing more of that batch (the log line names the work)"),
     ("efs_iam_worker_enabled", "1 when the worker loops run in this instance"),
     ("efs_iam_worker_running", "1 while a worker loop runs, by worker"),
     ("efs_iam_worker_panics_total", "Worker steps that panicked (the loop was restarted), by worker"),
@@ -230,6 +230,7 @@ fn export_at_zero() {
     metrics::counter!("efs_iam_http_write_timeouts_total").absolute(0);
     metrics::counter!("efs_iam_okta_events_future_dated_total").absolute(0);
     metrics::counter!("efs_iam_okta_events_purged_total").absolute(0);
+    metrics::counter!("efs_iam_lease_renewals_failed_total").absolute(0);
     metrics::gauge!("efs_iam_okta_configured").set(0.0);
     metrics::gauge!("efs_iam_okta_up").set(0.0);
     metrics::gauge!("efs_iam_okta_credentials_ok").set(0.0);

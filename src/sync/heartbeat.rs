@@ -27,6 +27,34 @@ impl LeaseLost {
     pub fn is_lost(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// `work` on each item, `concurrency` at a time; an item not started before the
+    /// leases were lost is `released()` instead: it may be another instance's by now,
+    /// so no Okta call is made for it.
+    pub async fn each_while_held<I, O, Fut>(
+        &self,
+        items: Vec<I>,
+        concurrency: usize,
+        released: impl Fn() -> O,
+        work: impl Fn(I) -> Fut,
+    ) -> Vec<O>
+    where
+        Fut: Future<Output = O>,
+    {
+        use futures_util::stream::{self, StreamExt};
+        let (released, work) = (&released, &work);
+        stream::iter(items)
+            .map(|item| async move {
+                if self.is_lost() {
+                    released()
+                } else {
+                    work(item).await
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await
+    }
 }
 
 impl Heartbeat {
@@ -48,8 +76,7 @@ impl Heartbeat {
                 tick.tick().await;
                 if let Err(e) = renew(crate::storage::now() + extend).await {
                     tracing::warn!(work = what, error = %e, "could not renew leases; starting nothing more of this work");
-                    metrics::counter!("efs_iam_lease_renewals_failed_total", "work" => what)
-                        .increment(1);
+                    metrics::counter!("efs_iam_lease_renewals_failed_total").increment(1);
                     flag.0.store(true, Ordering::Relaxed);
                     return;
                 }

@@ -373,11 +373,9 @@ async fn logout_everywhere_over_http() {
     );
 }
 
-#[tokio::test]
-async fn memcached_down_is_503_and_red_readiness_until_it_returns() {
-    let Some(servers) = memcached_servers() else {
-        return;
-    };
+/// The vault on the first of `servers`, reached through a proxy the test can cut or
+/// freeze.
+async fn behind_a_proxy(servers: &str) -> (TestApp, CuttableProxy) {
     let proxy = CuttableProxy::start(servers.split(',').next().unwrap().trim()).await;
     let app = spawn_app_on(TestDb::sqlite().await, |s| {
         use_keys(s, KEY_1);
@@ -385,6 +383,15 @@ async fn memcached_down_is_503_and_red_readiness_until_it_returns() {
         s.ready_timeout = Duration::from_secs(2);
     })
     .await;
+    (app, proxy)
+}
+
+#[tokio::test]
+async fn memcached_down_is_503_and_red_readiness_until_it_returns() {
+    let Some(servers) = memcached_servers() else {
+        return;
+    };
+    let (app, proxy) = behind_a_proxy(&servers).await;
     let path = "/api/v1/sessions/mc-outage/token";
     assert_eq!(app.put(path, json!({"access_token": "a"})).await.0, 204);
     let (status, body) = app.get("/health/ready").await;
@@ -442,12 +449,7 @@ async fn memcached_frozen_is_503_within_its_timeout_and_recovers() {
     let Some(servers) = memcached_servers() else {
         return;
     };
-    let proxy = CuttableProxy::start(servers.split(',').next().unwrap().trim()).await;
-    let app = spawn_app_on(TestDb::sqlite().await, |s| {
-        use_keys(s, KEY_1);
-        use_memcached(s, &proxy.addr);
-    })
-    .await;
+    let (app, proxy) = behind_a_proxy(&servers).await;
     let path = "/api/v1/sessions/mc-frozen/token";
     assert_eq!(app.put(path, json!({"access_token": "a"})).await.0, 204);
     proxy.freeze();

@@ -11,7 +11,6 @@
 
 use std::sync::Arc;
 
-use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
@@ -97,7 +96,7 @@ impl AdoptionWorker {
 
     /// One round: list the items of a run waiting for that, check a batch of items,
     /// finish the runs with nothing left to check.
-    #[tracing::instrument(name = "adoptions.step", skip(self), err(level = "warn"))]
+    #[tracing::instrument(name = "adoptions.step", skip(self), err(level = "debug"))]
     pub async fn run_once(&self) -> Result<AdoptionStep, StorageError> {
         let mut step = AdoptionStep::default();
         let lease = chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
@@ -126,19 +125,13 @@ impl AdoptionWorker {
         let heartbeat =
             (!items.is_empty()).then(|| self.heartbeat(items.iter().map(|i| i.id).collect()));
         let lost = heartbeat.as_ref().map(Heartbeat::lost).unwrap_or_default();
-        let outcomes: Vec<ItemOutcome> = stream::iter(items)
-            .map(|item| {
-                let lost = &lost;
-                async move {
-                    // The items may be another instance's by now: no Okta call for them.
-                    if lost.is_lost() {
-                        return ItemOutcome::Released;
-                    }
-                    self.process(item).await
-                }
-            })
-            .buffer_unordered(self.settings.concurrency as usize)
-            .collect()
+        let outcomes = lost
+            .each_while_held(
+                items,
+                self.settings.concurrency as usize,
+                || ItemOutcome::Released,
+                |item| self.process(item),
+            )
             .await;
         for outcome in outcomes {
             match outcome {

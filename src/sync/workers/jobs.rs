@@ -13,7 +13,6 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
@@ -100,7 +99,7 @@ impl JobWorker {
 
     /// One round: lease a batch of due items, sync each user, record the results, mark
     /// jobs without pending items finished.
-    #[tracing::instrument(name = "jobs.step", skip(self), err(level = "warn"))]
+    #[tracing::instrument(name = "jobs.step", skip(self), err(level = "debug"))]
     pub async fn run_once(&self) -> Result<JobStep, StorageError> {
         let store = &self.jobs;
         let mut step = JobStep::default();
@@ -114,19 +113,13 @@ impl JobWorker {
         let heartbeat =
             (!items.is_empty()).then(|| self.heartbeat(items.iter().map(|i| i.id).collect()));
         let lost = heartbeat.as_ref().map(Heartbeat::lost).unwrap_or_default();
-        let outcomes: Vec<ItemOutcome> = stream::iter(items)
-            .map(|item| {
-                let lost = &lost;
-                async move {
-                    // The items may be another instance's by now: no Okta call for them.
-                    if lost.is_lost() {
-                        return ItemOutcome::Released;
-                    }
-                    self.process(item).await
-                }
-            })
-            .buffer_unordered(self.settings.concurrency as usize)
-            .collect()
+        let outcomes = lost
+            .each_while_held(
+                items,
+                self.settings.concurrency as usize,
+                || ItemOutcome::Released,
+                |item| self.process(item),
+            )
             .await;
         for o in outcomes {
             match o {

@@ -152,7 +152,7 @@ impl OktaEventWorker {
     }
 
     /// One round: lease a batch of due events and apply them in `published` order.
-    #[tracing::instrument(name = "okta_events.step", skip(self), err(level = "warn"))]
+    #[tracing::instrument(name = "okta_events.step", skip(self), err(level = "debug"))]
     pub async fn run_once(&self) -> Result<EventStep, StorageError> {
         let mut step = EventStep::default();
         if let Some(Err(e)) = self.purge_old_events().await {

@@ -108,7 +108,7 @@ impl ReconcileWorker {
 
     /// One round: claim the oldest due run and carry it out. Reconciling reads a whole
     /// group from Okta, so runs are taken one at a time.
-    #[tracing::instrument(name = "reconcile.step", skip(self), err(level = "warn"))]
+    #[tracing::instrument(name = "reconcile.step", skip(self), err(level = "debug"))]
     pub async fn run_once(&self) -> Result<ReconcileStep, StorageError> {
         let mut step = ReconcileStep {
             scheduled: self.schedule().await?,

@@ -27,7 +27,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
@@ -190,7 +189,7 @@ impl UnassignmentWorker {
 
     /// One round: dead-letter unroutable rows, lease a batch of due rows, remove each
     /// from its portal's Okta group and record the outcome.
-    #[tracing::instrument(name = "unassignments.step", skip(self), err(level = "warn"))]
+    #[tracing::instrument(name = "unassignments.step", skip(self), err(level = "debug"))]
     pub async fn run_once(&self) -> Result<UnassignmentStep, StorageError> {
         let mut step = UnassignmentStep::default();
         let t = now();
@@ -214,13 +213,13 @@ impl UnassignmentWorker {
         let heartbeat = self.heartbeat(rows.iter().map(|r| r.id).collect());
         let lost = heartbeat.lost();
         let groups = self.groups.groups_of(&rows).await?;
-        let outcomes: Vec<RowOutcome> = stream::iter(rows)
-            .map(|row| {
-                let (groups, lost) = (&groups, &lost);
-                async move { self.process(row, groups, lost).await }
-            })
-            .buffer_unordered(self.settings.concurrency as usize)
-            .collect()
+        let outcomes = lost
+            .each_while_held(
+                rows,
+                self.settings.concurrency as usize,
+                || RowOutcome::Released,
+                |row| self.process(row, &groups, &lost),
+            )
             .await;
         let mut missing: BTreeMap<i32, (String, usize)> = BTreeMap::new();
         for o in outcomes {
@@ -265,10 +264,6 @@ impl UnassignmentWorker {
         if self.cancel.is_cancelled() {
             return self.release(&row).await;
         }
-        // The rows may be another instance's by now: no Okta call for them.
-        if lost.is_lost() {
-            return RowOutcome::Released;
-        }
         let okta_id = row.okta_user_id.clone().unwrap_or_default();
         let portal = row.portal_id.unwrap_or_default();
         let group = match groups.get(&portal).cloned() {
@@ -298,6 +293,7 @@ impl UnassignmentWorker {
             }
             Err(e) => return self.fail(&row, &e.to_string(), None).await,
         }
+        // The boundary check may have taken a while: the leases may be gone by now.
         if lost.is_lost() {
             return RowOutcome::Released;
         }
