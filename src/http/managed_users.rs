@@ -32,7 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_okta_user_management, adopt_okta_user))
         .routes(routes!(submit_adoption))
         .routes(routes!(get_adoption))
-        .routes(routes!(clear_event_watermarks))
+        .routes(routes!(clear_okta_event_watermarks))
 }
 
 /// An Okta user efs-iam manages.
@@ -153,7 +153,7 @@ pub struct ClearedWatermarks {
     )
 )]
 #[tracing::instrument(skip_all)]
-async fn clear_event_watermarks(
+async fn clear_okta_event_watermarks(
     State(state): State<AppState>,
     Extension(caller): Extension<Arc<Caller>>,
     AppPath(OktaUserPath { okta_user_id: id }): AppPath<OktaUserPath>,

@@ -723,7 +723,7 @@ final class Client
     }
 
     /**
-     * `clear_event_watermarks` (iam:admin): forgets which Okta events about the user were
+     * `clear_okta_event_watermarks` (iam:admin): forgets which Okta events about the user were
      * applied last, so its next event applies whatever its `published` (the way out when
      * a wrong watermark keeps marking genuine events `superseded`). Audited with the
      * token's `sub`. Returns schema ClearedWatermarks: what was cleared (none is fine).
