@@ -60,8 +60,9 @@ ensure_memcached() {
 ensure_php() {
     # php-cli runs the README's PHP client (tests/api/php_client.rs); the PHP client
     # library in clients/php needs Guzzle 7 (with curl) and its PHPUnit suite phpunit
-    # (tests/clients), all from Debian's packages.
-    local wanted=(php-cli php-curl php-mbstring php-xml phpunit php-guzzlehttp-guzzle) missing=() p
+    # (tests/clients), and the linters CI holds it to (phpcs, phpmd), all from Debian's
+    # packages.
+    local wanted=(php-cli php-curl php-mbstring php-xml phpunit php-guzzlehttp-guzzle php-codesniffer phpmd) missing=() p
     for p in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
@@ -75,6 +76,8 @@ ensure_php() {
     done
     command -v php >/dev/null 2>&1 || { log "FATAL: php-cli is installed but php is not on PATH"; return 1; }
     command -v phpunit >/dev/null 2>&1 || { log "FATAL: phpunit is installed but not on PATH"; return 1; }
+    command -v phpcs >/dev/null 2>&1 || { log "FATAL: php-codesniffer is installed but phpcs is not on PATH"; return 1; }
+    command -v phpmd >/dev/null 2>&1 || { log "FATAL: phpmd is installed but not on PATH"; return 1; }
     [ -f /usr/share/php/GuzzleHttp/autoload.php ] \
         || { log "FATAL: php-guzzlehttp-guzzle is installed but /usr/share/php/GuzzleHttp/autoload.php is missing"; return 1; }
     php -r 'exit(extension_loaded("curl") && extension_loaded("mbstring") ? 0 : 1);' \

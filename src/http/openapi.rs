@@ -137,7 +137,9 @@ fn require_properties(api: &mut utoipa::openapi::OpenApi, names: &[&str]) {
 }
 
 /// Declares the bearer scheme and, on every API operation, the scope
-/// [`required_scope`] enforces plus its 401/403 answers.
+/// [`required_scope`] enforces plus its 401/403 answers, and for clients by machine
+/// (`x-efs-iam`: `scopes`, and `repeatable` on POSTs; see [`scopes_extension`],
+/// [`repeatable`]).
 fn document_security(api: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::security::{
         HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
@@ -200,6 +202,17 @@ fn document_security(api: &mut utoipa::openapi::OpenApi) {
             let Some(operation) = operation else { continue };
             let scope = required_scope(&method, &route);
             operation.security = Some(vec![SecurityRequirement::new("bearer", [scope.as_str()])]);
+            // One extension key: utoipa keeps extensions in a HashMap, whose order would
+            // change the served document from one start to the next.
+            let mut machine =
+                serde_json::json!({ "scopes": scopes_extension(&method, &route, scope) });
+            if method == Method::POST {
+                machine["repeatable"] = repeatable(&route);
+            }
+            operation
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert(EXTENSION.into(), machine);
             let mut forbidden = format!("The token lacks the scope {}", scope.as_str());
             if writes_portal_settings(&method, &route) {
                 let trust = TRUST_SETTINGS.map(|k| format!("`{k}`")).join(", ");
@@ -229,5 +242,41 @@ fn document_security(api: &mut utoipa::openapi::OpenApi) {
             );
             responses.insert("403".into(), problem(&forbidden).into());
         }
+    }
+}
+
+/// What a client must know of an operation, by machine: `{"scopes": …, "repeatable": …}`.
+const EXTENSION: &str = "x-efs-iam";
+
+/// What an operation needs:
+/// `{"required": [scope], "admin_for_settings": [...], "admin_when": "dry_run=false"}`,
+/// the last two only where `iam:admin` is needed on top (trust settings; a repair).
+fn scopes_extension(method: &Method, route: &str, scope: Scope) -> serde_json::Value {
+    let mut scopes = serde_json::json!({ "required": [scope.as_str()] });
+    if writes_portal_settings(method, route) {
+        scopes["admin_for_settings"] = serde_json::json!(TRUST_SETTINGS);
+    }
+    if route == RECONCILE_ROUTE && *method == Method::POST {
+        scopes["admin_when"] = serde_json::json!("dry_run=false");
+    }
+    scopes
+}
+
+/// Whether a POST may be repeated after a lost answer or a 503: `true`, `false`, or the
+/// query that makes it repeatable (`"dry_run=true"`). The POSTs that may, and why (the
+/// handlers' behaviour); every other POST creates something each time it is called (an
+/// error-log row, queue rows, a job, an adoption run) and may not.
+fn repeatable(route: &str) -> serde_json::Value {
+    match route.strip_prefix("/api/v1").unwrap_or(route) {
+        // One Okta user per person whatever the repeats: the user and login locks, the
+        // lookup by reference then login, "login already exists" resolved by linking.
+        "/sync/users/{user_id}" | "/sync/portals/{portal_id}/users/{user_id}" => true.into(),
+        // A trigger: waking the worker twice does no harm.
+        "/sync/unassignments/run" => true.into(),
+        // Dead letters back to pending: a repeat finds them pending and skips them.
+        "/sync/unassignments/requeue" => true.into(),
+        // A dry run reads and reports; a repair queues a run each time.
+        "/sync/portals/{portal_id}/reconcile" => "dry_run=true".into(),
+        _ => false.into(),
     }
 }

@@ -120,7 +120,10 @@ impl ProblemType {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        // Worth repeating in a second, except where an operator must act first.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE
+            && self.slug != Self::OKTA_NOT_CONFIGURED.slug
+        {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

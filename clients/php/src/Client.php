@@ -34,7 +34,7 @@ use Psr\Http\Message\ResponseInterface;
  * $clientId = $iam->getPortalSetting(12, 'okta_client_id')['value'];
  * ```
  */
-final class Client
+class Client
 {
     /**
      * Every operation: method name => [HTTP method, path relative to `/api/v1`, scope]
@@ -164,6 +164,26 @@ final class Client
         $this->tokens = $tokens instanceof TokenProvider ? $tokens : new CallbackTokens($tokens);
         $this->retry = $retry ?? new RetryPolicy();
         $this->http = $http ?? new GuzzleClient();
+    }
+
+    /**
+     * What `var_dump()`/`print_r()` show: where the client calls and how, never the
+     * token provider's secret, a token, or the last answer (it may hold session tokens).
+     *
+     * @return array<string, mixed>
+     */
+    public function __debugInfo(): array
+    {
+        return [
+            'root' => $this->root,
+            'tokens' => get_class($this->tokens),
+            'connectTimeout' => $this->connectTimeout,
+            'timeout' => $this->timeout,
+            'retry' => $this->retry,
+            'requestId' => $this->requestId,
+            'lastStatus' => $this->lastResponse?->getStatusCode(),
+            'lastAttempts' => $this->lastAttempts,
+        ];
     }
 
     /**
@@ -475,7 +495,7 @@ final class Client
      *         expires_at?: string|null, portal_id?: int|null, claims?: array{sub: string, email?: string|null,
      *         exp: int}|null}
      */
-    public function getSessionToken(string $sessionId): array
+    public function getSessionToken(#[\SensitiveParameter] string $sessionId): array
     {
         return $this->call('getSessionToken', ['session_id' => $sessionId]);
     }
@@ -487,8 +507,11 @@ final class Client
      *
      * @param array<string, mixed> $tokenResponse as Okta's `/token` answered it (schema TokenResponse)
      */
-    public function putSessionToken(string $sessionId, array $tokenResponse, ?int $portalId = null): void
-    {
+    public function putSessionToken(
+        #[\SensitiveParameter] string $sessionId,
+        #[\SensitiveParameter] array $tokenResponse,
+        ?int $portalId = null,
+    ): void {
         $this->call(
             'putSessionToken',
             ['session_id' => $sessionId],
@@ -498,7 +521,7 @@ final class Client
     }
 
     /** `delete_session_token`: logs one session out. */
-    public function deleteSessionToken(string $sessionId): void
+    public function deleteSessionToken(#[\SensitiveParameter] string $sessionId): void
     {
         $this->call('deleteSessionToken', ['session_id' => $sessionId]);
     }
@@ -723,6 +746,43 @@ final class Client
     }
 
     /**
+     * Every item of a keyset-paged listing, page after page. `$page` fetches one page for
+     * a cursor (`null` for the first), e.g.
+     * `fn (?string $cursor) => $iam->listPortalUserReferences(7, cursor: $cursor)`; the
+     * items of each page are yielded in order until a page has no `next_cursor` (the last
+     * page has none), or once `$max` items have been yielded. Every listing of the API
+     * pages this way: queryErrorLog, listPortalUserReferences, listUnassignments,
+     * listDeadLetters, listReconcileRuns, getSyncJob, getAdoption. Pages are fetched
+     * lazily, one call each, as the loop reaches them.
+     *
+     * @template T
+     * @param callable(?string): array{items: list<T>, next_cursor?: string|null} $page
+     * @param int|null $max stop after this many items (null: to the end)
+     * @return \Generator<int, T>
+     */
+    public function paginate(callable $page, ?int $max = null): \Generator
+    {
+        if ($max !== null && $max < 0) {
+            throw new \InvalidArgumentException('$max must be 0 or more');
+        }
+        $remaining = $max ?? PHP_INT_MAX;
+        $cursor = null;
+        while ($remaining > 0) {
+            $current = $page($cursor);
+            foreach (array_slice($current['items'] ?? [], 0, $remaining) as $item) {
+                $remaining--;
+                yield $item;
+            }
+            $next = $current['next_cursor'] ?? null;
+            // A page naming itself as the next one would loop for ever.
+            if (!is_string($next) || $next === '' || $next === $cursor) {
+                return;
+            }
+            $cursor = $next;
+        }
+    }
+
+    /**
      * `clear_okta_event_watermarks` (iam:admin): forgets which Okta events about the user were
      * applied last, so its next event applies whatever its `published` (the way out when
      * a wrong watermark keeps marking genuine events `superseded`). Audited with the
@@ -819,8 +879,12 @@ final class Client
      * @param array<string, mixed> $options
      * @return array<mixed> the decoded answer ([] when empty)
      */
-    public function request(string $method, string $path, string $scope, array $options = []): array
-    {
+    public function request(
+        string $method,
+        #[\SensitiveParameter] string $path,
+        string $scope,
+        #[\SensitiveParameter] array $options = [],
+    ): array {
         $method = strtoupper($method);
         $path = '/' . ltrim($path, '/');
         $response = $this->send(
@@ -845,9 +909,9 @@ final class Client
      */
     private function call(
         string $operation,
-        array $params = [],
-        array $query = [],
-        array|object|null $body = null,
+        #[\SensitiveParameter] array $params = [],
+        #[\SensitiveParameter] array $query = [],
+        #[\SensitiveParameter] array|object|null $body = null,
         ?string $scope = null,
         ?bool $retrySafe = null,
     ): array {
@@ -884,9 +948,9 @@ final class Client
         string $operation,
         string $method,
         string $route,
-        string $path,
+        #[\SensitiveParameter] string $path,
         string $scope,
-        array $options,
+        #[\SensitiveParameter] array $options,
         bool $retrySafe,
     ): ResponseInterface {
         $options[RequestOptions::HEADERS]['Accept'] = self::JSON . ', application/problem+json';
@@ -918,8 +982,8 @@ final class Client
         string $operation,
         string $method,
         string $route,
-        string $url,
-        array $options,
+        #[\SensitiveParameter] string $url,
+        #[\SensitiveParameter] array $options,
     ): ResponseInterface {
         $options[RequestOptions::HTTP_ERRORS] = false;
         $options[RequestOptions::ALLOW_REDIRECTS] = false;
@@ -945,7 +1009,7 @@ final class Client
      *
      * @return array<mixed>
      */
-    private function decode(string $operation, ResponseInterface $response): array
+    private function decode(string $operation, #[\SensitiveParameter] ResponseInterface $response): array
     {
         $status = $response->getStatusCode();
         $contentType = strtolower($response->getHeaderLine('Content-Type'));
@@ -970,8 +1034,11 @@ final class Client
         return is_array($data) ? $data : [$data];
     }
 
-    private function unexpected(string $operation, ResponseInterface $response, string $body): EfsIamException
-    {
+    private function unexpected(
+        string $operation,
+        #[\SensitiveParameter] ResponseInterface $response,
+        #[\SensitiveParameter] string $body,
+    ): EfsIamException {
         $requestId = $response->getHeaderLine('x-request-id');
         return new UnexpectedResponseException(
             $operation,

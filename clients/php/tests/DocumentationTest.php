@@ -41,7 +41,12 @@ final class DocumentationTest extends TestCase
     {
         foreach (ProblemException::CLASSES as $slug => $class) {
             $short = substr($class, strrpos($class, '\\') + 1);
-            $this->assertMatchesRegularExpression("/^\\| `$slug` \\| [0-9 or]+ \\| `$short` \\|$/m", self::readme());
+            $parent = (string) get_parent_class($class);
+            $category = substr($parent, strrpos($parent, '\\') + 1);
+            $this->assertMatchesRegularExpression(
+                "/^\\| `$slug` \\| [0-9 or]+ \\| `$short` \\| `$category` \\|$/m",
+                self::readme(),
+            );
         }
     }
 }

@@ -96,6 +96,24 @@ final class OperationsTest extends LiveTestCase
             [$page['items'][0]['user_id'], $rest['items'][0]['user_id']],
             'two pages, one reference each, in order',
         );
+
+        // paginate(): every page walked to the end (the last page has no next_cursor),
+        // one call per page; and the cap.
+        $pages = 0;
+        $walked = iterator_to_array($iam->paginate(function (?string $cursor) use ($iam, $portal, &$pages): array {
+            $pages++;
+            return $iam->listPortalUserReferences($portal, limit: 1, cursor: $cursor);
+        }));
+        $this->assertSame([$first, $second], array_column($walked, 'user_id'));
+        $this->assertSame(2, $pages, 'two pages; the second, the last, has no next_cursor');
+        $this->assertArrayNotHasKey('next_cursor', $iam->lastResponse() === null ? [] : json_decode((string) $iam->lastResponse()->getBody(), true));
+        $pages = 0;
+        $capped = iterator_to_array($iam->paginate(function (?string $cursor) use ($iam, $portal, &$pages): array {
+            $pages++;
+            return $iam->listPortalUserReferences($portal, limit: 1, cursor: $cursor);
+        }, max: 1));
+        $this->assertSame([$first], array_column($capped, 'user_id'));
+        $this->assertSame(1, $pages, 'the cap stops before the next page is fetched');
         $this->assertSame(
             [$portal],
             array_column($iam->referencesToOktaUser('00uPHPPANEL' . $second)['portal_users'], 'portal_id'),

@@ -410,13 +410,19 @@ final class ProblemTypesTest extends LiveTestCase
 
     public function testOktaNotConfigured(): void
     {
-        // The `peer` instance has no Okta settings.
-        self::expectProblem(
+        // The `peer` instance has no Okta settings. A configuration problem: no
+        // Retry-After, not transient, so the default policy does not repeat the call.
+        $iam = self::client(self::env('EFS_IAM_TEST_PEER_URL'));
+        $e = self::expectProblem(
             OktaNotConfigured::class,
             503,
             'okta-not-configured',
-            fn () => self::oneAttempt(self::env('EFS_IAM_TEST_PEER_URL'))->syncAdminUser(1, self::profile('a@example.com')),
+            fn () => $iam->syncAdminUser(1, self::profile('a@example.com')),
         );
+        $this->assertInstanceOf(\Efs\Iam\Exception\Misconfigured::class, $e);
+        $this->assertFalse($e->isTransient());
+        $this->assertNull($e->retryAfter);
+        $this->assertSame(1, $iam->lastAttempts(), 'not retried');
     }
 
     public function testOktaUnavailable(): void

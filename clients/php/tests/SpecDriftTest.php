@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace Efs\Iam\Tests;
 
 use Efs\Iam\Client;
+use Efs\Iam\Scope;
 use Efs\Iam\Tests\Support\SpecDrift;
 use PHPUnit\Framework\TestCase;
 
@@ -98,6 +99,7 @@ final class SpecDriftTest extends TestCase
             'operation query_error_log (GET /errors): parameter request_id has no argument $requestId in queryErrorLog()',
             'operation sync_status (GET /sync/status): Client::OPERATIONS[\'syncStatus\'] says GET /sync/status iam:sync, '
                 . 'the spec says GET /sync/status iam:read',
+            'operation sync_status (GET /sync/status): x-efs-iam.scopes.required disagrees with its security requirement',
             'problem type brand-new has no exception class in ProblemException::CLASSES',
         ], SpecDrift::problems($spec));
     }
@@ -118,5 +120,31 @@ final class SpecDriftTest extends TestCase
                 . 'Client::RETRY_SAFE nor Client::NOT_RETRIED; decide whether repeating it is safe',
             $problems,
         );
+    }
+
+    /**
+     * Issue #23's first finding: the server had a trust setting the client did not
+     * know (reconcile_mode). The spec now says which settings need iam:admin, and
+     * which POSTs may be repeated, and the client's tables are held to it.
+     */
+    public function testATrustSettingOrARepeatabilityTheClientDoesNotKnowIsNoticed(): void
+    {
+        $spec = self::spec();
+        $setting = '/portals/{portal_id}/settings/{key}';
+        $this->assertEqualsCanonicalizing(
+            Scope::TRUST_SETTINGS,
+            $spec['paths'][$setting]['put']['x-efs-iam']['scopes']['admin_for_settings'],
+        );
+        $spec['paths'][$setting]['put']['x-efs-iam']['scopes']['admin_for_settings'][] = 'okta_redirect_uri';
+        $spec['paths']['/errors']['post']['x-efs-iam']['repeatable'] = true;
+        $spec['paths']['/sync/portals/{portal_id}/reconcile']['post']['x-efs-iam']['scopes']['admin_when'] = 'always';
+        $this->assertSame([
+            'operation record_error (POST /errors): the spec says x-efs-iam.repeatable true, the client has it in NOT_RETRIED',
+            'operation put_portal_setting (PUT /portals/{portal_id}/settings/{key}): the spec\'s trust settings are '
+                . 'okta_client_id, okta_group_id, okta_issuer, okta_redirect_uri, reconcile_mode, Scope::TRUST_SETTINGS has '
+                . 'okta_client_id, okta_group_id, okta_issuer, reconcile_mode',
+            'operation reconcile_portal (POST /sync/portals/{portal_id}/reconcile): the spec asks for iam:admin when always; '
+                . 'teach reconcilePortal() and list it in SpecDrift::ADMIN_WHEN',
+        ], SpecDrift::problems($spec));
     }
 }

@@ -21,6 +21,16 @@ final class CallbackTokens implements TokenProvider
         $this->callback = \Closure::fromCallable($callback);
     }
 
+    /**
+     * What `var_dump()`/`print_r()` show: not the callback (its closure may hold secrets).
+     *
+     * @return array<string, mixed>
+     */
+    public function __debugInfo(): array
+    {
+        return ['callback' => '(hidden)'];
+    }
+
     public function token(string $scope): string
     {
         $token = ($this->callback)($scope);

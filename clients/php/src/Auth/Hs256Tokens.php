@@ -49,6 +49,22 @@ final class Hs256Tokens implements TokenProvider
         $this->clock = $clock === null ? static fn (): int => time() : \Closure::fromCallable($clock);
     }
 
+    /**
+     * What `var_dump()`/`print_r()` show: never the secret nor a minted token.
+     *
+     * @return array<string, mixed>
+     */
+    public function __debugInfo(): array
+    {
+        return [
+            'issuer' => $this->issuer,
+            'audience' => $this->audience,
+            'subject' => $this->subject,
+            'ttlSeconds' => $this->ttlSeconds,
+            'cachedScopes' => array_keys($this->cache),
+        ];
+    }
+
     public function token(string $scope): string
     {
         $scope = self::normalise($scope);
@@ -75,7 +91,7 @@ final class Hs256Tokens implements TokenProvider
      *
      * @param array<string, mixed> $claims
      */
-    public function sign(array $claims): string
+    public function sign(#[\SensitiveParameter] array $claims): string
     {
         $input = self::base64Url(json_encode(['typ' => 'JWT', 'alg' => 'HS256'], JSON_THROW_ON_ERROR))
             . '.' . self::base64Url(json_encode($claims, JSON_THROW_ON_ERROR | JSON_UNESCAPED_SLASHES));

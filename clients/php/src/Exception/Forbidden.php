@@ -8,6 +8,6 @@ namespace Efs\Iam\Exception;
  * `forbidden` (403): the caller token lacks the scope the operation needs; `detail`
  * names it.
  */
-final class Forbidden extends ProblemException
+final class Forbidden extends AccessDenied
 {
 }

@@ -8,6 +8,6 @@ namespace Efs\Iam\Exception;
  * `invalid-id-token` (422): the id_token failed verification; `detail` says why,
  * `errors` names `id_token`. Nothing was stored.
  */
-final class InvalidIdToken extends ProblemException
+final class InvalidIdToken extends InvalidInput
 {
 }

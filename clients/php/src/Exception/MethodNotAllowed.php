@@ -7,6 +7,6 @@ namespace Efs\Iam\Exception;
 /**
  * `method-not-allowed` (405): the path exists, but not with this method.
  */
-final class MethodNotAllowed extends ProblemException
+final class MethodNotAllowed extends InvalidInput
 {
 }

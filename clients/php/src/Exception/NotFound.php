@@ -7,6 +7,6 @@ namespace Efs\Iam\Exception;
 /**
  * `not-found` (404): no such resource (or no such endpoint).
  */
-final class NotFound extends ProblemException
+final class NotFound extends ResourceNotFound
 {
 }

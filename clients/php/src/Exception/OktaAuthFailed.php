@@ -8,6 +8,6 @@ namespace Efs\Iam\Exception;
  * `okta-auth-failed` (502): Okta refused efs-iam's own credentials (API token or OAuth
  * client): an operator must act.
  */
-final class OktaAuthFailed extends ProblemException
+final class OktaAuthFailed extends Misconfigured
 {
 }

@@ -9,6 +9,6 @@ namespace Efs\Iam\Exception;
  * stored `okta_group_id` names no group (fix the setting); 422: the `okta_group_id`
  * being written names none (`errors` names the field).
  */
-final class OktaGroupNotFound extends ProblemException
+final class OktaGroupNotFound extends Conflict
 {
 }

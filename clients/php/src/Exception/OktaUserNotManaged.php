@@ -9,6 +9,6 @@ namespace Efs\Iam\Exception;
  * created it nor was told to adopt it, and will not link, change, group or deactivate
  * it. An iam:admin adopts it with {@see \Efs\Iam\Client::adoptOktaUser()}.
  */
-final class OktaUserNotManaged extends ProblemException
+final class OktaUserNotManaged extends Conflict
 {
 }

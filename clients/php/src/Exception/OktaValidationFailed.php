@@ -9,7 +9,7 @@ namespace Efs\Iam\Exception;
  * efs-iam's request (`email`, `first_name`, `attributes.countryCode`…), so they can be
  * shown next to the form fields: {@see profileErrors()}.
  */
-final class OktaValidationFailed extends ProblemException
+final class OktaValidationFailed extends InvalidInput
 {
     /**
      * What Okta said about each profile field, as request field => message; a cause that

@@ -12,11 +12,28 @@ use Psr\Http\Message\ResponseInterface;
  * Each problem type of the API has its own subclass (the slug in PascalCase:
  * `okta-validation-failed` → {@see OktaValidationFailed}); a type this client does not
  * know yet (a newer server) arrives as this base class, so `catch (ProblemException)`
- * catches every problem.
+ * catches every problem. Between the two sit the {@see CATEGORIES}.
  */
 class ProblemException extends \RuntimeException implements EfsIamException
 {
     public const TYPE_PREFIX = 'urn:efs-iam:problem:';
+
+    /**
+     * The categories: every problem type's class extends exactly one of them, so callers
+     * can catch by what to do (fix the input, wait, call an operator) rather than list
+     * leaves. A type this client does not know yet arrives as ProblemException itself.
+     *
+     * @var list<class-string<ProblemException>>
+     */
+    public const CATEGORIES = [
+        InvalidInput::class,
+        ResourceNotFound::class,
+        Conflict::class,
+        AccessDenied::class,
+        Unavailable::class,
+        Misconfigured::class,
+        ServerFault::class,
+    ];
 
     /**
      * The problem types of the API (openapi.json, `Problem.type`) and their classes. The
@@ -90,7 +107,7 @@ class ProblemException extends \RuntimeException implements EfsIamException
         if (!is_array($document)) {
             $document = [];
         }
-        $type = is_string($document['type'] ?? null) ? $document['type'] : 'about:blank';
+        $type = self::text($document, 'type') ?? 'about:blank';
         $status = is_int($document['status'] ?? null) ? $document['status'] : $response->getStatusCode();
         $errors = [];
         foreach (is_array($document['errors'] ?? null) ? $document['errors'] : [] as $entry) {
@@ -103,14 +120,24 @@ class ProblemException extends \RuntimeException implements EfsIamException
         $class = self::CLASSES[self::slugOf($type)] ?? self::class;
         return new $class(
             $type,
-            is_string($document['title'] ?? null) ? $document['title'] : $response->getReasonPhrase(),
+            self::text($document, 'title') ?? $response->getReasonPhrase(),
             $status,
-            is_string($document['detail'] ?? null) ? $document['detail'] : '',
+            self::text($document, 'detail') ?? '',
             $errors,
             $requestId === '' ? null : $requestId,
             preg_match('/^[0-9]+$/', $retryAfter) === 1 ? (int) $retryAfter : null,
             $document,
         );
+    }
+
+    /**
+     * A string member of the document, or null.
+     *
+     * @param array<mixed> $document
+     */
+    private static function text(array $document, string $key): ?string
+    {
+        return is_string($document[$key] ?? null) ? $document[$key] : null;
     }
 
     /** The slug of a type URI (`urn:efs-iam:problem:not-found` → `not-found`); '' for another URI. */
@@ -162,9 +189,9 @@ class ProblemException extends \RuntimeException implements EfsIamException
         return $messages;
     }
 
-    /** Whether the same call may succeed later without anyone changing anything (503, 429). */
+    /** Whether the same call may succeed later without anyone changing anything ({@see Unavailable}, 429). */
     public function isTransient(): bool
     {
-        return $this->status === 503 || $this->status === 429;
+        return $this instanceof Unavailable || $this->status === 429;
     }
 }

@@ -8,6 +8,6 @@ namespace Efs\Iam\Exception;
  * `token-store-unavailable` (503): the session token store (memcached) is unreachable;
  * retry later.
  */
-final class TokenStoreUnavailable extends ProblemException
+final class TokenStoreUnavailable extends Unavailable
 {
 }

@@ -7,6 +7,6 @@ namespace Efs\Iam\Exception;
 /**
  * `unsupported-media-type` (415): the body was not sent as JSON.
  */
-final class UnsupportedMediaType extends ProblemException
+final class UnsupportedMediaType extends InvalidInput
 {
 }

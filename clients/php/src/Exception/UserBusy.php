@@ -7,6 +7,6 @@ namespace Efs\Iam\Exception;
 /**
  * `user-busy` (503): another sync of the same user held its lock for 20 s; retry shortly.
  */
-final class UserBusy extends ProblemException
+final class UserBusy extends Unavailable
 {
 }

@@ -8,6 +8,6 @@ namespace Efs\Iam\Exception;
  * `validation-failed` (422): well-formed JSON whose content breaks a rule; `errors`
  * names each field (see {@see ProblemException::fieldMessages()}).
  */
-final class ValidationFailed extends ProblemException
+final class ValidationFailed extends InvalidInput
 {
 }

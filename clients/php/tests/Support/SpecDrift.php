@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace Efs\Iam\Tests\Support;
 
 use Efs\Iam\Client;
+use Efs\Iam\Scope;
 use Efs\Iam\Exception\ProblemException;
 
 /**
@@ -22,7 +23,10 @@ final class SpecDrift
     public const OTHER_CALLERS_TAGS = ['health'];
 
     /** Public methods of the client that are not API operations. */
-    public const HELPERS = ['__construct', 'withRequestId', 'lastResponse', 'lastAttempts', 'live', 'ready', 'request'];
+    /** Operations whose client method adds iam:admin under the spec's `admin_when`. */
+    public const ADMIN_WHEN = ['reconcilePortal' => 'dry_run=false'];
+
+    public const HELPERS = ['__construct', '__debugInfo', 'withRequestId', 'lastResponse', 'lastAttempts', 'live', 'ready', 'request', 'paginate'];
 
     /**
      * @param array<string, mixed> $spec the decoded OpenAPI document
@@ -68,6 +72,7 @@ final class SpecDrift
                 $problems[] = "$label: POST $name() is in neither Client::RETRY_SAFE nor Client::NOT_RETRIED; "
                     . 'decide whether repeating it is safe';
             }
+            $problems = [...$problems, ...self::machineReadable($label, $name, $op)];
         }
 
         foreach ($client->getMethods(\ReflectionMethod::IS_PUBLIC) as $method) {
@@ -121,6 +126,56 @@ final class SpecDrift
      * @return array<string, array{id: string, method: string, path: string, scope: string,
      *         parameters: list<string>}>
      */
+    /**
+     * The client's tables against what the spec says by machine (`x-efs-iam`): the
+     * scopes an operation needs (`scopes`: the trust settings that add `iam:admin`, and
+     * when a repair does) and whether a POST may be repeated (`repeatable`).
+     *
+     * @param array<string, mixed> $op
+     * @return list<string>
+     */
+    private static function machineReadable(string $label, string $name, array $op): array
+    {
+        $problems = [];
+        $scopes = $op['scopes'];
+        if (!is_array($scopes)) {
+            return ["$label has no x-efs-iam.scopes"];
+        }
+        if (($scopes['required'] ?? null) !== explode(' ', $op['scope'])) {
+            $problems[] = "$label: x-efs-iam.scopes.required disagrees with its security requirement";
+        }
+        if (isset($scopes['admin_for_settings'])) {
+            $spec = $scopes['admin_for_settings'];
+            $mine = Scope::TRUST_SETTINGS;
+            sort($spec);
+            sort($mine);
+            if ($spec !== $mine) {
+                $problems[] = "$label: the spec's trust settings are " . implode(', ', $spec)
+                    . ', Scope::TRUST_SETTINGS has ' . implode(', ', $mine);
+            }
+        }
+        if (isset($scopes['admin_when']) && (self::ADMIN_WHEN[$name] ?? null) !== $scopes['admin_when']) {
+            $problems[] = "$label: the spec asks for iam:admin when {$scopes['admin_when']}; "
+                . "teach $name() and list it in SpecDrift::ADMIN_WHEN";
+        }
+        if ($op['method'] === 'POST') {
+            $repeatable = $op['repeatable'];
+            $safe = isset(Client::RETRY_SAFE[$name]);
+            $never = isset(Client::NOT_RETRIED[$name]);
+            $ok = match (true) {
+                $repeatable === true => $safe && !$never,
+                $repeatable === false => $never && !$safe,
+                is_string($repeatable) => $safe && $never,
+                default => false,
+            };
+            if (!$ok) {
+                $problems[] = "$label: the spec says x-efs-iam.repeatable " . json_encode($repeatable)
+                    . ', the client has it ' . ($safe ? 'in RETRY_SAFE ' : '') . ($never ? 'in NOT_RETRIED' : '');
+            }
+        }
+        return $problems;
+    }
+
     public static function operations(array $spec, array &$problems = []): array
     {
         $operations = [];
@@ -155,6 +210,9 @@ final class SpecDrift
                     'path' => $path,
                     'scope' => implode(' ', $scopes),
                     'parameters' => $parameters,
+                    // What the server says by machine (x-efs-iam); absent in old specs.
+                    'scopes' => $op['x-efs-iam']['scopes'] ?? null,
+                    'repeatable' => $op['x-efs-iam']['repeatable'] ?? null,
                 ];
             }
         }
