@@ -62,7 +62,7 @@ ensure_php() {
     # library in clients/php needs Guzzle 7 (with curl) and its PHPUnit suite phpunit
     # (tests/clients), and the linters CI holds it to (phpcs, phpmd), all from Debian's
     # packages.
-    local wanted=(php-cli php-curl php-mbstring php-xml phpunit php-guzzlehttp-guzzle php-codesniffer phpmd) missing=() p
+    local wanted=(php-cli php-curl php-mbstring php-xml phpunit php-guzzlehttp-guzzle php-psr-log php-psr-simple-cache php-codesniffer phpmd) missing=() p
     for p in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done

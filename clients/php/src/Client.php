@@ -17,6 +17,7 @@ use GuzzleHttp\Exception\GuzzleException;
 use GuzzleHttp\Exception\RequestException;
 use GuzzleHttp\RequestOptions;
 use Psr\Http\Message\ResponseInterface;
+use Psr\Log\LoggerInterface;
 
 /**
  * efs-iam's REST API (`/api/v1`, openapi/openapi.json) for EFS-Admin: one method per
@@ -122,6 +123,8 @@ class Client
     ];
 
     private const API_PREFIX = '/api/v1';
+    /** Pause before repeating a call that got no answer (efs-iam restarting behind the load balancer). */
+    private const RECONNECT_DELAY = 0.5;
     private const JSON = 'application/json';
 
     private readonly string $root;
@@ -144,6 +147,11 @@ class Client
      * @param RetryPolicy|null $retry the retry budget (default: 3 attempts, 10 s of waiting)
      * @param ClientInterface|null $http a Guzzle client of your own (handler stack, proxy); the options above
      *        are applied per request
+     * @param float|null $deadline seconds one call may take in all: every attempt, retry and wait (PHP-FPM:
+     *        keep it under the FPM request timeout); null for none
+     * @param LoggerInterface|null $logger a PSR-3 logger for each attempt (debug), repeat (info) and lost
+     *        answer (warning): operation, route template, status, attempt, duration, request id; never a
+     *        path, header, token or body
      */
     public function __construct(
         string $baseUrl,
@@ -152,7 +160,12 @@ class Client
         private readonly float $timeout = 35.0,
         ?RetryPolicy $retry = null,
         ?ClientInterface $http = null,
+        private readonly ?float $deadline = 60.0,
+        private readonly ?LoggerInterface $logger = null,
     ) {
+        if ($deadline !== null && $deadline <= 0) {
+            throw new \InvalidArgumentException('deadline must be more than 0 seconds (or null for none)');
+        }
         $root = rtrim($baseUrl, '/');
         if (str_ends_with($root, self::API_PREFIX)) {
             $root = substr($root, 0, -strlen(self::API_PREFIX));
@@ -958,23 +971,79 @@ class Client
             $options[RequestOptions::HEADERS]['x-request-id'] = $this->requestId;
         }
         $waited = 0.0;
+        $started = microtime(true);
         $this->lastResponse = null;
         for ($attempt = 1;; $attempt++) {
             $this->lastAttempts = $attempt;
+            $left = $this->timeLeft($started);
             $options[RequestOptions::HEADERS]['Authorization'] = 'Bearer ' . $this->tokens->token($scope);
-            $response = $this->transfer($operation, $method, $route, $this->root . self::API_PREFIX . $path, $options);
+            $sent = microtime(true);
+            $context = ['operation' => $operation, 'method' => $method, 'route' => $route, 'attempt' => $attempt];
+            try {
+                $url = $this->root . self::API_PREFIX . $path;
+                $response = $this->transfer($operation, $method, $route, $url, $options, $left);
+            } catch (TransportException $e) {
+                $this->logger?->warning('efs-iam gave no answer', $context + [
+                    'duration_ms' => self::millisSince($sent),
+                    'error' => $e->getMessage(),
+                ]);
+                $mayRepeat = $retrySafe && $this->mayWait($attempt, $waited, self::RECONNECT_DELAY, $started);
+                $this->pauseBeforeRepeating($e, $mayRepeat);
+                $waited += self::RECONNECT_DELAY;
+                continue;
+            }
             $this->lastResponse = $response;
             $status = $response->getStatusCode();
-            if (!$retrySafe || ($status !== 503 && $status !== 429)) {
+            $this->logger?->debug('efs-iam call', $context + [
+                'status' => $status,
+                'duration_ms' => self::millisSince($sent),
+                'request_id' => $response->getHeaderLine('x-request-id'),
+            ]);
+            if (!$retrySafe || !in_array($status, [503, 429], true)) {
                 return $response;
             }
             $delay = RetryPolicy::retryAfterSeconds($response->getHeaderLine('Retry-After'));
-            if ($delay === null || !$this->retry->allows($attempt, $waited, $delay)) {
+            if ($delay === null || !$this->mayWait($attempt, $waited, $delay, $started)) {
                 return $response;
             }
+            $this->logger?->info('efs-iam call repeated after Retry-After', $context + [
+                'status' => $status,
+                'wait_s' => $delay,
+            ]);
             usleep((int) round($delay * 1_000_000));
             $waited += $delay;
         }
+    }
+
+    /**
+     * A call safe to repeat is repeated after a lost answer too (efs-iam restarting, a
+     * dropped connection), within the budget and the deadline; otherwise `$lost` is thrown.
+     */
+    private function pauseBeforeRepeating(TransportException $lost, bool $mayRepeat): void
+    {
+        if (!$mayRepeat) {
+            throw $lost;
+        }
+        usleep((int) round(self::RECONNECT_DELAY * 1_000_000));
+    }
+
+    /** Seconds left of the call's deadline (null: no deadline); at least a millisecond. */
+    private function timeLeft(float $started): ?float
+    {
+        return $this->deadline === null ? null : max(0.001, $this->deadline - (microtime(true) - $started));
+    }
+
+    /** Whether the retry budget and the deadline allow waiting `$delay` s and trying again. */
+    private function mayWait(int $attempt, float $waited, float $delay, float $started): bool
+    {
+        $afterWait = microtime(true) - $started + $delay;
+        return $this->retry->allows($attempt, $waited, $delay)
+            && ($this->deadline === null || $afterWait < $this->deadline);
+    }
+
+    private static function millisSince(float $since): int
+    {
+        return (int) round((microtime(true) - $since) * 1000);
     }
 
     /** @param array<string, mixed> $options */
@@ -984,11 +1053,12 @@ class Client
         string $route,
         #[\SensitiveParameter] string $url,
         #[\SensitiveParameter] array $options,
+        ?float $left = null,
     ): ResponseInterface {
         $options[RequestOptions::HTTP_ERRORS] = false;
         $options[RequestOptions::ALLOW_REDIRECTS] = false;
-        $options[RequestOptions::CONNECT_TIMEOUT] = $this->connectTimeout;
-        $options[RequestOptions::TIMEOUT] = $this->timeout;
+        $options[RequestOptions::CONNECT_TIMEOUT] = min($this->connectTimeout, $left ?? INF);
+        $options[RequestOptions::TIMEOUT] = min($this->timeout, $left ?? INF);
         try {
             return $this->http->request($method, $url, $options);
         } catch (ConnectException | RequestException $e) {

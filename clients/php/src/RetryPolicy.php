@@ -12,7 +12,10 @@ namespace Efs\Iam;
  * `Retry-After` longer than what is left of the budget ends the retries at once: the
  * caller gets the problem instead of a wait that cannot end well.
  *
- * Transport failures (no answer) are never retried: a write may have happened.
+ * A call that got no answer (connection refused or dropped, a timeout) is repeated only
+ * when it is safe to repeat, after 0.5 s, within the same budget: a rolling restart of
+ * efs-iam then costs a GET half a second, not an error. Other calls are not repeated: a
+ * write may have happened. The client's `deadline` bounds all of it.
  */
 final class RetryPolicy
 {

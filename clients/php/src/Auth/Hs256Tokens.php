@@ -4,6 +4,8 @@ declare(strict_types=1);
 
 namespace Efs\Iam\Auth;
 
+use Psr\SimpleCache\CacheInterface;
+
 /**
  * Caller tokens signed with the HS256 secret efs-iam shares with EFS-Admin
  * (EFS_IAM_AUTH_HS256_SECRET): claims `iss`, `aud`, `sub`, `scope`, `iat`, `exp`, as
@@ -30,6 +32,11 @@ final class Hs256Tokens implements TokenProvider
      * @param int $ttlSeconds lifetime of each token
      * @param int $renewBeforeSeconds a cached token is replaced this long before it expires
      * @param (callable(): int)|null $clock the current Unix time (tests move it)
+     * @param CacheInterface|null $shared a PSR-16 cache the PHP-FPM workers share (APCu,
+     *        memcached, Redis): a token minted by one worker is used by the others until it
+     *        is due for renewal, so efs-iam's verified-token cache hits. Keyed by a hash of
+     *        the secret, issuer, audience, subject and scope; holds only the token (which
+     *        is what every request sends anyway)
      */
     public function __construct(
         #[\SensitiveParameter] private readonly string $secret,
@@ -39,6 +46,7 @@ final class Hs256Tokens implements TokenProvider
         private readonly int $ttlSeconds = 300,
         private readonly int $renewBeforeSeconds = 30,
         ?callable $clock = null,
+        private readonly ?CacheInterface $shared = null,
     ) {
         if (strlen($secret) < 32) {
             throw new \InvalidArgumentException('the HS256 secret must be at least 32 bytes, as efs-iam requires');
@@ -69,8 +77,9 @@ final class Hs256Tokens implements TokenProvider
     {
         $scope = self::normalise($scope);
         $now = ($this->clock)();
-        $cached = $this->cache[$scope] ?? null;
+        $cached = $this->cache[$scope] ?? $this->fromShared($scope);
         if ($cached !== null && $cached['exp'] - $this->renewBeforeSeconds > $now) {
+            $this->cache[$scope] = $cached;
             return $cached['token'];
         }
         $exp = $now + $this->ttlSeconds;
@@ -83,7 +92,25 @@ final class Hs256Tokens implements TokenProvider
             'exp' => $exp,
         ]);
         $this->cache[$scope] = ['token' => $token, 'exp' => $exp];
+        $reusable = $this->ttlSeconds - $this->renewBeforeSeconds;
+        $this->shared?->set($this->sharedKey($scope), $this->cache[$scope], $reusable);
         return $token;
+    }
+
+    /** @return array{token: string, exp: int}|null */
+    private function fromShared(string $scope): ?array
+    {
+        $entry = $this->shared?->get($this->sharedKey($scope));
+        return is_array($entry) && is_string($entry['token'] ?? null) && is_int($entry['exp'] ?? null)
+            ? ['token' => $entry['token'], 'exp' => $entry['exp']]
+            : null;
+    }
+
+    /** PSR-16 keys allow `A-Za-z0-9_.`; the hash keeps the secret out of the key. */
+    private function sharedKey(string $scope): string
+    {
+        $who = implode("\n", [$this->issuer, $this->audience, $this->subject, $scope]);
+        return 'efs_iam.token.' . hash_hmac('sha256', $who, $this->secret);
     }
 
     /**
