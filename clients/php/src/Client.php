@@ -359,13 +359,13 @@ class Client
      */
     public function listPortalUserReferences(
         int $portalId,
-        ?string $status = null,
+        PortalUserStatus|string|null $status = null,
         ?bool $hasDataChanges = null,
         ?int $limit = null,
         ?string $cursor = null,
     ): array {
         return $this->call('listPortalUserReferences', ['portal_id' => $portalId], query: [
-            'status' => $status,
+            'status' => self::plain($status),
             'has_data_changes' => $hasDataChanges,
             'limit' => $limit,
             'cursor' => $cursor,
@@ -395,10 +395,10 @@ class Client
         int $portalId,
         int $userId,
         string $oktaUserId,
-        string $status,
+        PortalUserStatus|string $status,
         ?bool $hasDataChanges = null,
     ): array {
-        $body = ['okta_user_id' => $oktaUserId, 'status' => $status];
+        $body = ['okta_user_id' => $oktaUserId, 'status' => self::plain($status)];
         if ($hasDataChanges !== null) {
             $body['has_data_changes'] = $hasDataChanges;
         }
@@ -561,12 +561,12 @@ class Client
      */
     public function listUnassignments(
         int $portalId,
-        ?string $state = null,
+        UnassignmentState|string|null $state = null,
         ?int $limit = null,
         ?string $cursor = null,
     ): array {
         return $this->call('listUnassignments', ['portal_id' => $portalId], query: [
-            'state' => $state,
+            'state' => self::plain($state),
             'limit' => $limit,
             'cursor' => $cursor,
         ]);
@@ -700,10 +700,14 @@ class Client
      *         counts: array{pending: int, succeeded: int, failed: int, retrying: int}, created_at: string,
      *         finished_at?: string|null, items: list<array<string, mixed>>, next_cursor?: string|null}
      */
-    public function getSyncJob(string $jobId, ?string $state = null, ?int $limit = null, ?string $cursor = null): array
-    {
+    public function getSyncJob(
+        string $jobId,
+        JobItemState|string|null $state = null,
+        ?int $limit = null,
+        ?string $cursor = null,
+    ): array {
         return $this->call('getSyncJob', ['job_id' => $jobId], query: [
-            'state' => $state,
+            'state' => self::plain($state),
             'limit' => $limit,
             'cursor' => $cursor,
         ]);
@@ -1039,6 +1043,12 @@ class Client
         $afterWait = microtime(true) - $started + $delay;
         return $this->retry->allows($attempt, $waited, $delay)
             && ($this->deadline === null || $afterWait < $this->deadline);
+    }
+
+    /** An enum's value, or the string as given. */
+    private static function plain(\BackedEnum|string|null $value): ?string
+    {
+        return $value instanceof \BackedEnum ? (string) $value->value : $value;
     }
 
     private static function millisSince(float $since): int

@@ -86,6 +86,9 @@ final class OperationsTest extends LiveTestCase
         $this->assertSame('failed', $iam->getPortalUserReference($portal, $second)['status']);
 
         $this->assertSame([$first], array_column($iam->listPortalUserReferences($portal, status: 'synced')['items'], 'user_id'));
+        $synced = $iam->listPortalUserReferences($portal, status: \Efs\Iam\PortalUserStatus::Synced)['items'];
+        $this->assertSame([$first], array_column($synced, 'user_id'), 'an enum is sent as its value');
+        $this->assertSame(\Efs\Iam\PortalUserStatus::Synced, \Efs\Iam\PortalUserStatus::from($synced[0]['status']));
         $this->assertSame([], $iam->listPortalUserReferences($portal, hasDataChanges: true)['items']);
         $page = $iam->listPortalUserReferences($portal, limit: 1);
         $this->assertCount(1, $page['items']);

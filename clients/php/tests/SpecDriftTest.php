@@ -5,7 +5,12 @@ declare(strict_types=1);
 namespace Efs\Iam\Tests;
 
 use Efs\Iam\Client;
+use Efs\Iam\JobItemState;
+use Efs\Iam\JobState;
+use Efs\Iam\PortalUserStatus;
+use Efs\Iam\RunState;
 use Efs\Iam\Scope;
+use Efs\Iam\UnassignmentState;
 use Efs\Iam\Tests\Support\SpecDrift;
 use PHPUnit\Framework\TestCase;
 
@@ -146,5 +151,30 @@ final class SpecDriftTest extends TestCase
             'operation reconcile_portal (POST /sync/portals/{portal_id}/reconcile): the spec asks for iam:admin when always; '
                 . 'teach reconcilePortal() and list it in SpecDrift::ADMIN_WHEN',
         ], SpecDrift::problems($spec));
+    }
+
+    /** The client's enums have exactly the values the spec allows. */
+    public function testTheEnumsAreTheSpecs(): void
+    {
+        $spec = self::spec();
+        $parameter = static function (string $path, string $name) use ($spec): array {
+            foreach ($spec['paths'][$path]['get']['parameters'] as $p) {
+                if ($p['name'] === $name) {
+                    return $p['schema']['enum'];
+                }
+            }
+            return [];
+        };
+        $expected = [
+            PortalUserStatus::class => $spec['components']['schemas']['PortalUserStatus']['enum'],
+            JobState::class => $spec['components']['schemas']['JobState']['enum'],
+            RunState::class => $spec['components']['schemas']['RunState']['enum'],
+            UnassignmentState::class => $parameter('/portals/{portal_id}/unassignments', 'state'),
+            JobItemState::class => $parameter('/sync/jobs/{job_id}', 'state'),
+        ];
+        foreach ($expected as $enum => $values) {
+            $this->assertNotEmpty($values, $enum);
+            $this->assertSame($values, array_map(static fn (\BackedEnum $c) => $c->value, $enum::cases()), $enum);
+        }
     }
 }
