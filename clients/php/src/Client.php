@@ -222,6 +222,19 @@ class Client
         return $this->lastAttempts;
     }
 
+    /**
+     * Whether the last PUT created what it names (201) rather than replacing it (200);
+     * null when the last call answered neither (or no call was made).
+     */
+    public function lastCreated(): ?bool
+    {
+        return match ($this->lastResponse?->getStatusCode()) {
+            201 => true,
+            200 => false,
+            default => null,
+        };
+    }
+
     // ---- health probes (outside /api/v1, no token) ----------------------------------
 
     /**

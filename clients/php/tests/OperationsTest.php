@@ -360,14 +360,17 @@ final class OperationsTest extends LiveTestCase
         $person = self::oktaUser('adopted');
         self::expectProblem(NotFound::class, 404, 'not-found', fn () => $iam->getOktaUserManagement($person));
 
+        $this->assertNull($iam->lastCreated(), 'a 404 is neither');
         $adopted = $iam->adoptOktaUser($person);
         $this->assertSame(201, $iam->lastResponse()?->getStatusCode());
+        $this->assertTrue($iam->lastCreated());
         $this->assertSame(
             [$person, 'adopted', 'efs-iam-php-client-tests'],
             [$adopted['okta_user_id'], $adopted['origin'], $adopted['managed_by']],
         );
         $this->assertSame($adopted, $iam->adoptOktaUser($person), 'adopting again changes nothing');
         $this->assertSame(200, $iam->lastResponse()?->getStatusCode());
+        $this->assertFalse($iam->lastCreated());
         $this->assertSame($adopted, $iam->getOktaUserManagement($person));
 
         // No event about the user was applied: clearing its watermarks clears none.

@@ -26,7 +26,7 @@ final class SpecDrift
     /** Operations whose client method adds iam:admin under the spec's `admin_when`. */
     public const ADMIN_WHEN = ['reconcilePortal' => 'dry_run=false'];
 
-    public const HELPERS = ['__construct', '__debugInfo', 'withRequestId', 'lastResponse', 'lastAttempts', 'live', 'ready', 'request', 'paginate'];
+    public const HELPERS = ['__construct', '__debugInfo', 'withRequestId', 'lastResponse', 'lastAttempts', 'lastCreated', 'live', 'ready', 'request', 'paginate'];
 
     /**
      * @param array<string, mixed> $spec the decoded OpenAPI document
