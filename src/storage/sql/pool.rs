@@ -36,9 +36,9 @@ use deadpool::Runtime;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use sqlx::{Connection, Database, Describe, Either, Execute, Executor};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use super::dialect::{bounded, timed_out, Dialect, STATEMENT_LIMIT};
-use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// A connection idle longer than this is reset before it is handed out.
 pub const RESET_WHEN_IDLE_FOR: Duration = Duration::from_secs(5);
