@@ -27,6 +27,7 @@ pub mod error_log;
 pub mod leases;
 pub mod managed_users;
 pub mod memcached;
+pub mod okta_event_upkeep;
 pub mod okta_events;
 pub mod portal_settings;
 pub mod reconcile_runs;
@@ -44,9 +45,9 @@ pub use error::{StorageError, StorageResult};
 pub use error_log::{ErrorLogEntry, ErrorLogQuery, ErrorLogStore, NewErrorLogEntry};
 pub use leases::LeaseStore;
 pub use managed_users::{ManagedOktaUser, ManagedOrigin, ManagedUserStore};
+pub use okta_event_upkeep::{EventWatermark, OktaEventUpkeep};
 pub use okta_events::{
-    Applied, EventWatermark, NewOktaEvent, OktaEvent, OktaEventStats, OktaEventStore,
-    ReferenceChange, FUTURE_SKEW,
+    Applied, NewOktaEvent, OktaEvent, OktaEventStats, OktaEventStore, ReferenceChange, FUTURE_SKEW,
 };
 pub use portal_settings::{PortalGroup, PortalSetting, PortalSettingsStore, SettingWrite};
 pub use reconcile_runs::{NewReconcileRun, ReconcileRun, ReconcileRunStore, RunOutcome};
@@ -71,7 +72,7 @@ pub use user_references::{
 pub mod prelude {
     pub use super::{
         AdoptionStore, DatabaseStatus, ErrorLogStore, LeaseStore, ManagedUserStore, OktaEventStore,
-        PortalSettingsStore, ReconcileRunStore, SyncJobStore, TokenStore, UnassignmentQueueStore,
-        UserReferenceStore,
+        OktaEventUpkeep, PortalSettingsStore, ReconcileRunStore, SyncJobStore, TokenStore,
+        UnassignmentQueueStore, UserReferenceStore,
     };
 }

@@ -40,7 +40,7 @@ pub use workers::unassignments::{MissingGroup, UnassignmentStep, UnassignmentWor
 pub use workers::{supervision, Triggered, Worker, WorkerExit, WorkerHealthSnapshot};
 
 use crate::storage::{
-    AdoptionStore, ErrorLogStore, LeaseStore, ManagedUserStore, OktaEventStore,
+    AdoptionStore, ErrorLogStore, LeaseStore, ManagedUserStore, OktaEventStore, OktaEventUpkeep,
     PortalSettingsStore, ReconcileRunStore, SyncJobStore, UnassignmentQueueStore,
     UserReferenceStore,
 };
@@ -58,4 +58,5 @@ crate::trait_alias!(
         + SyncJobStore
         + ReconcileRunStore
         + OktaEventStore
+        + OktaEventUpkeep
 );

@@ -23,9 +23,9 @@ use crate::domain::{OktaUserId, PortalId};
 use crate::okta::OktaClient;
 use crate::storage::{
     now, AdoptionStore, EventWatermark, NewOktaEvent, NewReconcileRun, NewSyncJob, NewSyncJobItem,
-    NewUnassignment, OktaEventStore, PortalSettingsStore, QueueStats, ReconcileRunStore,
-    RequeueOutcome, StorageError, SyncJobStore, UnassignmentCounts, UnassignmentQueueStore,
-    FUTURE_SKEW,
+    NewUnassignment, OktaEventStore, OktaEventUpkeep, PortalSettingsStore, QueueStats,
+    ReconcileRunStore, RequeueOutcome, StorageError, SyncJobStore, UnassignmentCounts,
+    UnassignmentQueueStore, FUTURE_SKEW,
 };
 
 /// How long a reachability probe's answer is reused (monitoring may poll the status
@@ -45,6 +45,7 @@ pub struct SyncService {
     jobs_store: Arc<dyn SyncJobStore>,
     runs: Arc<dyn ReconcileRunStore>,
     events_store: Arc<dyn OktaEventStore>,
+    event_upkeep: Arc<dyn OktaEventUpkeep>,
     adoptions: Arc<dyn AdoptionStore>,
     portal_settings: Arc<dyn PortalSettingsStore>,
     okta: Option<OktaClient>,
@@ -135,7 +136,8 @@ impl SyncService {
             runs: store.clone(),
             portal_settings: store.clone(),
             adoptions: store.clone(),
-            events_store: store,
+            events_store: store.clone(),
+            event_upkeep: store,
             okta,
             engine,
             unassignments,
@@ -300,7 +302,7 @@ impl SyncService {
         user: &OktaUserId,
         by: &str,
     ) -> Result<Vec<EventWatermark>, StorageError> {
-        let cleared = self.events_store.clear_okta_event_watermarks(user).await?;
+        let cleared = self.event_upkeep.clear_okta_event_watermarks(user).await?;
         tracing::info!(target: "audit", sub = %by, okta_user_id = %user, cleared = cleared.len(), "Okta event watermarks cleared");
         Ok(cleared)
     }

@@ -254,3 +254,16 @@ impl TestDb {
         }
     }
 }
+
+/// How many migrations `migrations/<dialect>` holds: what `_sqlx_migrations` must list
+/// once a database is migrated.
+pub fn migration_files(dialect: &str) -> i64 {
+    let dir = format!("{}/migrations/{dialect}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_dir(dir)
+        .expect("the migrations folder")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count() as i64
+}

@@ -28,13 +28,7 @@ async fn three_instances_started_at_once_on_a_pending_migration_all_start() {
     let Some((url, admin, name)) = TestDb::empty_mysql().await else {
         return;
     };
-    let expected = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/mysql"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
-        })
-        .count() as i64;
+    let expected = crate::common::migration_files("mysql");
     for attempt in 0..3 {
         let db_name = format!("{name}_{attempt}");
         let db_url = url.replace(&name, &db_name);

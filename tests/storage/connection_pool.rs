@@ -326,13 +326,7 @@ async fn sqlite_concurrent_migrations_all_succeed_and_apply_once() {
     use efs_iam::storage::SqlStore;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("migrated.db").display());
-    let expected = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
-        })
-        .count() as i64;
+    let expected = crate::common::migration_files("sqlite");
     let runs = (0..3).map(|_| {
         let url = url.clone();
         async move {

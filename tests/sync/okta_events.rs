@@ -515,3 +515,52 @@ async fn an_event_from_the_future_holds_nothing_back(db: TestDb) {
         .await;
     assert_eq!(status, 400);
 }
+
+/// The event worker purges by EFS_IAM_OKTA_EVENT_RETENTION: an applied event received
+/// before the retention goes, one within it stays (the storage contract tests which
+/// states go; this, that the worker's setting reaches the purge).
+#[tokio::test]
+async fn the_event_worker_purges_by_its_retention() {
+    use efs_iam::storage::NewOktaEvent;
+    let db = TestDb::sqlite().await;
+    let now = chrono::Utc::now().naive_utc();
+    let event = |uuid: &str| NewOktaEvent {
+        uuid: uuid.into(),
+        event_type: "application.lifecycle.update".into(),
+        published: now,
+        payload: "{}".into(),
+    };
+    let days_ago = |d| now - chrono::TimeDelta::days(d);
+    db.store
+        .store_okta_events(&[event("received-12-days-ago")], days_ago(12))
+        .await
+        .unwrap();
+    db.store
+        .store_okta_events(&[event("received-8-days-ago")], days_ago(8))
+        .await
+        .unwrap();
+    // A new worker per step: each purges at its first step, then hourly.
+    let worker = || {
+        let mut s = settings(&db, None);
+        s.sync.okta_event_retention = Duration::from_secs(10 * 86_400);
+        efs_iam::sync::OktaEventWorker::new(
+            &db.store,
+            s.sync,
+            "retention".into(),
+            tokio_util::sync::CancellationToken::new(),
+        )
+    };
+    // The first step purges nothing (both are pending) and applies both (a type
+    // efs-iam ignores); the next purges what is past the retention.
+    assert_eq!(worker().run_once().await.unwrap().claimed, 2);
+    worker().run_once().await.unwrap();
+    let left: Vec<String> = db
+        .store
+        .list_okta_events(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.uuid)
+        .collect();
+    assert_eq!(left, ["received-8-days-ago"]);
+}

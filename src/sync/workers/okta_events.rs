@@ -31,7 +31,7 @@ use crate::domain::{storable_text, OktaUserId, TEXT_MAX_CHARS};
 use crate::storage::okta_events::event_state;
 use crate::storage::{
     now, Applied, ErrorLogStore, ManagedUserStore, NewErrorLogEntry, OktaEvent, OktaEventStore,
-    PortalGroup, PortalSettingsStore, ReferenceChange, StorageError,
+    OktaEventUpkeep, PortalGroup, PortalSettingsStore, ReferenceChange, StorageError,
 };
 use crate::sync::heartbeat::Heartbeat;
 use crate::sync::{SyncSettings, SyncStorage};
@@ -73,6 +73,7 @@ enum Meaning {
 
 pub struct OktaEventWorker {
     events: Arc<dyn OktaEventStore>,
+    upkeep: Arc<dyn OktaEventUpkeep>,
     managed: Arc<dyn ManagedUserStore>,
     portal_settings: Arc<dyn PortalSettingsStore>,
     error_log: Arc<dyn ErrorLogStore>,
@@ -107,6 +108,7 @@ impl OktaEventWorker {
     ) -> Self {
         Self {
             events: store.clone(),
+            upkeep: store.clone(),
             managed: store.clone(),
             portal_settings: store.clone(),
             error_log: store.clone(),
@@ -134,7 +136,7 @@ impl OktaEventWorker {
         };
         let mut purged = 0;
         loop {
-            match self.events.purge_okta_events(before, PURGE_BATCH).await {
+            match self.upkeep.purge_okta_events(before, PURGE_BATCH).await {
                 Ok(n) => {
                     purged += n;
                     if n < u64::from(PURGE_BATCH) || self.cancel.is_cancelled() {
