@@ -60,9 +60,9 @@ ensure_memcached() {
 ensure_php() {
     # php-cli runs the README's PHP client (tests/api/php_client.rs); the PHP client
     # library in clients/php needs Guzzle 7 (with curl) and its PHPUnit suite phpunit
-    # (tests/clients), and the linters CI holds it to (phpcs, phpmd), all from Debian's
-    # packages.
-    local wanted=(php-cli php-curl php-mbstring php-xml phpunit php-guzzlehttp-guzzle php-psr-log php-psr-simple-cache php-codesniffer phpmd) missing=() p
+    # (tests/clients), the README's PHP-FPM example APCu through symfony/cache, and the
+    # linters CI holds it to (phpcs, phpmd), all from Debian's packages.
+    local wanted=(php-cli php-curl php-mbstring php-xml phpunit php-guzzlehttp-guzzle php-psr-log php-psr-simple-cache php-apcu php-symfony-cache php-codesniffer phpmd) missing=() p
     for p in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
@@ -82,6 +82,8 @@ ensure_php() {
         || { log "FATAL: php-guzzlehttp-guzzle is installed but /usr/share/php/GuzzleHttp/autoload.php is missing"; return 1; }
     php -r 'exit(extension_loaded("curl") && extension_loaded("mbstring") ? 0 : 1);' \
         || { log "FATAL: php's curl or mbstring extension is not loaded"; return 1; }
+    php -d apc.enable_cli=1 -r 'exit(function_exists("apcu_store") ? 0 : 1);' \
+        || { log "FATAL: php-apcu is installed but APCu is not loaded"; return 1; }
 }
 
 ensure_operations_tools() {

@@ -11,7 +11,9 @@ declare(strict_types=1);
  *
  * When `composer install` has been run here, Composer's vendor/autoload.php is used
  * instead. When Guzzle is already loaded (EFS-Admin's own Composer autoloader), it is
- * left alone. EFS_IAM_GUZZLE_AUTOLOAD names another Guzzle autoload file.
+ * left alone. EFS_IAM_GUZZLE_AUTOLOAD names another Guzzle autoload file. Debian's
+ * PSR-3 and PSR-16 interfaces (php-psr-log, php-psr-simple-cache) are loaded beside
+ * Debian's Guzzle when installed, for the optional logger and shared token cache.
  */
 
 (static function (): void {
@@ -49,6 +51,18 @@ declare(strict_types=1);
         set_include_path(get_include_path() . PATH_SEPARATOR . $root);
     }
     require_once $guzzle;
+
+    // The optional PSR interfaces (a logger, a shared token cache) from Debian's
+    // php-psr-log and php-psr-simple-cache, when installed and not loaded already.
+    $optional = [
+        'Psr/Log' => \Psr\Log\LoggerInterface::class,
+        'Psr/SimpleCache' => \Psr\SimpleCache\CacheInterface::class,
+    ];
+    foreach ($optional as $psr => $interface) {
+        if (!interface_exists($interface) && is_file("$root/$psr/autoload.php")) {
+            require_once "$root/$psr/autoload.php";
+        }
+    }
 })();
 
 if (!defined('GuzzleHttp\ClientInterface::MAJOR_VERSION') || \GuzzleHttp\ClientInterface::MAJOR_VERSION < 7) {

@@ -72,14 +72,18 @@ async fn the_php_client_calls_efs_iam_with_its_own_token() {
     assert_eq!(body["settings"]["okta_client_id"], "0oa-from-php");
 }
 
-/// The README's PHP quick start is the script the client's test suite runs as it stands.
+/// The README's PHP configuration and quick start are the scripts the client's test
+/// suite runs as they stand.
 #[test]
 fn the_readme_quick_start_is_the_tested_script() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let script = std::fs::read_to_string(root.join("clients/php/examples/quickstart.php")).unwrap();
-    assert!(
-        readme.contains(script.trim_end()),
-        "README.md's PHP quick start differs from clients/php/examples/quickstart.php"
-    );
+    for example in ["efs-iam.php", "quickstart.php"] {
+        let script =
+            std::fs::read_to_string(root.join("clients/php/examples").join(example)).unwrap();
+        assert!(
+            readme.contains(&format!("```php\n{}\n```", script.trim_end())),
+            "README.md's PHP {example} differs from clients/php/examples/{example}"
+        );
+    }
 }

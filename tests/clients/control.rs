@@ -26,6 +26,7 @@
 //! | `POST /tight/hold-database` `{"ms"}` | takes the `tight` instance's one connection for `ms` |
 //! | `POST /tight/occupy` `{"ms"}` | a call to `tight` that takes its one request slot for `ms` (its Okta hangs) |
 //! | `POST /tight/tables/{table}/hide`, `…/restore` | renames a table of the `tight` database away and back |
+//! | `POST /restartable/restart` `{"down_ms"}` | stops the `restartable` instance (down when this answers) and starts it again on its address after `down_ms` |
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -43,7 +44,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::common::CuttableProxy;
-use crate::deployment::{AUDIENCE, ISSUER, SECRET};
+use crate::deployment::{Restartable, AUDIENCE, ISSUER, SECRET};
 
 /// Who holds a lock in `POST /sync-locks`: not one of the running instances.
 const OTHER_INSTANCE: &str = "another-efs-iam-instance#1";
@@ -60,6 +61,7 @@ pub struct Control {
     pub tight_store: Arc<SqlStore>,
     pub tight_url: String,
     pub memcached_proxy: Option<Arc<CuttableProxy>>,
+    pub restartable: Arc<Restartable>,
     pub http: reqwest::Client,
 }
 
@@ -96,6 +98,7 @@ pub async fn serve(control: Control) -> String {
         .route("/tight/hold-database", post(hold_database))
         .route("/tight/occupy", post(occupy))
         .route("/tight/tables/{table}/{action}", post(rename_table))
+        .route("/restartable/restart", post(restart))
         .with_state(Arc::new(control));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -478,5 +481,17 @@ async fn rename_table(State(c): Shared, Path((table, action)): Path<(String, Str
         other => return Err(bad(format!("no table action {other}"))),
     };
     execute(&c.tight_admin, &sql).await.map_err(failed)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct Restart {
+    down_ms: u64,
+}
+
+async fn restart(State(c): Shared, Json(req): Json<Restart>) -> Answer {
+    c.restartable
+        .restart(Duration::from_millis(req.down_ms))
+        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -9,7 +9,9 @@
 //! | `tight` | its own | one database connection (0.5 s acquire timeout), one request in flight, 2 s request timeout, its own fake Okta (`slow_okta`): database-unavailable, overloaded, timeout, internal (a table renamed) |
 //! | `jwks` | `main` | caller tokens checked against the JWKS of the fake `caller_idp`, refetched on every unknown kid: the token callback, service-unavailable |
 //! | `cache` | `main` | session tokens in memcached through a proxy that can be cut, 4 KiB items: token-store-unavailable, token-too-large |
+//! | `restartable` | `main` | stopped and started again on its own address by the control server: a rolling restart of efs-iam |
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +56,7 @@ pub struct Deployment {
     pub tight: Running,
     pub jwks: Running,
     pub cache: Option<Running>,
+    pub restartable: Arc<Restartable>,
 }
 
 impl Deployment {
@@ -137,6 +140,7 @@ impl Deployment {
             }
             None => (None, None),
         };
+        let restartable = Arc::new(Restartable::start(&main_db.store, &main_db.url).await);
         Some(Self {
             okta,
             slow_okta,
@@ -150,6 +154,7 @@ impl Deployment {
             tight,
             jwks,
             cache,
+            restartable,
         })
     }
 
@@ -164,6 +169,64 @@ impl Deployment {
         }
         if let Some(cache) = &mut self.cache {
             cache.stop().await;
+        }
+        self.restartable.stop().await;
+    }
+}
+
+/// An instance that goes away and comes back on the same address, as one does in a
+/// rolling restart behind the load balancer.
+pub struct Restartable {
+    pub address: String,
+    listen: SocketAddr,
+    store: Arc<SqlStore>,
+    url: String,
+    running: tokio::sync::Mutex<Option<Running>>,
+}
+
+impl Restartable {
+    fn configure(s: &mut Settings) {
+        hs256(s);
+        use_keys(s, KEY_1);
+        s.sync.worker = false;
+    }
+
+    async fn start(store: &Arc<SqlStore>, url: &str) -> Self {
+        let running = start(store, url, Self::configure).await;
+        let listen = running
+            .address
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the instance's address");
+        Self {
+            address: running.address.clone(),
+            listen,
+            store: store.clone(),
+            url: url.to_owned(),
+            running: tokio::sync::Mutex::new(Some(running)),
+        }
+    }
+
+    /// Stops the instance gracefully (its address refuses connections once this
+    /// returns) and starts a new one on the same address after `down`, in the
+    /// background.
+    pub async fn restart(self: &Arc<Self>, down: Duration) {
+        self.stop().await;
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(down).await;
+            let running = start(&this.store, &this.url, |s| {
+                Self::configure(s);
+                s.listen = this.listen;
+            })
+            .await;
+            *this.running.lock().await = Some(running);
+        });
+    }
+
+    pub async fn stop(&self) {
+        if let Some(mut running) = self.running.lock().await.take() {
+            running.stop().await;
         }
     }
 }

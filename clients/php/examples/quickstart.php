@@ -1,27 +1,16 @@
 <?php
 
 // efs-iam from PHP in one page: an authenticated call, and a refused one whose field
-// errors are shown. Needs EFS_IAM_URL, EFS_IAM_AUTH_HS256_SECRET, EFS_IAM_AUTH_ISSUER
-// and EFS_IAM_AUTH_AUDIENCE in the environment (the same values efs-iam has).
+// errors are shown.
 
 declare(strict_types=1);
 
-require __DIR__ . '/../autoload.php';
-
-use Efs\Iam\Auth\Hs256Tokens;
 use Efs\Iam\Client;
 use Efs\Iam\Exception\EfsIamException;
-use Efs\Iam\Exception\OktaValidationFailed;
-use Efs\Iam\Exception\ValidationFailed;
+use Efs\Iam\Exception\InvalidInput;
 
-$iam = new Client(
-    getenv('EFS_IAM_URL') ?: 'http://127.0.0.1:8080',
-    new Hs256Tokens(
-        (string) getenv('EFS_IAM_AUTH_HS256_SECRET'),
-        issuer: getenv('EFS_IAM_AUTH_ISSUER') ?: 'efs-admin',
-        audience: getenv('EFS_IAM_AUTH_AUDIENCE') ?: 'efs-iam',
-    ),
-);
+/** @var Client $iam */
+$iam = require __DIR__ . '/efs-iam.php';
 
 try {
     // Each call carries a token with exactly its scope: iam:write here, iam:read next.
@@ -35,10 +24,10 @@ try {
     // Refused: efs-iam names the field at fault, as Okta does for a profile it refuses.
     try {
         $iam->putAdminUserReference(42, 'not an Okta user id!');
-    } catch (ValidationFailed | OktaValidationFailed $e) {
+    } catch (InvalidInput $e) {
         echo "refused ({$e->slug()}, request id {$e->requestId}):\n";
-        foreach ($e->errors as $error) {
-            echo '  ' . ($error->field ?? '(request)') . ": {$error->message}\n";
+        foreach ($e->fieldMessages() as $field => $message) {
+            echo "  $field: $message\n";
         }
     }
 } catch (EfsIamException $e) {

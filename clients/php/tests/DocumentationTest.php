@@ -16,10 +16,26 @@ final class DocumentationTest extends TestCase
         return (string) file_get_contents(__DIR__ . '/../README.md');
     }
 
-    public function testTheQuickStartIsTheScriptVerbatim(): void
+    /**
+     * Every PHP block of the README is an example file verbatim, and every example is
+     * shown: the suite runs the files (tests/clients/php_library.rs, from a scratch
+     * project outside the repository), so what a reader copies has run.
+     */
+    public function testEveryPhpBlockIsARunExampleVerbatim(): void
     {
-        $script = rtrim((string) file_get_contents(__DIR__ . '/../examples/quickstart.php'));
-        $this->assertStringContainsString("```php\n$script\n```", self::readme());
+        preg_match_all('/^```php\n(.*?)\n```$/ms', self::readme(), $blocks);
+        $examples = [];
+        foreach (glob(__DIR__ . '/../examples/*.php') ?: [] as $file) {
+            $examples[basename($file)] = rtrim((string) file_get_contents($file));
+        }
+        $this->assertGreaterThanOrEqual(7, count($examples));
+        foreach ($blocks[1] as $block) {
+            $this->assertContains($block, $examples, "a PHP block of the README that is no example:\n$block");
+        }
+        foreach ($examples as $name => $script) {
+            $this->assertContains($script, $blocks[1], "examples/$name is not shown in the README");
+            $this->assertStringContainsString("(examples/$name)", self::readme());
+        }
     }
 
     public function testEveryOperationAndRetryDecisionIsListed(): void

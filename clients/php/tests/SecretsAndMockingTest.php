@@ -116,4 +116,20 @@ final class SecretsAndMockingTest extends TestCase
         $this->assertSame('00g1', self::portalGroupOrNull($iam, 7));
         $this->assertNull(self::portalGroupOrNull($iam, 8));
     }
+
+    /** Maps stay maps on the way out: an empty settings map is sent as `{}`, not `[]`. */
+    public function testAnEmptySettingsMapIsSentAsAJsonObject(): void
+    {
+        $answers = new MockHandler([
+            new Response(200, ['Content-Type' => 'application/json'], '{"portal_id":3,"settings":{}}'),
+        ]);
+        $iam = new Client(
+            'http://efs-iam.test',
+            new Hs256Tokens(str_repeat('k', 32)),
+            http: new GuzzleClient(['handler' => HandlerStack::create($answers)]),
+        );
+
+        $this->assertSame(['portal_id' => 3, 'settings' => []], $iam->putPortalSettings(3, []));
+        $this->assertSame('{"settings":{}}', (string) $answers->getLastRequest()?->getBody());
+    }
 }
