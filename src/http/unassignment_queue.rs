@@ -64,10 +64,16 @@ pub struct EnqueueResult {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UnassignmentCountsBody {
-    /// Waiting for (another) attempt.
+    /// Waiting for (another) attempt. Exact up to 10,000; beyond that 10,000 and
+    /// `pending_capped` is true.
     pub pending: i64,
-    /// Retries exhausted; kept until re-queued.
+    /// Retries exhausted; kept until re-queued. Exact up to 10,000; beyond that 10,000
+    /// and `dead_capped` is true.
     pub dead: i64,
+    /// More than 10,000 are pending: `pending` is a lower bound ("10,000 or more").
+    pub pending_capped: bool,
+    /// More than 10,000 are dead: `dead` is a lower bound ("10,000 or more").
+    pub dead_capped: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -175,6 +181,8 @@ impl From<UnassignmentCounts> for UnassignmentCountsBody {
         Self {
             pending: c.pending,
             dead: c.dead,
+            pending_capped: c.pending_capped,
+            dead_capped: c.dead_capped,
         }
     }
 }

@@ -52,10 +52,21 @@ pub struct UnassignmentQuery {
     pub limit: u32,
 }
 
+/// A portal's queue counts stop at this many rows per state: exact up to it, beyond it
+/// the count says this and a flag says it is a lower bound. Reading at most this many
+/// index entries keeps the listing flat at EFS's size (issue 24), where an exact count
+/// read every queued row of a large portal; a per-portal counter would drift whenever
+/// anything else writes the seed's queue table, as EFS's PHP code does.
+pub const COUNT_CAP: i64 = 10_000;
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UnassignmentCounts {
     pub pending: i64,
     pub dead: i64,
+    /// More than [`COUNT_CAP`] are pending: `pending` is a lower bound.
+    pub pending_capped: bool,
+    /// More than [`COUNT_CAP`] are dead: `dead` is a lower bound.
+    pub dead_capped: bool,
 }
 
 /// Queue figures for `/sync/status`, over all portals.
@@ -305,13 +316,16 @@ impl UnassignmentQueueStore for SqlStore {
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn unassignment_counts(&self, portal: PortalId) -> StorageResult<UnassignmentCounts> {
         // Two counts of ranges of the (portal_id, dead_at) index, each answered from the
-        // index alone. They still read every queued entry of the portal: a few
-        // milliseconds at 20,000, the one listing that does not stay flat at EFS's size
-        // (BENCHMARKS.md, "EFS-sized proof"). Two statements, not one snapshot: a row
-        // that dies between them can be counted in both or neither. The counts are a
-        // display for EFS-Admin and operators; nothing decides on them.
+        // index alone and stopped after COUNT_CAP + 1 entries, so a portal with 20,000
+        // queued reads 10,001 entries at most per state. Two statements, not one
+        // snapshot: a row that dies between them can be counted in both or neither.
+        // The counts are a display for EFS-Admin and operators; nothing decides on them.
         let count = |hint: String, dead: &str| {
-            format!("SELECT COUNT(*) FROM {QUEUE}{hint} WHERE portal_id = ? AND dead_at IS {dead}")
+            format!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM {QUEUE}{hint} \
+                 WHERE portal_id = ? AND dead_at IS {dead} LIMIT {}) capped",
+                COUNT_CAP + 1
+            )
         };
         let (pending, dead): (i64, i64) = on_dialect!(self, pool => {
             let hint = pool.force_index("portal_id_dead_at");
@@ -325,7 +339,12 @@ impl UnassignmentQueueStore for SqlStore {
                 .await?;
             (pending, dead)
         });
-        Ok(UnassignmentCounts { pending, dead })
+        Ok(UnassignmentCounts {
+            pending: pending.min(COUNT_CAP),
+            dead: dead.min(COUNT_CAP),
+            pending_capped: pending > COUNT_CAP,
+            dead_capped: dead > COUNT_CAP,
+        })
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]

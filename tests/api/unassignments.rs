@@ -20,7 +20,10 @@ async fn mass_delete_of_ten_thousand_in_one_call() {
         .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["enqueued"], 10_000);
-    assert_eq!(body["counts"], json!({"pending": 10_000, "dead": 0}));
+    assert_eq!(
+        body["counts"],
+        json!({"pending": 10_000, "dead": 0, "pending_capped": false, "dead_capped": false})
+    );
 
     let (status, page) = app
         .get("/api/v1/portals/77/unassignments?limit=1000&state=pending")
@@ -33,7 +36,20 @@ async fn mass_delete_of_ten_thousand_in_one_call() {
     let (_, dead) = app.get("/api/v1/portals/77/unassignments?state=dead").await;
     assert_eq!(dead["items"], json!([]));
     let (_, other) = app.get("/api/v1/portals/78/unassignments").await;
-    assert_eq!(other["counts"], json!({"pending": 0, "dead": 0}));
+    assert_eq!(
+        other["counts"],
+        json!({"pending": 0, "dead": 0, "pending_capped": false, "dead_capped": false})
+    );
+
+    // One more: the count stops at 10,000 and says it is a lower bound.
+    let one_more = json!({"users": [{"user_id": 10_001, "okta_user_id": "00u10001000000000000"}]});
+    let (status, body) = app.post("/api/v1/portals/77/unassignments", one_more).await;
+    assert_eq!(status, 202, "{body}");
+    let capped =
+        json!({"pending": 10_000, "dead": 0, "pending_capped": true, "dead_capped": false});
+    assert_eq!(body["counts"], capped);
+    let (_, page) = app.get("/api/v1/portals/77/unassignments").await;
+    assert_eq!(page["counts"], capped);
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ crate::backend_matrix!(
     error_log_record_query_purge,
     error_log_text_search_is_literal,
     unassignments_enqueue_in_chunks_and_count,
+    unassignment_counts_are_exact_up_to_their_cap,
     tokens_put_get_replace_delete,
     tokens_legacy_rows_subjects_and_purge,
     // The sync engine (storage_contract/sync.rs).
@@ -569,7 +570,9 @@ async fn unassignments_enqueue_in_chunks_and_count(db: TestDb) {
         counts,
         UnassignmentCounts {
             pending: 1234,
-            dead: 0
+            dead: 0,
+            pending_capped: false,
+            dead_capped: false,
         }
     );
 
@@ -609,6 +612,31 @@ async fn unassignments_enqueue_in_chunks_and_count(db: TestDb) {
         .await
         .unwrap();
     assert!(dead.is_empty());
+}
+
+/// A portal's counts are exact up to the cap; one row more and the count says the cap
+/// with the flag that makes it a lower bound.
+async fn unassignment_counts_are_exact_up_to_their_cap(db: TestDb) {
+    use efs_iam::storage::unassignment_queue::COUNT_CAP;
+    let s = &db.store;
+    let cap = i32::try_from(COUNT_CAP).unwrap();
+    let users: Vec<NewUnassignment> = (1..=cap + 1)
+        .map(|i| NewUnassignment {
+            user_id: user(i),
+            okta_user_id: okta(&format!("00uc{i}")),
+            email: None,
+        })
+        .collect();
+    s.enqueue_unassignments(portal(9), &users[..users.len() - 1])
+        .await
+        .unwrap();
+    s.enqueue_unassignments(portal(10), &users).await.unwrap();
+
+    let at_cap = s.unassignment_counts(portal(9)).await.unwrap();
+    assert_eq!((at_cap.pending, at_cap.pending_capped), (COUNT_CAP, false));
+    let over = s.unassignment_counts(portal(10)).await.unwrap();
+    assert_eq!((over.pending, over.pending_capped), (COUNT_CAP, true));
+    assert_eq!((over.dead, over.dead_capped), (0, false));
 }
 
 /// The SQL token records under the vault: opaque values keyed by the hashed id, with

@@ -569,8 +569,9 @@ class Client
      * `list_unassignments`: a portal's queue. Returns schema UnassignmentPage.
      *
      * @param string|null $state `pending` or `dead` (default both)
-     * @return array{portal_id: int, counts: array{pending: int, dead: int}, items: list<array<string, mixed>>,
-     *         next_cursor?: string|null}
+     * @return array{portal_id: int, counts: array{pending: int, dead: int, pending_capped: bool, dead_capped: bool},
+     *         items: list<array<string, mixed>>, next_cursor?: string|null}
+     *         (counts stop at 10,000 per state: read them with QueueCount::of())
      */
     public function listUnassignments(
         int $portalId,
@@ -591,7 +592,8 @@ class Client
      *
      * @param list<array{user_id: int, okta_user_id: string, email?: string|null}> $users
      *        the body's `users` (schema UnassignmentUser)
-     * @return array{portal_id: int, enqueued: int, counts: array{pending: int, dead: int}}
+     * @return array{portal_id: int, enqueued: int,
+     *         counts: array{pending: int, dead: int, pending_capped: bool, dead_capped: bool}}
      */
     public function enqueueUnassignments(int $portalId, array $users): array
     {

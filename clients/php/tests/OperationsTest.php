@@ -5,7 +5,9 @@ declare(strict_types=1);
 namespace Efs\Iam\Tests;
 
 use Efs\Iam\Exception\NotFound;
+use Efs\Iam\QueueCount;
 use Efs\Iam\Tests\Support\LiveTestCase;
+use Efs\Iam\UnassignmentState;
 
 /**
  * Every operation against the live `main` instance (MariaDB, the fake Okta, workers
@@ -278,6 +280,9 @@ final class OperationsTest extends LiveTestCase
             'portal_id' => $queued['portal_id'], 'enqueued' => $queued['enqueued'],
         ]);
         $this->assertSame(202, $iam->lastResponse()?->getStatusCode());
+        $pending = QueueCount::of($queued['counts'], UnassignmentState::Pending);
+        $this->assertSame([1, false], [$pending->value, $pending->isLowerBound]);
+        $this->assertFalse($queued['counts']['dead_capped']);
         $run = $iam->runUnassignments();
         $this->assertContains($run['triggered'], ['woken', 'started', 'already_running']);
         $this->assertIsInt($run['queue']['pending']);
