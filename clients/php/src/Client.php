@@ -571,7 +571,7 @@ class Client
      * @param string|null $state `pending` or `dead` (default both)
      * @return array{portal_id: int, counts: array{pending: int, dead: int, pending_capped: bool, dead_capped: bool},
      *         items: list<array<string, mixed>>, next_cursor?: string|null}
-     *         (counts stop at 10,000 per state: read them with QueueCount::of())
+     *         (counts stop at 10,000 per state: read them with QueueCount::fromCounts())
      */
     public function listUnassignments(
         int $portalId,

@@ -25,7 +25,7 @@ final class QueueCount implements \Stringable
      *
      * @param array{pending: int, dead: int, pending_capped?: bool, dead_capped?: bool} $counts
      */
-    public static function of(array $counts, UnassignmentState|string $state): self
+    public static function fromCounts(array $counts, UnassignmentState|string $state): self
     {
         $name = $state instanceof UnassignmentState ? $state->value : UnassignmentState::from($state)->value;
         return new self((int) $counts[$name], (bool) ($counts["{$name}_capped"] ?? false));

@@ -280,7 +280,7 @@ final class OperationsTest extends LiveTestCase
             'portal_id' => $queued['portal_id'], 'enqueued' => $queued['enqueued'],
         ]);
         $this->assertSame(202, $iam->lastResponse()?->getStatusCode());
-        $pending = QueueCount::of($queued['counts'], UnassignmentState::Pending);
+        $pending = QueueCount::fromCounts($queued['counts'], UnassignmentState::Pending);
         $this->assertSame([1, false], [$pending->value, $pending->isLowerBound]);
         $this->assertFalse($queued['counts']['dead_capped']);
         $run = $iam->runUnassignments();

@@ -15,7 +15,7 @@ final class QueueCountTest extends TestCase
 
     public function testACappedCountIsALowerBound(): void
     {
-        $pending = QueueCount::of(self::CAPPED, UnassignmentState::Pending);
+        $pending = QueueCount::fromCounts(self::CAPPED, UnassignmentState::Pending);
         $this->assertSame(QueueCount::CAP, $pending->value);
         $this->assertTrue($pending->isLowerBound);
         $this->assertSame('10000+', (string) $pending);
@@ -23,18 +23,18 @@ final class QueueCountTest extends TestCase
 
     public function testAnExactCountIsExact(): void
     {
-        $dead = QueueCount::of(self::CAPPED, 'dead');
+        $dead = QueueCount::fromCounts(self::CAPPED, 'dead');
         $this->assertSame([37, false, '37'], [$dead->value, $dead->isLowerBound, (string) $dead]);
     }
 
     public function testAnAnswerWithoutFlagsIsExact(): void
     {
-        $this->assertFalse(QueueCount::of(['pending' => 3, 'dead' => 0], 'pending')->isLowerBound);
+        $this->assertFalse(QueueCount::fromCounts(['pending' => 3, 'dead' => 0], 'pending')->isLowerBound);
     }
 
     public function testAStateTheQueueDoesNotHaveIsRefused(): void
     {
         $this->expectException(\ValueError::class);
-        QueueCount::of(self::CAPPED, 'succeeded');
+        QueueCount::fromCounts(self::CAPPED, 'succeeded');
     }
 }
