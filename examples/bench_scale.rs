@@ -86,6 +86,10 @@ struct Args {
     buffer_pool_mib: Option<u64>,
     #[arg(long)]
     skip_load: bool,
+    /// Measure only the listings whose path contains one of these (comma-separated,
+    /// e.g. `/unassignments,/sync/jobs`), and no lookups.
+    #[arg(long, value_delimiter = ',')]
+    only_paths: Vec<String>,
     /// Keep the databases (for a look afterwards).
     #[arg(long)]
     keep: bool,
@@ -1356,7 +1360,10 @@ async fn run_scale(args: &Args, admin: &str, refs: u64, purge: bool) -> ScaleRes
     let loadavg_before = loadavg();
     eprintln!("  [{refs}] measuring (load average {loadavg_before})");
     let mut pages = Vec::new();
-    for l in listings(&layout, args.page_size) {
+    let chosen = |l: &Listing| {
+        args.only_paths.is_empty() || args.only_paths.iter().any(|p| l.path.contains(p.as_str()))
+    };
+    for l in listings(&layout, args.page_size).into_iter().filter(chosen) {
         let r = measure_listing(&svc, args, &l).await;
         eprintln!(
             "  [{refs}] {}: p1 {:.2}/{:.2} ms, p{} {:.2}/{:.2} ms",
@@ -1385,7 +1392,12 @@ async fn run_scale(args: &Args, admin: &str, refs: u64, purge: bool) -> ScaleRes
         layout.errors as f64 / (t.elapsed().as_secs_f64() * 1000.0)
     };
     let mut lookup_results = Vec::new();
-    for l in lookups(&layout, &keys) {
+    let all_lookups = if args.only_paths.is_empty() {
+        lookups(&layout, &keys)
+    } else {
+        Vec::new()
+    };
+    for l in all_lookups {
         let r = measure_lookup(&svc, args, &name, dir.path(), &l).await;
         eprintln!(
             "  [{refs}] {}: {:.2}/{:.2} ms, {:.0} req/s vs SELECT {:.0}/s = {:.0} %",

@@ -31,6 +31,8 @@
 
 #[path = "bench_common/mod.rs"]
 mod bench_common;
+#[path = "bench_common/governor_trace.rs"]
+mod governor_trace;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -494,6 +496,12 @@ async fn main() {
     okta.clear_requests();
     let before = calls(&okta);
     let before_429 = seen_429_all(&svcs).await;
+    let (stop_sampling, stop_rx) = tokio::sync::watch::channel(false);
+    let sampler = governor_trace::spawn_sampler(
+        svcs.iter().map(|s| s.base.clone()).collect(),
+        "groups",
+        stop_rx,
+    );
     let started = Instant::now();
     for (chunk_no, chunk) in (0..args.unassignments)
         .collect::<Vec<_>>()
@@ -527,6 +535,15 @@ async fn main() {
         }
     }
     let elapsed = started.elapsed();
+    let _ = stop_sampling.send(true);
+    let samples = sampler.await.expect("the governor sampler");
+    let trace = governor_trace::windows(
+        &okta.requests(),
+        |r| r.route == "/api/v1/groups/{groupId}/users/{userId}",
+        window,
+        &samples,
+        svcs.len(),
+    );
     let drain = phase(
         "drain unassignments",
         args.unassignments,
@@ -593,12 +610,21 @@ async fn main() {
             p.okta_deletes_2xx as i64 - rows as i64
         );
     }
+    println!();
+    println!(
+        "Governor trace of the drain (bucket `groups`; a window of the fake is {} s and \
+         the instances' allowance together {allowance:.0} calls):",
+        args.window_secs
+    );
+    println!();
+    governor_trace::print_markdown(&trace, allowance, window);
     if let Some(path) = &args.json {
         let doc = json!({
             "database": if mysql.is_some() { "mariadb" } else { "sqlite" },
             "latency_ms": args.latency_ms, "rate_limit": args.rate_limit,
             "window_secs": args.window_secs, "rate_share": share,
             "phases": [sync, drain],
+            "drain_windows": trace,
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
     }

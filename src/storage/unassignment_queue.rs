@@ -285,29 +285,36 @@ impl UnassignmentQueueStore for SqlStore {
         query: &UnassignmentQuery,
     ) -> StorageResult<Vec<Unassignment>> {
         // (portal_id, id) orders a portal's rows; (portal_id, dead_at) its pending ones
-        // (dead_at IS NULL is an equality); dead letters are read from either,
-        // whichever holds fewer rows to look at (migration 0007).
-        let indexes = match query.state {
-            None => "portal_id_id",
-            Some(UnassignmentState::Pending) => "portal_id_dead_at",
-            Some(UnassignmentState::Dead) => "portal_id_id, portal_id_dead_at",
-        };
+        // (dead_at IS NULL is an equality, so the index gives them in id order). Dead
+        // letters have many dead_at values: their page is chosen from that index alone
+        // (it holds the id) and only the page's rows are read, not every dead row of
+        // the portal to sort them (migration 0007; issue 24).
         let found: Vec<UnassignmentRow> = on_dialect!(self, pool => {
-            let mut q = pool.builder(format!(
-                "SELECT {COLS} FROM {QUEUE}{} WHERE portal_id = ",
-                pool.force_index(indexes)
-            ));
+            let dead = query.state == Some(UnassignmentState::Dead);
+            let mut q = if dead {
+                pool.builder(format!(
+                    "SELECT {COLS} FROM {QUEUE} WHERE id IN (SELECT id FROM (SELECT id FROM {QUEUE}{} \
+                     WHERE dead_at IS NOT NULL AND portal_id = ",
+                    pool.force_index("portal_id_dead_at")
+                ))
+            } else {
+                let index = match query.state {
+                    Some(UnassignmentState::Pending) => "portal_id_dead_at",
+                    _ => "portal_id_id",
+                };
+                pool.builder(format!(
+                    "SELECT {COLS} FROM {QUEUE}{} WHERE portal_id = ",
+                    pool.force_index(index)
+                ))
+            };
             q.push_bind(portal.get());
-            match query.state {
-                Some(UnassignmentState::Pending) => {
-                    q.push(" AND dead_at IS NULL");
-                }
-                Some(UnassignmentState::Dead) => {
-                    q.push(" AND dead_at IS NOT NULL");
-                }
-                None => {}
+            if query.state == Some(UnassignmentState::Pending) {
+                q.push(" AND dead_at IS NULL");
             }
             push_page(&mut q, "id", query.after_id, query.limit);
+            if dead {
+                q.push(") page) ORDER BY id");
+            }
             q.build_query_as().fetch_all(pool).await?
         });
         Ok(rows(found))

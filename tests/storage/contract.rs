@@ -23,6 +23,7 @@ crate::backend_matrix!(
     error_log_text_search_is_literal,
     unassignments_enqueue_in_chunks_and_count,
     unassignment_counts_are_exact_up_to_their_cap,
+    dead_letters_are_listed_in_queue_order_page_by_page,
     tokens_put_get_replace_delete,
     tokens_legacy_rows_subjects_and_purge,
     // The sync engine (storage_contract/sync.rs).
@@ -637,6 +638,56 @@ async fn unassignment_counts_are_exact_up_to_their_cap(db: TestDb) {
     let over = s.unassignment_counts(portal(10)).await.unwrap();
     assert_eq!((over.pending, over.pending_capped), (COUNT_CAP, true));
     assert_eq!((over.dead, over.dead_capped), (0, false));
+}
+
+/// A portal's dead letters come in queue order, page by page, without its pending rows
+/// (their page is chosen from the (portal_id, dead_at) index alone).
+async fn dead_letters_are_listed_in_queue_order_page_by_page(db: TestDb) {
+    let s = &db.store;
+    s.enqueue_unassignments(portal(11), &queued(1..=9))
+        .await
+        .unwrap();
+    let t0 = now();
+    let claimed = s
+        .claim_unassignments("a", t0, t0 + secs(60), 9)
+        .await
+        .unwrap();
+    let mut dead: Vec<i32> = Vec::new();
+    // Every other row dies, the later ones first: dead_at does not follow queue order.
+    for (n, row) in claimed.iter().enumerate().rev() {
+        let dies = n % 2 == 0;
+        let at = t0 - secs(n as i64);
+        assert!(s
+            .fail_unassignment(row.id, "a", 5, "gave up", None, dies.then_some(at))
+            .await
+            .unwrap());
+        if dies {
+            dead.push(row.id);
+        }
+    }
+    dead.sort_unstable();
+    let mut listed = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s
+            .list_unassignments(
+                portal(11),
+                &UnassignmentQuery {
+                    state: Some(UnassignmentState::Dead),
+                    after_id: after,
+                    limit: 2,
+                },
+            )
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.iter().all(|u| u.dead_at.is_some()));
+        after = page.last().map(|u| u.id);
+        listed.extend(page.iter().map(|u| u.id));
+    }
+    assert_eq!(listed, dead);
 }
 
 /// The SQL token records under the vault: opaque values keyed by the hashed id, with

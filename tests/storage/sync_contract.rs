@@ -12,11 +12,11 @@ use efs_iam::storage::*;
 use crate::common::TestDb;
 use crate::contract::{okta, portal, user};
 
-fn secs(n: i64) -> ChronoDuration {
+pub fn secs(n: i64) -> ChronoDuration {
     ChronoDuration::seconds(n)
 }
 
-fn queued(n: std::ops::RangeInclusive<i32>) -> Vec<NewUnassignment> {
+pub fn queued(n: std::ops::RangeInclusive<i32>) -> Vec<NewUnassignment> {
     n.map(|i| NewUnassignment {
         user_id: user(i),
         okta_user_id: okta(&format!("00uq{i}")),
