@@ -169,7 +169,10 @@ struct Nginx(Child);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // SIGTERM, not SIGKILL: the master stops its workers only when it is asked to.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
         let _ = self.0.wait();
     }
 }
@@ -240,6 +243,7 @@ fn start_instance(
             "EFS_IAM_MEMCACHED_KEY_PREFIX",
             format!("efs-iam-soak-{}:", std::process::id()),
         )
+        .env("EFS_IAM_TOKEN_DEFAULT_LIFETIME", "10m")
         .env("EFS_IAM_TOKEN_MAX_LIFETIME", "10m")
         .env("EFS_IAM_OKTA_ORG_URL", okta.base_url())
         .env("EFS_IAM_OKTA_API_TOKEN", OKTA_TOKEN)
@@ -956,7 +960,7 @@ fn plot(args: &Args, ops: &[Op]) {
     let out = std::fs::canonicalize(&args.out).unwrap();
     let o = out.display();
     let mut latency = format!(
-        "set terminal png size 1000,500\nset output '{o}/soak-latency-p99.png'\nset datafile separator ','\n\
+        "set terminal png size 1000,500\nset termoption noenhanced\nset output '{o}/soak-latency-p99.png'\nset datafile separator ','\n\
          set key outside right\nset xlabel 'minute'\nset ylabel 'p99 ms'\nset logscale y\n\
          set title 'efs-iam soak: p99 per operation per {}-minute bucket'\nplot ",
         args.bucket_minutes
@@ -974,7 +978,7 @@ fn plot(args: &Args, ops: &[Op]) {
     latency.push_str(&lines.join(", "));
     latency.push('\n');
     let mut processes = format!(
-        "set terminal png size 1000,700\nset output '{o}/soak-processes.png'\nset datafile separator ','\n\
+        "set terminal png size 1000,700\nset termoption noenhanced\nset output '{o}/soak-processes.png'\nset datafile separator ','\n\
          set key outside right\nset multiplot layout 2,1 title 'efs-iam soak: processes over time'\n\
          set xlabel 'minute'\nset ylabel 'RSS MiB'\nset yrange [0:*]\nplot "
     );

@@ -39,7 +39,9 @@ ensure_mariadb() {
 
 memcached_ok() {
     # `version` is the cheapest command memcached answers.
-    exec 3<>/dev/tcp/127.0.0.1/11211 2>/dev/null || return 1
+    # The braces keep 2>/dev/null to the connect: on `exec` itself it would silence
+    # the calling script's stderr from here on.
+    { exec 3<>/dev/tcp/127.0.0.1/11211; } 2>/dev/null || return 1
     printf 'version\r\n' >&3
     local reply
     read -r -t 2 reply <&3 || reply=""
