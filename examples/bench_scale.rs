@@ -1060,6 +1060,40 @@ async fn before_and_after(pool: &MySqlPool, reps: usize) -> Vec<BeforeResult> {
     out
 }
 
+/// The statements of one first page of portal 1's unassignment listing (two capped
+/// counts and the page, as efs-iam runs them), sent straight to MariaDB by
+/// `concurrency` clients at once, as many as the API measurement uses: the database's
+/// share of that listing, the bound the HTTP figures are read against (issue 24).
+async fn unassignment_listing_sql_bound(pool: &MySqlPool, reps: usize, concurrency: usize) -> Latency {
+    const QUEUE: &str = "iam_portal_user_group_unassignment_queue";
+    let statements = [
+        format!("SELECT COUNT(*) FROM (SELECT 1 FROM {QUEUE} FORCE INDEX (portal_id_dead_at) WHERE portal_id = 1 AND dead_at IS NULL LIMIT 10001) capped"),
+        format!("SELECT COUNT(*) FROM (SELECT 1 FROM {QUEUE} FORCE INDEX (portal_id_dead_at) WHERE portal_id = 1 AND dead_at IS NOT NULL LIMIT 10001) capped"),
+        format!("SELECT id, portal_id, user_id, uuid, email, created_at, attempts, last_error, next_attempt_at, dead_at FROM {QUEUE} FORCE INDEX (portal_id_id) WHERE portal_id = 1 ORDER BY id LIMIT 101"),
+    ];
+    let statements = std::sync::Arc::new(statements);
+    let mut clients = Vec::new();
+    for _ in 0..concurrency {
+        let (pool, statements) = (pool.clone(), statements.clone());
+        clients.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            for _ in 0..reps.div_ceil(concurrency) {
+                let started = Instant::now();
+                for sql in statements.iter() {
+                    std::hint::black_box(sqlx::query(sql).fetch_all(&pool).await.unwrap());
+                }
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            times
+        }));
+    }
+    let mut times = Vec::new();
+    for c in clients {
+        times.extend(c.await.unwrap());
+    }
+    Latency::of(times)
+}
+
 // ---------------------------------------------------------------------------------
 // Purges under a lookup load
 
@@ -1258,6 +1292,8 @@ struct ScaleResult {
     pages: Vec<PageResult>,
     lookups: Vec<LookupResult>,
     before_after: Vec<BeforeResult>,
+    /// Portal 1's unassignment listing (first page), its statements alone.
+    unassignment_sql_bound: Option<Latency>,
     legacy_adoption_seconds: f64,
     index_build_seconds: Option<f64>,
     purges: Vec<PurgeResult>,
@@ -1414,6 +1450,11 @@ async fn run_scale(args: &Args, admin: &str, refs: u64, purge: bool) -> ScaleRes
         before_and_after(&pool, args.reps).await
     } else {
         Vec::new()
+    };
+    let unassignment_sql_bound = if refs >= 100_000 {
+        Some(unassignment_listing_sql_bound(&pool, args.reps, args.concurrency).await)
+    } else {
+        None
     };
 
     let mut purges = Vec::new();
@@ -1587,6 +1628,7 @@ async fn run_scale(args: &Args, admin: &str, refs: u64, purge: bool) -> ScaleRes
         pages,
         lookups: lookup_results,
         before_after,
+        unassignment_sql_bound,
         legacy_adoption_seconds,
         index_build_seconds,
         purges,
@@ -1717,6 +1759,16 @@ fn print_report(args: &Args, results: &[ScaleResult]) {
         small.scan_rows_per_ms,
         small.layout.refs
     );
+    if let Some(bound) = &large.unassignment_sql_bound {
+        println!();
+        println!(
+            "Portal 1's unassignment listing (first page) at {} rows, its statements alone (two capped counts and the page) from {} clients at once: median {} / p99 {} ms",
+            large.layout.refs,
+            args.concurrency,
+            ms(bound.median_ms),
+            ms(bound.p99_ms)
+        );
+    }
     if !large.before_after.is_empty() {
         println!();
         println!(

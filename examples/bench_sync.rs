@@ -90,7 +90,9 @@ struct Args {
 
 const TOKEN: &str = "bench-token";
 const PORTAL: i32 = 1;
-const ROUTES: [(&str, &str, &str); 4] = [
+const ROUTES: [(&str, &str, &str); 5] = [
+    // The managed-user boundary's privileged-user check, before every write.
+    ("GET", "/api/v1/users/{id}/roles", "other_api"),
     ("GET", "/api/v1/users/{id}", "user_get"),
     ("POST", "/api/v1/users", "users_create_list"),
     ("PUT", "/api/v1/groups/{groupId}/users/{userId}", "groups"),
@@ -369,8 +371,11 @@ async fn main() {
         rate_limit: args.rate_limit,
         window,
         latency: Duration::from_millis(args.latency_ms),
-        // Every request of a phase, to count 429s and the drain's DELETEs.
-        max_recorded_requests: (args.unassignments + args.users * 3) * 11 / 10 + 10_000,
+        // Every request of a phase, to count 429s and the drain's DELETEs and to
+        // rebuild the fake's windows (which need the phase's first request): each
+        // removal is two calls (the privileged-user check of the managed-user
+        // boundary, then the DELETE), each sync about four.
+        max_recorded_requests: (args.unassignments * 2 + args.users * 4) * 11 / 10 + 10_000,
         everyone_group: false,
         ..FakeOktaConfig::default()
     })
