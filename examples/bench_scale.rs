@@ -1064,7 +1064,11 @@ async fn before_and_after(pool: &MySqlPool, reps: usize) -> Vec<BeforeResult> {
 /// counts and the page, as efs-iam runs them), sent straight to MariaDB by
 /// `concurrency` clients at once, as many as the API measurement uses: the database's
 /// share of that listing, the bound the HTTP figures are read against (issue 24).
-async fn unassignment_listing_sql_bound(pool: &MySqlPool, reps: usize, concurrency: usize) -> Latency {
+async fn unassignment_listing_sql_bound(
+    pool: &MySqlPool,
+    reps: usize,
+    concurrency: usize,
+) -> Latency {
     const QUEUE: &str = "iam_portal_user_group_unassignment_queue";
     let statements = [
         format!("SELECT COUNT(*) FROM (SELECT 1 FROM {QUEUE} FORCE INDEX (portal_id_dead_at) WHERE portal_id = 1 AND dead_at IS NULL LIMIT 10001) capped"),

@@ -40,7 +40,8 @@
 //! from them is up to two seconds late: a second in Okta's 60 s window, but a sixth of
 //! a scaled-down 6 s test window. So when this instance has used its allowance
 //! and the org's other clients have left the reserve untouched (`Remaining` at least the
-//! reserve), one request goes out [`EARLY_PROBE`] before the deadline. If Okta's window has turned, its answer opens
+//! reserve, less the few requests sibling instances had in flight when it was reached:
+//! [`Governor::probe_slack`]), one request goes out [`EARLY_PROBE`] before the deadline. If Okta's window has turned, its answer opens
 //! the new window at once; if not, it was one request over the share, taken from the
 //! reserve, never from the last request before a 429 (with a share of 1.0 there is no
 //! reserve and no early probe).
@@ -199,6 +200,17 @@ impl Governor {
         self
     }
 
+    /// How far below the reserve `Remaining` may be with the early probe still going
+    /// out: what several instances had in flight when the reserve was reached lands
+    /// after it (the approximate sharing, module docs), so `Remaining` ends a little
+    /// below the reserve without any other client having touched it. Without this,
+    /// instances sharing a budget never probed early and each window began a second
+    /// late (BENCHMARKS.md, issue 24). At most this instance's concurrency and 1 % of
+    /// the reserve, so other clients that really use the reserve still stop it.
+    fn probe_slack(&self, reserve: u32) -> u32 {
+        (reserve / 100).min(u32::try_from(self.max_concurrency).unwrap_or(u32::MAX))
+    }
+
     fn allowance(&self, limit: u32) -> u32 {
         ((f64::from(limit) * self.share).floor() as u32).clamp(1, limit.max(1))
     }
@@ -235,7 +247,10 @@ impl Governor {
                 // The org's other clients have not touched their reserve, so one
                 // request can check whether the window has turned already (module
                 // docs, "early probe").
-                let org_has_room = st.remaining.is_some_and(|left| left >= reserve && left > 0);
+                let slack = self.probe_slack(reserve);
+                let org_has_room = st
+                    .remaining
+                    .is_some_and(|left| left > 0 && left.saturating_add(slack) >= reserve);
                 if !org_has_room || st.probed_early == Some(epoch) {
                     return if st.probed_early == Some(epoch) && st.in_flight > 0 {
                         Decision::WaitForAnswer
@@ -614,6 +629,33 @@ mod tests {
             assert!(
                 matches!(g.decide(st, near, false), Decision::WaitUntil(t) if t >= now + Duration::from_secs(10)),
                 "share {share}, remaining {remaining}: wait for the deadline itself"
+            );
+        }
+    }
+
+    /// Instances sharing a budget stop a few requests past the reserve (what they had
+    /// in flight); that is not other clients using it, so the early probe still goes.
+    /// Further below, it does not.
+    #[test]
+    fn sibling_instances_overshooting_the_reserve_still_probe_early() {
+        for (remaining, probes) in [(5_990, true), (5_968, true), (5_900, false)] {
+            // Limit 12,000, share 0.5: allowance and reserve 6,000; slack 32.
+            let g = Governor::new(0.5, 32);
+            let now = Instant::now();
+            g.observe(
+                Bucket::Groups,
+                Some(&rate(12_000, remaining, at(10))),
+                Some(at(0)),
+            );
+            let mut buckets = g.buckets.lock().unwrap();
+            let st = buckets.get_mut(&Bucket::Groups).unwrap();
+            let near = now + Duration::from_millis(9_200);
+            assert!(matches!(g.decide(st, now, false), Decision::WaitUntil(_)));
+            let decision = g.decide(st, near, false);
+            assert_eq!(
+                matches!(decision, Decision::Admit),
+                probes,
+                "remaining {remaining}"
             );
         }
     }
