@@ -222,15 +222,13 @@ fn start_instance(
     n: usize,
     keys: &(String, String),
 ) -> Instance {
-    let port = bench_common::free_port();
     std::fs::create_dir_all(&args.out).unwrap();
-    let log = std::fs::File::create(args.out.join(format!("efs-iam-{n}.log"))).unwrap();
-    let child = Command::new(&args.bin)
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("EFS_IAM_LISTEN", format!("127.0.0.1:{port}"))
-        .env("EFS_IAM_DATABASE_URL", db_url)
+    let (mut command, base) = bench_common::efs_iam_serve(
+        &args.bin,
+        db_url,
+        &args.out.join(format!("efs-iam-{n}.log")),
+    );
+    let child = command
         .env("EFS_IAM_DATABASE_MAX_CONNECTIONS", "10")
         .env("EFS_IAM_AUTH_HS256_SECRET", SECRET)
         .env("EFS_IAM_AUTH_ISSUER", ISSUER)
@@ -253,16 +251,9 @@ fn start_instance(
         .env("EFS_IAM_RECONCILE_INTERVAL", &args.reconcile_interval)
         .env("EFS_IAM_SYNC_POLL_INTERVAL", "500ms")
         .env("EFS_IAM_SYNC_INSTANCE_ID", format!("soak-{n}"))
-        .env("EFS_IAM_LOG", "warn")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .stdin(Stdio::null())
         .spawn()
         .expect("start efs-iam (bench/soak builds it)");
-    Instance {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    }
+    Instance { child, base }
 }
 
 /// nginx in front of the instances (round robin, keep-alive to them), on a free port.
@@ -470,10 +461,11 @@ fn schedule(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let end = tokio::time::Instant::from_std(until);
         loop {
-            tick.tick().await;
-            if Instant::now() >= until {
-                break;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = tokio::time::sleep_until(end) => break,
             }
             let d = driver.clone();
             let bucket = d.bucket_now();
@@ -696,10 +688,11 @@ async fn main() {
         let d = driver.clone();
         let every = Duration::from_secs(args.mass_delete_every * 60);
         tasks.push(tokio::spawn(async move {
+            let end = tokio::time::Instant::from_std(until);
             loop {
-                tokio::time::sleep(every).await;
-                if Instant::now() >= until {
-                    break;
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::time::sleep_until(end) => break,
                 }
                 let bucket = d.bucket_now();
                 d.send(Op::MassDelete, bucket).await;

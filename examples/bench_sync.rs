@@ -35,7 +35,7 @@ mod bench_common;
 mod governor_trace;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -325,14 +325,9 @@ fn start_instance(
     dir: &std::path::Path,
     n: usize,
 ) -> Service {
-    let port = bench_common::free_port();
-    let log = std::fs::File::create(dir.join(format!("efs-iam-{n}.log"))).unwrap();
-    let child = Command::new(&args.bin)
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("EFS_IAM_LISTEN", format!("127.0.0.1:{port}"))
-        .env("EFS_IAM_DATABASE_URL", db_url)
+    let (mut command, base) =
+        bench_common::efs_iam_serve(&args.bin, db_url, &dir.join(format!("efs-iam-{n}.log")));
+    let child = command
         .env("EFS_IAM_DATABASE_MAX_CONNECTIONS", "20")
         .env("EFS_IAM_OKTA_ORG_URL", okta.base_url())
         .env("EFS_IAM_OKTA_API_TOKEN", TOKEN)
@@ -346,15 +341,11 @@ fn start_instance(
         .env("EFS_IAM_SYNC_POLL_INTERVAL", "200ms")
         .env("EFS_IAM_SYNC_ACTIVATE_USERS", "true")
         .env("EFS_IAM_SYNC_INSTANCE_ID", format!("bench-{n}"))
-        .env("EFS_IAM_LOG", "warn")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .stdin(Stdio::null())
         .spawn()
         .expect("start efs-iam (build it with cargo build --release first)");
     Service {
         child,
-        base: format!("http://127.0.0.1:{port}"),
+        base,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .build()

@@ -64,3 +64,27 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+
+/// `efs-iam serve` as a child process on a free port of 127.0.0.1, with nothing of this
+/// process's environment but `PATH`, its output to `log`; the caller adds its settings.
+/// The command and the instance's base URL.
+pub fn efs_iam_serve(
+    bin: &std::path::Path,
+    database_url: &str,
+    log: &std::path::Path,
+) -> (std::process::Command, String) {
+    let port = free_port();
+    let log = std::fs::File::create(log).expect("the instance's log file");
+    let mut command = std::process::Command::new(bin);
+    command
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("EFS_IAM_LISTEN", format!("127.0.0.1:{port}"))
+        .env("EFS_IAM_DATABASE_URL", database_url)
+        .env("EFS_IAM_LOG", "warn")
+        .stdout(log.try_clone().expect("the log file again"))
+        .stderr(log)
+        .stdin(std::process::Stdio::null());
+    (command, format!("http://127.0.0.1:{port}"))
+}
