@@ -177,4 +177,18 @@ final class SpecDriftTest extends TestCase
             $this->assertSame($values, array_map(static fn (\BackedEnum $c) => $c->value, $enum::cases()), $enum);
         }
     }
+
+    /**
+     * Consistent return values: a method returns nothing exactly when its operation
+     * answers 204 only, and the decoded body (an array) otherwise.
+     */
+    public function testAMethodReturnsTheBodyUnlessItsOperationHasNone(): void
+    {
+        $operations = SpecDrift::operations(self::spec());
+        $this->assertNotEmpty($operations);
+        foreach ($operations as $name => $operation) {
+            $returns = (string) (new \ReflectionMethod(Client::class, $name))->getReturnType();
+            $this->assertSame($operation['no_content'] ? 'void' : 'array', $returns, "$name returns $returns");
+        }
+    }
 }

@@ -213,6 +213,11 @@ final class SpecDrift
                     // What the server says by machine (x-efs-iam); absent in old specs.
                     'scopes' => $op['x-efs-iam']['scopes'] ?? null,
                     'repeatable' => $op['x-efs-iam']['repeatable'] ?? null,
+                    // Every success answer is 204: there is no body to return.
+                    'no_content' => array_filter(
+                        array_keys($op['responses'] ?? []),
+                        static fn ($status): bool => (int) $status >= 200 && (int) $status < 300 && (int) $status !== 204,
+                    ) === [],
                 ];
             }
         }
