@@ -76,7 +76,10 @@ async fn the_queue_is_drained_on_demand(db: TestDb) {
     assert!(run["steps"].as_u64().unwrap() >= 4, "batches of 7: {run}");
     assert_eq!(okta.group_members(&group), vec![stranger]);
     let (_, listed) = app.get("/api/v1/portals/1/unassignments").await;
-    assert_eq!(listed["counts"], json!({"pending": 0, "dead": 0}));
+    assert_eq!(
+        listed["counts"],
+        json!({"pending": 0, "dead": 0, "pending_capped": false, "dead_capped": false})
+    );
     ids.sort();
     assert_eq!(
         okta.request_count("DELETE", "/api/v1/groups/{groupId}/users/{userId}"),
@@ -138,7 +141,10 @@ async fn failures_back_off_then_become_dead_letters_that_can_be_requeued() {
     let run = drain_unassignments(&app).await;
     assert_eq!(run["dead_lettered"], 1, "{run}");
     let (_, dead) = app.get("/api/v1/portals/3/unassignments?state=dead").await;
-    assert_eq!(dead["counts"], json!({"pending": 0, "dead": 1}));
+    assert_eq!(
+        dead["counts"],
+        json!({"pending": 0, "dead": 1, "pending_capped": false, "dead_capped": false})
+    );
     let row = dead["items"][0].clone();
     assert_eq!(row["attempts"], 2);
     assert!(row["dead_at"].is_string());
@@ -320,7 +326,10 @@ async fn a_missing_group_keeps_the_rows_and_says_so(db: TestDb) {
     let (_, pending) = app
         .get("/api/v1/portals/8/unassignments?state=pending")
         .await;
-    assert_eq!(pending["counts"], json!({"pending": 5, "dead": 0}));
+    assert_eq!(
+        pending["counts"],
+        json!({"pending": 5, "dead": 0, "pending_capped": false, "dead_capped": false})
+    );
     assert!(pending["items"][0]["last_error"]
         .as_str()
         .unwrap()
@@ -355,7 +364,10 @@ async fn a_missing_group_keeps_the_rows_and_says_so(db: TestDb) {
     let run = drain_unassignments(&app).await;
     assert_eq!(run["dead_lettered"], 5, "{run}");
     let (_, dead) = app.get("/api/v1/portals/8/unassignments?state=dead").await;
-    assert_eq!(dead["counts"], json!({"pending": 0, "dead": 5}));
+    assert_eq!(
+        dead["counts"],
+        json!({"pending": 0, "dead": 5, "pending_capped": false, "dead_capped": false})
+    );
 
     app.link_portal(8, &real).await;
     let (status, requeued) = app
@@ -416,7 +428,10 @@ async fn a_run_trigger_answers_at_once_and_the_work_goes_on() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(counts, json!({"pending": 0, "dead": 0}));
+    assert_eq!(
+        counts,
+        json!({"pending": 0, "dead": 0, "pending_capped": false, "dead_capped": false})
+    );
     assert!(okta.group_members(&group).is_empty());
     let got = app
         .post("/api/v1/sync/unassignments/run?max_rows=0", Value::Null)
