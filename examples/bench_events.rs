@@ -21,6 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bench_common::percentile;
 use clap::Parser;
 use fake_okta::{events, EventHook, FakeOkta, FakeOktaConfig, UserStatus};
 use serde_json::{json, Value};
@@ -50,14 +51,6 @@ impl Drop for Service {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 fn delivery(batch: usize) -> Value {

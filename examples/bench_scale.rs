@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use bench_common::percentile;
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 use clap::Parser;
 use efs_iam::storage::{ConnectOptions, SqlStore, TokenStore};
@@ -418,14 +419,6 @@ impl Service {
 
 // ---------------------------------------------------------------------------------
 // Measuring
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
 
 #[derive(Debug, Clone, Copy, Serialize)]
 struct Latency {

@@ -30,6 +30,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bench_common::percentile;
 use clap::Parser;
 use fake_okta::{events, FakeOkta, FakeOktaConfig};
 use serde::Serialize;
@@ -182,6 +183,9 @@ impl Drop for Nginx {
 struct Sample {
     at_s: f64,
     rss_mib: Vec<f64>,
+    /// The anonymous part of the RSS (the heap; the rest is the binary's and the
+    /// libraries' pages, which only grow as more of the code runs).
+    rss_anon_mib: Vec<f64>,
     open_files: Vec<usize>,
     pool_connections: Vec<f64>,
     mariadb_threads_connected: i64,
@@ -189,11 +193,12 @@ struct Sample {
     okta_429: usize,
 }
 
-fn proc_rss_mib(pid: u32) -> f64 {
+/// A `/proc/{pid}/status` figure in KiB (`VmRSS:`, `RssAnon:`), as MiB.
+fn proc_status_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse::<f64>().ok())
         .map_or(0.0, |kib| kib / 1024.0)
@@ -476,13 +481,6 @@ fn schedule(
     })
 }
 
-fn percentile(sorted: &[f32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    f64::from(sorted[((sorted.len() as f64 - 1.0) * p).round() as usize])
-}
-
 async fn seed(db_url: &str) {
     let db = sqlx::MySqlPool::connect(db_url).await.unwrap();
     let total = SEEDED_REFERENCES as u64 + SYNC_USERS;
@@ -728,7 +726,11 @@ async fn main() {
             at_s: soak_started.elapsed().as_secs_f64(),
             rss_mib: instances
                 .iter()
-                .map(|i| proc_rss_mib(i.child.id()))
+                .map(|i| proc_status_mib(i.child.id(), "VmRSS:"))
+                .collect(),
+            rss_anon_mib: instances
+                .iter()
+                .map(|i| proc_status_mib(i.child.id(), "RssAnon:"))
                 .collect(),
             open_files: instances.iter().map(|i| open_files(i.child.id())).collect(),
             pool_connections: pools,
@@ -787,7 +789,14 @@ fn report(
         v.dedup();
         v
     };
-    let buckets = records.iter().map(|r| r.bucket).max().map_or(0, |b| b + 1);
+    // Requests answered after the last full bucket (those in flight at the end) are
+    // counted above but make no bucket of their own.
+    let buckets = records
+        .iter()
+        .map(|r| r.bucket + 1)
+        .max()
+        .unwrap_or(0)
+        .min(args.minutes.div_ceil(args.bucket_minutes) as usize);
     println!(
         "Soak of {} minutes: {rate:.0} req/s of the API mix (capacity probed: {capacity:.0} req/s), \
          {} syncs/s, {} hook deliveries/s, a mass delete of {} every {} minutes, {} instances behind nginx.",
@@ -821,6 +830,21 @@ fn report(
     }
     println!();
     println!("failed requests: {failed} of {}", records.len());
+    let overruns: Vec<String> = (0..=records.iter().map(|r| r.bucket).max().unwrap_or(0))
+        .filter_map(|b| {
+            let n = records
+                .iter()
+                .filter(|r| r.bucket == b && r.outcome == Outcome::DriverOverrun)
+                .count();
+            (n > 0).then(|| format!("{n} in bucket {b}"))
+        })
+        .collect();
+    if !overruns.is_empty() {
+        println!(
+            "driver overruns ({MAX_IN_FLIGHT} requests in flight): {}",
+            overruns.join(", ")
+        );
+    }
     println!();
     let header: Vec<String> = (0..buckets)
         .map(|b| {
@@ -879,7 +903,11 @@ fn report(
     for i in 0..args.instances {
         csv.push_str(&format!(",rss_mib_{i},open_files_{i},pool_connections_{i}"));
     }
-    csv.push_str(",mariadb_threads_connected,okta_calls,okta_429\n");
+    csv.push_str(",mariadb_threads_connected,okta_calls,okta_429");
+    for i in 0..args.instances {
+        csv.push_str(&format!(",rss_anon_mib_{i}"));
+    }
+    csv.push('\n');
     for s in samples {
         csv.push_str(&format!("{:.2}", s.at_s / 60.0));
         for i in 0..args.instances {
@@ -889,9 +917,13 @@ fn report(
             ));
         }
         csv.push_str(&format!(
-            ",{},{},{}\n",
+            ",{},{},{}",
             s.mariadb_threads_connected, s.okta_calls, s.okta_429
         ));
+        for anon in &s.rss_anon_mib {
+            csv.push_str(&format!(",{anon:.2}"));
+        }
+        csv.push('\n');
     }
     std::fs::write(args.out.join("processes.csv"), csv).unwrap();
     println!();
@@ -915,6 +947,11 @@ fn report(
         let (lo, hi) = span(&|s| s.rss_mib[i]);
         println!(
             "| RSS MiB, instance {i} | {lo:.1} | {hi:.1} | {:.3} |",
+            hi / lo
+        );
+        let (lo, hi) = span(&|s| s.rss_anon_mib[i]);
+        println!(
+            "| of it anonymous (heap) MiB, instance {i} | {lo:.1} | {hi:.1} | {:.3} |",
             hi / lo
         );
         let (lo, hi) = span(&|s| s.open_files[i] as f64);

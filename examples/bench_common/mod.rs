@@ -1,7 +1,16 @@
-//! What the benchmark drivers (`bench_scale`, `bench_sync`, `bench_events`) share:
-//! a free port for an efs-iam child, and a fresh MariaDB database for a run.
+//! What the benchmark drivers (`bench_scale`, `bench_sync`, `bench_events`,
+//! `bench_soak`) share: a free port for an efs-iam child, a fresh MariaDB database for
+//! a run, percentiles.
 
 #![allow(dead_code)] // each driver uses its part
+
+/// The `p` quantile (0.0 to 1.0) of `sorted` by the nearest rank; NaN when empty.
+pub fn percentile<T: Copy + Into<f64>>(sorted: &[T], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].into()
+}
 
 /// A port nothing listens on now, for an efs-iam child process.
 pub fn free_port() -> u16 {

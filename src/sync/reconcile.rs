@@ -122,7 +122,55 @@ fn newest_per_user(refs: Vec<PortalUserReference>) -> Vec<PortalUserReference> {
     out
 }
 
+/// What a reconciliation does to a member of the portal's group.
+#[derive(Clone, Copy)]
+enum Repair {
+    Add,
+    Remove,
+}
+
+/// A failure of a repair: the EFS user (when there is one), the Okta user, why.
+type RepairFailure = (Option<i32>, String, String);
+
 impl SyncEngine {
+    /// Adds or removes `members` (EFS user id, Okta user id), each only if efs-iam
+    /// manages it, at most [`LOOKUPS`] at once; how many were done, failures pushed.
+    async fn repair_members(
+        &self,
+        group: &str,
+        members: Vec<(Option<i32>, String)>,
+        repair: Repair,
+        failures: &mut Vec<RepairFailure>,
+    ) -> usize {
+        let outcomes: Vec<_> = stream::iter(members)
+            .map(|(user_id, okta_id)| async move {
+                let r = match self.boundary.check_may_change_id(&okta_id).await {
+                    Ok(()) => match repair {
+                        Repair::Add => self.okta.add_group_member(group, &okta_id).await,
+                        Repair::Remove => self
+                            .okta
+                            .remove_group_member(group, &okta_id, OnMissing::TreatAsRemoved)
+                            .await
+                            .map(drop),
+                    }
+                    .map_err(|e| e.to_string()),
+                    Err(refused) => Err(refused.to_string()),
+                };
+                (user_id, okta_id, r)
+            })
+            .buffer_unordered(LOOKUPS)
+            .collect()
+            .await;
+        let mut done = 0;
+        for (user_id, okta_id, r) in outcomes {
+            match r {
+                Ok(()) => done += 1,
+                Err(e) => failures.push((user_id, okta_id, e)),
+            }
+        }
+        done
+    }
+
     /// Every reference of the portal, in pages.
     async fn all_references(
         &self,
@@ -314,52 +362,16 @@ impl SyncEngine {
 
         let mut failures = Vec::new();
         let group = group.as_str();
-        let added: Vec<_> = stream::iter(missing)
-            .map(|(user_id, okta_id)| async move {
-                let r = match self.boundary.check_may_change_id(&okta_id).await {
-                    Ok(()) => self
-                        .okta
-                        .add_group_member(group, &okta_id)
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(refused) => Err(refused.to_string()),
-                };
-                (user_id, okta_id, r)
-            })
-            .buffer_unordered(LOOKUPS)
-            .collect()
+        let missing = missing.into_iter().map(|(u, id)| (Some(u), id)).collect();
+        report.repaired.added = self
+            .repair_members(group, missing, Repair::Add, &mut failures)
             .await;
-        for (user_id, okta_id, r) in added {
-            match r {
-                Ok(()) => report.repaired.added += 1,
-                Err(e) => failures.push((Some(user_id), okta_id, e)),
-            }
-        }
-        let extra_ids: Vec<(String, Option<i32>)> =
-            extra.iter().map(|(m, u, _)| (m.id.clone(), *u)).collect();
-        let removed: Vec<_> = stream::iter(extra_ids)
-            .map(|(okta_id, user_id)| async move {
-                // Someone else's user in the portal's group is reported, never removed.
-                let r = match self.boundary.check_may_change_id(&okta_id).await {
-                    Ok(()) => self
-                        .okta
-                        .remove_group_member(group, &okta_id, OnMissing::TreatAsRemoved)
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string()),
-                    Err(refused) => Err(refused.to_string()),
-                };
-                (user_id, okta_id, r)
-            })
-            .buffer_unordered(LOOKUPS)
-            .collect()
+        // Someone else's user in the portal's group is reported, never removed (the
+        // boundary check in `repair_members`).
+        let extra = extra.iter().map(|(m, u, _)| (*u, m.id.clone())).collect();
+        report.repaired.removed = self
+            .repair_members(group, extra, Repair::Remove, &mut failures)
             .await;
-        for (user_id, okta_id, r) in removed {
-            match r {
-                Ok(()) => report.repaired.removed += 1,
-                Err(e) => failures.push((user_id, okta_id, e)),
-            }
-        }
         for (user_id, okta_id, _) in stale {
             let Ok(user) = crate::domain::EfsUserId::new(user_id) else {
                 failures.push((Some(user_id), okta_id, "not a valid EFS user id".into()));

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::reconcile::ReconcileReport;
@@ -14,13 +14,17 @@ use super::workers::WorkerHealthSnapshot;
 use crate::okta::OktaStatus;
 use crate::storage::{JobStats, OktaEventStats, QueueStats, ReconcileRun};
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// The last reachability probe of Okta.
+// `/sync/status` shows it as it is, under the schema name the spec has always had.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = ProbeResultBody)]
 pub struct ProbeResult {
     /// Okta answered (any answer but a 5xx, timeout or connection failure counts).
     pub reachable: bool,
     /// Okta accepted efs-iam's credentials (an access token could be had, and the call
-    /// was not refused with 401 or an invalid DPoP proof). `false` also when Okta did
-    /// not answer.
+    /// was not refused with 401 or an invalid DPoP proof; a refusal also shows in
+    /// `last_auth_failure`, with Okta's error code). `false` also when Okta did not
+    /// answer.
     pub credentials_accepted: bool,
     pub checked_at: DateTime<Utc>,
     pub latency_ms: u64,

@@ -35,6 +35,16 @@ fn case(
     }
 }
 
+/// A path or query parameter refused: 400 `invalid-parameter` naming it.
+fn bad_param(method: Method, path: &str, field: &'static str) -> Case {
+    case(method, path, None, 400, "invalid-parameter", Some(field))
+}
+
+/// A body refused field by field: 422 `validation-failed` naming the field.
+fn invalid(method: Method, path: &str, body: Option<Value>, field: &'static str) -> Case {
+    case(method, path, body, 422, "validation-failed", Some(field))
+}
+
 #[tokio::test]
 async fn bad_requests_are_4xx_problems_naming_the_field() {
     let app = spawn_app().await;
@@ -43,13 +53,11 @@ async fn bad_requests_are_4xx_problems_naming_the_field() {
     let reference = "/api/v1/portals/1/user-references/2";
     let mut cases = vec![
         // Beyond i64: refused, not clamped to i64::MAX or i64::MIN.
-        case(
+        invalid(
             M::POST,
             "/api/v1/sync/unassignments/requeue",
             Some(json!({"portal_id": 12, "ids": [9_223_372_036_854_775_808u64]})),
-            422,
-            "validation-failed",
-            Some("ids"),
+            "ids",
         ),
         Case {
             method: M::POST,
@@ -60,174 +68,73 @@ async fn bad_requests_are_4xx_problems_naming_the_field() {
             slug: "validation-failed",
             field: Some("ids"),
         },
-        case(
-            M::GET,
-            "/api/v1/portals/abc/settings",
-            None,
-            400,
-            "invalid-parameter",
-            Some("portal_id"),
-        ),
-        case(
-            M::GET,
-            "/api/v1/portals/-1/settings",
-            None,
-            400,
-            "invalid-parameter",
-            Some("portal_id"),
-        ),
-        case(
-            M::GET,
-            "/api/v1/portals/0/settings",
-            None,
-            400,
-            "invalid-parameter",
-            Some("portal_id"),
-        ),
-        case(
-            M::GET,
-            "/api/v1/portals/2147483648/settings",
-            None,
-            400,
-            "invalid-parameter",
-            Some("portal_id"),
-        ),
-        case(
+        bad_param(M::GET, "/api/v1/portals/abc/settings", "portal_id"),
+        bad_param(M::GET, "/api/v1/portals/-1/settings", "portal_id"),
+        bad_param(M::GET, "/api/v1/portals/0/settings", "portal_id"),
+        bad_param(M::GET, "/api/v1/portals/2147483648/settings", "portal_id"),
+        bad_param(
             M::GET,
             &format!("/api/v1/portals/1/settings/{}", "k".repeat(51)),
-            None,
-            400,
-            "invalid-parameter",
-            Some("key"),
+            "key",
         ),
-        case(
-            M::GET,
-            "/api/v1/user-references/1.5",
-            None,
-            400,
-            "invalid-parameter",
-            Some("user_id"),
-        ),
-        case(
-            M::GET,
-            "/api/v1/portals/1/user-references/x",
-            None,
-            400,
-            "invalid-parameter",
-            Some("user_id"),
-        ),
-        case(
+        bad_param(M::GET, "/api/v1/user-references/1.5", "user_id"),
+        bad_param(M::GET, "/api/v1/portals/1/user-references/x", "user_id"),
+        bad_param(
             M::GET,
             &format!("/api/v1/okta-users/{}/references", "a".repeat(21)),
-            None,
-            400,
-            "invalid-parameter",
-            Some("okta_user_id"),
+            "okta_user_id",
         ),
-        case(
+        bad_param(
             M::GET,
             "/api/v1/okta-users/00u-x/references",
-            None,
-            400,
-            "invalid-parameter",
-            Some("okta_user_id"),
+            "okta_user_id",
         ),
-        case(
-            M::GET,
-            "/api/v1/errors/abc",
-            None,
-            400,
-            "invalid-parameter",
-            Some("id"),
-        ),
-        case(
+        bad_param(M::GET, "/api/v1/errors/abc", "id"),
+        bad_param(
             M::GET,
             "/api/v1/portals/1/user-references?status=bogus",
-            None,
-            400,
-            "invalid-parameter",
-            Some("status"),
+            "status",
         ),
-        case(
+        bad_param(
             M::GET,
             "/api/v1/portals/1/user-references?has_data_changes=maybe",
-            None,
-            400,
-            "invalid-parameter",
-            Some("has_data_changes"),
+            "has_data_changes",
         ),
-        case(
+        bad_param(
             M::GET,
             "/api/v1/portals/1/user-references?cursor=%%%",
-            None,
-            400,
-            "invalid-parameter",
-            Some("cursor"),
+            "cursor",
         ),
-        case(
+        bad_param(
             M::GET,
             "/api/v1/portals/1/user-references?limit=1001",
-            None,
-            400,
-            "invalid-parameter",
-            Some("limit"),
+            "limit",
         ),
-        case(
+        bad_param(
             M::GET,
             "/api/v1/portals/1/unassignments?state=gone",
-            None,
-            400,
-            "invalid-parameter",
-            Some("state"),
+            "state",
         ),
-        case(
+        bad_param(
             M::GET,
             "/api/v1/portals/1/unassignments?cursor=eyJ4IjoxfQ",
-            None,
-            400,
-            "invalid-parameter",
-            Some("cursor"),
+            "cursor",
         ),
-        case(
-            M::PUT,
-            setting,
-            Some(json!({})),
-            422,
-            "validation-failed",
-            Some("value"),
-        ),
-        case(
-            M::PUT,
-            setting,
-            Some(json!({"value": 5})),
-            422,
-            "validation-failed",
-            Some("value"),
-        ),
-        case(
+        invalid(M::PUT, setting, Some(json!({})), "value"),
+        invalid(M::PUT, setting, Some(json!({"value": 5})), "value"),
+        invalid(
             M::PUT,
             setting,
             Some(json!({"value": "x", "extra": 1})),
-            422,
-            "validation-failed",
-            Some("extra"),
+            "extra",
         ),
-        case(
+        invalid(
             M::PUT,
             setting,
             Some(json!({"value": "v".repeat(256)})),
-            422,
-            "validation-failed",
-            Some("value"),
+            "value",
         ),
-        case(
-            M::PUT,
-            setting,
-            Some(json!({"value": "🚀"})),
-            422,
-            "validation-failed",
-            Some("value"),
-        ),
+        invalid(M::PUT, setting, Some(json!({"value": "🚀"})), "value"),
         case(
             M::PUT,
             "/api/v1/portals/1/settings",
@@ -236,93 +143,56 @@ async fn bad_requests_are_4xx_problems_naming_the_field() {
             "validation-failed",
             Some("settings.k"),
         ),
-        case(
+        invalid(
             M::PUT,
             "/api/v1/portals/1/settings",
             Some(json!({"settings": []})),
-            422,
-            "validation-failed",
-            Some("settings"),
+            "settings",
         ),
-        case(
+        invalid(
             M::PUT,
             "/api/v1/user-references/3",
             Some(json!({"okta_user_id": "00ub0oNGTSWTBKOLGLNRX"})),
-            422,
-            "validation-failed",
-            Some("okta_user_id"),
+            "okta_user_id",
         ),
-        case(
+        invalid(
             M::PUT,
             "/api/v1/user-references/3",
             Some(json!({"okta_user_id": 17})),
-            422,
-            "validation-failed",
-            Some("okta_user_id"),
+            "okta_user_id",
         ),
-        case(
+        invalid(
             M::PUT,
             "/api/v1/user-references/3",
             Some(json!({})),
-            422,
-            "validation-failed",
-            Some("okta_user_id"),
+            "okta_user_id",
         ),
-        case(
+        invalid(
             M::PUT,
             reference,
             Some(json!({"okta_user_id": "00u1"})),
-            422,
-            "validation-failed",
-            Some("status"),
+            "status",
         ),
-        case(
+        invalid(
             M::PUT,
             reference,
             Some(json!({"okta_user_id": "00u1", "status": "active"})),
-            422,
-            "validation-failed",
-            Some("status"),
+            "status",
         ),
-        case(
+        invalid(
             M::PUT,
             reference,
             Some(json!({"okta_user_id": "00u1", "status": "synced", "has_data_changes": "yes"})),
-            422,
-            "validation-failed",
-            Some("has_data_changes"),
+            "has_data_changes",
         ),
-        case(
-            M::PATCH,
-            reference,
-            Some(json!({})),
-            422,
-            "validation-failed",
-            Some("body"),
-        ),
-        case(
-            M::PATCH,
-            reference,
-            Some(json!({"uuid": "x"})),
-            422,
-            "validation-failed",
-            Some("uuid"),
-        ),
-        case(
-            M::PATCH,
-            reference,
-            Some(json!({"status": null})),
-            422,
-            "validation-failed",
-            Some("status"),
-        ),
-        case(
+        invalid(M::PATCH, reference, Some(json!({})), "body"),
+        invalid(M::PATCH, reference, Some(json!({"uuid": "x"})), "uuid"),
+        invalid(M::PATCH, reference, Some(json!({"status": null})), "status"),
+        invalid(
             M::POST,
             "/api/v1/errors",
             Some(json!({"status_code": 429.5})),
-            422,
-            "validation-failed",
-            Some("status_code"),
+            "status_code",
         ),
         case(
             M::POST,
@@ -340,14 +210,7 @@ async fn bad_requests_are_4xx_problems_naming_the_field() {
             "validation-failed",
             Some("users[0].user_id"),
         ),
-        case(
-            M::DELETE,
-            "/api/v1/errors?before=now",
-            None,
-            400,
-            "invalid-parameter",
-            Some("before"),
-        ),
+        bad_param(M::DELETE, "/api/v1/errors?before=now", "before"),
         case(
             M::DELETE,
             "/api/v1/portals/1/unassignments",

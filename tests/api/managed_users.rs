@@ -3,7 +3,7 @@
 //! HTTP against the fake Okta with caller authentication on.
 
 use axum::http::Method;
-use efs_iam::domain::{EfsUserId, OktaUserId, PortalId, SettingKey};
+use efs_iam::domain::{EfsUserId, OktaUserId, PortalId};
 use efs_iam::storage::prelude::*;
 use fake_okta::{FakeOkta, FakeOktaConfig, UserStatus};
 use reqwest::{StatusCode, Url};
@@ -329,17 +329,7 @@ async fn a_legacy_reference_syncs_once_its_user_is_adopted() {
     );
     let app = secured_with_okta(&okta).await;
     let portal = PortalId::new(3).unwrap();
-    app.db
-        .store
-        .put_portal_settings(
-            portal,
-            &[(
-                SettingKey::parse("okta_group_id").unwrap(),
-                Some(group.clone()),
-            )],
-        )
-        .await
-        .unwrap();
+    app.db.link_portal_unchecked(portal.get(), &group).await;
     app.db
         .store
         .put_portal_user_reference(

@@ -253,6 +253,23 @@ impl TestDb {
                 .unwrap();
         }
     }
+
+    /// Sets the portal's Okta group in the database, past the API's check that Okta
+    /// has it: a group deleted in Okta since, or a setting from before efs-iam checked
+    /// them.
+    pub async fn link_portal_unchecked(&self, portal: i32, group: &str) {
+        use efs_iam::storage::PortalSettingsStore;
+        self.store
+            .put_portal_settings(
+                efs_iam::domain::PortalId::new(portal).unwrap(),
+                &[(
+                    efs_iam::domain::SettingKey::parse("okta_group_id").unwrap(),
+                    Some(group.to_owned()),
+                )],
+            )
+            .await
+            .unwrap();
+    }
 }
 
 /// How many migrations `migrations/<dialect>` holds: what `_sqlx_migrations` must list

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::TestDb;
-use efs_iam::domain::{EfsUserId, OktaUserId, PortalId, SettingKey};
+use efs_iam::domain::{EfsUserId, OktaUserId, PortalId};
 use efs_iam::storage::prelude::*;
 use efs_iam::storage::{NewUnassignment, SqlStore, UnassignmentQueueStore};
 use fake_okta::{FakeOkta, FakeOktaConfig, UserStatus};
@@ -154,17 +154,7 @@ async fn setup(
             email: None,
         });
     }
-    let portal = PortalId::new(PORTAL).unwrap();
-    store
-        .put_portal_settings(
-            portal,
-            &[(
-                SettingKey::parse("okta_group_id").unwrap(),
-                Some(group.clone()),
-            )],
-        )
-        .await
-        .unwrap();
+    db.link_portal_unchecked(PORTAL, &group).await;
     okta.set_latency(latency);
     Some((db, store, okta, group, users))
 }

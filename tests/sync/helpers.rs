@@ -51,17 +51,7 @@ impl SyncApp {
 /// Sets the portal's Okta group in the database, past the API's check that Okta has
 /// it: a group deleted in Okta since, or a setting from before efs-iam checked them.
 pub async fn link_portal_unchecked(db: &TestDb, portal: i32, group: &str) {
-    use efs_iam::storage::PortalSettingsStore;
-    db.store
-        .put_portal_settings(
-            efs_iam::domain::PortalId::new(portal).unwrap(),
-            &[(
-                efs_iam::domain::SettingKey::parse("okta_group_id").unwrap(),
-                Some(group.to_owned()),
-            )],
-        )
-        .await
-        .unwrap();
+    db.link_portal_unchecked(portal, group).await;
 }
 
 /// A fake Okta with test-sized limits.
@@ -125,17 +115,7 @@ pub async fn seed_efs_user(
 
 /// Records an Okta user as managed by efs-iam, as an adoption does.
 pub async fn adopted(db: &TestDb, okta_user_id: &str) {
-    use efs_iam::storage::{ManagedOrigin, ManagedUserStore};
-    db.store
-        .manage_okta_user(
-            &efs_iam::domain::OktaUserId::parse(okta_user_id).unwrap(),
-            ManagedOrigin::Adopted,
-            "test-admin",
-            None,
-            efs_iam::storage::now(),
-        )
-        .await
-        .unwrap();
+    db.manage_okta_users(&[okta_user_id]).await;
 }
 
 /// An Okta user efs-iam does not manage (someone else's, as in a real org).

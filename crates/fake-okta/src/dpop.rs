@@ -106,16 +106,7 @@ impl Dpop {
         let Some(proof) = headers.get("dpop").and_then(|v| v.to_str().ok()) else {
             return;
         };
-        let jti = proof
-            .split('.')
-            .nth(1)
-            .and_then(|p| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(p)
-                    .ok()
-            })
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .and_then(|c| c["jti"].as_str().map(str::to_owned));
+        let jti = unverified_jwt_part(proof, 1).and_then(|c| c["jti"].as_str().map(str::to_owned));
         if let Some(jti) = jti {
             self.state.lock().unwrap().used_jtis.insert(jti);
         }
@@ -291,16 +282,7 @@ fn decode(proof: &str) -> Result<(String, Value), String> {
         .jwk
         .ok_or_else(|| "The DPoP proof JWT 'jwk' header is missing.".to_owned())?;
     // jsonwebtoken drops members it does not know, so look at the raw header too.
-    let raw: Value = proof
-        .split('.')
-        .next()
-        .and_then(|h| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(h)
-                .ok()
-        })
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(invalid)?;
+    let raw = unverified_jwt_part(proof, 0).ok_or_else(invalid)?;
     if ["d", "p", "q", "dp", "dq", "qi", "k"]
         .iter()
         .any(|m| raw["jwk"].get(m).is_some())
@@ -354,6 +336,16 @@ pub(crate) fn api_refusal(base_url: &str, scope: Option<&str>, path: &str, why: 
         challenge.parse().expect("ASCII challenge"),
     );
     r
+}
+
+/// Part `index` of a compact JWT (0 the header, 1 the claims) as JSON, read without
+/// verifying anything: for what must be looked at before (or besides) verification.
+pub(crate) fn unverified_jwt_part(jwt: &str, index: usize) -> Option<Value> {
+    let part = jwt.split('.').nth(index)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 #[cfg(test)]

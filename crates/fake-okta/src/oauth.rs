@@ -10,13 +10,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{json, Value};
 
-use super::dpop::Dpop;
+use super::dpop::{unverified_jwt_part, Dpop};
 use super::errors::{json_body, OktaError};
 use super::{ids, FakeOkta, FakeOktaConfig, Shared};
 
@@ -318,16 +317,8 @@ impl OAuth {
         ) {
             return Err("The client_assertion token has an unsupported signing algorithm.");
         }
-        let unverified = assertion
-            .split('.')
-            .nth(1)
-            .and_then(|p| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(p)
-                    .ok()
-            })
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .ok_or("The client_assertion token is malformed.")?;
+        let unverified =
+            unverified_jwt_part(assertion, 1).ok_or("The client_assertion token is malformed.")?;
         let iss = unverified["iss"].as_str().unwrap_or_default();
         let Some((client_id, key)) = self.client.as_ref().filter(|(id, _)| id == iss) else {
             return Err("Invalid value for 'client_id' parameter.");

@@ -44,7 +44,7 @@ pub struct OktaBody {
     /// `api_token` or `private_key_jwt`.
     pub auth_method: Option<String>,
     /// A live check (cached for 30 s): does Okta answer?
-    pub reachability: Option<ProbeResultBody>,
+    pub reachability: Option<ProbeResult>,
     /// Last time Okta answered a call successfully.
     pub last_success_at: Option<DateTime<Utc>>,
     /// Last time Okta refused the credentials (kept after later successes; compare
@@ -66,31 +66,6 @@ pub struct OktaBody {
 pub struct DpopBody {
     pub mode: DpopMode,
     pub active: bool,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ProbeResultBody {
-    /// Okta answered.
-    pub reachable: bool,
-    /// Okta accepted efs-iam's credentials (a refusal also shows in
-    /// `last_auth_failure`, with Okta's error code).
-    pub credentials_accepted: bool,
-    pub checked_at: DateTime<Utc>,
-    pub latency_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl From<ProbeResult> for ProbeResultBody {
-    fn from(p: ProbeResult) -> Self {
-        Self {
-            reachable: p.reachable,
-            credentials_accepted: p.credentials_accepted,
-            checked_at: p.checked_at,
-            latency_ms: p.latency_ms,
-            error: p.error,
-        }
-    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -211,7 +186,7 @@ async fn sync_status(State(state): State<AppState>) -> ApiResult<Json<SyncStatus
             configured: true,
             org_url: Some(s.org_url),
             auth_method: Some(s.auth_method.to_owned()),
-            reachability: probe.map(Into::into),
+            reachability: probe,
             last_success_at: s.last_success_at,
             last_auth_failure: s.last_auth_failure.map(|f| AuthFailureBody {
                 at: f.at,

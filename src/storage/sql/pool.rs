@@ -16,7 +16,8 @@
 //! - a transaction dropped without `commit` or `rollback` — also one cancelled while
 //!   its `BEGIN` was still waiting for a lock — is rolled back at once in a spawned
 //!   task, so its locks do not wait for the connection's next user;
-//! - connections are replaced after [`MAX_LIFETIME`], as sqlx does.
+//! - connections are replaced after [`MAX_LIFETIME`], as sqlx does, less a random part
+//!   of [`LIFETIME_SPREAD`] each, so that they are not all replaced at once.
 //!
 //! Nothing waits on the database without a bound: the wait for a connection (a free
 //! one, a new one, or the reset of one) is one total `acquire_timeout`; a statement run
@@ -45,6 +46,17 @@ pub const RESET_WHEN_IDLE_FOR: Duration = Duration::from_secs(5);
 /// sqlx's default: long-lived connections are recycled so server-side state and
 /// memory do not grow without bound.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+/// Each connection's lifetime is [`MAX_LIFETIME`] less a random part of this, so the
+/// connections a pool opened together (at start-up, after a database restart) are not
+/// all replaced in the same moment: in the one-hour soak every instance's pool fell
+/// from 10 connections to 4 at minute 30 and 60 when they were (BENCHMARKS.md, issue
+/// 24). HikariCP does the same (a variance on `maxLifetime`).
+pub const LIFETIME_SPREAD: Duration = Duration::from_secs(3 * 60);
+
+/// A lifetime between `MAX_LIFETIME - LIFETIME_SPREAD` and `MAX_LIFETIME`.
+fn spread_lifetime() -> Duration {
+    MAX_LIFETIME - LIFETIME_SPREAD.mul_f64(fastrand::f64())
+}
 
 pub struct Manager<DB: Database> {
     options: <DB::Connection as Connection>::Options,
@@ -55,6 +67,8 @@ pub struct Tracked<C> {
     conn: C,
     /// True only while the connection is known to be between statements.
     clean: bool,
+    /// When it is replaced, counted from its creation ([`spread_lifetime`]).
+    lifetime: Duration,
 }
 
 impl<DB: Dialect> managed::Manager for Manager<DB> {
@@ -64,11 +78,15 @@ impl<DB: Dialect> managed::Manager for Manager<DB> {
     async fn create(&self) -> Result<Self::Type, sqlx::Error> {
         let mut conn = DB::Connection::connect_with(&self.options).await?;
         DB::on_connect(&mut conn, self.statement_timeout).await?;
-        Ok(Tracked { conn, clean: true })
+        Ok(Tracked {
+            conn,
+            clean: true,
+            lifetime: spread_lifetime(),
+        })
     }
 
     async fn recycle(&self, c: &mut Self::Type, m: &Metrics) -> RecycleResult<sqlx::Error> {
-        if m.age() > MAX_LIFETIME {
+        if m.age() > c.lifetime {
             return Err(RecycleError::message("past its lifetime"));
         }
         if !c.clean || m.last_used() > RESET_WHEN_IDLE_FOR {
@@ -453,5 +471,24 @@ where
             conn.release_clean();
             Ok(description)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{spread_lifetime, LIFETIME_SPREAD, MAX_LIFETIME};
+
+    #[test]
+    fn connections_opened_together_are_not_replaced_together() {
+        let lifetimes: Vec<_> = (0..200).map(|_| spread_lifetime()).collect();
+        assert!(lifetimes
+            .iter()
+            .all(|l| *l <= MAX_LIFETIME && *l >= MAX_LIFETIME - LIFETIME_SPREAD));
+        let (min, max) = (
+            lifetimes.iter().min().unwrap(),
+            lifetimes.iter().max().unwrap(),
+        );
+        // 200 draws from a 3-minute spread land more than two minutes apart.
+        assert!(*max - *min > LIFETIME_SPREAD * 2 / 3, "{min:?}..{max:?}");
     }
 }
