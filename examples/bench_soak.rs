@@ -1013,11 +1013,19 @@ fn plot(args: &Args, ops: &[Op]) {
          set xlabel 'minute'\nset ylabel 'RSS MiB'\nset yrange [0:*]\nplot "
     );
     let rss: Vec<String> = (0..args.instances)
-        .map(|i| {
-            format!(
-                "'{o}/processes.csv' every ::1 using 1:{} with lines title 'RSS instance {i}'",
-                2 + 3 * i
-            )
+        .flat_map(|i| {
+            [
+                format!(
+                    "'{o}/processes.csv' every ::1 using 1:{} with lines title 'RSS instance {i}'",
+                    2 + 3 * i
+                ),
+                // After minute, the instances' columns, Threads_connected and the two
+                // Okta counts.
+                format!(
+                    "'{o}/processes.csv' every ::1 using 1:{} with lines dashtype 2 title 'of it heap (RssAnon) {i}'",
+                    5 + 3 * args.instances + i
+                ),
+            ]
         })
         .collect();
     processes.push_str(&rss.join(", "));
