@@ -17,7 +17,7 @@
 mod bench_common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -82,29 +82,19 @@ async fn main() {
         ..FakeOktaConfig::default()
     })
     .await;
-    let port = bench_common::free_port();
     let dir = tempfile::tempdir().unwrap();
-    let log = std::fs::File::create(dir.path().join("efs-iam.log")).unwrap();
+    let (mut command, base) =
+        bench_common::efs_iam_serve(&args.bin, &db_url, &dir.path().join("efs-iam.log"));
     let _svc = Service(
-        Command::new(&args.bin)
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("EFS_IAM_LISTEN", format!("127.0.0.1:{port}"))
-            .env("EFS_IAM_DATABASE_URL", &db_url)
+        command
             .env("EFS_IAM_DATABASE_MAX_CONNECTIONS", "20")
             .env("EFS_IAM_OKTA_ORG_URL", okta.base_url())
             .env("EFS_IAM_OKTA_API_TOKEN", "test-token")
             .env("EFS_IAM_OKTA_EVENT_HOOK_SECRET", SECRET)
             .env("EFS_IAM_RECONCILE_INTERVAL", "0")
-            .env("EFS_IAM_LOG", "warn")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
             .spawn()
             .expect("start efs-iam (scripts/bench-events builds it)"),
     );
-    let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     bench_common::wait_ready(&http, &base, 300).await;
     let db = sqlx::MySqlPool::connect(&db_url).await.unwrap();
@@ -216,6 +206,8 @@ async fn main() {
     for i in 1..=args.samples {
         let login = format!("ev{i}@example.com");
         let id = okta.create_user(&login, &login, "E", "V", UserStatus::Active);
+        // A user efs-iam did not create is referenced only once adopted (issue 20).
+        put(format!("/okta-users/{id}/management"), Value::Null).await;
         put(
             format!("/portals/{PORTAL}/user-references/{i}"),
             json!({"okta_user_id": id, "status": "synced"}),

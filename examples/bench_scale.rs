@@ -33,7 +33,7 @@ mod bench_common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -340,18 +340,8 @@ impl Drop for Service {
 
 impl Service {
     async fn start(bin: &Path, url: &str, keys: &Keys, log: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = std::fs::File::create(log).unwrap();
-        let child = Command::new(bin)
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("EFS_IAM_LISTEN", format!("127.0.0.1:{port}"))
-            .env("EFS_IAM_DATABASE_URL", url)
+        let (mut command, base) = bench_common::efs_iam_serve(bin, url, log);
+        let child = command
             .env("EFS_IAM_AUTH_HS256_SECRET", SECRET)
             .env("EFS_IAM_AUTH_ISSUER", ISSUER)
             .env("EFS_IAM_AUTH_AUDIENCE", AUDIENCE)
@@ -363,10 +353,6 @@ impl Service {
             .env("EFS_IAM_TOKEN_PURGE_INTERVAL", "1440m")
             // DELETE /errors of half a year in batches may outlast the default 30 s.
             .env("EFS_IAM_REQUEST_TIMEOUT", "600s")
-            .env("EFS_IAM_LOG", "warn")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
             .spawn()
             .expect("start efs-iam (bench/scale builds it)");
         let token = efs_iam::auth::mint_hs256(
@@ -391,7 +377,7 @@ impl Service {
             .unwrap();
         let svc = Self {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base,
             http,
             token,
         };

@@ -449,3 +449,79 @@ async fn two_instances_never_reconcile_one_portal_at_once() {
         "one run was handed back while the other held the portal: {first} {second}"
     );
 }
+
+/// A repair Okta keeps refusing (5xx) is reported with its user and left undone; the
+/// other repairs of the run still happen.
+#[tokio::test]
+async fn a_repair_okta_refuses_is_reported_and_the_rest_goes_on() {
+    let db = TestDb::sqlite().await;
+    let okta = fake_okta().await;
+    let group = okta.create_group("Refusing portal");
+    let app = spawn(&db, Some(&okta), |s| {
+        s.okta.max_retries = 1;
+    })
+    .await;
+    app.link_portal(14, &group).await;
+    let link = |user: i32, id: String| {
+        let app = &app;
+        async move {
+            let (s, b) = app
+                .put(
+                    &format!("/api/v1/portals/14/user-references/{user}"),
+                    json!({"okta_user_id": id, "status": "synced"}),
+                )
+                .await;
+            assert!(s.is_success(), "{b}");
+        }
+    };
+    let refused_add =
+        seed_efs_user(&db, &okta, "add-refused@example.com", UserStatus::Active).await;
+    link(1, refused_add.clone()).await;
+    let added = seed_efs_user(&db, &okta, "add-ok@example.com", UserStatus::Active).await;
+    link(2, added.clone()).await;
+    let refused_remove =
+        seed_efs_user(&db, &okta, "remove-refused@example.com", UserStatus::Active).await;
+    okta.add_group_member(&group, &refused_remove);
+    for (method, user) in [("PUT", &refused_add), ("DELETE", &refused_remove)] {
+        okta.inject(
+            Fault::new(
+                method,
+                &format!("/api/v1/groups/{group}/users/{user}"),
+                FaultKind::InternalServerError,
+            )
+            .times(10),
+        );
+    }
+
+    let run = reconcile_and_wait(&app, 14).await;
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let report = &run["report"];
+    assert_eq!(
+        report["repaired"],
+        json!({"added": 1, "removed": 0, "marked_deprovisioned": 0})
+    );
+    assert_eq!(report["counts"]["errors"], 2);
+    let mut errors: Vec<(Value, String)> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["user_id"].clone(),
+                e["okta_user_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    errors.sort_by_key(|(_, id)| id.clone());
+    let mut expected = vec![
+        (json!(1), refused_add.clone()),
+        (Value::Null, refused_remove.clone()),
+    ];
+    expected.sort_by_key(|(_, id)| id.clone());
+    assert_eq!(errors, expected);
+    let mut members = okta.group_members(&group);
+    members.sort();
+    let mut want = vec![added, refused_remove];
+    want.sort();
+    assert_eq!(members, want);
+}
