@@ -2,6 +2,15 @@ use anyhow::Context;
 use efs_iam::config::{self, Command};
 use efs_iam::startup::{self, Application};
 
+/// jemalloc rather than glibc's malloc. A reconciliation holds a portal's whole group
+/// for a moment; glibc kept each such peak as resident memory between runs (the heap of
+/// an instance grew in steps through the soak), jemalloc returns freed pages to the
+/// system after its decay time (10 s). Only the binary sets it: the library and its
+/// tests keep the system allocator.
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Failures end as one line on stderr (`efs-iam: what: why`) and exit status 1,
 /// whatever RUST_BACKTRACE says: operators read these in container logs.
 #[tokio::main]

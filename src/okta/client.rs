@@ -24,7 +24,8 @@ use super::exchange::{
 use super::governor::Governor;
 use super::list_bound::ListBound;
 use super::models::{
-    Activation, NewUserProfile, OktaGroup, OktaRole, OktaUser, OnMissing, ProfileUpdate, Removal,
+    Activation, NewUserProfile, OktaGroup, OktaGroupMember, OktaRole, OktaUser, OnMissing,
+    ProfileUpdate, Removal,
 };
 use super::status::OktaStatus;
 use crate::storage::ErrorLogStore;
@@ -378,7 +379,10 @@ impl OktaClient {
     }
 
     /// Every member of a group, following Okta's `next` links page by page.
-    pub async fn list_group_members(&self, group_id: &str) -> Result<Vec<OktaUser>, OktaError> {
+    pub async fn list_group_members(
+        &self,
+        group_id: &str,
+    ) -> Result<Vec<OktaGroupMember>, OktaError> {
         self.list_group_members_within(group_id, ListBound::default())
             .await
     }
@@ -390,7 +394,7 @@ impl OktaClient {
         &self,
         group_id: &str,
         bound: ListBound,
-    ) -> Result<Vec<OktaUser>, OktaError> {
+    ) -> Result<Vec<OktaGroupMember>, OktaError> {
         let mut url = self.url(&[
             "api",
             "v1",

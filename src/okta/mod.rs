@@ -65,8 +65,9 @@ pub use exchange::OKTA_OUTCOMES;
 pub use governor::in_background;
 pub use list_bound::ListBound;
 pub use models::{
-    Activation, NewUserProfile, OktaGroup, OktaGroupProfile, OktaGroupType, OktaRole, OktaUser,
-    OktaUserProfile, OktaUserStatus, OnMissing, ProfileUpdate, Removal,
+    Activation, NewUserProfile, OktaGroup, OktaGroupMember, OktaGroupProfile, OktaGroupType,
+    OktaMemberLogin, OktaRole, OktaUser, OktaUserProfile, OktaUserStatus, OnMissing, ProfileUpdate,
+    Removal,
 };
 pub use scopes::{MissingScope, ScopeCheck};
 pub use settings::{client_from_settings, OktaSettings};

@@ -35,6 +35,26 @@ pub struct OktaUser {
     pub profile: OktaUserProfile,
 }
 
+/// A group member as reconciliation reads it: only the fields it compares. A group
+/// is read whole (every page) before it is compared, so what each member keeps is what
+/// the run holds at its peak: the full [`OktaUser`] (every profile attribute, as a
+/// JSON map) is several times this, and an allocator keeps that high-water mark.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct OktaGroupMember {
+    pub id: String,
+    #[serde(default = "OktaUserStatus::unknown")]
+    pub status: OktaUserStatus,
+    #[serde(default)]
+    pub profile: OktaMemberLogin,
+}
+
+/// The one profile field a group member keeps: its login, for the report.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct OktaMemberLogin {
+    #[serde(default)]
+    pub login: String,
+}
+
 /// An RFC 3339 time, or `None` for anything else: a field efs-iam only consults is no
 /// reason to refuse the whole answer.
 fn lenient_time<'de, D: serde::Deserializer<'de>>(
@@ -341,6 +361,23 @@ mod tests {
         assert_eq!(u.profile.last_name.as_deref(), Some("B"));
         assert_eq!(u.profile.extra["costCenter"], json!(7));
         assert!(!u.profile.extra.contains_key("login"));
+    }
+
+    #[test]
+    fn a_group_member_keeps_its_id_status_and_login_only() {
+        let m: OktaGroupMember = serde_json::from_value(json!({
+            "id": "00ub0oNGTSWTBKOLGLNR",
+            "status": "DEPROVISIONED",
+            "profile": {"login": "a@example.com", "firstName": null, "costCenter": 7},
+            "_links": {"self": {"href": "x"}}
+        }))
+        .unwrap();
+        assert_eq!(m.id, "00ub0oNGTSWTBKOLGLNR");
+        assert_eq!(m.status, OktaUserStatus::Deprovisioned);
+        assert_eq!(m.profile.login, "a@example.com");
+        let bare: OktaGroupMember = serde_json::from_value(json!({"id": "00u2"})).unwrap();
+        assert_eq!(bare.status, OktaUserStatus::Other(String::new()));
+        assert_eq!(bare.profile.login, "");
     }
 
     #[test]

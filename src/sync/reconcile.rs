@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 
 use super::{SyncEngine, SyncError};
 use crate::domain::{PortalId, PortalUserStatus};
-use crate::okta::{ListBound, OktaError, OktaUser, OktaUserStatus, OnMissing};
+use crate::okta::{ListBound, OktaError, OktaGroupMember, OktaUserStatus, OnMissing};
 use crate::storage::{PortalUserReference, PortalUserReferencePatch, PortalUserReferenceQuery};
 
 /// Entries listed per finding; the counts are always complete.
@@ -216,17 +216,17 @@ impl SyncEngine {
             max_pages: max_items / 100 + 10,
             deadline,
         };
-        let members: Vec<OktaUser> = match self.okta.list_group_members_within(&group, bound).await
-        {
-            Ok(m) => m,
-            Err(OktaError::NotFound(_)) => {
-                return Err(SyncError::GroupNotFound {
-                    portal: portal.get(),
-                    group_id: group,
-                })
-            }
-            Err(e) => return Err(SyncError::from_okta(e)),
-        };
+        let members: Vec<OktaGroupMember> =
+            match self.okta.list_group_members_within(&group, bound).await {
+                Ok(m) => m,
+                Err(OktaError::NotFound(_)) => {
+                    return Err(SyncError::GroupNotFound {
+                        portal: portal.get(),
+                        group_id: group,
+                    })
+                }
+                Err(e) => return Err(SyncError::from_okta(e)),
+            };
         let refs = newest_per_user(refs);
 
         let mut report = ReconcileReport {
@@ -243,7 +243,7 @@ impl SyncEngine {
             errors: Vec::new(),
             repaired: Repaired::default(),
         };
-        let member_by_id: HashMap<&str, &OktaUser> =
+        let member_by_id: HashMap<&str, &OktaGroupMember> =
             members.iter().map(|m| (m.id.as_str(), m)).collect();
 
         // Okta ids a live reference of this portal names (they belong in the group),
@@ -310,7 +310,7 @@ impl SyncEngine {
             .iter()
             .map(|(user_id, okta_id, _)| (okta_id.clone(), *user_id))
             .collect();
-        let mut extra: Vec<(&OktaUser, Option<i32>, &'static str)> = members
+        let mut extra: Vec<(&OktaGroupMember, Option<i32>, &'static str)> = members
             .iter()
             .filter(|m| !live.contains(&m.id) || stale_users.contains_key(&m.id))
             .map(
