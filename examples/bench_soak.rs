@@ -10,7 +10,9 @@
 //!    10 %, error-log pages 5 %, error-log writes 5 %), and beside it portal-user syncs
 //!    through the fake Okta (`--syncs-per-second`), Okta event-hook deliveries
 //!    (`--hooks-per-second`, 10 events each), a mass delete of `--mass-delete` synced
-//!    users every `--mass-delete-every` minutes (drained through the fake Okta), the
+//!    users every `--mass-delete-every` minutes (queued, and the panelists deleted as
+//!    EFS-Admin does, their references with them; the queue drained through the fake
+//!    Okta), the
 //!    error-log purge every 5 minutes, the scheduled reconciliation of the linked portal
 //!    (`EFS_IAM_RECONCILE_INTERVAL`) and the Okta-event retention purge.
 //! 3. **Samples** every 10 s: each instance's RSS and open files, database connections
@@ -321,6 +323,10 @@ struct Driver {
     synced: Mutex<BTreeMap<u64, String>>,
     /// Users per mass delete.
     mass_delete: usize,
+    /// The soak's database as EFS-Admin reaches it (its own tables: `panelists`).
+    efs_db: sqlx::MySqlPool,
+    /// Panelists the mass deletes deleted.
+    deleted: Mutex<std::collections::HashSet<u64>>,
 }
 
 impl Driver {
@@ -330,7 +336,7 @@ impl Driver {
 
     /// Sends one request of `op` and records its outcome and latency.
     async fn send(&self, op: Op, bucket: usize) -> Option<Value> {
-        let synced_user = fastrand::u64(1..=SYNC_USERS);
+        let synced_user = self.pick_panelist();
         let request = match op {
             Op::PortalLookup => self.http.get(format!(
                 "{}/api/v1/portals/{LOOKED_UP}/user-references/{}",
@@ -391,25 +397,7 @@ impl Driver {
                                   "data": {"events": events}}),
                     )
             }
-            Op::MassDelete => {
-                let users: Vec<Value> = {
-                    let synced = self.synced.lock().unwrap();
-                    synced
-                        .iter()
-                        .take(self.mass_delete)
-                        .map(|(u, id)| json!({"user_id": SEEDED_REFERENCES as u64 + u, "okta_user_id": id}))
-                        .collect()
-                };
-                if users.is_empty() {
-                    return None;
-                }
-                self.http
-                    .post(format!(
-                        "{}/api/v1/portals/{LINKED}/unassignments",
-                        self.base
-                    ))
-                    .json(&json!({ "users": users }))
-            }
+            Op::MassDelete => unreachable!("sent by mass_delete with its users"),
             Op::ErrorLogPurge => {
                 let before = (chrono::Utc::now() - chrono::Duration::minutes(2))
                     .format("%Y-%m-%dT%H:%M:%SZ")
@@ -419,6 +407,98 @@ impl Driver {
                     .query(&[("before", before)])
             }
         };
+        let body = self.exchange(op, bucket, request).await;
+        if let (Op::PortalUserSync, Some(id)) =
+            (op, body.as_ref().and_then(|b| b["okta_user_id"].as_str()))
+        {
+            if self.deleted.lock().unwrap().contains(&synced_user) {
+                return body;
+            }
+            self.synced
+                .lock()
+                .unwrap()
+                .insert(synced_user, id.to_owned());
+        }
+        body
+    }
+
+    /// A panelist the mass deletes have not deleted (a deleted one never comes back).
+    fn pick_panelist(&self) -> u64 {
+        let deleted = self.deleted.lock().unwrap();
+        loop {
+            let user = fastrand::u64(1..=SYNC_USERS);
+            if !deleted.contains(&user) {
+                return user;
+            }
+        }
+    }
+
+    /// A mass delete as EFS-Admin makes one: the lowest synced panelists are queued
+    /// for removal from the group, then deleted.
+    async fn mass_delete(&self, bucket: usize) {
+        let users: Vec<(u64, String)> = {
+            let mut synced = self.synced.lock().unwrap();
+            let users: Vec<(u64, String)> = synced
+                .iter()
+                .take(self.mass_delete)
+                .map(|(u, id)| (*u, id.clone()))
+                .collect();
+            for (u, _) in &users {
+                synced.remove(u);
+            }
+            users
+        };
+        if users.is_empty() {
+            return;
+        }
+        self.deleted
+            .lock()
+            .unwrap()
+            .extend(users.iter().map(|(u, _)| *u));
+        let body: Vec<Value> = users
+            .iter()
+            .map(|(u, id)| json!({"user_id": SEEDED_REFERENCES as u64 + u, "okta_user_id": id}))
+            .collect();
+        let request = self
+            .http
+            .post(format!(
+                "{}/api/v1/portals/{LINKED}/unassignments",
+                self.base
+            ))
+            .json(&json!({ "users": body }));
+        self.exchange(Op::MassDelete, bucket, request).await;
+        // A sync of one of them sent just before they were marked is let finish.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let uids: Vec<u64> = users.iter().map(|(u, _)| *u).collect();
+        self.delete_panelists(&uids).await;
+    }
+
+    /// What EFS-Admin does in a mass delete beside queueing the unassignments: it
+    /// deletes the panelists in its own database, and their references go with them
+    /// (the seed's `ON DELETE CASCADE`). Without it the linked portal kept every deleted
+    /// panelist's reference, and each reconciliation looked up more and more of them in
+    /// Okta as "missing members".
+    async fn delete_panelists(&self, users: &[u64]) {
+        if users.is_empty() {
+            return;
+        }
+        let uids: Vec<String> = users
+            .iter()
+            .map(|u| (SEEDED_REFERENCES as u64 + u).to_string())
+            .collect();
+        let sql = format!("DELETE FROM panelists WHERE uid IN ({})", uids.join(","));
+        if let Err(e) = sqlx::query(&sql).execute(&self.efs_db).await {
+            eprintln!("  deleting the mass delete's panelists: {e}");
+        }
+    }
+
+    /// Sends `request` and records its outcome and latency under `op`.
+    async fn exchange(
+        &self,
+        op: Op,
+        bucket: usize,
+        request: reqwest::RequestBuilder,
+    ) -> Option<Value> {
         let Ok(_permit) = self.in_flight.try_acquire() else {
             self.records.push(op, bucket, Outcome::DriverOverrun, 0.0);
             return None;
@@ -444,14 +524,6 @@ impl Driver {
         };
         let ms = sent.elapsed().as_secs_f32() * 1000.0;
         self.records.push(op, bucket, outcome, ms);
-        if let (Op::PortalUserSync, Some(id)) =
-            (op, body.as_ref().and_then(|b| b["okta_user_id"].as_str()))
-        {
-            self.synced
-                .lock()
-                .unwrap()
-                .insert(synced_user, id.to_owned());
-        }
         body
     }
 }
@@ -596,6 +668,8 @@ async fn main() {
         in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
         synced: Mutex::new(BTreeMap::new()),
         mass_delete: args.mass_delete,
+        efs_db: sqlx::MySqlPool::connect(&db_url).await.unwrap(),
+        deleted: Mutex::new(Default::default()),
     });
     // Every session exists before the soak (memcached keeps them up to 10 minutes; the
     // writes of the mix renew them).
@@ -693,12 +767,7 @@ async fn main() {
                     _ = tokio::time::sleep_until(end) => break,
                 }
                 let bucket = d.bucket_now();
-                d.send(Op::MassDelete, bucket).await;
-                let mut synced = d.synced.lock().unwrap();
-                let removed: Vec<u64> = synced.keys().take(d.mass_delete).copied().collect();
-                for u in removed {
-                    synced.remove(&u);
-                }
+                d.mass_delete(bucket).await;
             }
         }));
     }

@@ -275,10 +275,11 @@ impl SyncEngine {
         }
 
         // References outside the group: is the Okta user still there?
+        // Only the status is kept of each user found: there may be thousands.
         let looked_up: Vec<_> = stream::iter(to_look_up)
             .map(|(user_id, okta_id)| async move {
                 let found = self.okta.get_user(&okta_id).await;
-                (user_id, okta_id, found)
+                (user_id, okta_id, found.map(|u| u.map(|u| u.status)))
             })
             .buffer_unordered(LOOKUPS)
             .collect()
@@ -286,7 +287,7 @@ impl SyncEngine {
         for (user_id, okta_id, found) in looked_up {
             match found {
                 Ok(None) => stale.push((user_id, okta_id, "okta_user_gone")),
-                Ok(Some(u)) if u.status == OktaUserStatus::Deprovisioned => {
+                Ok(Some(OktaUserStatus::Deprovisioned)) => {
                     stale.push((user_id, okta_id, "okta_user_deprovisioned"))
                 }
                 Ok(Some(_)) => missing.push((user_id, okta_id)),
