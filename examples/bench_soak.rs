@@ -12,9 +12,8 @@
 //!    (`--hooks-per-second`, 10 events each), a mass delete of `--mass-delete` synced
 //!    users every `--mass-delete-every` minutes (queued, and the panelists deleted as
 //!    EFS-Admin does, their references with them; the queue drained through the fake
-//!    Okta), the
-//!    error-log purge every 5 minutes, the scheduled reconciliation of the linked portal
-//!    (`EFS_IAM_RECONCILE_INTERVAL`) and the Okta-event retention purge.
+//!    Okta), the error-log purge every 5 minutes, the scheduled reconciliation of the
+//!    linked portal (`EFS_IAM_RECONCILE_INTERVAL`) and the Okta-event retention purge.
 //! 3. **Samples** every 10 s: each instance's RSS and open files, database connections
 //!    (each pool's `db_pool_connections` and MariaDB's `Threads_connected`), the fake's
 //!    429s.
