@@ -326,6 +326,9 @@ struct Driver {
     efs_db: sqlx::MySqlPool,
     /// Panelists the mass deletes deleted.
     deleted: Mutex<std::collections::HashSet<u64>>,
+    /// Driver overruns by the second of the soak they happened in, to line a stall up
+    /// with what ran then.
+    overruns_at: Mutex<BTreeMap<u64, usize>>,
 }
 
 impl Driver {
@@ -500,6 +503,8 @@ impl Driver {
     ) -> Option<Value> {
         let Ok(_permit) = self.in_flight.try_acquire() else {
             self.records.push(op, bucket, Outcome::DriverOverrun, 0.0);
+            let second = self.started.elapsed().as_secs();
+            *self.overruns_at.lock().unwrap().entry(second).or_default() += 1;
             return None;
         };
         let sent = Instant::now();
@@ -669,6 +674,7 @@ async fn main() {
         mass_delete: args.mass_delete,
         efs_db: sqlx::MySqlPool::connect(&db_url).await.unwrap(),
         deleted: Mutex::new(Default::default()),
+        overruns_at: Mutex::new(BTreeMap::new()),
     });
     // Every session exists before the soak (memcached keeps them up to 10 minutes; the
     // writes of the mix renew them).
@@ -718,6 +724,7 @@ async fn main() {
     let capacity = probed as f64 / args.probe_seconds as f64;
     let rate = args.rate.unwrap_or(capacity / 2.0);
     driver.records.0.lock().unwrap().clear();
+    driver.overruns_at.lock().unwrap().clear();
     eprintln!("capacity of the API mix through nginx: {capacity:.0} req/s; the soak sends {rate:.0} req/s");
 
     // --- soak ---
@@ -830,6 +837,7 @@ async fn main() {
         rate,
         capacity,
         &driver.records.0.lock().unwrap(),
+        &driver.overruns_at.lock().unwrap(),
         &samples,
         &status,
     );
@@ -848,6 +856,7 @@ fn report(
     rate: f64,
     capacity: f64,
     records: &[Record],
+    overruns_at: &BTreeMap<u64, usize>,
     samples: &[Sample],
     status: &Value,
 ) {
@@ -912,6 +921,11 @@ fn report(
             "driver overruns ({MAX_IN_FLIGHT} requests in flight): {}",
             overruns.join(", ")
         );
+        let at: Vec<String> = overruns_at
+            .iter()
+            .map(|(second, n)| format!("{second} s ({n})"))
+            .collect();
+        println!("  at (seconds after the soak's start): {}", at.join(", "));
     }
     println!();
     let header: Vec<String> = (0..buckets)
