@@ -55,6 +55,17 @@ pub async fn link_portal_unchecked(db: &TestDb, portal: i32, group: &str) {
 }
 
 /// A fake Okta with test-sized limits.
+/// A portal user reference of `user` in `portal` naming `okta_id`, `synced`.
+pub async fn link_reference(app: &SyncApp, portal: i32, user: i32, okta_id: &str) {
+    let (status, body) = app
+        .put(
+            &format!("/api/v1/portals/{portal}/user-references/{user}"),
+            json!({"okta_user_id": okta_id, "status": "synced"}),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+}
+
 pub async fn fake_okta() -> FakeOkta {
     FakeOkta::start(FakeOktaConfig::default()).await
 }

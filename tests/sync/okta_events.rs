@@ -28,17 +28,6 @@ async fn hooked(db: &TestDb, okta: &FakeOkta) -> SyncApp {
     app
 }
 
-/// A portal user reference of `user` in `portal` naming `okta_id`, `synced`.
-async fn reference(app: &SyncApp, portal: i32, user: i32, okta_id: &str) {
-    let (status, body) = app
-        .put(
-            &format!("/api/v1/portals/{portal}/user-references/{user}"),
-            json!({"okta_user_id": okta_id, "status": "synced"}),
-        )
-        .await;
-    assert!(status.is_success(), "{body}");
-}
-
 async fn reference_state(app: &SyncApp, portal: i32, user: i32) -> (String, bool) {
     let (_, r) = app
         .get(&format!("/api/v1/portals/{portal}/user-references/{user}"))
@@ -136,7 +125,7 @@ async fn changes_made_in_okta_reach_the_references(db: TestDb) {
     }
     let [a, b, c, d, e, bystander] = <[String; 6]>::try_from(ids).unwrap();
     for (n, id) in [(1, &a), (2, &b), (3, &c), (4, &d), (5, &e), (6, &bystander)] {
-        reference(&app, 1, n, id).await;
+        link_reference(&app, 1, n, id).await;
     }
     // An EFS-Admin user linked to an Okta user (admin references have no status).
     let admin = seed_efs_user(&db, &okta, "admin.user@example.com", UserStatus::Active).await;
@@ -230,7 +219,7 @@ async fn redelivered_and_reordered_events_change_nothing(db: TestDb) {
     let app = hooked(&db, &okta).await;
     app.link_portal(2, &group).await;
     let id = seed_efs_user(&db, &okta, "ordered@example.com", UserStatus::Active).await;
-    reference(&app, 2, 7, &id).await;
+    link_reference(&app, 2, 7, &id).await;
     let target = vec![events::user_target(&id, "ordered@example.com", "O R")];
     let mut older = events::event("user.lifecycle.reactivate", target.clone());
     older["published"] = json!("2026-11-29T10:00:00.000Z");
@@ -298,7 +287,7 @@ async fn a_slow_database_does_not_delay_the_answer() {
     let app = hooked(&db, &okta).await;
     app.link_portal(3, &group).await;
     let id = seed_efs_user(&db, &okta, "locked@example.com", UserStatus::Active).await;
-    reference(&app, 3, 9, &id).await;
+    link_reference(&app, 3, 9, &id).await;
     use sqlx::Connection;
     let mut locker = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
     sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
@@ -448,7 +437,7 @@ async fn an_event_from_the_future_holds_nothing_back(db: TestDb) {
     let app = hooked(&db, &okta).await;
     app.link_portal(4, &group).await;
     let id = seed_efs_user(&db, &okta, "future@example.com", UserStatus::Active).await;
-    reference(&app, 4, 11, &id).await;
+    link_reference(&app, 4, 11, &id).await;
     let target = vec![events::user_target(&id, "future@example.com", "F U")];
 
     let mut forged = events::event("user.lifecycle.deactivate", target.clone());

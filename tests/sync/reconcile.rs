@@ -462,23 +462,11 @@ async fn a_repair_okta_refuses_is_reported_and_the_rest_goes_on() {
     })
     .await;
     app.link_portal(14, &group).await;
-    let link = |user: i32, id: String| {
-        let app = &app;
-        async move {
-            let (s, b) = app
-                .put(
-                    &format!("/api/v1/portals/14/user-references/{user}"),
-                    json!({"okta_user_id": id, "status": "synced"}),
-                )
-                .await;
-            assert!(s.is_success(), "{b}");
-        }
-    };
     let refused_add =
         seed_efs_user(&db, &okta, "add-refused@example.com", UserStatus::Active).await;
-    link(1, refused_add.clone()).await;
+    link_reference(&app, 14, 1, &refused_add).await;
     let added = seed_efs_user(&db, &okta, "add-ok@example.com", UserStatus::Active).await;
-    link(2, added.clone()).await;
+    link_reference(&app, 14, 2, &added).await;
     let refused_remove =
         seed_efs_user(&db, &okta, "remove-refused@example.com", UserStatus::Active).await;
     okta.add_group_member(&group, &refused_remove);
