@@ -54,7 +54,6 @@ pub async fn link_portal_unchecked(db: &TestDb, portal: i32, group: &str) {
     db.link_portal_unchecked(portal, group).await;
 }
 
-/// A fake Okta with test-sized limits.
 /// A portal user reference of `user` in `portal` naming `okta_id`, `synced`.
 pub async fn link_reference(app: &SyncApp, portal: i32, user: i32, okta_id: &str) {
     let (status, body) = app
@@ -66,6 +65,7 @@ pub async fn link_reference(app: &SyncApp, portal: i32, user: i32, okta_id: &str
     assert!(status.is_success(), "{body}");
 }
 
+/// A fake Okta with test-sized limits.
 pub async fn fake_okta() -> FakeOkta {
     FakeOkta::start(FakeOktaConfig::default()).await
 }
