@@ -12,7 +12,8 @@
 //!    (`--hooks-per-second`, 10 events each), a mass delete of `--mass-delete` synced
 //!    users every `--mass-delete-every` minutes (queued, and the panelists deleted as
 //!    EFS-Admin does, their references with them; the queue drained through the fake
-//!    Okta), the error-log purge every 5 minutes, the scheduled reconciliation of the
+//!    Okta), the error-log purge every 5 minutes (answered 202; the driver follows
+//!    each purge to its end and prints its time and entries), the scheduled reconciliation of the
 //!    linked portal (`EFS_IAM_RECONCILE_INTERVAL`) and the Okta-event retention purge.
 //! 3. **Samples** every 10 s: each instance's RSS and open files, database connections
 //!    (each pool's `db_pool_connections` and MariaDB's `Threads_connected`), the fake's
@@ -410,6 +411,11 @@ impl Driver {
             }
         };
         let body = self.exchange(op, bucket, request).await;
+        if let (Op::ErrorLogPurge, Some(url)) =
+            (op, body.as_ref().and_then(|b| b["status_url"].as_str()))
+        {
+            self.follow_purge(url.to_owned());
+        }
         if let (Op::PortalUserSync, Some(id)) =
             (op, body.as_ref().and_then(|b| b["okta_user_id"].as_str()))
         {
@@ -495,6 +501,34 @@ impl Driver {
     }
 
     /// Sends `request` and records its outcome and latency under `op`.
+    /// A purge answers 202 and a worker does it: follows it to its end and prints how
+    /// long it took and what it deleted (driver.log lines it up with the host trace).
+    fn follow_purge(&self, status_url: String) {
+        let (http, url) = (self.http.clone(), format!("{}{status_url}", self.base));
+        let asked = Instant::now();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Ok(res) = http.get(&url).send().await else {
+                    continue;
+                };
+                let Ok(purge) = res.json::<Value>().await else {
+                    continue;
+                };
+                if matches!(purge["state"].as_str(), Some("succeeded" | "failed")) {
+                    eprintln!(
+                        "  error-log purge {}: {} entries in {:.1} s ({})",
+                        purge["state"],
+                        purge["deleted"],
+                        asked.elapsed().as_secs_f64(),
+                        url
+                    );
+                    return;
+                }
+            }
+        });
+    }
+
     async fn exchange(
         &self,
         op: Op,

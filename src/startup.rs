@@ -97,6 +97,7 @@ impl Application {
             portal_settings: store.clone(),
             references: store.clone(),
             error_log: store.clone(),
+            error_log_purges: store.clone(),
             queue: store.clone(),
             jobs: store.clone(),
             reconcile_runs: store.clone(),

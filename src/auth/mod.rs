@@ -186,6 +186,10 @@ struct VerifyingKey {
     key: DecodingKey,
 }
 
+/// The longest caller `sub` accepted: it is stored as who asked for a purge or an
+/// adoption (`VARCHAR(255)` columns), and a longer one would be cut or refused there.
+pub const SUBJECT_MAX_CHARS: usize = 255;
+
 /// How long a verified token is taken on trust before its signature is checked again:
 /// bounds how long a key removed from the caller JWKS keeps being honoured for tokens
 /// already seen.
@@ -381,6 +385,11 @@ impl Authenticator {
                     let subject = claims.sub.unwrap_or_default();
                     if subject.trim().is_empty() {
                         return Err(AuthError::Invalid("the sub claim is empty".into()));
+                    }
+                    if subject.chars().count() > SUBJECT_MAX_CHARS {
+                        return Err(AuthError::Invalid(format!(
+                            "the sub claim is longer than {SUBJECT_MAX_CHARS} characters"
+                        )));
                     }
                     let caller = Caller {
                         subject,

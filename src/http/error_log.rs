@@ -1,23 +1,28 @@
 //! The log of errors received from Okta (`iam_error_log`): written by efs-iam's Okta
 //! adapter and by EFS, read by operators.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{
-    cursor_position, integral, keyset_page, page_limit, AppJson, AppPath, AppQuery,
+    cursor_position, integral, keyset_page, page_limit, AppJson, AppPath, AppQuery, ResourceId,
 };
 use super::problem::{ApiError, ApiResult, FieldError, Problem};
-use super::reply::utc;
+use super::reply::{accepted, utc};
 use super::state::AppState;
+use super::sync::RunState;
+use crate::auth::Caller;
 use crate::domain::{check_text, parse_row_id, Invalid, TEXT_MAX_CHARS};
-use crate::storage::{ErrorLogEntry, ErrorLogQuery, NewErrorLogEntry};
+use crate::storage::{now, ErrorLogEntry, ErrorLogPurge, ErrorLogQuery, NewErrorLogEntry};
+use crate::sync::{ErrorLogPurgeWorker, Worker};
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
@@ -31,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(record_error, query_error_log, purge_error_log))
         .routes(routes!(get_error_log_entry))
+        .routes(routes!(get_error_log_purge))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -120,9 +126,43 @@ pub struct PurgeQuery {
     pub before: String,
 }
 
+/// A purge of the error log, done by a worker outside the request that asked for it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PurgeResult {
-    pub deleted: u64,
+#[schema(example = json!({"purge_id": "0b6d1c8e-53a5-4a59-9a77-6f2c6c1d2e10", "before": "2026-11-01T00:00:00Z", "state": "succeeded", "requested_by": "efs-admin", "created_at": "2026-12-01T03:00:00Z", "started_at": "2026-12-01T03:00:00Z", "finished_at": "2026-12-01T03:00:07Z", "deleted": 61834, "attempts": 1, "error": null, "status_url": "/api/v1/errors/purges/0b6d1c8e-53a5-4a59-9a77-6f2c6c1d2e10"}))]
+pub struct ErrorLogPurgeBody {
+    pub purge_id: String,
+    /// Every entry created before this time is deleted.
+    pub before: DateTime<Utc>,
+    pub state: RunState,
+    /// The `sub` of the caller who asked.
+    pub requested_by: String,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Entries deleted so far.
+    pub deleted: i64,
+    pub attempts: i32,
+    /// Why it failed (`failed`), or the last failure of a purge waiting for a retry.
+    pub error: Option<String>,
+    pub status_url: String,
+}
+
+impl From<ErrorLogPurge> for ErrorLogPurgeBody {
+    fn from(p: ErrorLogPurge) -> Self {
+        Self {
+            status_url: format!("/api/v1/errors/purges/{}", p.id),
+            purge_id: p.id,
+            before: utc(p.purge_before),
+            state: RunState::of(&p.state),
+            requested_by: p.requested_by,
+            created_at: utc(p.created_at),
+            started_at: p.started_at.map(utc),
+            finished_at: p.finished_at.map(utc),
+            deleted: p.deleted,
+            attempts: p.attempts,
+            error: p.error,
+        }
+    }
 }
 
 /// Position of the last entry of a page: newest first means (created_at, id) desc.
@@ -302,12 +342,18 @@ async fn get_error_log_entry(
     Ok(Json(entry.into()))
 }
 
-/// Deletes every entry older than `before`.
+/// Deletes every entry created before `before`, in the background.
+///
+/// Stores a purge and answers at once (202, the purge's status URL in `Location`); a
+/// worker deletes the entries in paced batches, oldest first, so that a large purge
+/// never holds up other requests. Follow it at `status_url`: entries go as the purge
+/// goes, the oldest first, and `deleted` counts them.
 #[utoipa::path(
     delete, path = "/errors", tag = "error log",
     params(PurgeQuery),
     responses(
-        (status = 200, description = "How many entries were deleted", body = PurgeResult),
+        (status = 202, description = "Purge stored; a worker does it", body = ErrorLogPurgeBody,
+         headers(("Location" = String, description = "The purge's status URL"))),
         (status = 400, description = "Missing or invalid `before`", body = Problem),
         (status = 503, description = "Database unavailable", body = Problem),
     )
@@ -315,10 +361,51 @@ async fn get_error_log_entry(
 #[tracing::instrument(skip_all)]
 async fn purge_error_log(
     State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
     AppQuery(query): AppQuery<PurgeQuery>,
-) -> ApiResult<Json<PurgeResult>> {
+) -> ApiResult<Response> {
     let before = timestamp("before", &query.before)?;
-    let deleted = state.error_log.purge_error_log(before).await?;
-    tracing::info!(deleted, "error log purged");
-    Ok(Json(PurgeResult { deleted }))
+    let id = uuid::Uuid::new_v4().hyphenated().to_string();
+    let purge = state
+        .error_log_purges
+        .create_error_log_purge(&id, before, &caller.subject, now())
+        .await?;
+    state.sync.trigger(ErrorLogPurgeWorker::NAME)?;
+    tracing::info!(target: "audit", sub = %caller.subject, purge = %id, %before, "error-log purge asked for");
+    let body = ErrorLogPurgeBody::from(purge);
+    Ok(accepted(&body.status_url.clone(), body))
+}
+
+#[derive(Debug, Deserialize)]
+struct PurgePath {
+    purge_id: ResourceId,
+}
+
+/// A purge of the error log: its state, and how many entries it deleted so far.
+///
+/// Purges that ended are kept for 7 days.
+#[utoipa::path(
+    get, path = "/errors/purges/{purge_id}", tag = "error log",
+    params(("purge_id" = String, Path, description = "Purge id from `DELETE /errors`", min_length = 36, max_length = 36,
+            pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
+    responses(
+        (status = 200, description = "The purge", body = ErrorLogPurgeBody),
+        (status = 400, description = "Invalid purge id", body = Problem),
+        (status = 404, description = "No such purge (or it ended more than 7 days ago)", body = Problem),
+        (status = 503, description = "Database unavailable", body = Problem),
+    )
+)]
+#[tracing::instrument(skip_all)]
+async fn get_error_log_purge(
+    State(state): State<AppState>,
+    AppPath(PurgePath {
+        purge_id: ResourceId(id),
+    }): AppPath<PurgePath>,
+) -> ApiResult<Json<ErrorLogPurgeBody>> {
+    let purge = state
+        .error_log_purges
+        .error_log_purge(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no error-log purge {id}")))?;
+    Ok(Json(purge.into()))
 }

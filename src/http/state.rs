@@ -11,8 +11,9 @@ use subtle::ConstantTimeEq;
 use super::readiness::ReadyCache;
 use crate::auth::Authenticator;
 use crate::storage::{
-    AdoptionStore, DatabaseStatus, ErrorLogStore, ManagedUserStore, PortalSettingsStore,
-    ReconcileRunStore, SyncJobStore, UnassignmentQueueStore, UserReferenceStore,
+    AdoptionStore, DatabaseStatus, ErrorLogPurgeStore, ErrorLogStore, ManagedUserStore,
+    PortalSettingsStore, ReconcileRunStore, SyncJobStore, UnassignmentQueueStore,
+    UserReferenceStore,
 };
 use crate::sync::SyncService;
 use crate::tokens::TokenVault;
@@ -67,6 +68,8 @@ pub struct Services {
     pub portal_settings: Arc<dyn PortalSettingsStore>,
     pub references: Arc<dyn UserReferenceStore>,
     pub error_log: Arc<dyn ErrorLogStore>,
+    /// Purges of the error log (stored by the handler, done by their worker).
+    pub error_log_purges: Arc<dyn ErrorLogPurgeStore>,
     pub queue: Arc<dyn UnassignmentQueueStore>,
     pub jobs: Arc<dyn SyncJobStore>,
     pub reconcile_runs: Arc<dyn ReconcileRunStore>,

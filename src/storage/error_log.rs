@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
-use super::sql::{on_dialect, PurgeRange, SqlStore};
+use super::sql::{on_dialect, PurgePosition, PurgeRange, SqlStore};
 use super::{now, StorageResult};
 use crate::domain::{storable_text, truncate_bytes};
 
@@ -84,7 +84,15 @@ pub trait ErrorLogStore: Send + Sync + 'static {
     async fn error_log_entry(&self, id: i32) -> StorageResult<Option<ErrorLogEntry>>;
     /// Newest first.
     async fn query_error_log(&self, query: &ErrorLogQuery) -> StorageResult<Vec<ErrorLogEntry>>;
-    async fn purge_error_log(&self, before: NaiveDateTime) -> StorageResult<u64>;
+    /// Deletes one batch of the entries created before `before`, oldest first, after
+    /// `after` (where the previous batch ended): how many went, and where the next batch
+    /// starts (`None`: none are left). A purge is these batches one after the other,
+    /// done by its worker (`sync::workers::error_log_purges`), never inside a request.
+    async fn purge_error_log_batch(
+        &self,
+        before: NaiveDateTime,
+        after: Option<PurgePosition>,
+    ) -> StorageResult<(u64, Option<PurgePosition>)>;
 }
 
 const COLS: &str = "id, created_at, message, status_code, trace, error_code";
@@ -191,15 +199,19 @@ impl ErrorLogStore for SqlStore {
         }))
     }
 
-    /// In batches, oldest first ([`SqlStore::purge_in_batches`]).
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn purge_error_log(&self, before: NaiveDateTime) -> StorageResult<u64> {
+    /// One batch ([`SqlStore::purge_batch`]).
+    #[tracing::instrument(skip(self), level = "debug", err(level = "debug"))]
+    async fn purge_error_log_batch(
+        &self,
+        before: NaiveDateTime,
+        after: Option<PurgePosition>,
+    ) -> StorageResult<(u64, Option<PurgePosition>)> {
         let range = PurgeRange {
             table: "iam_error_log",
             column: "created_at",
             op: "<",
             index: "created_at_id",
         };
-        Ok(self.purge_in_batches(&range, before).await?)
+        Ok(self.purge_batch(&range, before, after).await?)
     }
 }

@@ -5,10 +5,11 @@
 //!   one after the other in every instance (see `sync::lock`); the reconciliation
 //!   schedule and each reconciled portal take one too.
 //! - **Leased queues** ([`LeasedQueue`]): the unassignment queue, sync job items,
-//!   reconciliation runs and Okta events are claimed, renewed, completed, failed (with
-//!   backoff, or for good as dead letters) and released by the same statements; each
-//!   table's file says only what is its own (which rows are due, their order, what a
-//!   claim or an outcome also sets).
+//!   reconciliation runs, Okta events, adoption runs and items, and error-log purges
+//!   are claimed, renewed, completed, failed (with backoff, or for good as dead
+//!   letters) and released by the same statements; each table's file says only what
+//!   is its own (which rows are due, their order, what a claim or an outcome also
+//!   sets).
 //!
 //! Every claim follows one pattern, so several instances share a table and a crash
 //! loses nothing:

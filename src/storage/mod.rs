@@ -8,6 +8,7 @@
 //! | [`PortalSettingsStore`] | `iam_portal_settings` |
 //! | [`UserReferenceStore`] | `iam_user_reference`, `iam_portal_user_reference` (and EFS's `users`/`panelists`) |
 //! | [`ErrorLogStore`] | `iam_error_log` |
+//! | [`ErrorLogPurgeStore`] | `efs_iam_error_log_purge` |
 //! | [`UnassignmentQueueStore`] | `iam_portal_user_group_unassignment_queue` |
 //! | [`SyncJobStore`] | `efs_iam_sync_job`, `efs_iam_sync_job_item` |
 //! | [`LeaseStore`] | `efs_iam_sync_lock` |
@@ -24,6 +25,7 @@ pub mod adoptions;
 pub mod database;
 pub mod error;
 pub mod error_log;
+pub mod error_log_purges;
 pub mod leases;
 pub mod managed_users;
 pub mod memcached;
@@ -43,6 +45,7 @@ pub use adoptions::{
 pub use database::{now, scheme, Backend, ConnectOptions, DatabaseStatus, PoolStats};
 pub use error::{StorageError, StorageResult};
 pub use error_log::{ErrorLogEntry, ErrorLogQuery, ErrorLogStore, NewErrorLogEntry};
+pub use error_log_purges::{purge_state, ErrorLogPurge, ErrorLogPurgeStore};
 pub use leases::LeaseStore;
 pub use managed_users::{ManagedOktaUser, ManagedOrigin, ManagedUserStore};
 pub use okta_event_upkeep::{EventWatermark, OktaEventUpkeep};
@@ -54,7 +57,7 @@ pub use reconcile_runs::{NewReconcileRun, ReconcileRun, ReconcileRunStore, RunOu
 pub use session_tokens::{
     NewTokenRecord, StoredToken, TokenKey, TokenRow, TokenStore, TokenStoreError,
 };
-pub use sql::{connect, SqlStore};
+pub use sql::{connect, PurgePosition, SqlStore};
 pub use sync_jobs::{
     ClaimedSyncItem, ItemResult, ItemState, JobStats, NewSyncJob, NewSyncJobItem, SyncJob,
     SyncJobCounts, SyncJobItem, SyncJobItemQuery, SyncJobStore,
@@ -71,8 +74,8 @@ pub use user_references::{
 /// Every contract at once, for code that works on the whole store (tests, tools).
 pub mod prelude {
     pub use super::{
-        AdoptionStore, DatabaseStatus, ErrorLogStore, LeaseStore, ManagedUserStore, OktaEventStore,
-        OktaEventUpkeep, PortalSettingsStore, ReconcileRunStore, SyncJobStore, TokenStore,
-        UnassignmentQueueStore, UserReferenceStore,
+        AdoptionStore, DatabaseStatus, ErrorLogPurgeStore, ErrorLogStore, LeaseStore,
+        ManagedUserStore, OktaEventStore, OktaEventUpkeep, PortalSettingsStore, ReconcileRunStore,
+        SyncJobStore, TokenStore, UnassignmentQueueStore, UserReferenceStore,
     };
 }

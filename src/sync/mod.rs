@@ -33,6 +33,7 @@ pub use service::{SubmittedJob, SyncService};
 pub use settings::SyncSettings;
 pub use status::{ProbeResult, ReconciliationStatus, SyncStatusReport};
 pub use workers::adoptions::{AdoptionStep, AdoptionWorker};
+pub use workers::error_log_purges::{ErrorLogPurgeWorker, PurgeStep};
 pub use workers::jobs::{JobStep, JobWorker};
 pub use workers::okta_events::{EventStep, OktaEventWorker};
 pub use workers::reconcile_runs::{ReconcileStep, ReconcileWorker};
@@ -40,8 +41,8 @@ pub use workers::unassignments::{MissingGroup, UnassignmentStep, UnassignmentWor
 pub use workers::{supervision, Triggered, Worker, WorkerExit, WorkerHealthSnapshot};
 
 use crate::storage::{
-    AdoptionStore, ErrorLogStore, LeaseStore, ManagedUserStore, OktaEventStore, OktaEventUpkeep,
-    PortalSettingsStore, ReconcileRunStore, SyncJobStore, UnassignmentQueueStore,
+    AdoptionStore, ErrorLogPurgeStore, ErrorLogStore, LeaseStore, ManagedUserStore, OktaEventStore,
+    OktaEventUpkeep, PortalSettingsStore, ReconcileRunStore, SyncJobStore, UnassignmentQueueStore,
     UserReferenceStore,
 };
 
@@ -53,6 +54,7 @@ crate::trait_alias!(
         + ManagedUserStore
         + AdoptionStore
         + ErrorLogStore
+        + ErrorLogPurgeStore
         + LeaseStore
         + UnassignmentQueueStore
         + SyncJobStore

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::reconcile::ReconcileReport;
 use super::status::{ProbeResult, ReconciliationStatus, SyncStatusReport};
 use super::workers::adoptions::AdoptionWorker;
+use super::workers::error_log_purges::ErrorLogPurgeWorker;
 use super::workers::jobs::JobWorker;
 use super::workers::okta_events::OktaEventWorker;
 use super::workers::reconcile_runs::ReconcileWorker;
@@ -119,6 +120,12 @@ impl SyncService {
         workers.register(jobs.clone());
         workers.register(reconciles);
         workers.register(Some(okta_events));
+        workers.register(Some(Arc::new(ErrorLogPurgeWorker::new(
+            &store,
+            settings.clone(),
+            instance_id.clone(),
+            workers.stop_token(),
+        ))));
         workers.register(okta.clone().map(|client| {
             Arc::new(AdoptionWorker::new(
                 &store,

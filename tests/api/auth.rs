@@ -159,6 +159,9 @@ async fn attacks_are_refused() {
     let mut c = claims("iam:read");
     c["sub"] = json!(" ");
     let blank_sub = hs256(&c);
+    // Who asked is stored (VARCHAR(255)): a longer name is refused, never cut.
+    c["sub"] = json!("s".repeat(256));
+    let long_sub = hs256(&c);
     let unknown_kid = rs256(&claims("iam:read"), Some("rs-unknown"));
     let huge = format!("Bearer {}", "a".repeat(100 * 1024));
     let _ = h;
@@ -175,6 +178,7 @@ async fn attacks_are_refused() {
         ("no exp", Some(format!("Bearer {no_exp}"))),
         ("no sub", Some(format!("Bearer {no_sub}"))),
         ("blank sub", Some(format!("Bearer {blank_sub}"))),
+        ("sub of 256 characters", Some(format!("Bearer {long_sub}"))),
         ("bad signature", Some(format!("Bearer {tampered}"))),
         ("another key", Some(format!("Bearer {other_key}"))),
         ("alg none", Some(format!("Bearer {none}"))),

@@ -58,15 +58,87 @@ async fn record_get_query_and_purge() {
     assert_eq!(all["items"].as_array().unwrap().len(), 8);
 
     assert_problem(&app.get("/api/v1/errors/999999").await, 404, "not-found");
-    let (status, body) = app
-        .delete("/api/v1/errors?before=2000-01-01T00:00:00Z")
-        .await;
-    assert_eq!((status.as_u16(), body), (200, json!({"deleted": 0})));
-    let (_, body) = app
-        .delete("/api/v1/errors?before=2999-01-01T00:00:00Z")
-        .await;
-    assert_eq!(body, json!({"deleted": 8}));
+    let none = purge(&app, "2000-01-01T00:00:00Z").await;
+    assert_eq!(
+        (none["deleted"].as_i64(), none["attempts"].as_i64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(
+        app.get("/api/v1/errors?limit=500").await.1["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        8
+    );
+    let all = purge(&app, "2999-01-01T00:00:00%2B02:00").await;
+    assert_eq!(all["deleted"], 8);
+    assert_eq!(all["before"], "2998-12-31T22:00:00Z");
+    assert_eq!(all["requested_by"], "anonymous");
     assert_problem(&app.get(&location).await, 404, "not-found");
+    assert_eq!(app.get("/api/v1/errors").await.1["items"], json!([]));
+}
+
+/// `DELETE /errors?before=` answers at once (202, the purge's status URL) and a worker
+/// purges; waits for the purge to end and returns it as its status URL shows it.
+async fn purge(app: &crate::common::TestApp, before: &str) -> serde_json::Value {
+    let res = app
+        .client
+        .delete(app.url(&format!("/api/v1/errors?before={before}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let (_, accepted) = read(res).await;
+    assert_eq!(accepted["state"], "pending", "{accepted}");
+    assert_eq!(accepted["deleted"], 0);
+    assert_eq!(accepted["status_url"], location.as_str());
+    assert_eq!(
+        location,
+        format!(
+            "/api/v1/errors/purges/{}",
+            accepted["purge_id"].as_str().unwrap()
+        )
+    );
+    for _ in 0..200 {
+        let (status, body) = app.get(&location).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["purge_id"], accepted["purge_id"]);
+        match body["state"].as_str() {
+            Some("succeeded") => {
+                assert!(body["finished_at"].is_string(), "{body}");
+                return body;
+            }
+            Some("pending" | "running") => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            _ => panic!("purge ended: {body}"),
+        }
+    }
+    panic!("purge {location} did not end within 10 s");
+}
+
+#[tokio::test]
+async fn a_purge_s_status_url_refuses_what_is_no_purge() {
+    let app = spawn_app().await;
+    assert_problem(
+        &app.get("/api/v1/errors/purges/0b6d1c8e-53a5-4a59-9a77-6f2c6c1d2e10")
+            .await,
+        404,
+        "not-found",
+    );
+    let got = app
+        .get("/api/v1/errors/purges/0B6D1C8E-53A5-4A59-9A77-6F2C6C1D2E10")
+        .await;
+    assert_eq!(
+        assert_problem(&got, 400, "invalid-parameter"),
+        vec!["purge_id"]
+    );
+    let got = app.get("/api/v1/errors/purges/17").await;
+    assert_eq!(
+        assert_problem(&got, 400, "invalid-parameter"),
+        vec!["purge_id"]
+    );
 }
 
 #[tokio::test]

@@ -244,6 +244,7 @@ async fn kill_9_of_one_of_two_instances_its_rows_are_finished_by_the_other() {
         stopped,
         [
             "adoptions",
+            "error-log-purges",
             "okta-events",
             "reconciliations",
             "sync-jobs",

@@ -500,18 +500,9 @@ async fn error_log_record_query_purge(db: TestDb) {
         .unwrap();
     assert_eq!(past.len(), 25);
 
-    assert_eq!(
-        s.purge_error_log(now - ChronoDuration::hours(1))
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        s.purge_error_log(now + ChronoDuration::hours(1))
-            .await
-            .unwrap(),
-        25
-    );
+    let purge = crate::scale_contract::purge_error_log;
+    assert_eq!(purge(s, now - ChronoDuration::hours(1)).await.0, 0);
+    assert_eq!(purge(s, now + ChronoDuration::hours(1)).await.0, 25);
     assert!(s.error_log_entry(ids[0]).await.unwrap().is_none());
 }
 

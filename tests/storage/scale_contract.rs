@@ -14,6 +14,7 @@ crate::backend_matrix!(
     #[tokio::test] sqlite, mysql;
     token_purge_runs_in_batches_and_deletes_exactly_the_expired,
     error_log_purge_runs_in_batches_and_deletes_exactly_the_older,
+    error_log_purges_are_leased_and_only_their_holder_ends_them,
     reference_filters_page_through_every_legacy_value,
 );
 
@@ -22,6 +23,21 @@ const MANY: usize = 2_500;
 
 fn at(t: NaiveDateTime) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// Purges the error log before `before` batch by batch, as its worker does: how many
+/// entries went, and in how many batches.
+pub(crate) async fn purge_error_log(store: &SqlStore, before: NaiveDateTime) -> (u64, usize) {
+    let (mut deleted, mut batches, mut after) = (0, 0, None);
+    loop {
+        let (n, next) = store.purge_error_log_batch(before, after).await.unwrap();
+        deleted += n;
+        batches += 1;
+        match next {
+            Some(position) => after = Some(position),
+            None => return (deleted, batches),
+        }
+    }
 }
 
 /// Inserts `rows` (SQL value tuples) into `table (columns)`, 500 per statement.
@@ -149,20 +165,17 @@ async fn error_log_purge_runs_in_batches_and_deletes_exactly_the_older(db: TestD
     )
     .await;
 
-    assert_eq!(db.store.purge_error_log(cutoff).await.unwrap(), MANY as u64);
+    assert_eq!(purge_error_log(&db.store, cutoff).await, (MANY as u64, 3));
     assert_eq!(db.count("SELECT COUNT(*) FROM iam_error_log").await, 151);
     assert_eq!(
         db.count("SELECT COUNT(*) FROM iam_error_log WHERE message LIKE 'old%'")
             .await,
         0
     );
-    assert_eq!(db.store.purge_error_log(cutoff).await.unwrap(), 0);
+    assert_eq!(purge_error_log(&db.store, cutoff).await, (0, 1));
     assert_eq!(
-        db.store
-            .purge_error_log(cutoff + ChronoDuration::seconds(1))
-            .await
-            .unwrap(),
-        2,
+        purge_error_log(&db.store, cutoff + ChronoDuration::seconds(1)).await,
+        (2, 1),
         "the row at the cutoff and the first new one"
     );
 }
@@ -268,4 +281,178 @@ async fn reference_filters_page_through_every_legacy_value(db: TestDb) {
     }
     // The legacy values are there to be found.
     assert!(!expect(None, Some(true)).is_empty() && !expect(None, Some(false)).is_empty());
+}
+
+/// A purge asked for through the API is a leased row like queue rows: one holder at a
+/// time, taken over once its lease runs out (with its progress), ended or handed back
+/// only by its holder, forgotten once it ended long enough ago.
+async fn error_log_purges_are_leased_and_only_their_holder_ends_them(db: TestDb) {
+    let s = &db.store;
+    let t0 = now();
+    let before = t0 - ChronoDuration::days(30);
+    let (first, second) = (
+        "00000000-0000-4000-8000-000000000001",
+        "00000000-0000-4000-8000-000000000002",
+    );
+    let created = s
+        .create_error_log_purge(first, before, "ops", t0)
+        .await
+        .unwrap();
+    s.create_error_log_purge(second, before, "ops", t0 + ChronoDuration::seconds(1))
+        .await
+        .unwrap();
+    let stored = s.error_log_purge(first).await.unwrap().unwrap();
+    assert_eq!(created, stored, "the purge as stored");
+    assert_eq!(
+        (
+            stored.state.as_str(),
+            stored.purge_before,
+            stored.requested_by.as_str(),
+            stored.deleted
+        ),
+        ("pending", before, "ops", 0)
+    );
+
+    let lease = ChronoDuration::seconds(30);
+    let a = s
+        .claim_error_log_purge("a", t0, t0 + lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a.id.as_str(), a.state.as_str(), a.attempts),
+        (first, "running", 1)
+    );
+    let b = s
+        .claim_error_log_purge("b", t0, t0 + lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.id, second, "a held purge is nobody else's");
+    assert!(s
+        .claim_error_log_purge("c", t0, t0 + lease)
+        .await
+        .unwrap()
+        .is_none());
+
+    assert!(s
+        .count_error_log_purge_progress(first, "a", 1_000)
+        .await
+        .unwrap());
+    assert!(
+        !s.count_error_log_purge_progress(first, "b", 7)
+            .await
+            .unwrap(),
+        "not b's"
+    );
+    assert!(!s
+        .renew_error_log_purge(first, "b", t0 + lease)
+        .await
+        .unwrap());
+    assert!(s
+        .renew_error_log_purge(first, "a", t0 + lease)
+        .await
+        .unwrap());
+
+    assert!(s
+        .renew_error_log_purge(second, "b", t0 + lease * 3)
+        .await
+        .unwrap());
+    // a dies: once its lease ran out, c takes the purge over, its progress kept.
+    let later = t0 + lease + ChronoDuration::seconds(1);
+    let c = s
+        .claim_error_log_purge("c", later, later + lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((c.id.as_str(), c.attempts, c.deleted), (first, 2, 1_000));
+    assert!(
+        !s.finish_error_log_purge(first, "a", None, later)
+            .await
+            .unwrap(),
+        "a lost it"
+    );
+    assert!(s
+        .count_error_log_purge_progress(first, "c", 500)
+        .await
+        .unwrap());
+    assert!(s
+        .finish_error_log_purge(first, "c", None, later)
+        .await
+        .unwrap());
+    let done = s.error_log_purge(first).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            done.state.as_str(),
+            done.deleted,
+            done.finished_at,
+            done.error
+        ),
+        ("succeeded", 1_500, Some(later), None)
+    );
+    assert!(s
+        .claim_error_log_purge("d", later, later + lease)
+        .await
+        .unwrap()
+        .is_none());
+
+    // b hands its purge back after a failure, held back until a retry time.
+    let retry = later + ChronoDuration::seconds(10);
+    assert!(s
+        .release_error_log_purge(second, "b", Some("database gone"), Some(retry))
+        .await
+        .unwrap());
+    let waiting = s.error_log_purge(second).await.unwrap().unwrap();
+    assert_eq!(
+        (waiting.state.as_str(), waiting.error.as_deref()),
+        ("pending", Some("database gone"))
+    );
+    assert!(
+        s.claim_error_log_purge("d", later, later + lease)
+            .await
+            .unwrap()
+            .is_none(),
+        "held back"
+    );
+    let d = s
+        .claim_error_log_purge("d", retry + ChronoDuration::seconds(1), retry + lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((d.id.as_str(), d.attempts), (second, 2));
+    assert!(s
+        .finish_error_log_purge(second, "d", Some("gave up"), retry)
+        .await
+        .unwrap());
+    let failed = s.error_log_purge(second).await.unwrap().unwrap();
+    assert_eq!(
+        (failed.state.as_str(), failed.error.as_deref()),
+        ("failed", Some("gave up"))
+    );
+
+    // Ended purges are forgotten after their retention; a running one never.
+    let third = "00000000-0000-4000-8000-000000000003";
+    s.create_error_log_purge(third, before, "ops", t0)
+        .await
+        .unwrap();
+    s.claim_error_log_purge("e", retry, retry + lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.forget_error_log_purges(later).await.unwrap(),
+        0,
+        "none ended before"
+    );
+    assert_eq!(
+        s.forget_error_log_purges(retry + ChronoDuration::seconds(1))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(s.error_log_purge(first).await.unwrap().is_none());
+    assert_eq!(
+        s.error_log_purge(third).await.unwrap().unwrap().state,
+        "running"
+    );
 }

@@ -7,6 +7,7 @@ mod common;
 
 mod boundary;
 mod dpop;
+mod error_log_purges;
 mod helpers;
 mod hostile_okta;
 mod jobs;

@@ -50,6 +50,7 @@ class Client
         'recordError' => ['POST', '/errors', Scope::WRITE],
         'purgeErrorLog' => ['DELETE', '/errors', Scope::WRITE],
         'getErrorLogEntry' => ['GET', '/errors/{id}', Scope::READ],
+        'getErrorLogPurge' => ['GET', '/errors/purges/{purge_id}', Scope::READ],
         'referencesToOktaUser' => ['GET', '/okta-users/{okta_user_id}/references', Scope::READ],
         'deleteOktaUserSessions' => ['DELETE', '/okta-users/{okta_user_id}/sessions', Scope::TOKENS],
         'getPortalSettings' => ['GET', '/portals/{portal_id}/settings', Scope::READ],
@@ -301,14 +302,32 @@ class Client
     }
 
     /**
-     * `purge_error_log`: deletes every entry created before `$before`. Returns schema
-     * PurgeResult.
+     * `purge_error_log`: has efs-iam delete every entry created before `$before`, in the
+     * background. Answers at once (202) with the purge, `state` `pending`; a worker
+     * deletes the entries in paced batches. Follow it with {@see getErrorLogPurge()}
+     * until `RunState::from($purge['state'])` is `Succeeded` (`deleted` counts the
+     * entries) or `Failed` (`error` says why). Returns schema ErrorLogPurgeBody.
      *
-     * @return array{deleted: int}
+     * @return array{purge_id: string, before: string, state: string, requested_by: string, created_at: string,
+     *         started_at: string|null, finished_at: string|null, deleted: int, attempts: int,
+     *         error: string|null, status_url: string}
      */
     public function purgeErrorLog(\DateTimeInterface|string $before): array
     {
         return $this->call('purgeErrorLog', query: ['before' => self::time($before)]);
+    }
+
+    /**
+     * `get_error_log_purge`: a purge's state and how many entries it deleted so far
+     * (kept 7 days after it ended). Returns schema ErrorLogPurgeBody.
+     *
+     * @return array{purge_id: string, before: string, state: string, requested_by: string, created_at: string,
+     *         started_at: string|null, finished_at: string|null, deleted: int, attempts: int,
+     *         error: string|null, status_url: string}
+     */
+    public function getErrorLogPurge(string $purgeId): array
+    {
+        return $this->call('getErrorLogPurge', ['purge_id' => $purgeId]);
     }
 
     /**

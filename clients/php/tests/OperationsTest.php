@@ -4,8 +4,10 @@ declare(strict_types=1);
 
 namespace Efs\Iam\Tests;
 
+use Efs\Iam\Client;
 use Efs\Iam\Exception\NotFound;
 use Efs\Iam\QueueCount;
+use Efs\Iam\RunState;
 use Efs\Iam\Tests\Support\LiveTestCase;
 use Efs\Iam\UnassignmentState;
 
@@ -154,10 +156,43 @@ final class OperationsTest extends LiveTestCase
         $this->assertSame([], $iam->queryErrorLog(until: new \DateTimeImmutable('-1 day'), q: $marker)['items']);
         $this->assertSame([], $iam->queryErrorLog(since: (new \DateTimeImmutable('+1 hour'))->format(\DATE_RFC3339), q: $marker)['items']);
 
-        $this->assertSame(['deleted' => 0], $iam->purgeErrorLog(new \DateTimeImmutable('-1 day')));
-        $purged = $iam->purgeErrorLog(new \DateTimeImmutable('+1 minute'));
+        $none = self::purgedBy($iam, $iam->purgeErrorLog(new \DateTimeImmutable('-1 day')));
+        $this->assertSame(0, $none['deleted']);
+        $this->assertSame($entry, $iam->getErrorLogEntry($entry['id']));
+        $purged = self::purgedBy($iam, $iam->purgeErrorLog(new \DateTimeImmutable('+1 minute')));
         $this->assertGreaterThanOrEqual(1, $purged['deleted']);
+        $this->assertSame(1, $purged['attempts']);
         self::expectProblem(NotFound::class, 404, 'not-found', fn () => $iam->getErrorLogEntry($entry['id']));
+        self::expectProblem(
+            NotFound::class,
+            404,
+            'not-found',
+            fn () => $iam->getErrorLogPurge('0b6d1c8e-53a5-4a59-9a77-6f2c6c1d2e10'),
+        );
+    }
+
+    /**
+     * A purge answers at once (202, pending); its worker ends it: polls its status until then.
+     *
+     * @param array<string, mixed> $accepted
+     * @return array<string, mixed>
+     */
+    private static function purgedBy(Client $iam, array $accepted): array
+    {
+        self::assertSame(202, $iam->lastResponse()?->getStatusCode());
+        self::assertSame(RunState::Pending, RunState::from($accepted['state']));
+        self::assertSame(0, $accepted['deleted']);
+        for ($i = 0; $i < 200; $i++) {
+            $purge = $iam->getErrorLogPurge($accepted['purge_id']);
+            self::assertSame($accepted['purge_id'], $purge['purge_id']);
+            $state = RunState::from($purge['state']);
+            if ($state === RunState::Succeeded) {
+                return $purge;
+            }
+            self::assertNotSame(RunState::Failed, $state, (string) $purge['error']);
+            usleep(50_000);
+        }
+        self::fail("purge {$accepted['purge_id']} did not end within 10 s");
     }
 
     public function testSessionTokens(): void

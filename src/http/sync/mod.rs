@@ -18,6 +18,8 @@ mod status;
 mod unassignments;
 mod users;
 
+pub(crate) use reconcile::RunState;
+
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::http::AppState;

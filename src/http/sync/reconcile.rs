@@ -40,6 +40,8 @@ pub struct ReconcileQuery {
     pub dry_run: Option<bool>,
 }
 
+/// The state of work a worker does for a request: a reconciliation run, an error-log
+/// purge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
@@ -51,7 +53,7 @@ pub enum RunState {
 }
 
 impl RunState {
-    fn of(stored: &str) -> Self {
+    pub(crate) fn of(stored: &str) -> Self {
         match stored {
             "running" => Self::Running,
             "succeeded" => Self::Succeeded,

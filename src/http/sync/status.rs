@@ -76,7 +76,7 @@ pub struct WorkersBody {
     /// This instance's name in leases.
     pub instance_id: String,
     /// Each worker's recent history, by its key: `unassignments`, `jobs`,
-    /// `reconciliations`, `okta_events`.
+    /// `reconciliations`, `okta_events`, `adoptions`, `error_log_purges`.
     #[serde(flatten)]
     pub loops: BTreeMap<String, WorkerHealthSnapshot>,
 }

@@ -266,18 +266,42 @@ pub(crate) struct PurgeRange {
     pub index: &'static str,
 }
 
+/// Where a batched purge stands: `(column, id)` of the last row its previous batch read.
+pub type PurgePosition = (chrono::NaiveDateTime, i64);
+
 impl SqlStore {
     /// Deletes the rows of `range` up to `bound` in batches of
-    /// [`PURGE_BATCH`](PURGE_BATCH), oldest first: each batch's ids are read from
-    /// the index after the previous batch's last row, and deleted by a statement of their
-    /// own. A purge of a million rows is then a thousand short transactions: no lock is
-    /// held for the whole purge, and the index entries InnoDB has not cleaned up yet are
-    /// not read again by the next batch. Returns how many rows went.
+    /// [`PURGE_BATCH`](PURGE_BATCH), oldest first ([`SqlStore::purge_batch`]). Returns
+    /// how many rows went.
     pub(crate) async fn purge_in_batches(
         &self,
         range: &PurgeRange,
         bound: chrono::NaiveDateTime,
     ) -> Result<u64, sqlx::Error> {
+        let (mut deleted, mut after) = (0, None);
+        loop {
+            let (n, next) = self.purge_batch(range, bound, after).await?;
+            deleted += n;
+            match next {
+                Some(position) => after = Some(position),
+                None => return Ok(deleted),
+            }
+        }
+    }
+
+    /// Deletes one batch of at most [`PURGE_BATCH`](PURGE_BATCH) rows of `range` up to
+    /// `bound`, oldest first, after `after`: the batch's ids are read from the index
+    /// after the previous batch's last row, and deleted by a statement of their own. A
+    /// purge of a million rows is then a thousand short transactions: no lock is held for
+    /// the whole purge, and the index entries InnoDB has not cleaned up yet are not read
+    /// again by the next batch. How many rows went, and where the next batch starts
+    /// (`None`: this was the last).
+    pub(crate) async fn purge_batch(
+        &self,
+        range: &PurgeRange,
+        bound: chrono::NaiveDateTime,
+        after: Option<PurgePosition>,
+    ) -> Result<(u64, Option<PurgePosition>), sqlx::Error> {
         let PurgeRange {
             table,
             column,
@@ -285,45 +309,38 @@ impl SqlStore {
             index,
         } = range;
         let limit = PURGE_BATCH;
-        let mut deleted = 0;
-        let mut after: Option<(chrono::NaiveDateTime, i64)> = None;
-        loop {
-            let batch: Vec<(i64, chrono::NaiveDateTime)> = on_dialect!(self, pool => {
-                let mut q = pool.builder(format!(
-                    "SELECT id, {column} FROM {table}{} WHERE {column} {op} ",
-                    pool.force_index(index)
-                ));
-                q.push_bind(bound);
-                if let Some((at, id)) = after {
-                    q.push(format!(" AND ({column} > "))
-                        .push_bind(at)
-                        .push(format!(" OR ({column} = "))
-                        .push_bind(at)
-                        .push(" AND id > ")
-                        .push_bind(id)
-                        .push("))");
-                }
-                q.push(format!(" ORDER BY {column}, id LIMIT "))
-                    .push_bind(limit as i64);
-                q.build_query_as().fetch_all(pool).await?
-            });
-            let Some(&(last_id, last_at)) = batch.last() else {
-                break;
-            };
-            after = Some((last_at, last_id));
-            let ids: Vec<i64> = batch.iter().map(|(id, _)| *id).collect();
-            // The bound again: a row changed since it was read is left alone.
-            deleted += on_dialect!(self, pool => {
-                let mut q = pool.builder(format!("DELETE FROM {table} WHERE {column} {op} "));
-                q.push_bind(bound).push(" AND id");
-                push_ids(&mut q, &ids);
-                q.build().execute(pool).await?.rows_affected()
-            });
-            if batch.len() < limit {
-                break;
+        let batch: Vec<(i64, chrono::NaiveDateTime)> = on_dialect!(self, pool => {
+            let mut q = pool.builder(format!(
+                "SELECT id, {column} FROM {table}{} WHERE {column} {op} ",
+                pool.force_index(index)
+            ));
+            q.push_bind(bound);
+            if let Some((at, id)) = after {
+                q.push(format!(" AND ({column} > "))
+                    .push_bind(at)
+                    .push(format!(" OR ({column} = "))
+                    .push_bind(at)
+                    .push(" AND id > ")
+                    .push_bind(id)
+                    .push("))");
             }
-        }
-        Ok(deleted)
+            q.push(format!(" ORDER BY {column}, id LIMIT "))
+                .push_bind(limit as i64);
+            q.build_query_as().fetch_all(pool).await?
+        });
+        let Some(&(last_id, last_at)) = batch.last() else {
+            return Ok((0, None));
+        };
+        let ids: Vec<i64> = batch.iter().map(|(id, _)| *id).collect();
+        // The bound again: a row changed since it was read is left alone.
+        let deleted = on_dialect!(self, pool => {
+            let mut q = pool.builder(format!("DELETE FROM {table} WHERE {column} {op} "));
+            q.push_bind(bound).push(" AND id");
+            push_ids(&mut q, &ids);
+            q.build().execute(pool).await?.rows_affected()
+        });
+        let next = (batch.len() >= limit).then_some((last_at, last_id));
+        Ok((deleted, next))
     }
 }
 

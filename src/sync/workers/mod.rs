@@ -13,12 +13,14 @@
 //! - [`supervision`]: one worker's loop (backoff, restart after a panic) and its health;
 //! - the workers: [`unassignments`] (the unassignment queue), [`jobs`] (batch syncs),
 //!   [`reconcile_runs`] (reconciliations and their schedule), [`okta_events`] (Okta
-//!   Event Hook deliveries), [`adoptions`] (bulk adoption runs).
+//!   Event Hook deliveries), [`adoptions`] (bulk adoption runs), [`error_log_purges`]
+//!   (purges of the error log).
 //!
 //! Adding a worker: implement [`Worker`] for it, and register it in
 //! `SyncService::new` (one line).
 
 pub mod adoptions;
+pub mod error_log_purges;
 pub mod jobs;
 pub mod okta_events;
 pub mod reconcile_runs;
