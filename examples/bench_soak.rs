@@ -515,13 +515,11 @@ impl Driver {
                 let Ok(purge) = res.json::<Value>().await else {
                     continue;
                 };
-                if matches!(purge["state"].as_str(), Some("succeeded" | "failed")) {
+                if let Some(end @ ("succeeded" | "failed")) = purge["state"].as_str() {
                     eprintln!(
-                        "  error-log purge {}: {} entries in {:.1} s ({})",
-                        purge["state"],
+                        "  error-log purge {end}: {} entries in {:.1} s ({url})",
                         purge["deleted"],
-                        asked.elapsed().as_secs_f64(),
-                        url
+                        asked.elapsed().as_secs_f64()
                     );
                     return;
                 }
