@@ -8,17 +8,9 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
-use super::leases::{LeasedQueue, ReadClaimed, Value};
+use super::leases::{run_state as purge_state, LeasedQueue, Value};
 use super::sql::{on_dialect, SqlStore};
 use super::StorageResult;
-
-/// `pending`, `running`, `succeeded`, `failed`.
-pub mod purge_state {
-    pub const PENDING: &str = "pending";
-    pub const RUNNING: &str = "running";
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const FAILED: &str = "failed";
-}
 
 /// A purge as stored.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -28,6 +20,7 @@ pub struct ErrorLogPurge {
     pub purge_before: NaiveDateTime,
     /// The `sub` of the caller who asked.
     pub requested_by: String,
+    /// `pending`, `running`, `succeeded`, `failed`.
     pub state: String,
     pub created_at: NaiveDateTime,
     pub started_at: Option<NaiveDateTime>,
@@ -98,24 +91,8 @@ pub trait ErrorLogPurgeStore: Send + Sync + 'static {
 const PURGES: &str = "efs_iam_error_log_purge";
 const COLS: &str = "id, purge_before, requested_by, state, created_at, started_at, \
                     finished_at, attempts, deleted, error";
-/// The purges as the leased-queue statements see them: a worker may take a purge that
-/// is pending (and not held back), or running under a lease that ran out.
-const LEASES: LeasedQueue = LeasedQueue {
-    table: PURGES,
-    key: "id",
-    due: "(state = 'pending' OR state = 'running') \
-          AND (locked_until IS NULL OR locked_until < ?)",
-    order: "created_at, id",
-    held: " AND state = 'running'",
-    on_claim: ", state = 'running', attempts = attempts + 1, \
-               started_at = COALESCE(started_at, ?)",
-    read: ReadClaimed {
-        columns: COLS,
-        from: PURGES,
-        key: "id",
-        order: "created_at, id",
-    },
-};
+/// The purges as the leased-queue statements see them: runs ([`LeasedQueue::runs`]).
+const LEASES: LeasedQueue = LeasedQueue::runs(PURGES, COLS);
 
 #[async_trait]
 impl ErrorLogPurgeStore for SqlStore {

@@ -143,6 +143,40 @@ pub(crate) struct LeasedQueue {
     pub read: ReadClaimed,
 }
 
+/// The states a run's holder writes (a run: one row for work asked for by one request,
+/// a reconciliation or an error-log purge, claimed whole; a claim makes it `running`,
+/// see [`LeasedQueue::runs`]).
+pub(crate) mod run_state {
+    /// Waiting for a worker (also after a failure that is retried).
+    pub const PENDING: &str = "pending";
+    pub const SUCCEEDED: &str = "succeeded";
+    pub const FAILED: &str = "failed";
+}
+
+impl LeasedQueue {
+    /// A table of runs ([`run_state`]), keyed by `id`, oldest first: a worker may take a
+    /// run that is pending (and not held back), or running under a lease that ran out;
+    /// a claim makes it `running` with one more attempt (`started_at` at the first).
+    pub(crate) const fn runs(table: &'static str, columns: &'static str) -> Self {
+        Self {
+            table,
+            key: "id",
+            due: "(state = 'pending' OR state = 'running') \
+                  AND (locked_until IS NULL OR locked_until < ?)",
+            order: "created_at, id",
+            held: " AND state = 'running'",
+            on_claim: ", state = 'running', attempts = attempts + 1, \
+                       started_at = COALESCE(started_at, ?)",
+            read: ReadClaimed {
+                columns,
+                from: table,
+                key: "id",
+                order: "created_at, id",
+            },
+        }
+    }
+}
+
 /// `SELECT {columns} FROM {from} WHERE {key} IN (…) ORDER BY {order}`: how a claim reads
 /// the rows it took (`from` may join what the rows need).
 pub(crate) struct ReadClaimed {

@@ -45,7 +45,7 @@ pub use adoptions::{
 pub use database::{now, scheme, Backend, ConnectOptions, DatabaseStatus, PoolStats};
 pub use error::{StorageError, StorageResult};
 pub use error_log::{ErrorLogEntry, ErrorLogQuery, ErrorLogStore, NewErrorLogEntry};
-pub use error_log_purges::{purge_state, ErrorLogPurge, ErrorLogPurgeStore};
+pub use error_log_purges::{ErrorLogPurge, ErrorLogPurgeStore};
 pub use leases::LeaseStore;
 pub use managed_users::{ManagedOktaUser, ManagedOrigin, ManagedUserStore};
 pub use okta_event_upkeep::{EventWatermark, OktaEventUpkeep};

@@ -7,18 +7,10 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use sqlx::FromRow;
 
-use super::leases::{LeasedQueue, ReadClaimed, Value};
+use super::leases::{run_state as state, LeasedQueue, Value};
 use super::sql::{on_dialect, push_ids, SqlStore, CHUNK};
 use super::StorageResult;
 use crate::domain::PortalId;
-
-/// `pending`, `running`, `succeeded`, `failed`.
-pub mod state {
-    pub const PENDING: &str = "pending";
-    pub const RUNNING: &str = "running";
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const FAILED: &str = "failed";
-}
 
 /// A run as stored.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -117,25 +109,8 @@ pub trait ReconcileRunStore: Send + Sync + 'static {
 const RUNS: &str = "efs_iam_reconcile_run";
 const COLS: &str = "id, portal_id, dry_run, kind, state, created_at, started_at, finished_at, \
                     attempts, report, error_type, error";
-/// The runs as the leased-queue statements see them: a worker may take a run that is
-/// pending (and not held back), or running under a lease that ran out; a claim makes it
-/// `running` with one more attempt.
-const LEASES: LeasedQueue = LeasedQueue {
-    table: RUNS,
-    key: "id",
-    due: "(state = 'pending' OR state = 'running') \
-          AND (locked_until IS NULL OR locked_until < ?)",
-    order: "created_at, id",
-    held: " AND state = 'running'",
-    on_claim: ", state = 'running', attempts = attempts + 1, \
-               started_at = COALESCE(started_at, ?)",
-    read: ReadClaimed {
-        columns: COLS,
-        from: RUNS,
-        key: "id",
-        order: "created_at, id",
-    },
-};
+/// The runs as the leased-queue statements see them ([`LeasedQueue::runs`]).
+const LEASES: LeasedQueue = LeasedQueue::runs(RUNS, COLS);
 
 #[async_trait]
 impl ReconcileRunStore for SqlStore {
