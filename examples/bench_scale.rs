@@ -1580,15 +1580,7 @@ async fn run_scale(args: &Args, admin: &str, refs: u64, purge: bool) -> ScaleRes
                     let status = status.trim_start_matches("/api/v1");
                     loop {
                         tokio::time::sleep(Duration::from_millis(100)).await;
-                        let purge: Value = svc_ref
-                            .http
-                            .get(svc_ref.url(status))
-                            .send()
-                            .await
-                            .unwrap()
-                            .json()
-                            .await
-                            .unwrap();
+                        let (_, purge) = svc_ref.get(status).await;
                         match purge["state"].as_str() {
                             Some("succeeded") => break purge["deleted"].as_u64().unwrap(),
                             Some("failed") => panic!("purge failed: {purge}"),
