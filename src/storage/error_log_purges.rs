@@ -170,22 +170,14 @@ impl ErrorLogPurgeStore for SqlStore {
         owner: &str,
         deleted: u64,
     ) -> StorageResult<bool> {
-        let sql = format!(
-            "UPDATE {PURGES} SET deleted = deleted + ? \
-             WHERE id = ? AND locked_by = ?{}",
-            LEASES.held
-        );
         let deleted = i64::try_from(deleted).unwrap_or(i64::MAX);
-        Ok(on_dialect!(self, pool => {
-            sqlx::query(&sql)
-                .bind(deleted)
-                .bind(id)
-                .bind(owner)
-                .execute(pool)
-                .await?
-                .rows_affected()
-                > 0
-        }))
+        self.record(
+            &LEASES,
+            id.to_owned(),
+            owner,
+            &[("deleted", Value::Add(deleted))],
+        )
+        .await
     }
 
     #[tracing::instrument(skip(self, owner, error), err(level = "debug"))]

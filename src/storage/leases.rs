@@ -225,6 +225,8 @@ pub(crate) enum Value<'a> {
     Time(Option<NaiveDateTime>),
     /// SQL as it stands, nothing bound (`attempts + 1`).
     Sql(&'static str),
+    /// The column's own value plus this: `column + ?` (a count of progress).
+    Add(i64),
 }
 
 /// `(?, ?, …)` for `n` values.
@@ -246,6 +248,7 @@ macro_rules! bind_values {
                 Value::Text(v) | Value::TextOrKept(v) => query.bind(v),
                 Value::Int(v) => query.bind(v),
                 Value::Time(v) => query.bind(v),
+                Value::Add(v) => query.bind(v),
                 Value::Sql(_) => query,
             };
         }
@@ -412,22 +415,48 @@ impl SqlStore {
         owner: &str,
         set: &[(&'static str, Value<'_>)],
     ) -> StorageResult<bool> {
+        self.update_held(queue, id, owner, set, true).await
+    }
+
+    /// Writes the values of `set` into a row `owner` holds, keeping the lease (progress
+    /// of work under way); `false` when the lease was lost.
+    pub(crate) async fn record<K: QueueKey>(
+        &self,
+        queue: &LeasedQueue,
+        id: K,
+        owner: &str,
+        set: &[(&'static str, Value<'_>)],
+    ) -> StorageResult<bool> {
+        self.update_held(queue, id, owner, set, false).await
+    }
+
+    async fn update_held<K: QueueKey>(
+        &self,
+        queue: &LeasedQueue,
+        id: K,
+        owner: &str,
+        set: &[(&'static str, Value<'_>)],
+        give_back: bool,
+    ) -> StorageResult<bool> {
         let LeasedQueue {
             table, key, held, ..
         } = queue;
-        let mut assignments = String::new();
-        for (column, value) in set {
-            let value = match value {
-                Value::Sql(sql) => (*sql).to_owned(),
-                Value::TextOrKept(_) => format!("COALESCE(?, {column})"),
-                _ => "?".to_owned(),
-            };
-            assignments.push_str(&format!("{column} = {value}, "));
+        let mut assignments: Vec<String> = set
+            .iter()
+            .map(|(column, value)| match value {
+                Value::Sql(sql) => format!("{column} = {sql}"),
+                Value::TextOrKept(_) => format!("{column} = COALESCE(?, {column})"),
+                Value::Add(_) => format!("{column} = {column} + ?"),
+                _ => format!("{column} = ?"),
+            })
+            .collect();
+        if give_back {
+            assignments.push("locked_by = NULL".into());
+            if !set.iter().any(|(column, _)| *column == "locked_until") {
+                assignments.push("locked_until = NULL".into());
+            }
         }
-        assignments.push_str("locked_by = NULL");
-        if !set.iter().any(|(column, _)| *column == "locked_until") {
-            assignments.push_str(", locked_until = NULL");
-        }
+        let assignments = assignments.join(", ");
         let sql =
             format!("UPDATE {table} SET {assignments} WHERE {key} = ? AND locked_by = ?{held}");
         Ok(on_dialect!(self, pool => {

@@ -204,3 +204,39 @@ async fn event_deliveries_are_refused_while_the_database_is_down() {
         "nothing was stored before"
     );
 }
+
+/// An error-log purge asked for while the database is down is refused (503, so the
+/// caller asks again) and nothing is stored; asked again once it is back, it is stored
+/// and its worker does it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_asked_for_while_the_database_is_down_is_refused_and_not_stored() {
+    let Some((db, proxy)) = TestDb::mysql_behind_proxy(limits()).await else {
+        return;
+    };
+    let url = db.url.clone();
+    let app = spawn_app_on(db, |_| {}).await;
+    let purge = "/api/v1/errors?before=2999-01-01T00:00:00Z";
+    proxy.cut();
+    crate::common::assert_problem(&app.delete(purge).await, 503, "database-unavailable");
+    proxy.restore();
+    let mut accepted = None;
+    for _ in 0..50 {
+        let (status, body) = app.delete(purge).await;
+        if status == 202 {
+            accepted = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let accepted = accepted.expect("accepted once the database was back");
+    let pool = sqlx::MySqlPool::connect(&url).await.unwrap();
+    let stored: Vec<String> = sqlx::query_scalar("SELECT id FROM efs_iam_error_log_purge")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        [accepted["purge_id"].as_str().unwrap()],
+        "only the accepted one"
+    );
+}
