@@ -17,6 +17,7 @@ crate::backend_matrix!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)] sqlite, mysql;
     a_purge_stopped_half_way_is_finished_by_the_next_holder,
     a_purge_that_keeps_failing_is_retried_then_ends_failed_with_the_reason,
+    a_holder_that_lost_its_lease_mid_purge_stops_and_leaves_the_purge_to_the_new_one,
 );
 
 const OLD: usize = 2_500;
@@ -118,6 +119,68 @@ async fn a_purge_stopped_half_way_is_finished_by_the_next_holder(db: TestDb) {
         !next.run_once().await.unwrap().claimed,
         "nothing left to do"
     );
+}
+
+/// A holder whose lease ran out half-way (its heartbeat stalled) and was taken over
+/// stops at its next batch: the new holder finishes the purge, the old one neither
+/// records progress nor ends or hands back what it no longer holds.
+async fn a_holder_that_lost_its_lease_mid_purge_stops_and_leaves_the_purge_to_the_new_one(
+    db: TestDb,
+) {
+    let t = now();
+    let bound = t - ChronoDuration::days(1);
+    insert_entries(&db, bound - ChronoDuration::days(30), OLD, "old").await;
+    let id = "00000000-0000-4000-8000-0000000000cc";
+    db.store
+        .create_error_log_purge(id, bound, "ops", t)
+        .await
+        .unwrap();
+
+    let old = Arc::new(worker(
+        &db,
+        "old holder",
+        Duration::from_secs(3),
+        CancellationToken::new(),
+    ));
+    let step = tokio::spawn({
+        let old = old.clone();
+        async move { old.run_once().await.unwrap() }
+    });
+    for _ in 0..200 {
+        if db.store.error_log_purge(id).await.unwrap().unwrap().deleted > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its lease runs out and passes on (as when its heartbeat could not reach the
+    // database in time; in one statement, so that no renewal slips in between), and
+    // another instance claims the purge and finishes it while the old holder pauses.
+    db.execute(
+        "UPDATE efs_iam_error_log_purge \
+         SET locked_by = 'someone else', locked_until = '2000-01-01 00:00:00'",
+    )
+    .await;
+    let new = worker(&db, "new holder", Duration::ZERO, CancellationToken::new());
+    let done = new.run_once().await.unwrap();
+    assert!(done.claimed && done.succeeded, "{done:?}");
+    assert_eq!(done.deleted, (OLD - 1_000) as u64);
+
+    let stopped = tokio::time::timeout(Duration::from_secs(10), step)
+        .await
+        .expect("the old holder stops after its pause")
+        .unwrap();
+    assert!(
+        stopped.claimed && stopped.released && !stopped.succeeded && !stopped.failed,
+        "{stopped:?}"
+    );
+    assert_eq!(stopped.deleted, 1_000, "nothing after it lost the lease");
+    let purge = db.store.error_log_purge(id).await.unwrap().unwrap();
+    assert_eq!(
+        (purge.state.as_str(), purge.deleted, purge.attempts),
+        ("succeeded", OLD as i64, 2),
+        "the old holder's release or progress did not touch the new holder's result"
+    );
+    assert_eq!(db.count("SELECT COUNT(*) FROM iam_error_log").await, 0);
 }
 
 /// A purge the database refuses is handed back with the reason and retried after a
