@@ -8,7 +8,6 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::profile::{attributes_schema, validate_profile};
 use crate::domain::EfsUserId;
 use crate::http::extract::{
     cursor_position, integral, keyset_page, page_limit, AppJson, AppPath, AppQuery, PortalPath,
@@ -18,6 +17,7 @@ use crate::http::problem::{ApiError, ApiResult, FieldError, Problem};
 use crate::http::reply::{accepted, utc};
 use crate::http::AppState;
 use crate::storage::{ItemState, NewSyncJobItem, SyncJobItem, SyncJobItemQuery};
+use crate::sync::profile::{attributes_schema, validate_profile};
 
 pub const MAX_USERS: usize = 10_000;
 const DEFAULT_PAGE: u32 = 1000;

@@ -12,7 +12,6 @@
 //! `okta-not-configured`; `/sync/status` and the dead-letter list still work.
 
 mod jobs;
-mod profile;
 mod reconcile;
 mod status;
 mod unassignments;

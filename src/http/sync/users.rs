@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::profile::SyncUserRequest;
 use crate::domain::EfsUserId;
 use crate::http::extract::{AdminUserPath, AppJson, AppPath, PortalUserPath};
 use crate::http::problem::{ApiError, ApiResult, Problem};
 use crate::http::AppState;
+use crate::sync::profile::SyncUserRequest;
 use crate::sync::{DeprovisionOutcome, Outcome, UserSync};
 
 pub fn router() -> OpenApiRouter<AppState> {
