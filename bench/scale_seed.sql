@@ -7,6 +7,8 @@
 --   {ERRORS}  error-log rows over the last 365 days (REFS)
 --   {QUEUE}   queued unassignments (REFS / 10)
 --   {JOBS}    finished batch jobs of 10,000 items each (REFS / 10,000, at least one)
+--   {PORTAL_OF_SEQ}  the portal of row `seq` (the distribution below; written once, in
+--             the example beside the same rule for Rust)
 --
 -- Sections (`-- @section name`) run in order; the benchmark runs `errors` again to
 -- refill the error log between its two purge measurements.
@@ -56,10 +58,7 @@ SELECT p.portal_id, p.n, CONCAT('00u', LPAD(p.n, 17, '0')), p.created_at, p.crea
        END
 FROM (
     SELECT seq AS n,
-           CASE WHEN seq % 1000 < 200 THEN 1
-                WHEN seq % 1000 < 300 THEN 2
-                WHEN seq % 1000 < 700 THEN 3 + (seq % 1000 - 300) DIV 50
-                ELSE 11 + (seq % 1000 - 700) % 90 END AS portal_id,
+           {PORTAL_OF_SEQ} AS portal_id,
            CRC32(CONCAT('status', seq)) % 10000 AS hs,
            CRC32(CONCAT('flag', seq)) % 10000 AS hf,
            UTC_TIMESTAMP() - INTERVAL (({REFS} - seq) * 94608000 DIV {REFS}) SECOND AS created_at
@@ -131,10 +130,7 @@ SELECT IF(q.n % 1000 = 999, NULL, q.portal_id), q.user_id,
        CASE WHEN q.n % 1000 = 999 OR q.k >= 950 THEN q.created_at + INTERVAL 1 DAY END
 FROM (
     SELECT seq AS n,
-           CASE WHEN seq % 1000 < 200 THEN 1
-                WHEN seq % 1000 < 300 THEN 2
-                WHEN seq % 1000 < 700 THEN 3 + (seq % 1000 - 300) DIV 50
-                ELSE 11 + (seq % 1000 - 700) % 90 END AS portal_id,
+           {PORTAL_OF_SEQ} AS portal_id,
            1 + (seq * 7) % {REFS} AS user_id,
            CRC32(CONCAT('queue', seq)) % 1000 AS k,
            UTC_TIMESTAMP() - INTERVAL 30 DAY + INTERVAL (seq * 2592000 DIV {QUEUE}) SECOND AS created_at

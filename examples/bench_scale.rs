@@ -131,6 +131,14 @@ struct Layout {
     live_sessions: u64,
 }
 
+
+/// The portal of seed row `seq` (bench/scale_seed.sql): portal 1 holds 20 %, portal 2
+/// 10 %, portals 3-10 5 % each, portals 11-100 the rest.
+const PORTAL_OF_SEQ: &str = "CASE WHEN seq % 1000 < 200 THEN 1 \
+    WHEN seq % 1000 < 300 THEN 2 \
+    WHEN seq % 1000 < 700 THEN 3 + (seq % 1000 - 300) DIV 50 \
+    ELSE 11 + (seq % 1000 - 700) % 90 END";
+
 impl Layout {
     fn new(refs: u64) -> Self {
         let legacy = refs / LEGACY_SHARE;
@@ -154,7 +162,7 @@ impl Layout {
         format!("00u{n:017}")
     }
 
-    /// The portal of reference `n`, as the seed SQL assigns it.
+    /// The portal of reference `n`: [`PORTAL_OF_SEQ`] in Rust.
     fn portal_of(n: u64) -> u64 {
         match n % 1000 {
             r if r < 200 => 1,
@@ -171,6 +179,7 @@ impl Layout {
             .replace("{ERRORS}", &self.errors.to_string())
             .replace("{QUEUE}", &self.queue.to_string())
             .replace("{JOBS}", &self.jobs.to_string())
+            .replace("{PORTAL_OF_SEQ}", PORTAL_OF_SEQ)
     }
 }
 
