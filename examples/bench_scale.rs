@@ -131,7 +131,6 @@ struct Layout {
     live_sessions: u64,
 }
 
-
 /// The portal of seed row `seq` (bench/scale_seed.sql): portal 1 holds 20 %, portal 2
 /// 10 %, portals 3-10 5 % each, portals 11-100 the rest.
 const PORTAL_OF_SEQ: &str = "CASE WHEN seq % 1000 < 200 THEN 1 \

@@ -14,7 +14,7 @@ use efs_iam::domain::{OktaUserId, PortalId, SessionId, SettingKey};
 use efs_iam::startup::build_vault;
 use efs_iam::storage::{PortalSettingsStore, TokenKey, TokenStoreError};
 use efs_iam::tokens::crypto::OpenError;
-use efs_iam::tokens::{Clock, ManualClock, SessionHasher, TokenVault, VaultError};
+use efs_iam::tokens::{Clock, ManualClock, SessionHasher, Stored, TokenVault, VaultError};
 use fake_okta::{FakeOkta, FakeOktaConfig};
 use serde_json::{json, Map, Value};
 
@@ -132,6 +132,21 @@ async fn a_forged_plaintext_entry_is_never_served(mut env: Env) {
 
 fn session(s: &str) -> SessionId {
     SessionId::parse(s).unwrap()
+}
+
+/// How long a put's record lives.
+fn lifetime(stored: &Stored) -> chrono::Duration {
+    stored.expires_at - stored.stored_at
+}
+
+/// The IdP response `vault` serves for session `name`, which must be there.
+async fn served(vault: &TokenVault, name: &str) -> Value {
+    vault
+        .get(&session(name))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{name} not served"))
+        .idp_response
 }
 
 fn obj(v: Value) -> Map<String, Value> {
@@ -259,10 +274,7 @@ async fn expiry_follows_expires_in(env: Env) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        stored.expires_at - stored.stored_at,
-        chrono::Duration::seconds(7200)
-    );
+    assert_eq!(lifetime(&stored), chrono::Duration::seconds(7200));
 }
 
 async fn refresh_tokens_live_for_the_maximum_lifetime(env: Env) {
@@ -276,10 +288,7 @@ async fn refresh_tokens_live_for_the_maximum_lifetime(env: Env) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        stored.expires_at - stored.stored_at,
-        chrono::Duration::seconds(7200)
-    );
+    assert_eq!(lifetime(&stored), chrono::Duration::seconds(7200));
     env.clock.advance(Duration::from_secs(3600));
     assert!(
         vault.get(&s).await.unwrap().is_some(),
@@ -582,24 +591,8 @@ async fn legacy_plaintext_rows_stay_readable_and_are_sealed_when_rewritten(mut e
     let got = vault.get(&json_s).await.unwrap().unwrap();
     assert_eq!(got.idp_response, json!({"access_token": "legacy-newer"}));
     assert_eq!((got.stored_at, got.expires_at), (None, None));
-    assert_eq!(
-        vault
-            .get(&session("legacy-null"))
-            .await
-            .unwrap()
-            .unwrap()
-            .idp_response,
-        Value::Null
-    );
-    assert_eq!(
-        vault
-            .get(&session("legacy-text"))
-            .await
-            .unwrap()
-            .unwrap()
-            .idp_response,
-        "not json"
-    );
+    assert_eq!(served(&vault, "legacy-null").await, Value::Null);
+    assert_eq!(served(&vault, "legacy-text").await, "not json");
 
     vault
         .put(&json_s, obj(json!({"access_token": "rewritten"})), None)
@@ -665,32 +658,11 @@ async fn reencrypt_rewrites_everything_under_the_newest_key(mut env: Env) {
     assert_eq!(after.idp_response, before.idp_response);
     assert_eq!(after.expires_at, before.expires_at, "expiry kept");
     assert_eq!(
-        new_only
-            .get(&session("legacy-json"))
-            .await
-            .unwrap()
-            .unwrap()
-            .idp_response,
+        served(&new_only, "legacy-json").await,
         json!({"access_token": "legacy-newer"})
     );
-    assert_eq!(
-        new_only
-            .get(&session("legacy-null"))
-            .await
-            .unwrap()
-            .unwrap()
-            .idp_response,
-        Value::Null
-    );
-    assert_eq!(
-        new_only
-            .get(&session("legacy-text"))
-            .await
-            .unwrap()
-            .unwrap()
-            .idp_response,
-        "not json"
-    );
+    assert_eq!(served(&new_only, "legacy-null").await, Value::Null);
+    assert_eq!(served(&new_only, "legacy-text").await, "not json");
     let ids = raw_session_ids(&env).await;
     assert_eq!(
         ids.iter()
