@@ -621,32 +621,19 @@ async fn a_second_401_after_renewal_is_an_auth_error() {
     assert_eq!(e.fake.request_count("GET", "/api/v1/users/{id}"), 2);
     let failure = e.okta.last_auth_failure().expect("remembered");
     assert_eq!(failure.error_code, "E0000011");
-    let rows = e.errors().await;
-    let logged: Vec<(i16, &str, &str)> = rows
-        .iter()
-        .map(|r| {
-            (
-                r.status_code,
-                r.error_code.as_str(),
-                r.message.as_deref().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        logged,
-        [
-            (
-                401,
-                "E0000011",
-                "Invalid token provided [final (gave up after 2 attempts)]"
-            ),
-            (
-                401,
-                "E0000011",
-                "Invalid token provided [retried with a new access token (attempt 1)]"
-            ),
-        ]
-    );
+    e.assert_logged(&[
+        (
+            401,
+            "E0000011",
+            "Invalid token provided [final (gave up after 2 attempts)]",
+        ),
+        (
+            401,
+            "E0000011",
+            "Invalid token provided [retried with a new access token (attempt 1)]",
+        ),
+    ])
+    .await;
 }
 
 #[tokio::test]
@@ -719,18 +706,8 @@ async fn a_429_storm_is_waited_out_using_the_reset_header() {
     }
     let before = e.fake.requests().len();
 
-    let calls: Vec<_> = (0..6)
-        .map(|_| {
-            let okta = e.okta.clone();
-            let id = id.clone();
-            tokio::spawn(async move { okta.get_user(&id).await })
-        })
-        .collect();
-    for call in calls {
-        assert!(
-            call.await.unwrap().unwrap().is_some(),
-            "every call succeeds in the end"
-        );
+    for answer in e.read_user_concurrently(&id, 6).await {
+        assert!(answer.unwrap().is_some(), "every call succeeds in the end");
     }
 
     let ours: Vec<RecordedRequest> = e.fake.requests()[before..].to_vec();
@@ -794,12 +771,7 @@ async fn a_429_storm_is_waited_out_using_the_reset_header() {
         ),
         "{count_message}"
     );
-    let status = e.okta.status();
-    let bucket = status
-        .buckets
-        .iter()
-        .find(|b| b.bucket == Bucket::UserGet)
-        .unwrap();
+    let bucket = e.bucket(Bucket::UserGet);
     assert_eq!(bucket.rate_limited, 5);
     assert_eq!(bucket.limit, Some(6));
 }
@@ -856,15 +828,8 @@ async fn requests_in_flight_stay_under_the_cap() {
         })
     };
     let started = Instant::now();
-    let calls: Vec<_> = (0..12)
-        .map(|_| {
-            let okta = e.okta.clone();
-            let id = id.clone();
-            tokio::spawn(async move { okta.get_user(&id).await })
-        })
-        .collect();
-    for call in calls {
-        call.await.unwrap().unwrap().unwrap();
+    for answer in e.read_user_concurrently(&id, 12).await {
+        answer.unwrap().unwrap();
     }
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
@@ -914,15 +879,8 @@ async fn the_governor_keeps_use_under_the_share() {
     let id = e.seed_user("paced@example.com");
 
     let started = Instant::now();
-    let calls: Vec<_> = (0..25)
-        .map(|_| {
-            let okta = e.okta.clone();
-            let id = id.clone();
-            tokio::spawn(async move { okta.get_user(&id).await })
-        })
-        .collect();
-    for call in calls {
-        call.await.unwrap().unwrap().unwrap();
+    for answer in e.read_user_concurrently(&id, 25).await {
+        answer.unwrap().unwrap();
     }
     let elapsed = started.elapsed();
 
@@ -934,12 +892,7 @@ async fn the_governor_keeps_use_under_the_share() {
     assert!(counts.len() >= 3, "25 calls at 10 per window: {counts:?}");
     assert!(elapsed >= 2 * window, "{elapsed:?}");
 
-    let status = e.okta.status();
-    let bucket = status
-        .buckets
-        .iter()
-        .find(|b| b.bucket == Bucket::UserGet)
-        .unwrap();
+    let bucket = e.bucket(Bucket::UserGet);
     assert_eq!((bucket.limit, bucket.allowance), (Some(20), Some(10)));
     assert!(bucket.paced > 0);
     assert_eq!(bucket.rate_limited, 0);
@@ -1123,31 +1076,19 @@ async fn persistent_timeouts_end_in_a_timeout_error_logged_with_status_0() {
         "{err:?}"
     );
     let rows = e.errors().await;
-    let logged: Vec<(i16, &str, &str)> = rows
-        .iter()
-        .map(|r| {
-            (
-                r.status_code,
-                r.error_code.as_str(),
-                r.message.as_deref().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        logged,
-        [
-            (
-                0,
-                "timeout",
-                "Okta did not answer GET /api/v1/users/{id} in time [final (gave up after 2 attempts)]"
-            ),
-            (
-                0,
-                "timeout",
-                "Okta did not answer GET /api/v1/users/{id} in time [retried (attempt 1 of 2)]"
-            ),
-        ]
-    );
+    e.assert_logged(&[
+        (
+            0,
+            "timeout",
+            "Okta did not answer GET /api/v1/users/{id} in time [final (gave up after 2 attempts)]",
+        ),
+        (
+            0,
+            "timeout",
+            "Okta did not answer GET /api/v1/users/{id} in time [retried (attempt 1 of 2)]",
+        ),
+    ])
+    .await;
     assert!(rows[0]
         .trace
         .as_deref()

@@ -4,7 +4,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::common::TestDb;
-use efs_iam::okta::{NewUserProfile, OktaAuth, OktaClient, OktaClientConfig, PrivateKeyJwt};
+use efs_iam::okta::{
+    Bucket, BucketStatus, NewUserProfile, OktaAuth, OktaClient, OktaClientConfig, OktaError,
+    OktaUser, PrivateKeyJwt,
+};
 use efs_iam::storage::{ErrorLogEntry, ErrorLogQuery, ErrorLogStore};
 use fake_okta::{FakeOkta, FakeOktaConfig, RecordedRequest, UserStatus};
 use reqwest::Url;
@@ -72,6 +75,49 @@ impl Env {
             })
             .await
             .expect("error log readable")
+    }
+
+    /// Asserts the error log holds `expected` as (status, Okta error code, message),
+    /// newest first.
+    pub async fn assert_logged(&self, expected: &[(i16, &str, &str)]) {
+        let rows = self.errors().await;
+        let logged: Vec<(i16, &str, &str)> = rows
+            .iter()
+            .map(|r| {
+                let message = r.message.as_deref().expect("every Okta failure has one");
+                (r.status_code, r.error_code.as_str(), message)
+            })
+            .collect();
+        assert_eq!(logged, expected);
+    }
+
+    /// What the adapter's status says of `bucket`, which it must have used.
+    pub fn bucket(&self, bucket: Bucket) -> BucketStatus {
+        self.okta
+            .status()
+            .buckets
+            .into_iter()
+            .find(|b| b.bucket == bucket)
+            .expect("the bucket was used")
+    }
+
+    /// `n` reads of user `id` at once, each in its own task; their answers.
+    pub async fn read_user_concurrently(
+        &self,
+        id: &str,
+        n: usize,
+    ) -> Vec<Result<Option<OktaUser>, OktaError>> {
+        let calls: Vec<_> = (0..n)
+            .map(|_| {
+                let (okta, id) = (self.okta.clone(), id.to_owned());
+                tokio::spawn(async move { okta.get_user(&id).await })
+            })
+            .collect();
+        let mut answers = Vec::with_capacity(n);
+        for call in calls {
+            answers.push(call.await.expect("the read's task"));
+        }
+        answers
     }
 
     pub fn seed_user(&self, login: &str) -> String {
