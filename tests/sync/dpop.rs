@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::okta_env::*;
 use efs_iam::okta::{DpopKey, DpopMode, OktaAuth, OktaError, PrivateKeyJwt};
-use fake_okta::{DpopProofSeen, FakeOkta, FakeOktaConfig, Fault, FaultKind, UserStatus};
+use fake_okta::{DpopProofSeen, FakeOkta, FakeOktaConfig, FaultKind, UserStatus};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
@@ -165,18 +165,10 @@ async fn every_retry_carries_a_fresh_proof() {
     let id = e.seed_user("retry@example.com");
     e.okta.get_user(&id).await.unwrap().unwrap();
     let before = proofs(&e.fake, "api").len();
-    e.fake.inject(Fault::new(
-        "GET",
-        "/api/v1/users/",
-        FaultKind::RateLimited {
-            reset_after: Duration::from_millis(200),
-        },
-    ));
-    e.fake.inject(Fault::new(
-        "GET",
-        "/api/v1/users/",
-        FaultKind::InternalServerError,
-    ));
+    e.fail_next_user_read(FaultKind::RateLimited {
+        reset_after: Duration::from_millis(200),
+    });
+    e.fail_next_user_read(FaultKind::InternalServerError);
     // The fake burns the proof of each faulted request, as Okta does: a replay on the
     // retry would be refused "already been used".
     e.okta

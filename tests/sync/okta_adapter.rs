@@ -82,14 +82,10 @@ async fn a_login_with_a_slash_is_found_through_search() {
 #[tokio::test]
 async fn a_404_that_is_not_resource_not_found_is_an_error_not_none() {
     let e = env().await;
-    e.fake.inject(Fault::new(
-        "GET",
-        "/api/v1/users/",
-        FaultKind::Response {
-            status: 404,
-            body: json!({"errorCode": "E0000008", "errorSummary": "The requested path was not found", "errorCauses": []}),
-        },
-    ));
+    e.fail_next_user_read(FaultKind::Response {
+        status: 404,
+        body: json!({"errorCode": "E0000008", "errorSummary": "The requested path was not found", "errorCauses": []}),
+    });
     let err = e.okta.get_user("00uSOMEONE0000000001").await.unwrap_err();
     assert!(matches!(err, OktaError::NotFound(_)), "{err:?}");
     assert_eq!(err.api_error().unwrap().error_code, "E0000008");
@@ -780,11 +776,7 @@ async fn a_429_storm_is_waited_out_using_the_reset_header() {
 async fn a_concurrency_429_backs_off_and_retries() {
     let e = env().await;
     let id = e.seed_user("conc@example.com");
-    e.fake.inject(Fault::new(
-        "GET",
-        "/api/v1/users/",
-        FaultKind::ConcurrencyLimited,
-    ));
+    e.fail_next_user_read(FaultKind::ConcurrencyLimited);
     let started = Instant::now();
     e.okta.get_user(&id).await.unwrap().unwrap();
     assert!(
@@ -946,11 +938,7 @@ async fn instances_leave_each_other_the_share_through_remaining() {
 async fn a_500_is_retried_with_okta_retry_headers() {
     let e = env().await;
     let id = e.seed_user("flaky@example.com");
-    e.fake.inject(Fault::new(
-        "GET",
-        "/api/v1/users/",
-        FaultKind::InternalServerError,
-    ));
+    e.fail_next_user_read(FaultKind::InternalServerError);
     e.okta
         .get_user(&id)
         .await
@@ -1038,11 +1026,7 @@ async fn a_hang_times_out_and_is_retried() {
     })
     .await;
     let id = e.seed_user("slow@example.com");
-    e.fake.inject(Fault::new(
-        "GET",
-        "/api/v1/users/",
-        FaultKind::Hang(Duration::from_secs(2)),
-    ));
+    e.fail_next_user_read(FaultKind::Hang(Duration::from_secs(2)));
     let started = Instant::now();
     e.okta.get_user(&id).await.unwrap().unwrap();
     assert!(
@@ -1100,11 +1084,7 @@ async fn persistent_timeouts_end_in_a_timeout_error_logged_with_status_0() {
 async fn a_dropped_connection_is_retried() {
     let e = env().await;
     let id = e.seed_user("dropped@example.com");
-    e.fake.inject(Fault::new(
-        "GET",
-        "/api/v1/users/",
-        FaultKind::DropConnection,
-    ));
+    e.fail_next_user_read(FaultKind::DropConnection);
     e.okta.get_user(&id).await.unwrap().unwrap();
     assert_eq!(e.fake.request_count("GET", "/api/v1/users/{id}"), 2);
     assert_eq!(e.fake.pending_faults(), 0);
@@ -1143,11 +1123,7 @@ async fn identical_error_answers_within_a_window_share_one_row() {
             .unwrap()
             .expect("the third attempt answers");
     }
-    e.fake.inject(Fault::new(
-        "GET",
-        "/api/v1/users/",
-        FaultKind::ServiceUnavailable,
-    ));
+    e.fail_next_user_read(FaultKind::ServiceUnavailable);
     e.okta.get_user(&id).await.unwrap().unwrap();
     let rows = e.errors().await;
     let messages: Vec<&str> = rows.iter().map(|r| r.message.as_deref().unwrap()).collect();
@@ -1201,11 +1177,7 @@ async fn identical_error_answers_within_a_window_share_one_row() {
     );
 
     // A later answer opens a new window with a row of its own.
-    e.fake.inject(Fault::new(
-        "GET",
-        "/api/v1/users/",
-        FaultKind::InternalServerError,
-    ));
+    e.fail_next_user_read(FaultKind::InternalServerError);
     e.okta.get_user(&id).await.unwrap().unwrap();
     e.okta.flush_error_log().await;
     assert_eq!(e.errors().await.len(), 3);
@@ -1251,18 +1223,14 @@ async fn a_failing_error_log_does_not_fail_the_okta_call() {
 async fn long_texts_are_cut_to_the_column_limits() {
     let e = env().await;
     let long = "é".repeat(40_000); // 80,000 bytes
-    e.fake.inject(Fault::new(
-        "GET",
-        "/api/v1/users/",
-        FaultKind::Response {
-            status: 400,
-            body: json!({
-                "errorCode": format!("E{}", "9".repeat(60)),
-                "errorSummary": long,
-                "errorCauses": [{"errorSummary": "x"}],
-            }),
-        },
-    ));
+    e.fail_next_user_read(FaultKind::Response {
+        status: 400,
+        body: json!({
+            "errorCode": format!("E{}", "9".repeat(60)),
+            "errorSummary": long,
+            "errorCauses": [{"errorSummary": "x"}],
+        }),
+    });
     let err = e.okta.get_user("00u1").await.unwrap_err();
     assert!(matches!(err, OktaError::Validation(_)));
     let rows = e.errors().await;

@@ -9,7 +9,7 @@ use efs_iam::okta::{
     OktaUser, PrivateKeyJwt,
 };
 use efs_iam::storage::{ErrorLogEntry, ErrorLogQuery, ErrorLogStore};
-use fake_okta::{FakeOkta, FakeOktaConfig, RecordedRequest, UserStatus};
+use fake_okta::{FakeOkta, FakeOktaConfig, Fault, FaultKind, RecordedRequest, UserStatus};
 use reqwest::Url;
 use secrecy::SecretString;
 
@@ -118,6 +118,12 @@ impl Env {
             answers.push(call.await.expect("the read's task"));
         }
         answers
+    }
+
+    /// The next GET under `/api/v1/users/` (a user read, by id or login) meets `fault`
+    /// at the fake.
+    pub fn fail_next_user_read(&self, fault: FaultKind) {
+        self.fake.inject(Fault::new("GET", "/api/v1/users/", fault));
     }
 
     pub fn seed_user(&self, login: &str) -> String {
