@@ -31,13 +31,7 @@ async fn enqueue(app: &SyncApp, portal: i32, okta_ids: &[&str]) {
         .enumerate()
         .map(|(i, id)| json!({"user_id": i + 1, "okta_user_id": id}))
         .collect();
-    let (status, body) = app
-        .post(
-            &format!("/api/v1/portals/{portal}/unassignments"),
-            json!({ "users": users }),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    app.enqueue_unassignments(portal, users).await;
 }
 
 /// An Okta administrator, even one efs-iam manages, is never updated, grouped,

@@ -43,6 +43,18 @@ impl SyncApp {
         assert!(status.is_success(), "{status} {body}");
     }
 
+    /// Queues `users` (the API's unassignment entries) for removal from the portal's
+    /// group, as EFS-Admin does after a mass delete.
+    pub async fn enqueue_unassignments(&self, portal: i32, users: Vec<Value>) {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/portals/{portal}/unassignments"),
+                json!({ "users": users }),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+
     pub async fn stop(&mut self) {
         self.running.stop().await;
     }

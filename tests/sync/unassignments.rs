@@ -35,13 +35,7 @@ async fn queue_members(
         users.push(json!({"user_id": i, "okta_user_id": id, "email": format!("q{i}@example.com")}));
         ids.push(id);
     }
-    let (status, body) = app
-        .post(
-            &format!("/api/v1/portals/{portal}/unassignments"),
-            json!({ "users": users }),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    app.enqueue_unassignments(portal, users).await;
     ids
 }
 
