@@ -72,6 +72,16 @@ fn assert_okta_error(body: &Value, code: &str) {
     assert!(body["errorCauses"].is_array(), "{body}");
 }
 
+/// `X-Rate-Limit-Reset` of `r`, and the time now, both in epoch seconds.
+fn reset_and_now(r: &Response) -> (u64, u64) {
+    let reset = header(r, "x-rate-limit-reset").parse().unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    (reset, now)
+}
+
 fn next_link(r: &Response) -> Option<String> {
     r.headers()
         .get_all("link")
@@ -502,21 +512,10 @@ async fn lifecycle_follows_allowed_states_and_refuses_others_with_e0000038() {
         "L",
         UserStatus::LockedOut,
     );
-    let r = call(
-        &fake,
-        Method::POST,
-        &format!("/api/v1/users/{locked}/lifecycle/unlock"),
-        None,
-    )
-    .await;
+    let unlock = format!("/api/v1/users/{locked}/lifecycle/unlock");
+    let r = call(&fake, Method::POST, &unlock, None).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = call(
-        &fake,
-        Method::POST,
-        &format!("/api/v1/users/{locked}/lifecycle/unlock"),
-        None,
-    )
-    .await;
+    let r = call(&fake, Method::POST, &unlock, None).await;
     assert_okta_error(&json_of(r).await, "E0000032");
 }
 
@@ -812,30 +811,23 @@ async fn group_membership_is_idempotent_and_checks_ids() {
     }
     assert!(fake.group_members(&gid).is_empty());
 
-    let r = call(
-        &fake,
-        Method::PUT,
-        &format!("/api/v1/groups/00g0000000000000000/users/{uid}"),
-        None,
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert!(json_of(r).await["errorSummary"]
-        .as_str()
-        .unwrap()
-        .ends_with("(UserGroup)"));
-    let r = call(
-        &fake,
-        Method::PUT,
-        &format!("/api/v1/groups/{gid}/users/00u0000000000000000"),
-        None,
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert!(json_of(r).await["errorSummary"]
-        .as_str()
-        .unwrap()
-        .ends_with("(User)"));
+    // Okta names what it did not find: the group, or the user.
+    for (path, missing) in [
+        (
+            format!("/api/v1/groups/00g0000000000000000/users/{uid}"),
+            "(UserGroup)",
+        ),
+        (
+            format!("/api/v1/groups/{gid}/users/00u0000000000000000"),
+            "(User)",
+        ),
+    ] {
+        let r = call(&fake, Method::PUT, &path, None).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let body = json_of(r).await;
+        let summary = body["errorSummary"].as_str().unwrap();
+        assert!(summary.ends_with(missing), "{summary}");
+    }
 
     let app_group = fake.create_group_of_type("AD group", GroupType::AppGroup);
     let r = call(
@@ -962,11 +954,7 @@ async fn rate_limit_headers_count_down_then_429_then_recover_after_window() {
     let r = call(&fake, Method::GET, &path, None).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(header(&r, "x-rate-limit-remaining"), "0");
-    let reset: u64 = header(&r, "x-rate-limit-reset").parse().unwrap();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let (reset, now) = reset_and_now(&r);
     assert!(
         reset >= now && reset <= now + 2,
         "reset {reset} is epoch seconds near {now}"
@@ -1070,11 +1058,7 @@ async fn injected_errors_apply_to_the_next_matching_requests_only() {
     .await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(header(&r, "x-rate-limit-remaining"), "0");
-    let reset: u64 = header(&r, "x-rate-limit-reset").parse().unwrap();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let (reset, now) = reset_and_now(&r);
     assert!(reset >= now + 4);
     assert_eq!(fake.pending_faults(), 0);
     assert_eq!(
