@@ -148,10 +148,11 @@ fn paginate<T>(items: Vec<(u64, T)>, after: Option<u64>, limit: usize) -> (Vec<T
     (page.into_iter().map(|(_, t)| t).collect(), next)
 }
 
-/// Okta sends `self` and `next` as two separate `link` header lines; `self` carries the
-/// effective `limit`, as in recorded responses.
-fn with_links(
-    mut response: Response,
+/// A page of a collection: its items as a JSON array, and its links. Okta sends `self`
+/// and `next` as two separate `link` header lines; `self` carries the effective
+/// `limit`, as in recorded responses.
+fn collection(
+    items: Vec<Value>,
     shared: &Shared,
     path: &str,
     params: &[(String, String)],
@@ -172,6 +173,7 @@ fn with_links(
         s.append_pair("limit", &limit.to_string());
         format!("{}{}?{}", shared.base_url, path, s.finish())
     };
+    let mut response = json_ok(&Value::Array(items));
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&format!("<{}>; rel=\"self\"", url(None, true))) {
         headers.append(header::LINK, v);
@@ -237,14 +239,71 @@ fn group_search_allowed(attr: &str, op: Op) -> bool {
     known && (op != Op::Co || matches!(attr, "profile.name" | "profile.description"))
 }
 
-/// Sorts search results by `sortBy` (ties by id); cursor keys become positions.
-fn sort_by_attr<T>(
+/// What a listing's query asks for, as Okta reads it.
+struct Listing<'a> {
+    /// The `search` or `filter` expression.
+    expr: Option<query::Expr>,
+    /// `search` compares text case-insensitively, `filter` exactly.
+    case_insensitive: bool,
+    /// `q`, which applies only when there is no expression.
+    q: Option<&'a str>,
+    /// `sortBy` and whether `sortOrder` is `desc`: Okta sorts search results only.
+    sort: Option<(&'a str, bool)>,
+}
+
+/// Reads a listing's `search`, `filter`, `q` and sorting; `search` and `filter`
+/// together are refused (400 E0000033), as Okta does.
+fn listing<'a>(
+    params: &'a [(String, String)],
+    search_allowed: &dyn Fn(&str, Op) -> bool,
+    filter_allowed: &dyn Fn(&str, Op) -> bool,
+) -> Result<Listing<'a>, OktaError> {
+    let (search, filter) = (param(params, "search"), param(params, "filter"));
+    let (expr, case_insensitive) = match (search, filter) {
+        (Some(_), Some(_)) => {
+            return Err(OktaError::new(
+                StatusCode::BAD_REQUEST,
+                "E0000033",
+                summary::E0000033,
+            ))
+        }
+        (Some(s), None) => (Some(parse_expression(s, search_allowed)?), true),
+        (None, Some(f)) => (Some(parse_expression(f, filter_allowed)?), false),
+        (None, None) => (None, false),
+    };
+    let sort = param(params, "sortBy")
+        .filter(|_| search.is_some())
+        .map(|by| {
+            let descending =
+                param(params, "sortOrder").is_some_and(|o| o.eq_ignore_ascii_case("desc"));
+            (by, descending)
+        });
+    Ok(Listing {
+        expr,
+        case_insensitive,
+        q: param(params, "q"),
+        sort,
+    })
+}
+
+/// A page of users as a collection renders them.
+fn users_page(store: &super::store::Store, page: Vec<&super::store::User>) -> Vec<Value> {
+    page.into_iter()
+        .map(|u| store.render_user(u, Render::Collection))
+        .collect()
+}
+
+/// Sorts search results by `sortBy` (ties by id), when asked to; cursor keys become
+/// positions.
+fn sorted<T>(
     items: Vec<(u64, T)>,
-    sort_by: &str,
-    descending: bool,
+    sort: Option<(&str, bool)>,
     value: &dyn Fn(&T, &str) -> Option<Value>,
     id: &dyn Fn(&T) -> String,
 ) -> Vec<(u64, T)> {
+    let Some((sort_by, descending)) = sort else {
+        return items;
+    };
     let mut keyed: Vec<(String, String, T)> = items
         .into_iter()
         .map(|(_, t)| {
@@ -271,30 +330,19 @@ fn sort_by_attr<T>(
 
 async fn list_users(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
     let params = params(raw);
-    let search = param(&params, "search");
-    let filter = param(&params, "filter");
-    let q = param(&params, "q");
-    if search.is_some() && filter.is_some() {
-        return Err(OktaError::new(
-            StatusCode::BAD_REQUEST,
-            "E0000033",
-            summary::E0000033,
-        ));
-    }
-    let (expr, case_insensitive) = match (search, filter) {
-        (Some(s), _) => (Some(parse_expression(s, &user_search_allowed)?), true),
-        (_, Some(f)) => (Some(parse_expression(f, &user_filter_allowed)?), false),
-        _ => (None, false),
-    };
+    let asked = listing(&params, &user_search_allowed, &user_filter_allowed)?;
+    let (expr, q) = (&asked.expr, asked.q);
     let q_mode = q.is_some() && expr.is_none();
     let limit = limit_param(&params, if q_mode { 10 } else { 200 }, 200)?;
     let after = after_param(&shared, &params)?;
 
     let store = shared.store.lock().unwrap();
-    let mut items: Vec<(u64, &super::store::User)> = store
+    let items: Vec<(u64, &super::store::User)> = store
         .users()
-        .filter(|u| match (&expr, q) {
-            (Some(e), _) => query::eval(e, &|attr| store.user_attr(u, attr), case_insensitive),
+        .filter(|u| match (expr, q) {
+            (Some(e), _) => {
+                query::eval(e, &|attr| store.user_attr(u, attr), asked.case_insensitive)
+            }
             (None, Some(q)) => {
                 let q = q.to_lowercase();
                 u.status != UserStatus::Deprovisioned
@@ -309,27 +357,19 @@ async fn list_users(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) 
         })
         .map(|u| (u.seq, u))
         .collect();
-    if let (Some(sort_by), Some(_)) = (param(&params, "sortBy"), search) {
-        let descending =
-            param(&params, "sortOrder").is_some_and(|o| o.eq_ignore_ascii_case("desc"));
-        items = sort_by_attr(
-            items,
-            sort_by,
-            descending,
-            &|u, attr| store.user_attr(u, attr),
-            &|u| u.id.clone(),
-        );
-    }
+    let items = sorted(
+        items,
+        asked.sort,
+        &|u, attr| store.user_attr(u, attr),
+        &|u| u.id.clone(),
+    );
     let (page, next) = paginate(items, after, limit);
     // `q` has no paging: a single page, never a `next` link.
     let next = if q_mode { None } else { next };
-    let body: Vec<Value> = page
-        .into_iter()
-        .map(|u| store.render_user(u, Render::Collection))
-        .collect();
+    let body = users_page(&store, page);
     drop(store);
-    Ok(with_links(
-        json_ok(&Value::Array(body)),
+    Ok(collection(
+        body,
         &shared,
         "/api/v1/users",
         &params,
@@ -761,30 +801,19 @@ async fn create_group(State(shared): State<Arc<Shared>>, body: Bytes) -> ApiResu
 
 async fn list_groups(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
     let params = params(raw);
-    let search = param(&params, "search");
-    let filter = param(&params, "filter");
-    let q = param(&params, "q");
-    if search.is_some() && filter.is_some() {
-        return Err(OktaError::new(
-            StatusCode::BAD_REQUEST,
-            "E0000033",
-            summary::E0000033,
-        ));
-    }
-    let (expr, case_insensitive) = match (search, filter) {
-        (Some(s), _) => (Some(parse_expression(s, &group_search_allowed)?), true),
-        (_, Some(f)) => (Some(parse_expression(f, &group_filter_allowed)?), false),
-        _ => (None, false),
-    };
+    let asked = listing(&params, &group_search_allowed, &group_filter_allowed)?;
+    let (expr, q) = (&asked.expr, asked.q);
     let q_mode = q.is_some() && expr.is_none();
     let limit = limit_param(&params, if q_mode { 300 } else { 10_000 }, 10_000)?;
     let after = after_param(&shared, &params)?;
     let stats = param(&params, "expand").is_some_and(|e| e.split(',').any(|x| x == "stats"));
     let store = shared.store.lock().unwrap();
-    let mut items: Vec<(u64, &super::store::Group)> = store
+    let items: Vec<(u64, &super::store::Group)> = store
         .groups()
-        .filter(|g| match (&expr, q) {
-            (Some(e), _) => query::eval(e, &|attr| store.group_attr(g, attr), case_insensitive),
+        .filter(|g| match (expr, q) {
+            (Some(e), _) => {
+                query::eval(e, &|attr| store.group_attr(g, attr), asked.case_insensitive)
+            }
             (None, Some(q)) => g
                 .profile
                 .get("name")
@@ -794,17 +823,12 @@ async fn list_groups(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery)
         })
         .map(|g| (g.seq, g))
         .collect();
-    if let (Some(sort_by), Some(_)) = (param(&params, "sortBy"), search) {
-        let descending =
-            param(&params, "sortOrder").is_some_and(|o| o.eq_ignore_ascii_case("desc"));
-        items = sort_by_attr(
-            items,
-            sort_by,
-            descending,
-            &|g, attr| store.group_attr(g, attr),
-            &|g| g.id.clone(),
-        );
-    }
+    let items = sorted(
+        items,
+        asked.sort,
+        &|g, attr| store.group_attr(g, attr),
+        &|g| g.id.clone(),
+    );
     let (page, next) = paginate(items, after, limit);
     let next = if q_mode { None } else { next };
     let body: Vec<Value> = page
@@ -812,8 +836,8 @@ async fn list_groups(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery)
         .map(|g| store.render_group(g, stats))
         .collect();
     drop(store);
-    Ok(with_links(
-        json_ok(&Value::Array(body)),
+    Ok(collection(
+        body,
         &shared,
         "/api/v1/groups",
         &params,
@@ -892,13 +916,10 @@ async fn list_members(
         .group(&group_id)
         .ok_or_else(|| OktaError::group_not_found(&group_id))?;
     let (page, next) = paginate(store.members(g), after, limit);
-    let body: Vec<Value> = page
-        .into_iter()
-        .map(|u| store.render_user(u, Render::Collection))
-        .collect();
+    let body = users_page(&store, page);
     drop(store);
-    Ok(with_links(
-        json_ok(&Value::Array(body)),
+    Ok(collection(
+        body,
         &shared,
         &format!("/api/v1/groups/{group_id}/users"),
         &params,

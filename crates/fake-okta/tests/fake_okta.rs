@@ -566,7 +566,7 @@ async fn search_and_filter_find_users_by_login() {
         "A",
         UserStatus::Active,
     );
-    fake.create_user(
+    let bob = fake.create_user(
         "bob@example.com",
         "bob@example.com",
         "Bob",
@@ -636,6 +636,20 @@ async fn search_and_filter_find_users_by_login() {
 
     let (_, q) = list("?q=bo".into()).await;
     assert_eq!(q.as_array().unwrap().len(), 1);
+
+    // `sortBy` sorts search results (`sortOrder` in any case); a filter ignores both.
+    let active = urlencode(r#"status eq "ACTIVE""#);
+    let by_name = "sortBy=profile.firstName";
+    let (_, asc) = list(format!("?search={active}&{by_name}")).await;
+    assert_eq!(ids(&asc), vec![alice.clone(), bob.clone()]);
+    let (_, desc) = list(format!("?search={active}&{by_name}&sortOrder=DESC")).await;
+    assert_eq!(ids(&desc), vec![bob.clone(), alice.clone()]);
+    let (_, filtered) = list(format!("?filter={active}&{by_name}&sortOrder=desc")).await;
+    assert_eq!(
+        ids(&filtered),
+        vec![alice.clone(), bob.clone()],
+        "in creation order"
+    );
 
     let (status, err) = list(format!(
         "?search={}&filter={}",
