@@ -1111,6 +1111,14 @@ struct PurgeResult {
 /// sessions that stay valid) from `clients` clients, and two token writers (logins
 /// again under expired sessions: each PUT replaces a row the purge wants), while
 /// `purge` runs; returns the latencies before and during, and the purge's result.
+/// A purge as one statement, as it was done before efs-iam's batches: rows deleted.
+async fn one_statement(
+    pool: &MySqlPool,
+    delete: sqlx::query::Query<'_, sqlx::MySql, sqlx::mysql::MySqlArguments>,
+) -> u64 {
+    delete.execute(pool).await.unwrap().rows_affected()
+}
+
 async fn under_load<F, Fut>(
     svc: &Service,
     layout: &Layout,
@@ -1487,20 +1495,14 @@ async fn run_scale(args: &Args, admin: &str, refs: u64, purge: bool) -> ScaleRes
         let clients = args.purge_load_clients;
         // Sessions, one statement (before).
         expire_sessions(&pool).await;
-        let p = pool.clone();
+        let expired = sqlx::query("DELETE FROM iam_token_data WHERE expires_at <= UTC_TIMESTAMP()");
         purges.push(
             under_load(
                 &svc,
                 &layout,
                 clients,
                 "sessions: one DELETE (before)",
-                || async move {
-                    sqlx::query("DELETE FROM iam_token_data WHERE expires_at <= UTC_TIMESTAMP()")
-                        .execute(&p)
-                        .await
-                        .unwrap()
-                        .rows_affected()
-                },
+                || one_statement(&pool, expired),
             )
             .await,
         );
@@ -1533,21 +1535,14 @@ async fn run_scale(args: &Args, admin: &str, refs: u64, purge: bool) -> ScaleRes
         settle(&pool).await;
         let cutoff = Utc::now() - chrono::Duration::days(182);
         let cutoff_sql = cutoff.naive_utc().trunc_subsecs(0);
-        let p = pool.clone();
+        let older = sqlx::query("DELETE FROM iam_error_log WHERE created_at < ?").bind(cutoff_sql);
         purges.push(
             under_load(
                 &svc,
                 &layout,
                 clients,
                 "error log: one DELETE (before)",
-                || async move {
-                    sqlx::query("DELETE FROM iam_error_log WHERE created_at < ?")
-                        .bind(cutoff_sql)
-                        .execute(&p)
-                        .await
-                        .unwrap()
-                        .rows_affected()
-                },
+                || one_statement(&pool, older),
             )
             .await,
         );

@@ -200,21 +200,39 @@ fn okta_answers(okta: &FakeOkta) -> (usize, usize) {
     (answered_429, deletes)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn phase(
-    name: &'static str,
-    items: usize,
-    elapsed: Duration,
-    before: &[usize],
-    after: &[usize],
-    answered_429: u64,
+/// Where a phase starts: the fake's call counts and the 429s the instances have seen.
+struct PhaseStart {
+    calls: Vec<usize>,
+    seen_429: u64,
+}
+
+impl PhaseStart {
+    async fn now(okta: &FakeOkta, svcs: &[Service]) -> Self {
+        Self {
+            calls: calls(okta),
+            seen_429: seen_429_all(svcs).await,
+        }
+    }
+}
+
+/// What a phase of `items` took `elapsed` to do, read from the fake and the instances
+/// at its end.
+async fn phase(
+    (name, items, elapsed): (&'static str, usize, Duration),
+    start: &PhaseStart,
+    (okta, svcs): (&FakeOkta, &[Service]),
     budget: f64,
-    rss_kib: &[u64],
     sequential: f64,
-    okta: (usize, usize),
 ) -> Phase {
+    let answered_429 = seen_429_all(svcs).await - start.seen_429;
+    let rss_kib: Vec<u64> = svcs.iter().map(Service::peak_rss_kib).collect();
+    let okta_answers = okta_answers(okta);
     let seconds = elapsed.as_secs_f64();
-    let delta: Vec<usize> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    let delta: Vec<usize> = calls(okta)
+        .iter()
+        .zip(&start.calls)
+        .map(|(a, b)| a - b)
+        .collect();
     let okta_calls: usize = delta.iter().sum();
     let mut per_bucket: Vec<(&'static str, usize)> = Vec::new();
     for (i, (_, _, bucket)) in ROUTES.iter().enumerate() {
@@ -247,8 +265,8 @@ fn phase(
         peak_rss_mib_per_instance: rss,
         sequential_per_second: sequential,
         speed_up: per_second / sequential,
-        okta_429: okta.0,
-        okta_deletes_2xx: okta.1,
+        okta_429: okta_answers.0,
+        okta_deletes_2xx: okta_answers.1,
     }
 }
 
@@ -257,42 +275,31 @@ async fn sequential_baseline(okta: &FakeOkta, n: usize) -> (f64, f64) {
     let base = okta.base_url();
     let group = okta.create_group("Sequential baseline");
     let auth = format!("SSWS {TOKEN}");
+    let send = |request: reqwest::RequestBuilder| {
+        let request = request.header("authorization", &auth);
+        async move { request.send().await.unwrap() }
+    };
     let started = Instant::now();
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
         let login = format!("seq{i}@example.com");
-        let found = http
-            .get(format!("{base}/api/v1/users/{login}"))
-            .header("authorization", &auth)
-            .send()
-            .await
-            .unwrap();
+        let found = send(http.get(format!("{base}/api/v1/users/{login}"))).await;
         assert_eq!(found.status(), 404);
+        let profile = json!({"login": login, "email": login, "firstName": "S", "lastName": "Q"});
         let create = http
             .post(format!("{base}/api/v1/users?activate=true"))
-            .header("authorization", &auth)
-            .json(&json!({"profile": {"login": login, "email": login, "firstName": "S", "lastName": "Q"}}));
-        let created: Value = create.send().await.unwrap().json().await.unwrap();
+            .json(&json!({ "profile": profile }));
+        let created: Value = send(create).await.json().await.unwrap();
         let id = created["id"].as_str().expect("created").to_owned();
-        let added = http
-            .put(format!("{base}/api/v1/groups/{group}/users/{id}"))
-            .header("authorization", &auth)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(added.status(), 204);
+        let member = format!("{base}/api/v1/groups/{group}/users/{id}");
+        assert_eq!(send(http.put(member)).await.status(), 204);
         ids.push(id);
     }
     let users_per_second = n as f64 / started.elapsed().as_secs_f64();
     let started = Instant::now();
     for id in &ids {
-        let removed = http
-            .delete(format!("{base}/api/v1/groups/{group}/users/{id}"))
-            .header("authorization", &auth)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(removed.status(), 204);
+        let member = format!("{base}/api/v1/groups/{group}/users/{id}");
+        assert_eq!(send(http.delete(member)).await.status(), 204);
     }
     let removals_per_second = n as f64 / started.elapsed().as_secs_f64();
     (users_per_second, removals_per_second)
@@ -405,7 +412,6 @@ async fn main() {
         svcs.push(svc);
     }
     let svc = &svcs[0];
-    let peak_rss = |svcs: &[Service]| svcs.iter().map(Service::peak_rss_kib).collect::<Vec<_>>();
     if let Some(db) = &mysql {
         // The EFS core rows the portal references point at.
         for chunk in (1..=args.users as i64).collect::<Vec<_>>().chunks(1000) {
@@ -438,8 +444,7 @@ async fn main() {
         })
         .collect();
     okta.clear_requests();
-    let before = calls(&okta);
-    let before_429 = seen_429_all(&svcs).await;
+    let start = PhaseStart::now(&okta, &svcs).await;
     let started = Instant::now();
     let job = svc
         .call(
@@ -473,25 +478,20 @@ async fn main() {
     }
     let elapsed = started.elapsed();
     let sync = phase(
-        "sync portal users",
-        args.users,
-        elapsed,
-        &before,
-        &calls(&okta),
-        seen_429_all(&svcs).await - before_429,
+        ("sync portal users", args.users, elapsed),
+        &start,
+        (&okta, &svcs),
         budget,
-        &peak_rss(&svcs),
         seq_users,
-        okta_answers(&okta),
-    );
+    )
+    .await;
     eprintln!("{sync:#?}");
     let okta_ids = okta.group_members(&group);
     assert_eq!(okta_ids.len(), args.users);
 
     // --- unassignment drain ---
     okta.clear_requests();
-    let before = calls(&okta);
-    let before_429 = seen_429_all(&svcs).await;
+    let start = PhaseStart::now(&okta, &svcs).await;
     let (stop_sampling, stop_rx) = tokio::sync::watch::channel(false);
     let sampler = governor_trace::spawn_sampler(
         svcs.iter().map(|s| s.base.clone()).collect(),
@@ -541,17 +541,13 @@ async fn main() {
         svcs.len(),
     );
     let drain = phase(
-        "drain unassignments",
-        args.unassignments,
-        elapsed,
-        &before,
-        &calls(&okta),
-        seen_429_all(&svcs).await - before_429,
+        ("drain unassignments", args.unassignments, elapsed),
+        &start,
+        (&okta, &svcs),
         budget,
-        &peak_rss(&svcs),
         seq_removals,
-        okta_answers(&okta),
-    );
+    )
+    .await;
     eprintln!("{drain:#?}");
     // The drain names the synced users in turn: with fewer removals than users, the
     // rest are still members.
