@@ -314,28 +314,16 @@ pub async fn portal_sync_failure_is_recorded(db: TestDb) {
     assert_eq!(r.okta_user_id, None);
     assert_eq!(r.has_data_changes, Some(true));
 
-    s.put_portal_user_reference(
-        portal(5),
-        user(12),
-        &PortalUserReferenceUpsert {
-            okta_user_id: okta("00ukeep"),
-            status: PortalUserStatus::Synced,
-            has_data_changes: false,
-        },
-    )
-    .await
-    .unwrap();
-    s.put_portal_user_reference(
-        portal(6),
-        user(12),
-        &PortalUserReferenceUpsert {
-            okta_user_id: okta("00ukeep"),
-            status: PortalUserStatus::Synced,
-            has_data_changes: false,
-        },
-    )
-    .await
-    .unwrap();
+    let kept = PortalUserReferenceUpsert {
+        okta_user_id: okta("00ukeep"),
+        status: PortalUserStatus::Synced,
+        has_data_changes: false,
+    };
+    for p in [5, 6] {
+        s.put_portal_user_reference(portal(p), user(12), &kept)
+            .await
+            .unwrap();
+    }
     s.mark_portal_sync_failed(portal(5), user(12), None, PortalUserStatus::Failed)
         .await
         .unwrap();
@@ -423,30 +411,18 @@ pub async fn sync_jobs_claim_record_and_finish(db: TestDb) {
     assert_eq!((a[0].user_id, a[0].portal_id), (1, 9));
     assert_eq!(a[0].job_id, job.id);
     assert_eq!(a[0].profile, r#"{"login":"u1@example.com"}"#);
+    let created = ItemResult::Succeeded {
+        outcome: "created".into(),
+        okta_user_id: "00uNEW".into(),
+    };
     assert!(s
-        .finish_sync_item(
-            a[0].id,
-            "a",
-            &ItemResult::Succeeded {
-                outcome: "created".into(),
-                okta_user_id: "00uNEW".into()
-            },
-            t0
-        )
+        .finish_sync_item(a[0].id, "a", &created, t0)
         .await
         .unwrap());
     assert!(
-        !s.finish_sync_item(
-            a[0].id,
-            "a",
-            &ItemResult::Succeeded {
-                outcome: "created".into(),
-                okta_user_id: "00uNEW".into()
-            },
-            t0
-        )
-        .await
-        .unwrap(),
+        !s.finish_sync_item(a[0].id, "a", &created, t0)
+            .await
+            .unwrap(),
         "a finished item stays finished"
     );
     assert!(s
@@ -579,6 +555,9 @@ pub async fn leases_are_renewed_by_their_holder_only(db: TestDb) {
         .await
         .unwrap();
     let t0 = now();
+    // a holds the lease to 30 s and renews it to 90 s: at 60 s it is still a's, at
+    // 91 s b may take over.
+    let (after_first_lease, after_renewal) = (t0 + secs(60), t0 + secs(91));
     let rows = s
         .claim_unassignments("a", t0, t0 + secs(30), 10)
         .await
@@ -596,7 +575,6 @@ pub async fn leases_are_renewed_by_their_holder_only(db: TestDb) {
             .unwrap(),
         3
     );
-    let after_first_lease = t0 + secs(60);
     assert!(
         s.claim_unassignments("b", after_first_lease, after_first_lease + secs(30), 10)
             .await
@@ -604,7 +582,6 @@ pub async fn leases_are_renewed_by_their_holder_only(db: TestDb) {
             .is_empty(),
         "renewed: still a's"
     );
-    let after_renewal = t0 + secs(91);
     let taken = s
         .claim_unassignments("b", after_renewal, after_renewal + secs(30), 10)
         .await
@@ -822,6 +799,9 @@ pub async fn okta_event_leases_are_renewed_and_finished_by_their_holder_only(db:
         0,
         "a redelivery stores nothing"
     );
+    // a holds the lease to 30 s and renews it to 90 s: at 60 s it is still a's, at
+    // 91 s b may take over.
+    let (after_first_lease, after_renewal) = (t0 + secs(60), t0 + secs(91));
     let claimed = s
         .claim_okta_events("a", t0, t0 + secs(30), 10)
         .await
@@ -841,7 +821,6 @@ pub async fn okta_event_leases_are_renewed_and_finished_by_their_holder_only(db:
             .unwrap(),
         3
     );
-    let after_first_lease = t0 + secs(60);
     assert!(
         s.claim_okta_events("b", after_first_lease, after_first_lease + secs(30), 10)
             .await
@@ -849,7 +828,6 @@ pub async fn okta_event_leases_are_renewed_and_finished_by_their_holder_only(db:
             .is_empty(),
         "renewed: still a's"
     );
-    let after_renewal = t0 + secs(91);
     let taken = s
         .claim_okta_events("b", after_renewal, after_renewal + secs(30), 10)
         .await
