@@ -226,20 +226,20 @@ async fn put_portal_settings(
 #[tracing::instrument(skip_all)]
 async fn get_portal_setting(
     State(state): State<AppState>,
-    AppPath(PortalSettingPath {
-        portal_id: portal,
-        key,
-    }): AppPath<PortalSettingPath>,
+    AppPath(PortalSettingPath { portal_id, key }): AppPath<PortalSettingPath>,
 ) -> ApiResult<Json<PortalSettingValue>> {
     let row = state
         .portal_settings
-        .portal_setting(portal, &key)
+        .portal_setting(portal_id, &key)
         .await?
         .ok_or_else(|| {
-            ApiError::NotFound(format!("portal {portal} has no setting {}", key.as_str()))
+            ApiError::NotFound(format!(
+                "portal {portal_id} has no setting {}",
+                key.as_str()
+            ))
         })?;
     Ok(Json(PortalSettingValue {
-        portal_id: portal.get(),
+        portal_id: portal_id.get(),
         key: row.key.unwrap_or_else(|| key.as_str().to_owned()),
         value: row.value,
     }))
@@ -267,10 +267,7 @@ async fn get_portal_setting(
 async fn put_portal_setting(
     State(state): State<AppState>,
     Extension(caller): Extension<Arc<Caller>>,
-    AppPath(PortalSettingPath {
-        portal_id: portal,
-        key,
-    }): AppPath<PortalSettingPath>,
+    AppPath(PortalSettingPath { portal_id, key }): AppPath<PortalSettingPath>,
     AppJson(body): AppJson<PutPortalSetting>,
 ) -> ApiResult<(StatusCode, Json<PortalSettingValue>)> {
     let value = nullable_value("value", &body.value).map_err(|e| ApiError::Validation(vec![e]))?;
@@ -278,7 +275,7 @@ async fn put_portal_setting(
         .settings_guard
         .put(
             &caller.subject,
-            portal,
+            portal_id,
             &[(key.clone(), value.clone())],
             FieldNames::Single,
         )
@@ -291,7 +288,7 @@ async fn put_portal_setting(
     Ok((
         status,
         Json(PortalSettingValue {
-            portal_id: portal.get(),
+            portal_id: portal_id.get(),
             key: key.as_str().to_owned(),
             value,
         }),
@@ -316,18 +313,15 @@ async fn put_portal_setting(
 async fn delete_portal_setting(
     State(state): State<AppState>,
     Extension(caller): Extension<Arc<Caller>>,
-    AppPath(PortalSettingPath {
-        portal_id: portal,
-        key,
-    }): AppPath<PortalSettingPath>,
+    AppPath(PortalSettingPath { portal_id, key }): AppPath<PortalSettingPath>,
 ) -> ApiResult<StatusCode> {
     match state
         .settings_guard
-        .delete(&caller.subject, portal, &key)
+        .delete(&caller.subject, portal_id, &key)
         .await?
     {
         None => Err(ApiError::NotFound(format!(
-            "portal {portal} has no setting {}",
+            "portal {portal_id} has no setting {}",
             key.as_str()
         ))),
         Some(_) => Ok(StatusCode::NO_CONTENT),
