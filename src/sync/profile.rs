@@ -135,30 +135,51 @@ pub(crate) fn attributes_schema() -> Schema {
     Schema::Object(object)
 }
 
-/// The profile fields of a sync request (single or batch entry).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"login": "ada@example.com", "email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace", "attributes": {"department": "R&D"}}))]
-pub struct SyncUserRequest {
-    /// Okta login, usually the e-mail address; 1 to 100 characters, not blank.
-    #[schema(min_length = 1, max_length = 100, pattern = "[^ \\t\\r\\n]")]
-    pub login: String,
-    /// 3 to 100 characters: one `@`, no spaces.
-    #[schema(
-        min_length = 3,
-        max_length = 100,
-        pattern = "^[^@ \\t\\r\\n]+@[^@ \\t\\r\\n]+$"
-    )]
-    pub email: String,
-    /// 1 to 50 characters, not blank.
-    #[schema(min_length = 1, max_length = 50, pattern = "[^ \\t\\r\\n]")]
-    pub first_name: String,
-    /// 1 to 50 characters, not blank.
-    #[schema(min_length = 1, max_length = 50, pattern = "[^ \\t\\r\\n]")]
-    pub last_name: String,
-    #[schema(schema_with = attributes_schema)]
-    #[serde(default)]
-    pub attributes: Option<Map<String, Value>>,
+/// Declares a request body that carries a profile: the body's own fields, then the
+/// profile's, whose constraints (Okta's default user schema, as the spec states them and
+/// [`validate_profile`] checks them) are written here once for every body that has
+/// them: the single sync's and a batch job's user.
+macro_rules! profile_body {
+    (
+        $(#[$attr:meta])*
+        pub struct $name:ident {
+            $($(#[$field_attr:meta])* pub $field:ident: $ty:ty,)*
+        }
+    ) => {
+        $(#[$attr])*
+        pub struct $name {
+            $($(#[$field_attr])* pub $field: $ty,)*
+            /// Okta login, usually the e-mail address; 1 to 100 characters, not blank.
+            #[schema(min_length = 1, max_length = 100, pattern = "[^ \\t\\r\\n]")]
+            pub login: String,
+            /// 3 to 100 characters: one `@`, no spaces.
+            #[schema(
+                min_length = 3,
+                max_length = 100,
+                pattern = "^[^@ \\t\\r\\n]+@[^@ \\t\\r\\n]+$"
+            )]
+            pub email: String,
+            /// 1 to 50 characters, not blank.
+            #[schema(min_length = 1, max_length = 50, pattern = "[^ \\t\\r\\n]")]
+            pub first_name: String,
+            /// 1 to 50 characters, not blank.
+            #[schema(min_length = 1, max_length = 50, pattern = "[^ \\t\\r\\n]")]
+            pub last_name: String,
+            #[schema(schema_with = $crate::sync::profile::attributes_schema)]
+            #[serde(default)]
+            pub attributes: Option<::serde_json::Map<String, ::serde_json::Value>>,
+        }
+    };
+}
+
+pub(crate) use profile_body;
+
+profile_body! {
+    /// The profile fields of a sync request (single or batch entry).
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    #[schema(example = json!({"login": "ada@example.com", "email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace", "attributes": {"department": "R&D"}}))]
+    pub struct SyncUserRequest {}
 }
 
 /// "Blank" as the schema's patterns say it (space, tab, CR, LF), so that the spec and

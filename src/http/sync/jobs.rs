@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -17,7 +16,7 @@ use crate::http::problem::{ApiError, ApiResult, FieldError, Problem};
 use crate::http::reply::{accepted, utc};
 use crate::http::AppState;
 use crate::storage::{ItemState, NewSyncJobItem, SyncJobItem, SyncJobItemQuery};
-use crate::sync::profile::{attributes_schema, validate_profile};
+use crate::sync::profile::{profile_body, validate_profile};
 
 pub const MAX_USERS: usize = 10_000;
 const DEFAULT_PAGE: u32 = 1000;
@@ -39,29 +38,16 @@ pub struct BatchSyncRequest {
     pub users: Vec<BatchUser>,
 }
 
-/// One portal user of a batch: the panelist id and the profile fields of a single sync.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BatchUser {
-    /// Panelist id (`panelists.uid`).
-    #[serde(deserialize_with = "integral")]
-    #[schema(minimum = 1, maximum = 2147483647)]
-    pub user_id: i64,
-    #[schema(min_length = 1, max_length = 100, pattern = "[^ \\t\\r\\n]")]
-    pub login: String,
-    #[schema(
-        min_length = 3,
-        max_length = 100,
-        pattern = "^[^@ \\t\\r\\n]+@[^@ \\t\\r\\n]+$"
-    )]
-    pub email: String,
-    #[schema(min_length = 1, max_length = 50, pattern = "[^ \\t\\r\\n]")]
-    pub first_name: String,
-    #[schema(min_length = 1, max_length = 50, pattern = "[^ \\t\\r\\n]")]
-    pub last_name: String,
-    #[schema(schema_with = attributes_schema)]
-    #[serde(default)]
-    pub attributes: Option<Map<String, Value>>,
+profile_body! {
+    /// One portal user of a batch: the panelist id and the profile fields of a single sync.
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct BatchUser {
+        /// Panelist id (`panelists.uid`).
+        #[serde(deserialize_with = "integral")]
+        #[schema(minimum = 1, maximum = 2147483647)]
+        pub user_id: i64,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
