@@ -171,13 +171,8 @@ impl ErrorLogPurgeStore for SqlStore {
         deleted: u64,
     ) -> StorageResult<bool> {
         let deleted = i64::try_from(deleted).unwrap_or(i64::MAX);
-        self.record(
-            &LEASES,
-            id.to_owned(),
-            owner,
-            &[("deleted", Value::Add(deleted))],
-        )
-        .await
+        self.record_progress(&LEASES, id.to_owned(), owner, "deleted", deleted)
+            .await
     }
 
     #[tracing::instrument(skip(self, owner, error), err(level = "debug"))]

@@ -418,16 +418,18 @@ impl SqlStore {
         self.update_held(queue, id, owner, set, true).await
     }
 
-    /// Writes the values of `set` into a row `owner` holds, keeping the lease (progress
-    /// of work under way); `false` when the lease was lost.
-    pub(crate) async fn record<K: QueueKey>(
+    /// Adds `done` to the count in `column` of a row `owner` holds, keeping the lease
+    /// (progress of work under way); `false` when the lease was lost.
+    pub(crate) async fn record_progress<K: QueueKey>(
         &self,
         queue: &LeasedQueue,
         id: K,
         owner: &str,
-        set: &[(&'static str, Value<'_>)],
+        column: &'static str,
+        done: i64,
     ) -> StorageResult<bool> {
-        self.update_held(queue, id, owner, set, false).await
+        let set = [(column, Value::Add(done))];
+        self.update_held(queue, id, owner, &set, false).await
     }
 
     async fn update_held<K: QueueKey>(
