@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use super::{Step, Worker};
+use super::{work_through, LeasedItems, Step, Worker};
 use crate::domain::OktaUserId;
 use crate::okta::OktaClient;
 use crate::storage::{now, AdoptionStore, ClaimedAdoptionItem, ItemVerdict, StorageError};
@@ -52,7 +52,7 @@ impl Step for AdoptionStep {
     }
 }
 
-enum ItemOutcome {
+pub(super) enum ItemOutcome {
     Done(ItemVerdict),
     Retrying,
     Released,
@@ -122,18 +122,7 @@ impl AdoptionWorker {
             .await?;
         step.claimed = items.len();
         step.batch_full = items.len() as u32 >= self.settings.batch_size;
-        let heartbeat =
-            (!items.is_empty()).then(|| self.heartbeat(items.iter().map(|i| i.id).collect()));
-        let lost = heartbeat.as_ref().map(Heartbeat::lost).unwrap_or_default();
-        let outcomes = lost
-            .each_while_held(
-                items,
-                self.settings.concurrency as usize,
-                || ItemOutcome::Released,
-                |item| self.process(item),
-            )
-            .await;
-        for outcome in outcomes {
+        for outcome in work_through(self, items, self.settings.concurrency).await {
             match outcome {
                 ItemOutcome::Done(ItemVerdict::Adopted) => step.adopted += 1,
                 ItemOutcome::Done(ItemVerdict::AlreadyManaged) => step.already_managed += 1,
@@ -153,57 +142,6 @@ impl AdoptionWorker {
             step.runs_finished += 1;
         }
         Ok(step)
-    }
-
-    fn heartbeat(&self, ids: Vec<i64>) -> Heartbeat {
-        let (store, owner) = (self.store.clone(), self.owner.clone());
-        Heartbeat::start("adoption items", self.settings.lease, move |until| {
-            let (store, owner, ids) = (store.clone(), owner.clone(), ids.clone());
-            async move { store.renew_adoption_items(&ids, &owner, until).await }
-        })
-    }
-
-    async fn process(&self, item: ClaimedAdoptionItem) -> ItemOutcome {
-        if self.cancel.is_cancelled() {
-            return self.release(&item).await;
-        }
-        let raw = OktaUserId::from_stored(&item.okta_user_id);
-        let Ok(id) = OktaUserId::parse(&raw) else {
-            let why = format!("{raw:?} is not an Okta user id");
-            return self
-                .finish(&item, ItemVerdict::Refused, Some(&why), None)
-                .await;
-        };
-        match crate::okta::in_background(self.boundary.adoption_verdict(&id)).await {
-            Ok(Verdict::AlreadyManaged(record)) => {
-                let login = record.login.as_deref();
-                self.finish(&item, ItemVerdict::AlreadyManaged, None, login)
-                    .await
-            }
-            Ok(Verdict::Refused(why)) => {
-                let why = why.to_string();
-                self.finish(&item, ItemVerdict::Refused, Some(&why), None)
-                    .await
-            }
-            Ok(Verdict::Adoptable { login }) if item.dry_run => {
-                self.finish(&item, ItemVerdict::WouldAdopt, None, Some(&login))
-                    .await
-            }
-            Ok(Verdict::Adoptable { login }) => {
-                match self
-                    .boundary
-                    .record_adopted(&id, &item.requested_by, &login)
-                    .await
-                {
-                    Ok(_) => {
-                        self.finish(&item, ItemVerdict::Adopted, None, Some(&login))
-                            .await
-                    }
-                    Err(e) => self.failed(&item, &e).await,
-                }
-            }
-            Err(e) => self.failed(&item, &e).await,
-        }
     }
 
     async fn failed(&self, item: &ClaimedAdoptionItem, e: &SyncError) -> ItemOutcome {
@@ -261,5 +199,66 @@ impl AdoptionWorker {
             tracing::warn!(item = item.id, error = %e, "could not hand an adoption item back; its lease will run out");
         }
         ItemOutcome::Released
+    }
+}
+
+impl LeasedItems for AdoptionWorker {
+    type Item = ClaimedAdoptionItem;
+    type Outcome = ItemOutcome;
+
+    fn heartbeat(&self, items: &[ClaimedAdoptionItem]) -> Heartbeat {
+        let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
+        let (store, owner) = (self.store.clone(), self.owner.clone());
+        Heartbeat::start("adoption items", self.settings.lease, move |until| {
+            let (store, owner, ids) = (store.clone(), owner.clone(), ids.clone());
+            async move { store.renew_adoption_items(&ids, &owner, until).await }
+        })
+    }
+
+    fn released(&self) -> ItemOutcome {
+        ItemOutcome::Released
+    }
+
+    async fn process(&self, item: ClaimedAdoptionItem) -> ItemOutcome {
+        if self.cancel.is_cancelled() {
+            return self.release(&item).await;
+        }
+        let raw = OktaUserId::from_stored(&item.okta_user_id);
+        let Ok(id) = OktaUserId::parse(&raw) else {
+            let why = format!("{raw:?} is not an Okta user id");
+            return self
+                .finish(&item, ItemVerdict::Refused, Some(&why), None)
+                .await;
+        };
+        match crate::okta::in_background(self.boundary.adoption_verdict(&id)).await {
+            Ok(Verdict::AlreadyManaged(record)) => {
+                let login = record.login.as_deref();
+                self.finish(&item, ItemVerdict::AlreadyManaged, None, login)
+                    .await
+            }
+            Ok(Verdict::Refused(why)) => {
+                let why = why.to_string();
+                self.finish(&item, ItemVerdict::Refused, Some(&why), None)
+                    .await
+            }
+            Ok(Verdict::Adoptable { login }) if item.dry_run => {
+                self.finish(&item, ItemVerdict::WouldAdopt, None, Some(&login))
+                    .await
+            }
+            Ok(Verdict::Adoptable { login }) => {
+                match self
+                    .boundary
+                    .record_adopted(&id, &item.requested_by, &login)
+                    .await
+                {
+                    Ok(_) => {
+                        self.finish(&item, ItemVerdict::Adopted, None, Some(&login))
+                            .await
+                    }
+                    Err(e) => self.failed(&item, &e).await,
+                }
+            }
+            Err(e) => self.failed(&item, &e).await,
+        }
     }
 }

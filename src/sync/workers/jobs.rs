@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use super::{Step, Worker};
+use super::{work_through, LeasedItems, Step, Worker};
 use crate::domain::{EfsUserId, PortalId};
 use crate::storage::{now, ClaimedSyncItem, ItemResult, StorageError, SyncJobStore};
 use crate::sync::heartbeat::Heartbeat;
@@ -52,7 +52,7 @@ impl Step for JobStep {
     }
 }
 
-enum ItemOutcome {
+pub(super) enum ItemOutcome {
     Succeeded,
     Failed,
     Retrying,
@@ -110,19 +110,8 @@ impl JobWorker {
             .await?;
         step.claimed = items.len();
         step.batch_full = items.len() as u32 >= self.settings.batch_size;
-        let heartbeat =
-            (!items.is_empty()).then(|| self.heartbeat(items.iter().map(|i| i.id).collect()));
-        let lost = heartbeat.as_ref().map(Heartbeat::lost).unwrap_or_default();
-        let outcomes = lost
-            .each_while_held(
-                items,
-                self.settings.concurrency as usize,
-                || ItemOutcome::Released,
-                |item| self.process(item),
-            )
-            .await;
-        for o in outcomes {
-            match o {
+        for outcome in work_through(self, items, self.settings.concurrency).await {
+            match outcome {
                 ItemOutcome::Succeeded => step.succeeded += 1,
                 ItemOutcome::Failed => step.failed += 1,
                 ItemOutcome::Retrying => step.retrying += 1,
@@ -156,15 +145,6 @@ impl JobWorker {
         Ok(step)
     }
 
-    /// Renews the leases of the step's items while it runs.
-    fn heartbeat(&self, ids: Vec<i64>) -> Heartbeat {
-        let (jobs, owner) = (self.jobs.clone(), self.owner.clone());
-        Heartbeat::start("sync job items", self.settings.lease, move |until| {
-            let (jobs, owner, ids) = (jobs.clone(), owner.clone(), ids.clone());
-            async move { jobs.renew_sync_item_leases(&ids, &owner, until).await }
-        })
-    }
-
     async fn purge_old_jobs(&self) {
         let t = now();
         let last = self.last_purge.load(Ordering::Relaxed);
@@ -179,6 +159,47 @@ impl JobWorker {
             Ok(n) => tracing::info!(jobs = n, "finished sync jobs purged"),
             Err(e) => tracing::warn!(error = %e, "could not purge finished sync jobs"),
         }
+    }
+
+    async fn finish(&self, item: &ClaimedSyncItem, result: ItemResult) -> ItemOutcome {
+        let ok = matches!(result, ItemResult::Succeeded { .. });
+        match self
+            .jobs
+            .finish_sync_item(item.id, &self.owner, &result, now())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(item = item.id, "lease lost before the result was recorded")
+            }
+            Err(e) => {
+                tracing::warn!(item = item.id, error = %e, "could not record an item's result; the lease will run out");
+                return ItemOutcome::Released;
+            }
+        }
+        if ok {
+            ItemOutcome::Succeeded
+        } else {
+            ItemOutcome::Failed
+        }
+    }
+}
+
+impl LeasedItems for JobWorker {
+    type Item = ClaimedSyncItem;
+    type Outcome = ItemOutcome;
+
+    fn heartbeat(&self, items: &[ClaimedSyncItem]) -> Heartbeat {
+        let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
+        let (jobs, owner) = (self.jobs.clone(), self.owner.clone());
+        Heartbeat::start("sync job items", self.settings.lease, move |until| {
+            let (jobs, owner, ids) = (jobs.clone(), owner.clone(), ids.clone());
+            async move { jobs.renew_sync_item_leases(&ids, &owner, until).await }
+        })
+    }
+
+    fn released(&self) -> ItemOutcome {
+        ItemOutcome::Released
     }
 
     async fn process(&self, item: ClaimedSyncItem) -> ItemOutcome {
@@ -238,29 +259,6 @@ impl JobWorker {
                 }
             }
             Err(e) => self.finish(&item, failed(&e)).await,
-        }
-    }
-
-    async fn finish(&self, item: &ClaimedSyncItem, result: ItemResult) -> ItemOutcome {
-        let ok = matches!(result, ItemResult::Succeeded { .. });
-        match self
-            .jobs
-            .finish_sync_item(item.id, &self.owner, &result, now())
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(item = item.id, "lease lost before the result was recorded")
-            }
-            Err(e) => {
-                tracing::warn!(item = item.id, error = %e, "could not record an item's result; the lease will run out");
-                return ItemOutcome::Released;
-            }
-        }
-        if ok {
-            ItemOutcome::Succeeded
-        } else {
-            ItemOutcome::Failed
         }
     }
 }

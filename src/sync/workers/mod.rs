@@ -17,7 +17,9 @@
 //!   (purges of the error log).
 //!
 //! Adding a worker: implement [`Worker`] for it, and register it in
-//! `SyncService::new` (one line).
+//! `SyncService::new` (one line). A worker of leased items claimed in batches (batch-job
+//! items, adoption items) also implements `LeasedItems` and works through each batch
+//! with `work_through`.
 
 pub mod adoptions;
 pub mod error_log_purges;
@@ -32,6 +34,7 @@ pub mod unassignments;
 use std::future::Future;
 
 use crate::storage::StorageError;
+use crate::sync::heartbeat::Heartbeat;
 
 pub use registry::{Triggered, WorkerRegistry};
 pub use supervision::{WorkerExit, WorkerHealthSnapshot};
@@ -59,4 +62,37 @@ pub trait Step {
     /// Why work could not be done at all (e.g. Okta refused the credentials); the
     /// loop backs off as after an error.
     fn blocked(&self) -> Option<&str>;
+}
+
+/// What a worker of leased items does with one claimed batch, item by item.
+trait LeasedItems: Sync {
+    type Item: Send;
+    type Outcome: Send;
+
+    /// Starts renewing the leases of a claimed batch, for as long as it is worked on.
+    fn heartbeat(&self, items: &[Self::Item]) -> Heartbeat;
+    /// The outcome of an item not started because the batch's leases were lost.
+    fn released(&self) -> Self::Outcome;
+    /// Works on one item and records its outcome.
+    fn process(&self, item: Self::Item) -> impl Future<Output = Self::Outcome> + Send;
+}
+
+/// Works through a claimed batch, `concurrency` items at a time, while a heartbeat
+/// renews its leases (none for an empty batch); an item not started before the leases
+/// were lost is [released](LeasedItems::released): it may be another instance's by now,
+/// so nothing is done with it.
+async fn work_through<W: LeasedItems>(
+    worker: &W,
+    items: Vec<W::Item>,
+    concurrency: u32,
+) -> Vec<W::Outcome> {
+    let heartbeat = (!items.is_empty()).then(|| worker.heartbeat(&items));
+    let lost = heartbeat.as_ref().map(Heartbeat::lost).unwrap_or_default();
+    lost.each_while_held(
+        items,
+        concurrency as usize,
+        || worker.released(),
+        |item| worker.process(item),
+    )
+    .await
 }
