@@ -1,6 +1,7 @@
-//! A user's profile as EFS-Admin sends it: the request body (`SyncUserRequest`, also
-//! an item of a batch job), its checks to Okta's default user schema, and what must
-//! change in Okta for Okta's copy to say the same.
+//! A user's profile as EFS-Admin sends it: the request bodies that carry it
+//! (`SyncUserRequest`; a batch job's user has the same fields through `profile_body!`),
+//! its checks to Okta's default user schema, and what must change in Okta for Okta's
+//! copy to say the same.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -13,7 +13,7 @@ use reqwest::Url;
 use serde_json::{json, Value};
 
 pub use crate::common::Api;
-use crate::common::{test_settings, Running, TestDb};
+use crate::common::{test_settings, CuttableProxy, Running, TestDb};
 
 pub struct SyncApp {
     pub client: reqwest::Client,
@@ -239,4 +239,28 @@ pub async fn wait_for_run(app: &SyncApp, path: &str) -> Value {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("run {path} did not end within 10 s");
+}
+
+/// MariaDB behind a proxy, reached with short deadlines (500 ms to get a connection or
+/// to run a statement), so that a statement waiting on a row another session holds
+/// fails quickly; `None` where no MariaDB is configured.
+pub async fn mysql_with_short_deadlines() -> Option<(TestDb, CuttableProxy)> {
+    TestDb::mysql_behind_proxy(efs_iam::storage::ConnectOptions {
+        max_connections: 5,
+        acquire_timeout: Duration::from_millis(500),
+        statement_timeout: Duration::from_millis(500),
+    })
+    .await
+}
+
+/// Another session locks every row of `table` until the returned transaction ends: a
+/// worker's renewals of those rows' leases time out meanwhile.
+pub async fn lock_rows(db: &TestDb, table: &str) -> sqlx::Transaction<'static, sqlx::MySql> {
+    let other = sqlx::MySqlPool::connect(&db.url).await.unwrap();
+    let mut tx = other.begin().await.unwrap();
+    sqlx::query(&format!("SELECT id FROM {table} FOR UPDATE"))
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    tx
 }

@@ -280,3 +280,47 @@ async fn batches_are_validated_as_a_whole() {
         .await;
     assert_problem(&got, 404, "not-found");
 }
+
+/// The batch loop every worker of leased items shares (`work_through`): once a renewal
+/// of the batch's leases fails, the items not yet started are released, not synced:
+/// they may be another instance's by now. (Another session holds the items' rows, so
+/// the heartbeat's renewal times out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_worker_that_cannot_renew_its_leases_stops_syncing() {
+    let Some((db, _proxy)) = mysql_with_short_deadlines().await else {
+        return;
+    };
+    db.seed_efs_users(&[], &(1..=10).collect::<Vec<_>>()).await;
+    let okta = fake_okta().await;
+    let group = okta.create_group("Lost item leases");
+    let app = spawn(&db, Some(&okta), |s| {
+        s.sync.lease = Duration::from_secs(1);
+        s.sync.concurrency = 1;
+    })
+    .await;
+    app.link_portal(5, &group).await;
+    let (_, accepted) = app
+        .post("/api/v1/sync/portals/5/users", batch(1..=10))
+        .await;
+    assert_eq!(accepted["total"], 10, "{accepted}");
+    okta.set_latency(Duration::from_millis(400));
+    let worker = app.sync.job_worker().unwrap().clone();
+    let step = tokio::spawn(async move { worker.run_once().await });
+    // After the claim, before the first renewal (a third of the 1 s lease): another
+    // session locks the items' rows and keeps them locked.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let tx = lock_rows(&db, "efs_iam_sync_job_item").await;
+    let step = tokio::time::timeout(Duration::from_secs(30), step)
+        .await
+        .expect("the step ends")
+        .unwrap()
+        .unwrap();
+    tx.rollback().await.unwrap();
+    let created = okta.request_count("POST", "/api/v1/users");
+    assert!(
+        (1..=2).contains(&created),
+        "{created} users created: the batch must stop once its leases are lost (10 without the check)"
+    );
+    assert_eq!(step.claimed, 10);
+    assert!(step.released >= 8, "{step:?}");
+}

@@ -519,12 +519,7 @@ async fn a_long_step_keeps_its_rows_by_heartbeat() {
 /// instance's by the time their lease runs out. Without the check all 10 are removed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_cannot_renew_its_leases_stops_calling_okta() {
-    let options = efs_iam::storage::ConnectOptions {
-        max_connections: 5,
-        acquire_timeout: Duration::from_millis(500),
-        statement_timeout: Duration::from_millis(500),
-    };
-    let Some((db, _proxy)) = TestDb::mysql_behind_proxy(options).await else {
+    let Some((db, _proxy)) = mysql_with_short_deadlines().await else {
         return;
     };
     let okta = fake_okta().await;
@@ -546,12 +541,7 @@ async fn a_worker_that_cannot_renew_its_leases_stops_calling_okta() {
     // After the claim, before the first renewal (a third of the 1 s lease): another
     // session locks the queue's rows and keeps them locked.
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let other = sqlx::MySqlPool::connect(&db.url).await.unwrap();
-    let mut tx = other.begin().await.unwrap();
-    sqlx::query("SELECT id FROM iam_portal_user_group_unassignment_queue FOR UPDATE")
-        .fetch_all(&mut *tx)
-        .await
-        .unwrap();
+    let tx = lock_rows(&db, "iam_portal_user_group_unassignment_queue").await;
     let _ = tokio::time::timeout(Duration::from_secs(30), step)
         .await
         .expect("the step ends");
